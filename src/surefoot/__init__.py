@@ -1,0 +1,1 @@
+"""surefoot: call third-party HTTP APIs without slipping."""

@@ -1,0 +1,1 @@
+"""The sans-I/O policy core. Imports nothing but the standard library."""
