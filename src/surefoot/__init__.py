@@ -1,1 +1,138 @@
-"""surefoot: call third-party HTTP APIs without slipping."""
+"""surefoot: call third-party HTTP APIs without slipping.
+
+Signed requests, self-refreshing tokens, and retries done right, for requests (and,
+through the same sans-I/O core, other HTTP stacks). Importing ``surefoot`` imports no
+HTTP library: the requests integration (:class:`Client`, :class:`SurefootAdapter`) is
+loaded on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._auth import BearerAuth, HmacAuth
+from ._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
+from ._core._errors import (
+    AuthError,
+    BadSignature,
+    BodyDigestMismatch,
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidClient,
+    InvalidGrant,
+    MalformedSignature,
+    MissingHeader,
+    NotRetryable,
+    ReplayedNonce,
+    RequestFailed,
+    RetriesExhausted,
+    RetryAfterTooLong,
+    SignatureError,
+    SigningError,
+    StoreError,
+    SurefootError,
+    TimestampSkew,
+    TokenEndpointError,
+    TokenError,
+    TokenResponseError,
+    TransportError,
+    Unauthorized,
+    UnknownKey,
+)
+from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
+from ._core._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
+from ._core._history import Attempt, FailureKind
+from ._core._policy import RetryPolicy
+from ._core._retry_after import parse_http_date, parse_retry_after
+from ._core._tokens import ClientCredentials, Token
+from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
+from ._tokencache import TokenCache
+
+if TYPE_CHECKING:
+    from ._client import Client
+    from ._requests import SurefootAdapter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AuthError",
+    "BadSignature",
+    "BearerAuth",
+    "BodyDigestMismatch",
+    "Client",
+    "ClientCredentials",
+    "Clock",
+    "ConfigurationError",
+    "DeadlineExceeded",
+    "Event",
+    "EventKind",
+    "FailureKind",
+    "FakeClock",
+    "FileTokenStore",
+    "HmacAuth",
+    "HmacHeaders",
+    "HmacSigner",
+    "HmacVerifier",
+    "Hook",
+    "InvalidClient",
+    "InvalidGrant",
+    "LoggingHook",
+    "MalformedSignature",
+    "MemoryNonceCache",
+    "MemoryTokenStore",
+    "MissingHeader",
+    "NotRetryable",
+    "ReplayedNonce",
+    "RequestFailed",
+    "RetriesExhausted",
+    "RetryAfterTooLong",
+    "RetryPolicy",
+    "SignatureError",
+    "SigningError",
+    "StoreError",
+    "SurefootAdapter",
+    "SurefootError",
+    "SystemClock",
+    "TimestampSkew",
+    "Token",
+    "TokenCache",
+    "TokenEndpointError",
+    "TokenError",
+    "TokenResponseError",
+    "TokenStore",
+    "TransportError",
+    "Unauthorized",
+    "UnknownKey",
+    "__version__",
+    "history_of",
+    "is_testing",
+    "parse_http_date",
+    "parse_retry_after",
+    "redact_url",
+    "set_testing",
+    "testing",
+]
+
+_LAZY = {"Client": "._client", "SurefootAdapter": "._requests"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'surefoot' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def history_of(response: Any) -> tuple[Attempt, ...]:
+    """The attempt history surefoot recorded for a response (empty if none)."""
+    history = getattr(response, "surefoot_history", None)
+    if history is None:
+        extensions = getattr(response, "extensions", None)
+        if isinstance(extensions, dict):
+            history = extensions.get("surefoot.history")
+    return tuple(history or ())

@@ -1,0 +1,89 @@
+"""A small convenience client for the tutorial's ``APIClient`` use case, on requests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from ._core._clock import Clock
+from ._core._errors import ConfigurationError
+from ._core._events import Hook
+from ._core._pipeline import AuthStrategy
+from ._core._policy import RetryPolicy
+from ._requests import SurefootAdapter
+
+__all__ = ["Client"]
+
+
+class Client:
+    """``Client(base_url, auth=..., retry=RetryPolicy(...))`` with ``get/post/put/patch/
+    delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
+
+    Every request runs through :class:`SurefootAdapter`. The caller's dicts (headers,
+    params, json) are never mutated. Credentials only ever go to ``base_url``'s origin:
+    a redirect elsewhere is followed without them.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthStrategy | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | tuple[float, float] | None = 30.0,
+        headers: Mapping[str, str] | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigurationError("base_url must be an absolute http(s) URL")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        self.adapter = SurefootAdapter(retry=retry, auth=auth, hook=hook, clock=clock, rng=rng)
+        self.session.mount("http://", self.adapter)
+        self.session.mount("https://", self.adapter)
+        if headers:
+            self.session.headers.update(headers)
+
+    def __repr__(self) -> str:
+        return f"Client({self.base_url!r}, adapter={self.adapter!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url, path.lstrip("/"))
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return self.session.request(method.upper(), self.url_for(path), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        return self.request("DELETE", path, **kwargs)

@@ -1,0 +1,280 @@
+"""The per-request pipeline as a generator of effects — sans-I/O.
+
+``request_flow`` runs one *logical* request. It yields effects that a driver (sync for
+requests and httpx.Client, async for httpx.AsyncClient) carries out, and receives their
+results back:
+
+* :class:`Send` — send one attempt with these extra headers and this timeout; the driver
+  sends back a :class:`ResponseInfo` or a :class:`Failure`.
+* :class:`Sleep` — wait this long; the driver sends back ``None``.
+* :class:`FetchToken` — get a token from a cache (refreshing it if ``stale`` is the
+  current one); the driver sends back the :class:`Token`.
+
+It returns a :class:`FlowResult`: hand the last response to the caller, or raise the
+error. Per attempt: auth (sign or attach a token, fresh each time) → send → classify →
+decide. The idempotency key belongs to the logical request, the signature to the attempt.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._clock import Clock
+from ._errors import DeadlineExceeded, RequestFailed, RetryAfterTooLong, TransportError, Unauthorized
+from ._events import Event, EventKind, Hook, redact_url
+from ._history import Attempt
+from ._policy import Decision, Failure, ResponseInfo, RetryPolicy, Verdict, decide
+from ._tokens import Token
+
+__all__ = [
+    "AuthStrategy",
+    "FetchToken",
+    "FlowResult",
+    "RequestView",
+    "Send",
+    "Sleep",
+    "request_flow",
+]
+
+
+class AuthStrategy(Protocol):
+    """What the pipeline needs of an auth object.
+
+    ``token_cache`` is opaque to the core (``None`` for pure signers): the driver calls
+    its ``get``/``refresh_if_current``. ``credential_headers`` are the header names that
+    must never reach another origin.
+    """
+
+    @property
+    def credential_headers(self) -> tuple[str, ...]: ...
+
+    @property
+    def token_cache(self) -> Any | None: ...
+
+    def attempt_headers(
+        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+    ) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What the core sees of a request. ``body`` is the bytes to sign (``None``: empty)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    replayable: bool = True
+    #: False on a redirect hop to another origin: no credentials are attached.
+    credentials_allowed: bool = True
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == lname:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    attempt: int
+    headers: Mapping[str, str]
+    #: Header names to remove from the request (credentials on a cross-origin hop).
+    remove: tuple[str, ...]
+    #: Cap for this attempt's timeouts: what is left of the deadline (None: no cap).
+    timeout: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FetchToken:
+    cache: Any
+    deadline: float | None
+    stale: Token | None = None
+
+
+Effect = Send | Sleep | FetchToken
+
+
+@dataclass(frozen=True, slots=True)
+class FlowResult:
+    """``error`` set: raise it (the driver attaches the last response). Else return the
+    last response."""
+
+    history: tuple[Attempt, ...]
+    error: RequestFailed | None = None
+
+
+def _summary(method: str, url: str, history: list[Attempt], reason: str) -> str:
+    n = len(history)
+    return f"{method} {redact_url(url)} failed after {n} attempt{'s' * (n != 1)}: {reason}"
+
+
+def request_flow(
+    request: RequestView,
+    *,
+    policy: RetryPolicy,
+    auth: AuthStrategy | None,
+    clock: Clock,
+    hook: Hook,
+    rng: Callable[[], float],
+    key_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
+) -> Generator[Effect, Any, FlowResult]:
+    method = request.method.upper()
+    url = request.url
+    shown = redact_url(url)
+    start = clock.monotonic()
+    deadline = start + policy.deadline if policy.deadline is not None else None
+
+    base_headers: dict[str, str] = {}
+    key = request.header(policy.idempotency_header)
+    if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
+        key = key_factory()
+        base_headers[policy.idempotency_header] = key
+    idempotent = method in policy.idempotent_methods or key is not None
+
+    use_auth = auth if request.credentials_allowed else None
+    remove: tuple[str, ...] = ()
+    if auth is not None and not request.credentials_allowed:
+        remove = auth.credential_headers
+        hook(Event(kind=EventKind.CREDENTIALS_WITHHELD, method=method, url=shown,
+                   reason="redirected to another origin"))
+
+    history: list[Attempt] = []
+    tries = 0  # attempts that count against max_attempts
+    number = 0
+    wait_before = 0.0
+    refreshed = False
+
+    def record(
+        status: int | None, error: str | None, started: float, decision: str
+    ) -> Attempt:
+        item = Attempt(
+            number=number,
+            method=method,
+            status=status,
+            error=error,
+            wait_before=wait_before,
+            started=started,
+            elapsed=clock.monotonic() - started,
+            decision=decision,
+        )
+        history.append(item)
+        return item
+
+    def finish(decision: Decision, outcome: ResponseInfo | Failure) -> FlowResult:
+        hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
+                   status=outcome.status if isinstance(outcome, ResponseInfo) else None,
+                   error=outcome.kind.value if isinstance(outcome, Failure) else None,
+                   reason=decision.reason))
+        error_type = decision.error or RequestFailed
+        message = _summary(method, url, history, decision.reason)
+        if isinstance(outcome, Failure):
+            if error_type is TransportError:
+                return FlowResult(
+                    tuple(history), TransportError(message, kind=outcome.kind.value,
+                                                   history=history)
+                )
+            return FlowResult(tuple(history), error_type(message, history=history))
+        if error_type is RetryAfterTooLong:
+            assert decision.requested_wait is not None
+            return FlowResult(
+                tuple(history),
+                RetryAfterTooLong(message, requested_wait=decision.requested_wait,
+                                  history=history),
+            )
+        if policy.on_exhausted == "raise":
+            return FlowResult(tuple(history), error_type(message, history=history))
+        return FlowResult(tuple(history))
+
+    while True:
+        number += 1
+        tries += 1
+        token: Token | None = None
+        headers = dict(base_headers)
+        if use_auth is not None:
+            cache = use_auth.token_cache
+            if cache is not None:
+                token = yield FetchToken(cache, deadline)
+            headers.update(
+                use_auth.attempt_headers(method, url, request.body, token, clock.wall())
+            )
+        started = clock.monotonic()
+        timeout: float | None = None
+        if deadline is not None:
+            timeout = deadline - started
+            if timeout <= 0:
+                reason = f"the {policy.deadline:g} s deadline was reached before the attempt"
+                hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
+                           reason=reason))
+                return FlowResult(
+                    tuple(history),
+                    DeadlineExceeded(_summary(method, url, history, reason), history=history),
+                )
+        hook(Event(kind=EventKind.ATTEMPT_SENT, method=method, url=shown, attempt=number,
+                   wait=wait_before or None))
+        outcome: ResponseInfo | Failure = yield Send(number, headers, remove, timeout)
+
+        if (
+            isinstance(outcome, ResponseInfo)
+            and outcome.status == 401
+            and use_auth is not None
+            and use_auth.token_cache is not None
+            and token is not None
+        ):
+            if refreshed or not request.replayable:
+                why = ("401 again after a token refresh" if refreshed
+                       else "401 and the body cannot be replayed")
+                record(401, None, started, f"gave up: {why}")
+                hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
+                           status=401, reason=why))
+                if policy.on_exhausted == "raise":
+                    return FlowResult(
+                        tuple(history),
+                        Unauthorized(_summary(method, url, history, why), history=history),
+                    )
+                return FlowResult(tuple(history))
+            refreshed = True
+            tries -= 1  # the replay after a refresh does not spend a retry
+            record(401, None, started, "refresh token and replay")
+            yield FetchToken(use_auth.token_cache, deadline, stale=token)
+            wait_before = 0.0
+            continue
+
+        elapsed = clock.monotonic() - start
+        decision = decide(
+            policy,
+            outcome,
+            attempt=tries,
+            idempotent=idempotent,
+            replayable=request.replayable,
+            elapsed=elapsed,
+            wall_now=clock.wall(),
+            rng=rng,
+        )
+        status = outcome.status if isinstance(outcome, ResponseInfo) else None
+        error = outcome.kind.value if isinstance(outcome, Failure) else None
+        hook(Event(kind=EventKind.ATTEMPT_DONE, method=method, url=shown, attempt=number,
+                   status=status, error=error, elapsed=clock.monotonic() - started,
+                   reason=decision.reason))
+        if decision.verdict is Verdict.DONE:
+            record(status, error, started, "done")
+            hook(Event(kind=EventKind.SUCCEEDED, method=method, url=shown, attempt=number,
+                       status=status, elapsed=clock.monotonic() - start))
+            return FlowResult(tuple(history))
+        if decision.verdict is Verdict.GIVE_UP:
+            record(status, error, started, f"gave up: {decision.reason}")
+            return finish(decision, outcome)
+        record(status, error, started, f"retry: {decision.reason}")
+        hook(Event(kind=EventKind.RETRY_SCHEDULED, method=method, url=shown, attempt=number,
+                   status=status, error=error, wait=decision.wait, reason=decision.reason))
+        wait_before = decision.wait
+        yield Sleep(decision.wait)

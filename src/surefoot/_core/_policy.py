@@ -1,0 +1,272 @@
+"""Retry policy: configuration, backoff and the per-attempt decision. Pure.
+
+``decide()`` takes the policy, what happened on an attempt and where the logical
+request stands (attempt number, time spent), and returns a :class:`Decision`. It reads
+no clock and never sleeps: the caller passes ``elapsed`` and ``wall_now``, and a
+``rng`` returning floats in [0, 1).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from ._errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    NotRetryable,
+    RequestFailed,
+    RetriesExhausted,
+    RetryAfterTooLong,
+    TransportError,
+)
+from ._history import FailureKind
+from ._retry_after import retry_after_from_headers
+
+__all__ = [
+    "DEFAULT_RETRY_STATUSES",
+    "IDEMPOTENT_METHODS",
+    "Decision",
+    "Failure",
+    "ResponseInfo",
+    "RetryPolicy",
+    "Verdict",
+    "backoff_delay",
+    "decide",
+]
+
+DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_SHOULD_RETRY_HEADERS = ("x-should-retry", "stripe-should-retry")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetryPolicy:
+    """How a logical request is retried. Immutable; derive variants with :meth:`replace`.
+
+    * ``max_attempts`` — total tries, the first included (a 401 refresh-and-replay is
+      extra and does not count).
+    * ``deadline`` — seconds for the whole logical request, waits included (``None``:
+      no deadline). No wait is scheduled that would overrun it, and every attempt's
+      timeout is capped by what is left of it.
+    * ``backoff_initial``, ``backoff_max``, ``backoff_multiplier``, ``jitter`` — the wait
+      before retry *n* is drawn from ``[0, min(max, initial * multiplier**(n-1))]``
+      ("full" jitter), ``[cap/2, cap]`` ("equal") or is exactly ``cap`` ("none").
+    * ``retry_statuses`` — response statuses that are retryable.
+    * ``retry_after_cap`` — a server-requested wait above this fails fast with
+      :class:`~surefoot.RetryAfterTooLong` instead of sleeping (``None``: no cap).
+    * ``respect_retry_after`` — use the server's ``Retry-After``/``retry-after-ms``.
+    * ``idempotent_methods`` — methods retried after the server may have processed them.
+      Other methods are retried then only when they carry an idempotency key.
+    * ``idempotency_keys`` — ``"auto"`` generates one ``idempotency_header`` value per
+      logical request for POST and PATCH (the same on every attempt; a caller-supplied
+      key is never replaced); ``"off"`` never adds one.
+    * ``on_exhausted`` — when retries run out: ``"return"`` the last response (like
+      requests) or ``"raise"`` a typed :class:`~surefoot.RequestFailed` with the history.
+      Transport failures always raise: there is no response to return.
+    """
+
+    max_attempts: int = 4
+    deadline: float | None = 60.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    backoff_multiplier: float = 2.0
+    jitter: Literal["full", "equal", "none"] = "full"
+    retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
+    retry_after_cap: float | None = 120.0
+    respect_retry_after: bool = True
+    idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
+    idempotency_keys: Literal["off", "auto"] = "off"
+    idempotency_header: str = "Idempotency-Key"
+    on_exhausted: Literal["return", "raise"] = "return"
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+        if self.deadline is not None and not self.deadline > 0:
+            raise ConfigurationError("deadline must be positive (or None)")
+        if not (self.backoff_initial >= 0 and self.backoff_max >= 0):
+            raise ConfigurationError("backoff_initial and backoff_max must be >= 0")
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigurationError(
+                f"backoff_max ({self.backoff_max}) is below backoff_initial "
+                f"({self.backoff_initial})"
+            )
+        if self.backoff_multiplier < 1:
+            raise ConfigurationError("backoff_multiplier must be >= 1")
+        if self.jitter not in ("full", "equal", "none"):
+            raise ConfigurationError("jitter must be 'full', 'equal' or 'none'")
+        if self.retry_after_cap is not None and self.retry_after_cap < 0:
+            raise ConfigurationError("retry_after_cap must be >= 0 (or None)")
+        if self.idempotency_keys not in ("off", "auto"):
+            raise ConfigurationError("idempotency_keys must be 'off' or 'auto'")
+        if self.on_exhausted not in ("return", "raise"):
+            raise ConfigurationError("on_exhausted must be 'return' or 'raise'")
+        if not self.idempotency_header or any(c in self.idempotency_header for c in ":\r\n "):
+            raise ConfigurationError("idempotency_header must be a header name")
+        object.__setattr__(self, "retry_statuses", frozenset(self.retry_statuses))
+        object.__setattr__(
+            self, "idempotent_methods", frozenset(m.upper() for m in self.idempotent_methods)
+        )
+
+    def replace(self, **changes: object) -> RetryPolicy:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def no_retries(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+
+def backoff_delay(policy: RetryPolicy, retry_number: int, rng: Callable[[], float]) -> float:
+    """The wait before retry number ``retry_number`` (1 for the first retry)."""
+    exponent = max(retry_number - 1, 0)
+    try:
+        cap = policy.backoff_initial * policy.backoff_multiplier**exponent
+    except OverflowError:
+        cap = policy.backoff_max
+    cap = min(cap, policy.backoff_max)
+    if policy.jitter == "full":
+        return cap * rng()
+    if policy.jitter == "equal":
+        return cap / 2 + cap / 2 * rng()
+    return cap
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseInfo:
+    """What the core needs of a response: its status and a case-insensitive header getter."""
+
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        if value is None:
+            lname = name.lower()
+            for key, item in self.headers.items():
+                if key.lower() == lname:
+                    return item
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An attempt that failed below HTTP."""
+
+    kind: FailureKind
+    detail: str = ""
+
+
+class Verdict(str, enum.Enum):
+    DONE = "done"  # hand the response to the caller
+    RETRY = "retry"
+    GIVE_UP = "give_up"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    reason: str
+    wait: float = 0.0
+    #: On GIVE_UP: the error to raise (or, in "return" mode for a response, not to raise).
+    error: type[RequestFailed] | None = None
+    #: On GIVE_UP because of RetryAfterTooLong: what the server asked for.
+    requested_wait: float | None = None
+
+
+def _server_directive(info: ResponseInfo) -> bool | None:
+    for name in _SHOULD_RETRY_HEADERS:
+        value = info.header(name)
+        if value is not None:
+            text = value.strip().lower()
+            if text == "true":
+                return True
+            if text == "false":
+                return False
+    return None
+
+
+def decide(
+    policy: RetryPolicy,
+    outcome: ResponseInfo | Failure,
+    *,
+    attempt: int,
+    idempotent: bool,
+    replayable: bool = True,
+    elapsed: float,
+    wall_now: float,
+    rng: Callable[[], float],
+) -> Decision:
+    """What to do after attempt number ``attempt`` (1-based) ended with ``outcome``.
+
+    ``idempotent``: the method is idempotent or the request carries an idempotency key.
+    ``replayable``: the body can be sent again. ``elapsed``: seconds since the logical
+    request started (waits included). ``wall_now``: Unix time, for HTTP-date values.
+    """
+    requested: float | None = None
+    if isinstance(outcome, ResponseInfo):
+        directive = _server_directive(outcome)
+        if directive is None:
+            retryable = outcome.status in policy.retry_statuses
+            why = f"status {outcome.status}"
+        else:
+            retryable = directive
+            why = f"status {outcome.status} (server says should-retry={str(directive).lower()})"
+        if not retryable:
+            return Decision(Verdict.DONE, why)
+        # The server explicitly asking for a retry vouches that it is safe to repeat.
+        if not (idempotent or directive):
+            return Decision(
+                Verdict.GIVE_UP,
+                f"{why} not retried: the method is not idempotent and has no idempotency key",
+                error=NotRetryable,
+            )
+        if policy.respect_retry_after:
+            requested = retry_after_from_headers(outcome.header, now=wall_now)
+        fail_error: type[RequestFailed] = RetriesExhausted
+    else:
+        why = f"{outcome.kind.value} error"
+        if outcome.kind is FailureKind.OTHER:
+            return Decision(Verdict.GIVE_UP, f"{why} is not retryable", error=TransportError)
+        if outcome.kind.request_sent and not idempotent:
+            return Decision(
+                Verdict.GIVE_UP,
+                f"{why} not retried: the request may have been processed and the method is "
+                "not idempotent and has no idempotency key",
+                error=TransportError,
+            )
+        fail_error = TransportError
+    if not replayable and (isinstance(outcome, ResponseInfo) or outcome.kind.request_sent):
+        return Decision(
+            Verdict.GIVE_UP, f"{why} not retried: the request body cannot be replayed",
+            error=NotRetryable if isinstance(outcome, ResponseInfo) else TransportError,
+        )
+    if attempt >= policy.max_attempts:
+        return Decision(
+            Verdict.GIVE_UP,
+            f"{why}: no attempts left ({attempt} of {policy.max_attempts})",
+            error=fail_error,
+        )
+    if requested is not None:
+        cap = policy.retry_after_cap
+        if cap is not None and requested > cap:
+            return Decision(
+                Verdict.GIVE_UP,
+                f"{why}: server asked to wait {requested:g} s, above the cap of {cap:g} s",
+                error=RetryAfterTooLong,
+                requested_wait=requested,
+            )
+        wait, source = requested, "Retry-After"
+    else:
+        wait, source = backoff_delay(policy, attempt, rng), "backoff"
+    if policy.deadline is not None and elapsed + wait >= policy.deadline:
+        return Decision(
+            Verdict.GIVE_UP,
+            f"{why}: waiting {wait:.3f} s ({source}) would overrun the "
+            f"{policy.deadline:g} s deadline ({elapsed:.3f} s spent)",
+            error=DeadlineExceeded,
+            requested_wait=wait,
+        )
+    return Decision(Verdict.RETRY, f"{why}: retry in {wait:.3f} s ({source})", wait=wait)

@@ -1,0 +1,67 @@
+"""The synchronous driver of :func:`~surefoot._core._pipeline.request_flow`.
+
+Adapters give it two callables: ``send`` (one attempt → an outcome and the native
+response or exception) and ``discard`` (release a response that will not be returned).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, TypeVar
+
+from ._core._clock import Clock
+from ._core._pipeline import FetchToken, FlowResult, Send, Sleep
+from ._core._policy import Failure, ResponseInfo
+
+__all__ = ["drive_sync"]
+
+R = TypeVar("R")
+
+
+def drive_sync(
+    flow: Generator[Any, Any, FlowResult],
+    *,
+    send: Callable[[Send], tuple[ResponseInfo | Failure, Any]],
+    discard: Callable[[R], None],
+    clock: Clock,
+) -> tuple[R | None, FlowResult]:
+    """Run the flow to its end. Returns the last native response and the result; raises
+    the flow's error (with ``.response`` set, the last exception as ``__cause__``)."""
+    native: R | None = None
+    cause: BaseException | None = None
+    try:
+        effect = next(flow)
+        while True:
+            value: Any
+            if isinstance(effect, Send):
+                if native is not None:
+                    discard(native)
+                    native = None
+                outcome, obj = send(effect)
+                if isinstance(outcome, ResponseInfo):
+                    native, cause = obj, None
+                else:
+                    cause = obj
+                value = outcome
+            elif isinstance(effect, Sleep):
+                clock.sleep(effect.seconds)
+                value = None
+            elif isinstance(effect, FetchToken):
+                cache = effect.cache
+                if effect.stale is not None:
+                    value = cache.refresh_if_current(effect.stale, deadline=effect.deadline)
+                else:
+                    value = cache.get(deadline=effect.deadline)
+            else:  # pragma: no cover - programming error
+                raise TypeError(f"unknown effect {effect!r}")
+            effect = flow.send(value)
+    except StopIteration as stop:
+        result: FlowResult = stop.value
+    except BaseException:
+        if native is not None:
+            discard(native)
+        raise
+    if result.error is not None:
+        result.error.response = native
+        raise result.error from cause
+    return native, result
