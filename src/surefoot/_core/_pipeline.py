@@ -230,6 +230,9 @@ def request_flow(
             and use_auth.token_cache is not None
             and token is not None
         ):
+            hook(Event(kind=EventKind.ATTEMPT_DONE, method=method, url=shown, attempt=number,
+                       status=401, elapsed=clock.monotonic() - started,
+                       reason="unauthorized"))
             if refreshed or not request.replayable:
                 why = ("401 again after a token refresh" if refreshed
                        else "401 and the body cannot be replayed")

@@ -8,6 +8,7 @@ silent closes and truncated responses.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -87,13 +88,12 @@ class ConnectionControl:
             return None
         self.taken = True
         self._handler.close_connection = True
-        return self._handler.connection
+        sock: socket.socket = self._handler.connection
+        return sock
 
     def _close(self, sock: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._handler.rfile.close()  # drop the makefile() reference so close() is real
-        except OSError:
-            pass
         sock.close()
 
     def reset(self) -> None:
@@ -101,10 +101,8 @@ class ConnectionControl:
         sock = self._take()
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
-        except OSError:
-            pass
         self._close(sock)
 
     def close(self) -> None:
@@ -112,10 +110,8 @@ class ConnectionControl:
         sock = self._take()
         if sock is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._close(sock)
 
     def truncate(
@@ -135,11 +131,9 @@ class ConnectionControl:
             f"{name}: {value}\r\n" for name, value in headers if name.lower() not in _HOP_BY_HOP
         )
         lines.append(f"Content-Length: {max(announced_length, len(body_prefix) + 1)}\r\n\r\n")
-        try:
+        with contextlib.suppress(OSError):
             sock.sendall("".join(lines).encode("latin-1") + body_prefix)
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._close(sock)
 
 
@@ -161,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.command = ""
         self.request_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
@@ -424,10 +418,8 @@ class _Handler(BaseHTTPRequestHandler):
             f"Date: {_http_date()}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
         )
-        try:
+        with contextlib.suppress(OSError):
             self.wfile.write(head.encode("latin-1") + body)
-        except OSError:
-            pass
         if self.server.verbose:
             self.log_error("%s %s", status, message)
 
@@ -486,10 +478,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for sock in connections:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], OSError):

@@ -1,0 +1,5 @@
+"""``python -m surefoot.sandbox``."""
+
+from ._cli import main
+
+raise SystemExit(main())
