@@ -40,8 +40,8 @@ from ._core._errors import (
     UnknownKey,
 )
 from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
-from ._core._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
 from ._core._history import Attempt, FailureKind
+from ._core._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
 from ._core._policy import RetryPolicy
 from ._core._retry_after import parse_http_date, parse_retry_after
 from ._core._tokens import ClientCredentials, Token

@@ -137,14 +137,14 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
             raise _Usage("--hmac needs a secret (KEY_ID:SECRET or $SUREFOOT_HMAC_SECRET)")
         return HmacAuth(key_id, secret)
     if args.oauth2_token_url:
-        secret = args.client_secret or os.environ.get("SUREFOOT_CLIENT_SECRET")
-        if not args.client_id or not secret:
+        client_secret: str = args.client_secret or os.environ.get("SUREFOOT_CLIENT_SECRET", "")
+        if not args.client_id or not client_secret:
             raise _Usage("--oauth2-token-url needs --client-id and --client-secret")
         store = FileTokenStore(args.token_cache) if args.token_cache else None
         return BearerAuth.client_credentials(
             args.oauth2_token_url,
             args.client_id,
-            secret,
+            client_secret,
             auth_method="client_secret_post"
             if args.oauth2_auth_method == "post"
             else "client_secret_basic",

@@ -91,9 +91,10 @@ def _scenario_signing(n: _Narrator, base: str) -> None:
     hook = n.hook
     with Client(base, auth=HmacAuth("demo-key", "demo-secret"), hook=hook) as client:
         response = client.post("/signed/payments", json={"amount": 100, "currency": "EUR"})
-    n.check("a signed POST is accepted", response.status_code == 200, f"HTTP {response.status_code}")
+    n.check("a signed POST is accepted", response.status_code == 200,
+            f"HTTP {response.status_code}")
     sent = response.request
-    headers = {k: v for k, v in sent.headers.items()}
+    headers = dict(sent.headers)
     shown = ", ".join(k for k in headers if k.lower().startswith("x-"))
     n.say(f"   signed headers sent: {shown}")
 

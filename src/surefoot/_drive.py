@@ -7,7 +7,7 @@ response or exception) and ``discard`` (release a response that will not be retu
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any
 
 from ._core._clock import Clock
 from ._core._pipeline import FetchToken, FlowResult, Send, Sleep
@@ -15,19 +15,16 @@ from ._core._policy import Failure, ResponseInfo
 
 __all__ = ["drive_sync"]
 
-R = TypeVar("R")
-
-
 def drive_sync(
     flow: Generator[Any, Any, FlowResult],
     *,
     send: Callable[[Send], tuple[ResponseInfo | Failure, Any]],
-    discard: Callable[[R], None],
+    discard: Callable[[Any], None],
     clock: Clock,
-) -> tuple[R | None, FlowResult]:
+) -> tuple[Any, FlowResult]:
     """Run the flow to its end. Returns the last native response and the result; raises
     the flow's error (with ``.response`` set, the last exception as ``__cause__``)."""
-    native: R | None = None
+    native: Any = None
     cause: BaseException | None = None
     try:
         effect = next(flow)

@@ -14,6 +14,7 @@ origin is sent without credentials and a same-origin hop is signed afresh.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 from collections.abc import Callable, Mapping
@@ -165,10 +166,8 @@ def _discard(response: requests.Response) -> None:
 
 
 def _attach_history(response: Any, history: tuple[Attempt, ...]) -> None:
-    try:
+    with contextlib.suppress(AttributeError):  # exotic response types
         response.surefoot_history = history
-    except AttributeError:  # pragma: no cover - exotic response types
-        pass
 
 
 class SurefootAdapter(requests.adapters.HTTPAdapter):
@@ -206,7 +205,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
     def __repr__(self) -> str:
         return f"SurefootAdapter(retry={self.retry!r}, auth={self.auth!r})"
 
-    def send(  # type: ignore[override]
+    def send(
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
@@ -258,8 +257,8 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
                 return Failure(kind, type(exc).__name__), exc
             return ResponseInfo(response.status_code, response.headers), response
 
-        response, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
-        assert response is not None
+        native, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
+        response: requests.Response = native
         _attach_history(response, result.history)
         return response
 
@@ -287,7 +286,7 @@ class _AuthHook:
         cache: TokenCache | None = self.auth.token_cache
         if response.status_code != 401 or cache is None or self.replayed or request is None:
             return response
-        body, replayable, position = _body_of(request)  # type: ignore[arg-type]
+        body, replayable, position = _body_of(request)
         if not replayable:
             return response
         self.replayed = True
@@ -303,10 +302,10 @@ class _AuthHook:
         if position is not None:
             replay.body.seek(position)  # type: ignore[union-attr]
         connection = response.connection
-        new = connection.send(replay, **kwargs)
+        new: requests.Response = connection.send(replay, **kwargs)
         new.history.append(response)
         new.request = replay
-        return new  # type: ignore[no-any-return]
+        return new
 
     def _prepare_next_hop(
         self, response: requests.Response, request: requests.PreparedRequest
@@ -355,5 +354,7 @@ def apply_auth(auth: AuthStrategy, request: requests.PreparedRequest) -> request
     request.headers.update(
         auth.attempt_headers(request.method or "GET", request.url or "", body, token, _wall(auth))
     )
-    request.register_hook("response", _AuthHook(auth, origin_of(request.url or ""), token))
+    request.register_hook(  # type: ignore[no-untyped-call]
+        "response", _AuthHook(auth, origin_of(request.url or ""), token)
+    )
     return request

@@ -7,7 +7,6 @@ failures into :class:`~surefoot.FailureKind` values through :class:`TransportErr
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from urllib.parse import urlsplit
 
@@ -45,7 +44,7 @@ def send(request: HttpRequest, timeout: float | None) -> HttpResponse:
             raise TransportError("timed out", kind=FailureKind.READ_TIMEOUT.value) from exc
         except http.client.IncompleteRead as exc:
             raise TransportError("truncated response", kind=FailureKind.TRUNCATED.value) from exc
-        except (ConnectionError, http.client.RemoteDisconnected, socket.error) as exc:
+        except OSError as exc:
             raise TransportError(
                 f"connection lost: {type(exc).__name__}", kind=FailureKind.RESET.value
             ) from exc

@@ -18,15 +18,16 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ._core._errors import StoreError, TokenError
 from ._core._tokens import Token
 
+fcntl: Any
 try:  # POSIX
     import fcntl
 except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
+    fcntl = None
 
 __all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore"]
 

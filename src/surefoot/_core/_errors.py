@@ -8,20 +8,20 @@ original as ``__cause__``.
 ::
 
     SurefootError
-    ├── ConfigurationError            (also ValueError)  nonsense configuration, at build time
+    ├── ConfigurationError            (a ValueError) nonsense configuration, when built
     ├── RequestFailed                 a logical request did not succeed; carries .history
     │   ├── RetriesExhausted          retryable failures until max_attempts ran out
     │   ├── DeadlineExceeded          the next wait or attempt would overrun the deadline
     │   ├── RetryAfterTooLong         the server asked for a wait above the cap (.requested_wait)
-    │   ├── NotRetryable              a failure that may not be retried (non-idempotent, unreplayable body)
-    │   └── TransportError            the request failed below HTTP (.kind: connect, read_timeout, ...)
+    │   ├── NotRetryable              may not be retried (non-idempotent, unreplayable body)
+    │   └── TransportError            failed below HTTP (.kind: connect, read_timeout, ...)
     ├── AuthError
     │   ├── Unauthorized              401 again after one refresh-and-replay
     │   ├── TokenError                a token could not be obtained
     │   │   ├── TokenEndpointError    RFC 6749 §5.2 error response (.error, .description)
     │   │   │   ├── InvalidClient     never retried
     │   │   │   └── InvalidGrant      never retried
-    │   │   └── TokenResponseError    garbage from the token endpoint (not JSON, no access_token ...)
+    │   │   └── TokenResponseError    garbage from the token endpoint (not JSON, no token)
     │   ├── SigningError              the request cannot be signed (e.g. a streaming body)
     │   └── SignatureError            server side: a signature did not verify (.reason)
     │       ├── MissingHeader, MalformedSignature, UnknownKey, TimestampSkew,

@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._clock import Clock
-from ._errors import DeadlineExceeded, RequestFailed, RetryAfterTooLong, TransportError, Unauthorized
+from ._errors import (
+    DeadlineExceeded,
+    RequestFailed,
+    RetryAfterTooLong,
+    TransportError,
+    Unauthorized,
+)
 from ._events import Event, EventKind, Hook, redact_url
 from ._history import Attempt
 from ._policy import Decision, Failure, ResponseInfo, RetryPolicy, Verdict, decide

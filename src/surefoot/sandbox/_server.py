@@ -366,8 +366,10 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write("surefoot sandbox: application error\n")
             traceback.print_exc(file=sys.stderr)
             self.close_connection = True
-            return "500 Internal Server Error", [("Content-Type", "application/json")], (
-                b'{"error": "internal server error"}'
+            return (
+                "500 Internal Server Error",
+                [("Content-Type", "application/json")],
+                (b'{"error": "internal server error"}'),
             )
         if self.control.taken:
             return None

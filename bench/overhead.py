@@ -1,0 +1,492 @@
+"""Per-request overhead of surefoot on requests, measured against bare requests.
+
+Every contender is a warm keep-alive session doing sequential GETs against the sandbox,
+which runs in a subprocess so that the client process only pays for its own work (no
+GIL shared with the server). All contenders are measured side by side in one run:
+rounds, each running every contender for one batch in a shuffled order; a figure is
+the median across rounds of the per-round ratio to a baseline measured in the same
+round, which cancels machine drift.
+
+    .venv/bin/python bench/overhead.py [--requests N] [--rounds R] [--quick]
+
+Writes ``bench/results/overhead.json`` (see ``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import queue
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+import requests
+import requests.adapters
+import requests.auth
+import urllib3
+import urllib3.util
+
+import surefoot
+
+RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+BASELINE = "bare_requests"
+
+
+# -- contenders ----------------------------------------------------------------------------
+
+
+class Contender(Protocol):
+    """One way of sending a request, measured in batches.
+
+    ``setup()`` builds everything (and may send a request to check it works) before any
+    measurement; ``run_batch(n)`` sends ``n`` sequential requests and returns the elapsed
+    nanoseconds; ``close()`` releases everything.
+    """
+
+    name: str
+    #: The contender this one is compared to in the same round ("" for the baseline).
+    baseline: str
+    #: Key of the headline figure in the JSON (``ratio_...``), or "" for none.
+    ratio_key: str
+
+    def setup(self) -> None: ...
+
+    def run_batch(self, n: int) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def _check(response: requests.Response, name: str) -> None:
+    if response.status_code != 200:
+        raise RuntimeError(f"{name}: HTTP {response.status_code}: {response.text[:200]}")
+
+
+@dataclass
+class RequestsContender:
+    """A warm ``requests.Session`` from ``factory`` doing ``GET url`` in a loop."""
+
+    name: str
+    url: str
+    factory: Callable[[], requests.Session]
+    baseline: str = BASELINE
+    ratio_key: str = ""
+    session: requests.Session | None = field(default=None, init=False, repr=False)
+
+    def setup(self) -> None:
+        self.session = self.factory()
+        _check(self.session.get(self.url), self.name)
+
+    def run_batch(self, n: int) -> int:
+        session, url = self.session, self.url
+        assert session is not None
+        get = session.get
+        bad = 0
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            if get(url).status_code != 200:
+                bad += 1
+        elapsed = time.perf_counter_ns() - start
+        if bad:
+            raise RuntimeError(f"{self.name}: {bad} of {n} requests did not return 200")
+        return elapsed
+
+    def close(self) -> None:
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+
+class AsyncContender:
+    """Base for async contenders (e.g. ``httpx.AsyncClient``): each runs its batch in its
+    own event loop, created in ``setup()`` and closed in ``close()``.
+
+    Subclasses set ``name``/``baseline``/``ratio_key`` and implement ``asetup()``,
+    ``request()`` (one request, raising on a non-200) and ``aclose()``. Only the batch's
+    requests are timed, not entering or leaving the loop.
+    """
+
+    name: str = ""
+    baseline: str = BASELINE
+    ratio_key: str = ""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def asetup(self) -> None:
+        raise NotImplementedError
+
+    async def request(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        assert self.loop is not None
+        return self.loop.run_until_complete(coro)
+
+    def setup(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._run(self.asetup())
+        self._run(self.request())
+
+    async def _batch(self, n: int) -> int:
+        request = self.request
+        start = time.perf_counter_ns()
+        for _ in range(n):
+            await request()
+        return time.perf_counter_ns() - start
+
+    def run_batch(self, n: int) -> int:
+        return int(self._run(self._batch(n)))
+
+    def close(self) -> None:
+        if self.loop is not None:
+            try:
+                self._run(self.aclose())
+            finally:
+                self.loop.close()
+                self.loop = None
+
+
+def _no_hook(event: surefoot.Event) -> None:
+    """A hook that ignores every event: measures the pipeline without instrumentation."""
+
+
+def _surefoot_session(**adapter_options: Any) -> Callable[[], requests.Session]:
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.mount("http://", surefoot.SurefootAdapter(**adapter_options))
+        return session
+
+    return factory
+
+
+def _urllib3_retry_session() -> requests.Session:
+    retry = urllib3.util.Retry(
+        total=3, backoff_factor=0.5, status_forcelist=[429, 500, 502, 503, 504]
+    )
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
+    return session
+
+
+class TutorialHmacAuth(requests.auth.AuthBase):
+    """The hand-rolled tutorial way: a requests auth adding the HMAC headers.
+
+    It signs through :class:`surefoot.HmacSigner` directly, so comparing it with
+    ``HmacAuth`` on the adapter isolates the pipeline's overhead from the signing cost.
+    """
+
+    def __init__(self, key_id: str, secret: str) -> None:
+        self.signer = surefoot.HmacSigner(key_id, secret)
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        body = request.body
+        if isinstance(body, str):
+            body = body.encode("iso-8859-1")
+        signed = body if isinstance(body, bytes) else None
+        request.headers.update(self.signer.sign(request.method or "GET", request.url or "", signed))
+        return request
+
+
+def _tutorial_hmac_session() -> requests.Session:
+    session = requests.Session()
+    session.auth = TutorialHmacAuth("demo-key", "demo-secret")
+    return session
+
+
+def build_contenders(base_url: str) -> list[Contender]:
+    """All contenders, in reporting order. Add new ones here (e.g. httpx sync/async)."""
+    get = f"{base_url}/get"
+    signed = f"{base_url}/signed/bench"
+    default_policy = surefoot.RetryPolicy
+    return [
+        RequestsContender("bare_requests", get, requests.Session, baseline=""),
+        RequestsContender(
+            "surefoot_requests",
+            get,
+            _surefoot_session(retry=default_policy(), hook=_no_hook),
+            ratio_key="ratio_requests",
+        ),
+        RequestsContender(
+            "surefoot_requests_logging",
+            get,
+            _surefoot_session(retry=default_policy()),
+            ratio_key="ratio_requests_logging",
+        ),
+        RequestsContender(
+            "urllib3_retry_peer", get, _urllib3_retry_session, ratio_key="ratio_urllib3_retry_peer"
+        ),
+        RequestsContender("bare_hmac_tutorial", signed, _tutorial_hmac_session),
+        RequestsContender(
+            "surefoot_hmac",
+            signed,
+            _surefoot_session(
+                retry=default_policy(),
+                auth=surefoot.HmacAuth("demo-key", "demo-secret"),
+                hook=_no_hook,
+            ),
+            baseline="bare_hmac_tutorial",
+            ratio_key="ratio_requests_hmac",
+        ),
+    ]
+
+
+# -- the sandbox subprocess ----------------------------------------------------------------
+
+
+class Sandbox:
+    """``python -m surefoot.sandbox --port 0`` in a subprocess; its URL is its first line."""
+
+    def __init__(self, timeout: float = 20.0) -> None:
+        self.timeout = timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> Sandbox:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "surefoot.sandbox", "--port", "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            self.url = self._first_line().strip().rstrip("/")
+            if not self.url.startswith("http"):
+                raise RuntimeError(f"sandbox printed {self.url!r}, not a URL")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _first_line(self) -> str:
+        process = self.process
+        assert process is not None
+        assert process.stdout is not None
+        stdout = process.stdout
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=self.timeout)
+        except queue.Empty:
+            raise RuntimeError(f"sandbox printed no URL within {self.timeout:g} s") from None
+        if not line:
+            raise RuntimeError(f"sandbox exited with code {process.wait()} before printing a URL")
+        return line
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+
+def measure(
+    contenders: list[Contender], *, n: int, rounds: int, rng: random.Random
+) -> dict[str, list[float]]:
+    """Per contender, the mean nanoseconds per request of each round."""
+    for contender in contenders:  # warm-up: connections, caches, code paths
+        contender.run_batch(n)
+    per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
+    order = list(contenders)
+    for index in range(rounds):
+        rng.shuffle(order)
+        for contender in order:
+            gc.collect()
+            per_round[contender.name].append(contender.run_batch(n) / n)
+        print(f"  round {index + 1}/{rounds}: {' '.join(c.name for c in order)}", flush=True)
+    return per_round
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    baseline: str
+    us_per_request: float
+    ratio_vs_bare: float
+    overhead_vs_bare_us: float
+    ratio_vs_baseline: float
+    overhead_vs_baseline_us: float
+    ratio_vs_baseline_iqr: tuple[float, float]
+
+
+def _quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def summarize(contenders: list[Contender], per_round: dict[str, list[float]]) -> list[Figure]:
+    figures = []
+    bare = per_round[BASELINE]
+    for contender in contenders:
+        mine = per_round[contender.name]
+        base = per_round[contender.baseline or contender.name]
+        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        figures.append(
+            Figure(
+                name=contender.name,
+                baseline=contender.baseline or contender.name,
+                us_per_request=statistics.median(mine) / 1000,
+                ratio_vs_bare=statistics.median(m / b for m, b in zip(mine, bare, strict=True)),
+                overhead_vs_bare_us=statistics.median(
+                    (m - b) / 1000 for m, b in zip(mine, bare, strict=True)
+                ),
+                ratio_vs_baseline=statistics.median(ratios),
+                overhead_vs_baseline_us=statistics.median(
+                    (m - b) / 1000 for m, b in zip(mine, base, strict=True)
+                ),
+                ratio_vs_baseline_iqr=_quartiles(ratios),
+            )
+        )
+    return figures
+
+
+# -- reporting -----------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "requests": metadata.version("requests"),
+        "urllib3": metadata.version("urllib3"),
+        "surefoot": surefoot.__version__,
+    }
+
+
+def print_table(figures: list[Figure]) -> None:
+    header = (
+        f"{'contender':<27} {'µs/req':>9} {'vs bare':>8} {'+µs bare':>9}   "
+        f"{'baseline':<19} {'ratio':>6} {'+µs':>8} {'ratio IQR':>13}"
+    )
+    print(header)
+    print("-" * len(header))
+    for f in figures:
+        low, high = f.ratio_vs_baseline_iqr
+        print(
+            f"{f.name:<27} {f.us_per_request:>9.1f} {f.ratio_vs_bare:>8.3f} "
+            f"{f.overhead_vs_bare_us:>+9.1f}   {f.baseline:<19} {f.ratio_vs_baseline:>6.3f} "
+            f"{f.overhead_vs_baseline_us:>+8.1f} {low:>6.3f}-{high:<6.3f}"
+        )
+
+
+def build_result(
+    contenders: list[Contender], figures: list[Figure], *, n: int, rounds: int
+) -> dict[str, Any]:
+    info = machine_info()
+    result: dict[str, Any] = {}
+    by_name = {f.name: f for f in figures}
+    for contender in contenders:
+        if contender.ratio_key:
+            result[contender.ratio_key] = round(by_name[contender.name].ratio_vs_baseline, 4)
+    result.update(
+        {
+            "us_per_request": {f.name: round(f.us_per_request, 2) for f in figures},
+            "overhead_us": {f.name: round(f.overhead_vs_baseline_us, 2) for f in figures},
+            "baseline": {f.name: f.baseline for f in figures},
+            "ratio_vs_baseline": {f.name: round(f.ratio_vs_baseline, 4) for f in figures},
+            "ratio_vs_baseline_iqr": {
+                f.name: [round(x, 4) for x in f.ratio_vs_baseline_iqr] for f in figures
+            },
+            "ratio_vs_bare_requests": {f.name: round(f.ratio_vs_bare, 4) for f in figures},
+            "overhead_vs_bare_requests_us": {
+                f.name: round(f.overhead_vs_bare_us, 2) for f in figures
+            },
+            "rounds": rounds,
+            "requests_per_round": n,
+            "python": info["python"],
+            "cpu_count": info["cpu_count"],
+            "machine": info,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+    )
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=300, help="requests per batch (300)")
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (15)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 requests, 3 rounds")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the round order")
+    parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON path ({RESULTS})")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.rounds = 50, 3
+    if args.requests < 1 or args.rounds < 1:
+        parser.error("--requests and --rounds must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    n, rounds = args.requests, args.rounds
+    info = machine_info()
+    print(
+        f"python {info['python']} ({info['implementation']}) on {info['platform']}, "
+        f"{info['cpu_count']} CPUs; requests {info['requests']}, urllib3 {info['urllib3']}, "
+        f"surefoot {info['surefoot']}"
+    )
+    print(f"{rounds} rounds x {n} sequential requests per contender, shuffled order per round")
+    with Sandbox() as sandbox:
+        print(f"sandbox (subprocess) at {sandbox.url}")
+        contenders = build_contenders(sandbox.url)
+        ready: list[Contender] = []
+        try:
+            for contender in contenders:
+                contender.setup()
+                ready.append(contender)
+            per_round = measure(ready, n=n, rounds=rounds, rng=random.Random(args.seed))
+        finally:
+            for contender in ready:
+                contender.close()
+    figures = summarize(contenders, per_round)
+    print()
+    print_table(figures)
+    result = build_result(contenders, figures, n=n, rounds=rounds)
+    print()
+    for contender in contenders:
+        if contender.ratio_key:
+            print(f"{contender.ratio_key} = {result[contender.ratio_key]:.3f}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""Retry-After / retry-after-ms parsing (RFC 9110 §10.2.3)."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import math
+import os
+import time
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from surefoot import parse_http_date, parse_retry_after
+from surefoot._core._retry_after import (
+    _CLAMP,
+    parse_retry_after_ms,
+    retry_after_from_headers,
+)
+
+NOW = float(calendar.timegm((2019, 6, 3, 11, 0, 0, 0, 0, 0)))  # 2019-06-03 11:00:00 UTC
+
+
+def _getter(headers: dict[str, str]):
+    lower = {k.lower(): v for k, v in headers.items()}
+    return lambda name: lower.get(name.lower())
+
+
+# -- delta-seconds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("0", 0.0), ("1000", 1000.0), ("\t42 ", 42.0), (" 7\t", 7.0), ("007", 7.0)],
+)
+def test_delta_seconds(value, expected):
+    result = parse_retry_after(value, now=NOW)
+    assert result == expected
+    assert isinstance(result, float)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-1",
+        "+1",
+        "1.0",
+        "1e3",
+        "inf",
+        "nan",
+        "Infinity",
+        "",
+        " ",
+        "\t",
+        "４２",  # fullwidth digits
+        "٤٢",  # Arabic-Indic digits
+        "²",  # superscript two: str.isdigit() is True for it
+        "1 2",
+        "0x10",
+        "garbage",
+        "12abc",
+        "tomorrow",
+        "\n42",
+    ],
+)
+def test_invalid_delta_seconds_fall_back(value):
+    assert parse_retry_after(value, now=NOW) is None
+
+
+def test_none_is_none():
+    assert parse_retry_after(None, now=NOW) is None
+
+
+@pytest.mark.parametrize("value", ["9999999999", "9" * 50, "1" + "0" * 49, "9" * 4000])
+def test_huge_values_are_clamped_without_overflow(value):
+    result = parse_retry_after(value, now=NOW)
+    assert result is not None
+    assert math.isfinite(result)
+    assert result == (float(int(value)) if len(value) <= 12 else _CLAMP)
+    # very long either way: far above any sane cap
+    assert result >= 9_999_999_999.0
+
+
+# -- HTTP-date ----------------------------------------------------------------------------
+
+HTTP_DATES = [
+    "Mon, 03 Jun 2019 11:30:12 GMT",  # IMF-fixdate
+    "Monday, 03-Jun-19 11:30:12 GMT",  # obsolete RFC 850
+    "Mon Jun  3 11:30:12 2019",  # asctime
+]
+
+
+@pytest.fixture(params=["UTC", "America/New_York", "Asia/Kolkata", "Pacific/Kiritimati"])
+def local_tz(request):
+    if not hasattr(time, "tzset"):  # pragma: no cover - Windows
+        pytest.skip("time.tzset is POSIX only")
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    try:
+        yield request.param
+    finally:
+        if old is None:
+            os.environ.pop("TZ", None)
+        else:
+            os.environ["TZ"] = old
+        time.tzset()
+
+
+@pytest.mark.parametrize("value", HTTP_DATES)
+def test_http_date_forms_independent_of_local_timezone(value, local_tz):
+    # make sure the zone really is in effect (except UTC), so the test can catch mktime()
+    if local_tz != "UTC":
+        assert time.localtime(NOW).tm_hour != 11
+    assert parse_retry_after(value, now=NOW) == 1812.0
+    assert parse_http_date(value, now=NOW) == NOW + 1812.0
+
+
+def test_http_date_surrounding_whitespace():
+    assert parse_retry_after(" \tMon, 03 Jun 2019 11:30:12 GMT\t", now=NOW) == 1812.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Mon, 03 Jun 2019 10:59:59 GMT",
+        "Sun, 06 Nov 1994 08:49:37 GMT",
+        "Sunday, 06-Nov-94 08:49:37 GMT",
+        "Sun Nov  6 08:49:37 1994",
+        "Mon, 03 Jun 2019 11:00:00 GMT",
+    ],
+)
+def test_past_date_is_zero(value):
+    assert parse_retry_after(value, now=NOW) == 0.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Sat, 30 Feb 2019 11:30:12 GMT",  # Feb 30
+        "Fri, 29 Feb 2019 11:30:12 GMT",  # not a leap year
+        "Mon, 03 Jun 2019 25:30:12 GMT",  # hour 25
+        "Mon, 03 Jun 2019 24:00:00 GMT",
+        "Mon, 03 Jun 2019 11:60:12 GMT",
+        "Mon, 00 Jun 2019 11:30:12 GMT",
+        "Mon, 32 Jun 2019 11:30:12 GMT",
+        "Saturday, 30-Feb-19 11:30:12 GMT",
+        "Mon Jun 31 11:30:12 2019",
+        "Mon Jun  3 25:30:12 2019",
+        "Mon, 03 Foo 2019 11:30:12 GMT",
+        "Mon, 03 Jun 2019 11:30:12 UTC",
+        "Mon, 03 Jun 2019 11:30:12",
+        "mon, 03 jun 2019 11:30:12 gmt",
+        "2019-06-03T11:30:12Z",
+    ],
+)
+def test_invalid_dates_are_none(value):
+    assert parse_retry_after(value, now=NOW) is None
+    assert parse_http_date(value, now=NOW) is None
+
+
+def test_leap_day_is_valid():
+    when = parse_http_date("Thu, 29 Feb 2024 00:00:00 GMT")
+    assert when == calendar.timegm((2024, 2, 29, 0, 0, 0, 0, 0, 0))
+
+
+def test_rfc850_two_digit_year_uses_now():
+    # RFC 9110 §5.6.7: more than 50 years in the future means the past century
+    now_2019 = NOW
+    assert parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT", now=now_2019) == calendar.timegm(
+        (1994, 11, 6, 8, 49, 37, 0, 0, 0)
+    )
+    assert parse_http_date("Tuesday, 03-Jun-25 11:30:12 GMT", now=now_2019) == calendar.timegm(
+        (2025, 6, 3, 11, 30, 12, 0, 0, 0)
+    )
+
+
+# -- retry-after-ms and precedence --------------------------------------------------------
+
+
+def test_retry_after_ms_parsing():
+    assert parse_retry_after_ms("1500") == 1.5
+    assert parse_retry_after_ms(" 250.5 ") == pytest.approx(0.2505)
+    assert parse_retry_after_ms("0") == 0.0
+    for bad in (None, "", "-5", "+5", "1e3", "nan", "inf", "１", "abc", "1.", ".5"):
+        assert parse_retry_after_ms(bad) is None, bad
+
+
+def test_retry_after_ms_wins_over_retry_after():
+    get = _getter({"Retry-After": "30", "retry-after-ms": "1500"})
+    assert retry_after_from_headers(get, now=NOW) == 1.5
+
+
+def test_retry_after_ms_header_lookup_is_case_insensitive():
+    get = _getter({"RETRY-AFTER": "30", "Retry-After-Ms": "250"})
+    assert retry_after_from_headers(get, now=NOW) == 0.25
+
+
+@pytest.mark.parametrize("bad_ms", ["abc", "-1", "", "nan", "1e3"])
+def test_invalid_ms_falls_back_to_retry_after(bad_ms):
+    get = _getter({"Retry-After": "30", "retry-after-ms": bad_ms})
+    assert retry_after_from_headers(get, now=NOW) == 30.0
+
+
+def test_only_retry_after_date():
+    get = _getter({"Retry-After": HTTP_DATES[0]})
+    assert retry_after_from_headers(get, now=NOW) == 1812.0
+
+
+def test_neither_header():
+    assert retry_after_from_headers(_getter({}), now=NOW) is None
+    assert retry_after_from_headers(_getter({"Retry-After": "soon"}), now=NOW) is None
+
+
+# -- properties -----------------------------------------------------------------------------
+
+
+@given(st.text(), st.floats(min_value=0, max_value=4e9, allow_nan=False))
+def test_parse_retry_after_is_total(value, now):
+    result = parse_retry_after(value, now=now)
+    assert result is None or (isinstance(result, float) and math.isfinite(result) and result >= 0)
+
+
+@given(
+    st.text(alphabet=st.sampled_from(" \t0123456789,:-JanFebMonGMTSunday")),
+    st.floats(min_value=0, max_value=4e9, allow_nan=False),
+)
+def test_parse_retry_after_is_total_on_date_like_text(value, now):
+    result = parse_retry_after(value, now=now)
+    assert result is None or (math.isfinite(result) and result >= 0)
+
+
+@given(st.integers(min_value=0))
+def test_integer_roundtrip(n):
+    expected = float(n) if n < 10**12 else _CLAMP
+    assert parse_retry_after(str(n), now=NOW) == expected
+
+
+@given(st.integers(min_value=0, max_value=10**12 - 1))
+def test_integer_roundtrip_exact_below_clamp(n):
+    assert parse_retry_after(str(n), now=NOW) == n
+
+
+@given(st.integers(min_value=0, max_value=10**15 - 1))
+def test_retry_after_ms_integer_roundtrip(n):
+    assert parse_retry_after_ms(str(n)) == n / 1000.0
+
+
+@given(st.datetimes(min_value=dt.datetime(1970, 1, 2)))
+def test_imf_fixdate_roundtrip(when):
+    text = format_datetime(when.replace(tzinfo=dt.timezone.utc), usegmt=True)
+    expected = calendar.timegm(when.replace(microsecond=0).timetuple())
+    assert parse_http_date(text) == expected

@@ -1,0 +1,574 @@
+"""The sandbox API, over real sockets."""
+
+from __future__ import annotations
+
+import http.client as httpclient
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from surefoot._core._errors import ConfigurationError
+from surefoot._core._hmac import HmacSigner
+from surefoot.sandbox import Sandbox, SandboxConfig
+from surefoot.sandbox._cli import main as cli_main
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(rate=5, burst=3) as sb:
+        yield sb
+
+
+@pytest.fixture
+def sb(sandbox: Sandbox) -> Sandbox:
+    sandbox.reset()
+    return sandbox
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        session.trust_env = False
+        yield session
+
+
+def raw_exchange(sb: Sandbox, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", sb.port), timeout=5) as sock:
+        sock.sendall(data)
+        chunks: list[bytes] = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+
+# -- config and lifecycle ----------------------------------------------------------------
+
+
+def test_config_validation_and_repr_hides_secrets() -> None:
+    with pytest.raises(ConfigurationError):
+        SandboxConfig(rate=0)
+    with pytest.raises(ConfigurationError):
+        SandboxConfig(burst=0)
+    cfg = SandboxConfig(clients={"c": "topsecret"}, hmac_keys={"k": "alsosecret"})
+    assert "topsecret" not in repr(cfg)
+    assert "alsosecret" not in repr(cfg)
+    with pytest.raises(TypeError):
+        cfg.clients["x"] = "y"  # type: ignore[index]
+
+
+def test_sandbox_url_start_stop() -> None:
+    sandbox = Sandbox()
+    assert not sandbox.running
+    with sandbox:
+        assert sandbox.url.startswith("http://127.0.0.1:")
+        conn = httpclient.HTTPConnection("127.0.0.1", sandbox.port, timeout=5)
+        conn.request("GET", "/get")  # leave a keep-alive connection open
+        assert conn.getresponse().read()
+        started = time.monotonic()
+    assert not sandbox.running
+    assert time.monotonic() - started < 2
+    conn.close()
+
+
+# -- httpbin subset ------------------------------------------------------------------------
+
+
+def test_get_echo_and_request_ids(sb: Sandbox, http: requests.Session) -> None:
+    r1 = http.get(sb.url + "/get?a=1&a=2&b=x", headers={"X-API-Key": "k1"})
+    r2 = http.get(sb.url + "/get")
+    assert r1.status_code == 200
+    assert r1.headers["Content-Type"] == "application/json"
+    body = r1.json()
+    assert body["args"] == {"a": ["1", "2"], "b": "x"}
+    assert body["headers"]["X-Api-Key"] == "k1"
+    assert body["url"] == sb.url + "/get?a=1&a=2&b=x"
+    assert body["origin"] == "127.0.0.1"
+    assert int(r2.headers["X-Sandbox-Request-Id"]) > int(r1.headers["X-Sandbox-Request-Id"])
+    assert http.post(sb.url + "/get").status_code == 405
+
+
+def test_headers_title_case(sb: Sandbox, http: requests.Session) -> None:
+    r = http.get(sb.url + "/headers", headers={"x-api-key": "v", "X-CUSTOM-thing": "t"})
+    headers = r.json()["headers"]
+    assert headers["X-Api-Key"] == "v"
+    assert headers["X-Custom-Thing"] == "t"
+    assert headers["Host"] == sb.url.removeprefix("http://")
+
+
+def test_status_codes(sb: Sandbox, http: requests.Session) -> None:
+    r = http.delete(sb.url + "/status/418")
+    assert r.status_code == 418
+    assert r.content == b""
+    r = http.get(sb.url + "/status/503?retry_after=Wed,%2021%20Oct%202099%2007:28:00%20GMT")
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "Wed, 21 Oct 2099 07:28:00 GMT"
+    assert "Retry-After" not in http.get(sb.url + "/status/500").headers
+    r = http.get(sb.url + "/status/302", allow_redirects=False)
+    assert r.status_code == 302
+    assert r.headers["Location"] == "/get"
+    assert http.get(sb.url + "/status/204").status_code == 204
+    assert http.get(sb.url + "/status/abc").status_code == 400
+    assert http.get(sb.url + "/status/200?retry_after=a%0d%0aX:%20y").status_code == 400
+
+
+def test_anything(sb: Sandbox, http: requests.Session) -> None:
+    r = http.put(sb.url + "/anything/a/b?q=1", json={"x": [1, 2]})
+    body = r.json()
+    assert body["method"] == "PUT"
+    assert body["json"] == {"x": [1, 2]}
+    assert body["data"] == '{"x": [1, 2]}'
+    assert body["args"] == {"q": "1"}
+    assert body["url"].endswith("/anything/a/b?q=1")
+    body = http.post(sb.url + "/anything", data=b"{not json").json()
+    assert body["json"] is None
+    assert body["data"] == "{not json"
+    body = http.post(sb.url + "/anything", data={"f": "v"}).json()
+    assert body["form"] == {"f": "v"}
+
+
+def test_head_has_length_but_no_body(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.request("HEAD", "/get")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    assert int(resp.headers["Content-Length"]) > 0
+    assert resp.read() == b""
+    conn.request("GET", "/get")  # the connection is still usable
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_delay(sb: Sandbox, http: requests.Session) -> None:
+    started = time.monotonic()
+    r = http.get(sb.url + "/delay/0.2")
+    assert r.status_code == 200
+    assert r.json()["delay"] == 0.2
+    assert time.monotonic() - started >= 0.2
+    assert http.get(sb.url + "/delay/x").status_code == 400
+
+
+def test_redirect_to(sb: Sandbox, http: requests.Session) -> None:
+    r = http.post(
+        sb.url + "/redirect-to",
+        params={"url": "http://other.example/x", "status_code": "307"},
+        allow_redirects=False,
+    )
+    assert r.status_code == 307
+    assert r.headers["Location"] == "http://other.example/x"
+    r = http.get(sb.url + "/redirect-to?url=/get")
+    assert r.status_code == 200
+    assert r.history[0].status_code == 302
+    assert http.get(sb.url + "/redirect-to").status_code == 400
+
+
+def test_not_found(sb: Sandbox, http: requests.Session) -> None:
+    r = http.get(sb.url + "/nope")
+    assert r.status_code == 404
+    assert r.json()["error"] == "not_found"
+
+
+# -- the server itself ---------------------------------------------------------------------
+
+
+def test_keep_alive_reuses_the_connection(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.request("GET", "/get")
+    assert conn.getresponse().read()
+    sock = conn.sock
+    for _ in range(5):
+        conn.request("POST", "/anything", body=b"hello")
+        resp = conn.getresponse()
+        assert json.loads(resp.read())["data"] == "hello"
+    assert conn.sock is sock
+    conn.close()
+
+
+def test_http10_and_connection_close(sb: Sandbox) -> None:
+    reply = raw_exchange(sb, b"GET /get HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert b"Connection: close" in reply
+    reply = raw_exchange(sb, b"GET /get HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 ")
+    assert b"Connection: close" in reply
+
+
+def test_chunked_request_body(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.request("POST", "/anything", body=iter([b'{"a"', b": 1}"]), encode_chunked=True)
+    body = json.loads(conn.getresponse().read())
+    assert body["data"] == '{"a": 1}'
+    assert body["json"] == {"a": 1}
+    conn.close()
+
+
+def test_malformed_requests_get_400(sb: Sandbox, http: requests.Session) -> None:
+    bad_length = b"POST /anything HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"
+    assert raw_exchange(sb, bad_length).startswith(b"HTTP/1.1 400 ")
+    negative = b"POST /anything HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"
+    assert raw_exchange(sb, negative).startswith(b"HTTP/1.1 400 ")
+    assert raw_exchange(sb, b"garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    bad_chunk = b"POST /anything HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"
+    assert raw_exchange(sb, bad_chunk).startswith(b"HTTP/1.1 400 ")
+    r = http.post(sb.url + "/orders", data=b"{bad", headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert http.get(sb.url + "/get").status_code == 200  # the server is still fine
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+def test_flaky_reset(sb: Sandbox, http: requests.Session) -> None:
+    with pytest.raises(requests.ConnectionError):
+        http.get(sb.url + "/flaky/x?p=1&fault=reset")
+    assert sb.stats()["resets"] == 1
+    assert sb.stats()["endpoints"]["/flaky"]["statuses"] == {"reset": 1}
+
+
+def test_flaky_reset_is_econnreset(sb: Sandbox) -> None:
+    with socket.create_connection(("127.0.0.1", sb.port), timeout=5) as sock:
+        sock.sendall(b"GET /flaky/x?p=1&fault=reset HTTP/1.1\r\nHost: x\r\n\r\n")
+        with pytest.raises(ConnectionResetError):
+            sock.recv(100)
+
+
+def test_flaky_truncate(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.request("GET", "/flaky/x?p=1&fault=truncate")
+    resp = conn.getresponse()
+    assert resp.status == 200
+    with pytest.raises(httpclient.IncompleteRead):
+        resp.read()
+    conn.close()
+
+
+def test_flaky_timeout(sb: Sandbox, http: requests.Session) -> None:
+    started = time.monotonic()
+    with pytest.raises(requests.ReadTimeout):
+        http.get(sb.url + "/flaky/x?p=1&fault=timeout&hang=2", timeout=0.5)
+    assert time.monotonic() - started < 1.5
+
+
+def test_flaky_503_and_retry_after(sb: Sandbox, http: requests.Session) -> None:
+    r = http.post(sb.url + "/flaky/x?p=1&fault=503")
+    assert r.status_code == 503
+    assert "Retry-After" not in r.headers
+    r = http.get(sb.url + "/flaky/x?p=1&fault=503&retry_after=2")
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "2"
+    assert http.get(sb.url + "/flaky/x?p=0").json() == {"ok": True}
+    assert http.get(sb.url + "/flaky/x?p=1&fault=bogus").status_code == 400
+
+
+def test_flaky_fail_n(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/flaky/op?fail=2&key=a"
+    assert [http.get(url).status_code for _ in range(4)] == [503, 503, 200, 200]
+    assert http.get(sb.url + "/flaky/op?fail=2&key=b").status_code == 503
+
+
+def test_flaky_seed_is_deterministic(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/flaky/x?p=0.5&seed=1234"
+    first = [http.get(url).status_code for _ in range(20)]
+    sb.reset()
+    second = [http.get(url).status_code for _ in range(20)]
+    assert first == second
+    assert set(first) == {200, 503}
+
+
+# -- quota ---------------------------------------------------------------------------------
+
+
+def test_quota_ietf(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/limited/thing"
+    headers = {"X-API-Key": "ietf"}
+    responses = [http.get(url, headers=headers) for _ in range(4)]
+    assert [r.status_code for r in responses] == [200, 200, 200, 429]
+    assert responses[0].json() == {"ok": True, "path": "thing", "partition": "ietf"}
+    assert responses[0].headers["RateLimit-Policy"] == '"default";q=3;w=1'
+    assert [r.headers["RateLimit"].split(";")[1] for r in responses] == ["r=2", "r=1", "r=0", "r=0"]
+    limited = responses[3]
+    assert limited.headers["Retry-After"] == "1"
+    assert 1 <= int(limited.headers["retry-after-ms"]) <= 200
+    assert sb.stats()["429s"] == 1
+    time.sleep(int(limited.headers["retry-after-ms"]) / 1000 + 0.02)
+    assert http.get(url, headers=headers).status_code == 200
+
+
+def test_quota_github(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/limited/x?dialect=github"
+    r = http.get(url)
+    assert r.headers["x-ratelimit-limit"] == "3"
+    assert r.headers["x-ratelimit-remaining"] == "2"
+    assert r.headers["x-ratelimit-used"] == "1"
+    assert r.headers["x-ratelimit-resource"] == "core"
+    assert 0 <= int(r.headers["x-ratelimit-reset"]) - time.time() <= 2
+    assert "RateLimit" not in r.headers
+    r = http.get(sb.url + "/limited/x?dialect=none")
+    assert not any(k.lower().startswith(("ratelimit", "x-ratelimit")) for k in r.headers)
+
+
+def test_quota_partitions(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/limited/p"
+    for _ in range(3):
+        assert http.get(url, headers={"X-API-Key": "a"}).status_code == 200
+    assert http.get(url, headers={"X-API-Key": "a"}).status_code == 429
+    assert http.get(url, headers={"X-API-Key": "b"}).status_code == 200
+    token = http.post(
+        sb.url + "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("demo-client", "demo-secret"),
+    ).json()["access_token"]
+    r = http.get(url, headers={"Authorization": f"Bearer {token}"})
+    assert r.json()["partition"] == "demo-client"
+    assert http.get(url, headers={"Authorization": "Bearer nope"}).json()["partition"] == (
+        "anonymous"
+    )
+
+
+# -- outage --------------------------------------------------------------------------------
+
+
+def test_outage(sb: Sandbox, http: requests.Session) -> None:
+    assert http.post(sb.url + "/admin/outage?seconds=2").status_code == 200
+    r = http.get(sb.url + "/get")
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] in ("1", "2")
+    assert http.post(sb.url + "/orders", json={}).status_code == 503
+    assert http.get(sb.url + "/stats").status_code == 200
+    http.post(sb.url + "/admin/outage?seconds=0")
+    assert http.get(sb.url + "/get").status_code == 200
+    assert http.get(sb.url + "/admin/outage").status_code == 405
+
+
+# -- OAuth2 --------------------------------------------------------------------------------
+
+
+def test_token_basic_and_post(sb: Sandbox, http: requests.Session) -> None:
+    r = http.post(
+        sb.url + "/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "read"},
+        auth=("demo-client", "demo-secret"),
+    )
+    assert r.status_code == 200
+    assert r.headers["Cache-Control"] == "no-store"
+    body = r.json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 3600
+    assert body["scope"] == "read"
+    assert len(body["access_token"]) >= 32
+    r = http.post(
+        sb.url + "/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "demo-client",
+            "client_secret": "demo-secret",
+        },
+    )
+    assert r.status_code == 200
+    assert r.json()["access_token"] != body["access_token"]
+    assert sb.stats()["tokens_issued"] == 2
+
+
+def test_token_errors(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/oauth/token"
+    r = http.post(url, data={"grant_type": "client_credentials"}, auth=("demo-client", "wrong"))
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert r.headers["WWW-Authenticate"] == 'Basic realm="sandbox"'
+    assert "wrong" not in r.text
+    r = http.post(
+        url,
+        data={"grant_type": "client_credentials", "client_id": "x", "client_secret": "y"},
+    )
+    assert r.status_code == 401
+    assert r.json()["error"] == "invalid_client"
+    assert "WWW-Authenticate" not in r.headers
+    r = http.post(url, data={"grant_type": "password"}, auth=("demo-client", "demo-secret"))
+    assert r.status_code == 400
+    assert r.json()["error"] == "unsupported_grant_type"
+    r = http.post(url, data={}, auth=("demo-client", "demo-secret"))
+    assert r.status_code == 400
+    assert r.json()["error"] == "invalid_request"
+    assert sb.stats()["tokens_issued"] == 0
+
+
+def test_basic_auth_is_form_urlencoded() -> None:
+    with Sandbox(clients={"id:with colon": "s&cret"}) as sandbox:
+        r = requests.post(
+            sandbox.url + "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("id%3Awith+colon", "s%26cret"),
+        )
+        assert r.status_code == 200
+
+
+def _token(sb: Sandbox, http: requests.Session) -> str:
+    r = http.post(
+        sb.url + "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=("demo-client", "demo-secret"),
+    )
+    token: str = r.json()["access_token"]
+    return token
+
+
+def test_protected(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/protected"
+    r = http.get(url)
+    assert r.status_code == 401
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    r = http.get(url, headers={"Authorization": "Bearer bogus"})
+    assert r.status_code == 401
+    assert 'error="invalid_token"' in r.headers["WWW-Authenticate"]
+    token = _token(sb, http)
+    r = http.post(url + "/deeper", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    assert r.json()["client_id"] == "demo-client"
+    assert http.post(sb.url + "/admin/revoke-tokens").json()["revoked"] == 1
+    assert http.get(url, headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_token_expiry() -> None:
+    with Sandbox(token_ttl=0.3) as sandbox, requests.Session() as http:
+        token = _token(sandbox, http)
+        auth = {"Authorization": f"Bearer {token}"}
+        assert http.get(sandbox.url + "/protected", headers=auth).status_code == 200
+        time.sleep(0.35)
+        assert http.get(sandbox.url + "/protected", headers=auth).status_code == 401
+
+
+# -- HMAC ----------------------------------------------------------------------------------
+
+
+def test_signed(sb: Sandbox, http: requests.Session) -> None:
+    signer = HmacSigner("demo-key", "demo-secret")
+    url = sb.url + "/signed/orders?b=2&a=1"
+    body = b'{"amount": 5}'
+    headers = signer.sign("POST", url, body)
+    r = http.post(url, data=body, headers=headers)
+    assert r.status_code == 200
+    assert r.json() == {"ok": True, "key_id": "demo-key"}
+
+    replay = http.post(url, data=body, headers=headers)
+    assert replay.status_code == 401
+    assert replay.json() == {"error": "invalid_signature", "reason": "replayed_nonce"}
+    assert replay.headers["WWW-Authenticate"] == "Signature"
+
+    tampered_body = http.post(url, data=b'{"amount": 500}', headers=signer.sign("POST", url, body))
+    assert tampered_body.json()["reason"] == "body_digest_mismatch"
+    tampered_url = http.post(url + "&c=3", data=body, headers=signer.sign("POST", url, body))
+    assert tampered_url.json()["reason"] == "bad_signature"
+    old = signer.sign("GET", url, None, now=time.time() - 1000)
+    assert http.get(url, headers=old).json()["reason"] == "timestamp_skew"
+    unknown = HmacSigner("nobody", "x").sign("GET", url, None)
+    assert http.get(url, headers=unknown).json()["reason"] == "unknown_key"
+    assert http.get(url).json()["reason"] == "missing_header"
+
+    stats = sb.stats()
+    assert stats["replays"] == 1
+    assert stats["signature_rejections"] == {
+        "replayed_nonce": 1,
+        "body_digest_mismatch": 1,
+        "bad_signature": 1,
+        "timestamp_skew": 1,
+        "unknown_key": 1,
+        "missing_header": 1,
+    }
+
+
+# -- orders --------------------------------------------------------------------------------
+
+
+def test_orders_idempotency(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/orders"
+    r = http.post(url, json={"item": "book"})
+    assert r.status_code == 201
+    assert r.json()["item"] == "book"
+    first = http.post(url, json={"item": "pen"}, headers={"Idempotency-Key": "k1"})
+    again = http.post(url, json={"item": "pen"}, headers={"Idempotency-Key": "k1"})
+    assert first.status_code == 201
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    other = http.post(url, json={"item": "car"}, headers={"Idempotency-Key": "k1"})
+    assert other.status_code == 422
+    assert http.post(url, json=[1, 2]).status_code == 400
+    assert sb.stats()["orders_created"] == 2
+    listing = http.get(url).json()
+    assert listing["count"] == 2
+    assert http.get(f"{url}/{first.json()['id']}").json()["item"] == "pen"
+
+
+def test_orders_fail_after_commit(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/orders?fail_after_commit=1"
+    headers = {"Idempotency-Key": "order-42"}
+    with pytest.raises(requests.ConnectionError):
+        http.post(url, json={"item": "tv"}, headers=headers)
+    assert sb.stats()["orders_created"] == 1  # committed despite the reset
+    retry = http.post(url, json={"item": "tv"}, headers=headers)
+    assert retry.status_code == 200
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["item"] == "tv"
+    with pytest.raises(requests.ConnectionError):  # without a key: a duplicate
+        http.post(url, json={"item": "tv"})
+    assert sb.stats()["orders_created"] == 2
+    assert sb.stats()["resets"] == 2
+
+
+# -- stats and admin -----------------------------------------------------------------------
+
+
+def test_stats_and_admin_reset(sb: Sandbox, http: requests.Session) -> None:
+    http.get(sb.url + "/get")
+    http.get(sb.url + "/status/503")
+    http.get(sb.url + "/status/200")
+    stats = http.get(sb.url + "/stats").json()
+    assert stats == sb.stats()
+    assert stats["requests"] == 3
+    assert stats["endpoints"]["/get"] == {"requests": 1, "statuses": {"200": 1}}
+    assert stats["endpoints"]["/status"] == {"requests": 2, "statuses": {"503": 1, "200": 1}}
+    for key in ("429s", "tokens_issued", "orders_created", "replays", "resets"):
+        assert stats[key] == 0
+    assert stats["signature_rejections"] == {}
+    assert http.post(sb.url + "/admin/reset").status_code == 200
+    assert sb.stats()["requests"] == 0
+    assert sb.stats()["endpoints"] == {}
+    assert http.get(sb.url + "/admin/reset").status_code == 405
+
+
+# -- CLI -----------------------------------------------------------------------------------
+
+
+def test_cli_subprocess() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "surefoot.sandbox", "--port", "0", "--burst", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            url = proc.stdout.readline().strip()
+            assert url.startswith("http://127.0.0.1:")
+            with requests.Session() as http:
+                r = http.get(url + "/get", timeout=5)
+                assert r.status_code == 200
+                r = http.get(url + "/limited/x?dialect=github", timeout=5)
+                assert r.headers["x-ratelimit-limit"] == "2"
+        finally:
+            proc.terminate()
+            code = proc.wait(timeout=10)
+    assert code == 0
+
+
+def test_cli_rejects_bad_client() -> None:
+    with pytest.raises(SystemExit) as info:
+        cli_main(["--client", "no-secret"])
+    assert info.value.code == 2
