@@ -32,7 +32,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import requests
 import requests.adapters
@@ -44,17 +44,42 @@ import surefoot
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 BASELINE = "bare_requests"
+METRICS = ("wall", "cpu")
+#: contender name -> mean ns per request of each round
+Samples = dict[str, list[float]]
 
 
 # -- contenders ----------------------------------------------------------------------------
+
+
+class Timing(NamedTuple):
+    """A batch's elapsed wall-clock time and the CPU time of the calling thread, in ns."""
+
+    wall_ns: int
+    cpu_ns: int
+
+
+class _Stopwatch:
+    """Wall clock (``perf_counter_ns``) and this thread's CPU time, started together."""
+
+    __slots__ = ("cpu", "wall")
+
+    def __init__(self) -> None:
+        self.cpu = time.thread_time_ns()
+        self.wall = time.perf_counter_ns()
+
+    def stop(self) -> Timing:
+        wall = time.perf_counter_ns()
+        cpu = time.thread_time_ns()
+        return Timing(wall - self.wall, cpu - self.cpu)
 
 
 class Contender(Protocol):
     """One way of sending a request, measured in batches.
 
     ``setup()`` builds everything (and may send a request to check it works) before any
-    measurement; ``run_batch(n)`` sends ``n`` sequential requests and returns the elapsed
-    nanoseconds; ``close()`` releases everything.
+    measurement; ``run_batch(n)`` sends ``n`` sequential requests and returns their
+    :class:`Timing`; ``close()`` releases everything.
     """
 
     name: str
@@ -65,7 +90,7 @@ class Contender(Protocol):
 
     def setup(self) -> None: ...
 
-    def run_batch(self, n: int) -> int: ...
+    def run_batch(self, n: int) -> Timing: ...
 
     def close(self) -> None: ...
 
@@ -90,16 +115,16 @@ class RequestsContender:
         self.session = self.factory()
         _check(self.session.get(self.url), self.name)
 
-    def run_batch(self, n: int) -> int:
+    def run_batch(self, n: int) -> Timing:
         session, url = self.session, self.url
         assert session is not None
         get = session.get
         bad = 0
-        start = time.perf_counter_ns()
+        watch = _Stopwatch()
         for _ in range(n):
             if get(url).status_code != 200:
                 bad += 1
-        elapsed = time.perf_counter_ns() - start
+        elapsed = watch.stop()
         if bad:
             raise RuntimeError(f"{self.name}: {bad} of {n} requests did not return 200")
         return elapsed
@@ -144,15 +169,16 @@ class AsyncContender:
         self._run(self.asetup())
         self._run(self.request())
 
-    async def _batch(self, n: int) -> int:
+    async def _batch(self, n: int) -> Timing:
         request = self.request
-        start = time.perf_counter_ns()
+        watch = _Stopwatch()
         for _ in range(n):
             await request()
-        return time.perf_counter_ns() - start
+        return watch.stop()
 
-    def run_batch(self, n: int) -> int:
-        return int(self._run(self._batch(n)))
+    def run_batch(self, n: int) -> Timing:
+        timing: Timing = self._run(self._batch(n))
+        return timing
 
     def close(self) -> None:
         if self.loop is not None:
@@ -312,23 +338,27 @@ class Sandbox:
 
 def measure(
     contenders: list[Contender], *, n: int, rounds: int, rng: random.Random
-) -> dict[str, list[float]]:
-    """Per contender, the mean nanoseconds per request of each round."""
+) -> dict[str, Samples]:
+    """Per metric ("wall", "cpu") and contender, the mean ns per request of each round."""
     for contender in contenders:  # warm-up: connections, caches, code paths
         contender.run_batch(n)
-    per_round: dict[str, list[float]] = {c.name: [] for c in contenders}
+    samples: dict[str, Samples] = {m: {c.name: [] for c in contenders} for m in METRICS}
     order = list(contenders)
     for index in range(rounds):
         rng.shuffle(order)
         for contender in order:
             gc.collect()
-            per_round[contender.name].append(contender.run_batch(n) / n)
+            timing = contender.run_batch(n)
+            samples["wall"][contender.name].append(timing.wall_ns / n)
+            samples["cpu"][contender.name].append(timing.cpu_ns / n)
         print(f"  round {index + 1}/{rounds}: {' '.join(c.name for c in order)}", flush=True)
-    return per_round
+    return samples
 
 
 @dataclass(frozen=True)
 class Figure:
+    """One contender's figures for one metric; ratios and differences are per round."""
+
     name: str
     baseline: str
     us_per_request: float
@@ -346,27 +376,31 @@ def _quartiles(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
-def summarize(contenders: list[Contender], per_round: dict[str, list[float]]) -> list[Figure]:
+def _median_ratio(mine: list[float], base: list[float]) -> float:
+    return statistics.median(m / b for m, b in zip(mine, base, strict=True))
+
+
+def _median_diff_us(mine: list[float], base: list[float]) -> float:
+    return statistics.median((m - b) / 1000 for m, b in zip(mine, base, strict=True))
+
+
+def summarize(contenders: list[Contender], samples: Samples) -> list[Figure]:
+    """Median across rounds of each per-round mean, ratio and difference."""
     figures = []
-    bare = per_round[BASELINE]
+    bare = samples[BASELINE]
     for contender in contenders:
-        mine = per_round[contender.name]
-        base = per_round[contender.baseline or contender.name]
-        ratios = [m / b for m, b in zip(mine, base, strict=True)]
+        baseline = contender.baseline or contender.name
+        mine, base = samples[contender.name], samples[baseline]
         figures.append(
             Figure(
                 name=contender.name,
-                baseline=contender.baseline or contender.name,
+                baseline=baseline,
                 us_per_request=statistics.median(mine) / 1000,
-                ratio_vs_bare=statistics.median(m / b for m, b in zip(mine, bare, strict=True)),
-                overhead_vs_bare_us=statistics.median(
-                    (m - b) / 1000 for m, b in zip(mine, bare, strict=True)
-                ),
-                ratio_vs_baseline=statistics.median(ratios),
-                overhead_vs_baseline_us=statistics.median(
-                    (m - b) / 1000 for m, b in zip(mine, base, strict=True)
-                ),
-                ratio_vs_baseline_iqr=_quartiles(ratios),
+                ratio_vs_bare=_median_ratio(mine, bare),
+                overhead_vs_bare_us=_median_diff_us(mine, bare),
+                ratio_vs_baseline=_median_ratio(mine, base),
+                overhead_vs_baseline_us=_median_diff_us(mine, base),
+                ratio_vs_baseline_iqr=_quartiles([m / b for m, b in zip(mine, base, strict=True)]),
             )
         )
     return figures
@@ -388,31 +422,28 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def print_table(figures: list[Figure]) -> None:
+def print_table(title: str, figures: list[Figure]) -> None:
     header = (
-        f"{'contender':<27} {'µs/req':>9} {'vs bare':>8} {'+µs bare':>9}   "
-        f"{'baseline':<19} {'ratio':>6} {'+µs':>8} {'ratio IQR':>13}"
+        f"{'contender':<27} {'µs/req':>8} {'x bare':>7} {'+µs':>7}   "
+        f"{'baseline':<19} {'x base':>7} {'+µs':>7}  {'x base IQR':>13}"
     )
+    print(title)
     print(header)
     print("-" * len(header))
     for f in figures:
         low, high = f.ratio_vs_baseline_iqr
         print(
-            f"{f.name:<27} {f.us_per_request:>9.1f} {f.ratio_vs_bare:>8.3f} "
-            f"{f.overhead_vs_bare_us:>+9.1f}   {f.baseline:<19} {f.ratio_vs_baseline:>6.3f} "
-            f"{f.overhead_vs_baseline_us:>+8.1f} {low:>6.3f}-{high:<6.3f}"
+            f"{f.name:<27} {f.us_per_request:>8.1f} {f.ratio_vs_bare:>7.3f} "
+            f"{f.overhead_vs_bare_us:>+7.1f}   {f.baseline:<19} {f.ratio_vs_baseline:>7.3f} "
+            f"{f.overhead_vs_baseline_us:>+7.1f}  {low:>6.3f}-{high:<6.3f}"
         )
 
 
-def build_result(
-    contenders: list[Contender], figures: list[Figure], *, n: int, rounds: int
-) -> dict[str, Any]:
-    info = machine_info()
-    result: dict[str, Any] = {}
+def _figures_json(contenders: list[Contender], figures: list[Figure]) -> dict[str, Any]:
     by_name = {f.name: f for f in figures}
-    for contender in contenders:
-        if contender.ratio_key:
-            result[contender.ratio_key] = round(by_name[contender.name].ratio_vs_baseline, 4)
+    result: dict[str, Any] = {
+        c.ratio_key: round(by_name[c.name].ratio_vs_baseline, 4) for c in contenders if c.ratio_key
+    }
     result.update(
         {
             "us_per_request": {f.name: round(f.us_per_request, 2) for f in figures},
@@ -426,12 +457,35 @@ def build_result(
             "overhead_vs_bare_requests_us": {
                 f.name: round(f.overhead_vs_bare_us, 2) for f in figures
             },
+        }
+    )
+    return result
+
+
+def build_result(
+    contenders: list[Contender],
+    figures: dict[str, list[Figure]],
+    samples: dict[str, Samples],
+    *,
+    n: int,
+    rounds: int,
+) -> dict[str, Any]:
+    """The JSON: wall-clock figures at the top level, client CPU figures under "cpu"."""
+    info = machine_info()
+    result = _figures_json(contenders, figures["wall"])
+    result["cpu"] = _figures_json(contenders, figures["cpu"])
+    result.update(
+        {
             "rounds": rounds,
             "requests_per_round": n,
             "python": info["python"],
             "cpu_count": info["cpu_count"],
             "machine": info,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "per_round_us": {
+                metric: {name: [round(v / 1000, 2) for v in values] for name, values in s.items()}
+                for metric, s in samples.items()
+            },
         }
     )
     return result
@@ -470,18 +524,21 @@ def main(argv: list[str] | None = None) -> int:
             for contender in contenders:
                 contender.setup()
                 ready.append(contender)
-            per_round = measure(ready, n=n, rounds=rounds, rng=random.Random(args.seed))
+            samples = measure(ready, n=n, rounds=rounds, rng=random.Random(args.seed))
         finally:
             for contender in ready:
                 contender.close()
-    figures = summarize(contenders, per_round)
+    figures = {metric: summarize(contenders, samples[metric]) for metric in METRICS}
     print()
-    print_table(figures)
-    result = build_result(contenders, figures, n=n, rounds=rounds)
+    print_table("wall clock per request (the figures):", figures["wall"])
+    print()
+    print_table("client CPU per request (this thread's CPU time):", figures["cpu"])
+    result = build_result(contenders, figures, samples, n=n, rounds=rounds)
     print()
     for contender in contenders:
         if contender.ratio_key:
-            print(f"{contender.ratio_key} = {result[contender.ratio_key]:.3f}")
+            key = contender.ratio_key
+            print(f"{key} = {result[key]:.3f}  (client CPU: {result['cpu'][key]:.3f})")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")

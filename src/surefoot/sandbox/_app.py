@@ -366,14 +366,13 @@ class SandboxApp:
             traceback.print_exc(file=errors)
             result = _error(500, "internal_error")
 
+        if isinstance(result, _Taken):  # already counted by _drop
+            return []
         with self._lock:
             self._request_id += 1
             request_id = self._request_id
             if group is not None:
-                label = result.label if isinstance(result, _Taken) else str(result.status)
-                self._record(group, label)
-        if isinstance(result, _Taken):
-            return []
+                self._record(group, str(result.status))
         result.headers.append(("X-Sandbox-Request-Id", str(request_id)))
         start_response(f"{result.status} {_phrase(result.status)}", result.headers)
         return [result.body]
@@ -388,11 +387,6 @@ class SandboxApp:
         statuses[label] = statuses.get(label, 0) + 1
         if label == "429":
             self._429s += 1
-
-    def _next_request_id(self) -> int:
-        with self._lock:
-            self._request_id += 1
-            return self._request_id
 
     def _outage(self) -> _Resp | None:
         until = self._outage_until
@@ -578,31 +572,35 @@ class SandboxApp:
             self.stopping.wait(hang)
             return _json(200, {"ok": True, "hung": hang})
         if fault in ("reset", "close", "truncate"):
-            return self._drop(req, fault)
+            return self._drop(req, fault, "/flaky")
         headers = [("Retry-After", _header_value(retry_after))] if retry_after else []
         return _error(int(fault), "injected_fault", headers)
 
-    def _drop(self, req: _Req, how: str) -> _Resp | _Taken:
+    def _drop(self, req: _Req, how: str, group: str) -> _Resp | _Taken:
+        """Reset, close or truncate the connection; counted first, so stats never lag."""
         control = req.connection()
         if control is None:
             return _error(501, "not_supported", message="needs the surefoot sandbox server")
-        if how == "reset":
-            with self._lock:
+        label = {"reset": "reset", "close": "closed", "truncate": "truncated"}[how]
+        with self._lock:
+            self._request_id += 1
+            request_id = self._request_id
+            self._record(group, label)
+            if how == "reset":
                 self._resets += 1
+        if how == "reset":
             control.reset()
-            return _Taken("reset")
-        if how == "close":
+        elif how == "close":
             control.close()
-            return _Taken("closed")
-        body = b'{"ok": true, "padding": "' + b"x" * 64 + b'"}'
-        request_id = self._next_request_id()
-        control.truncate(
-            "200 OK",
-            [_JSON, ("X-Sandbox-Request-Id", str(request_id))],
-            body[: len(body) // 2],
-            len(body),
-        )
-        return _Taken("truncated")
+        else:
+            body = b'{"ok": true, "padding": "' + b"x" * 64 + b'"}'
+            control.truncate(
+                "200 OK",
+                [_JSON, ("X-Sandbox-Request-Id", str(request_id))],
+                body[: len(body) // 2],
+                len(body),
+            )
+        return _Taken(label)
 
     # -- OAuth2 ----------------------------------------------------------------------------
 
@@ -749,7 +747,7 @@ class SandboxApp:
             if fail:
                 self._faults["fail_after_commit"] = self._faults.get("fail_after_commit", 0) + 1
         if fail:
-            return self._drop(req, "reset")
+            return self._drop(req, "reset", "/orders")
         return _json(201, order, [("Location", f"/orders/{order_id}")])
 
     # -- stats and admin -------------------------------------------------------------------
