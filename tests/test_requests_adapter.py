@@ -369,3 +369,11 @@ def test_secrets_never_in_events_or_errors(sandbox):
     text = " ".join(e.message() for e in seen) + repr(auth) + repr(token)
     for secret in ("demo-secret", token.access_token, "leak-me"):
         assert secret not in text
+
+
+def test_client_never_sends_credentials_to_an_absolute_url_elsewhere(sandbox):
+    other = sandbox.url.replace("127.0.0.1", "localhost") + "/headers"
+    with client(sandbox, auth=HmacAuth("demo-key", "demo-secret")) as c:
+        response = c.get(other)
+    echoed = {k.lower() for k in response.json()["headers"]}
+    assert not echoed & {"x-api-key", "x-signature", "x-nonce"}

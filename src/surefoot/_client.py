@@ -46,7 +46,14 @@ class Client:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
         self.timeout = timeout
         self.session = session or requests.Session()
-        self.adapter = SurefootAdapter(retry=retry, auth=auth, hook=hook, clock=clock, rng=rng)
+        self.adapter = SurefootAdapter(
+            retry=retry,
+            auth=auth,
+            hook=hook,
+            clock=clock,
+            rng=rng,
+            credential_origins=[self.base_url],
+        )
         self.session.mount("http://", self.adapter)
         self.session.mount("https://", self.adapter)
         if headers:

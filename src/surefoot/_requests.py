@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -175,7 +175,8 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
 
     ``session.mount("https://", SurefootAdapter(retry=RetryPolicy(...), auth=...))``.
     ``timeout=`` passed to requests is the per-attempt timeout; it is capped by what is
-    left of the policy's deadline.
+    left of the policy's deadline. ``credential_origins`` (URLs) restricts where ``auth``
+    is applied at all; requests to other origins are sent without credentials.
     """
 
     def __init__(
@@ -189,8 +190,14 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         pool_connections: int = 10,
         pool_maxsize: int = 10,
         pool_block: bool = False,
+        credential_origins: Iterable[str] | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
+        self.credential_origins = (
+            None
+            if credential_origins is None
+            else frozenset(origin_of(u) for u in credential_origins)
+        )
         self.auth = auth
         self.hook: Hook = hook or LoggingHook()
         self.clock: Clock = clock or default_clock
@@ -214,7 +221,10 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        allowed = _credentials_allowed(request)
+        allowed = _credentials_allowed(request) and (
+            self.credential_origins is None
+            or origin_of(request.url or "") in self.credential_origins
+        )
         body, replayable, position = _body_of(request)
         auth = self.auth
         if auth is not None and allowed and getattr(auth, "signs_body", False) and (

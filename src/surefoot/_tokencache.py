@@ -181,10 +181,6 @@ class TokenCache:
         with self.store.lock(self.key, timeout=self._remaining(deadline)):
             current = self.store.load(self.key)
             self._loaded = True
-            if current is None and self._token is not None and isinstance(
-                self.store, MemoryTokenStore
-            ):
-                current = self._token
             if not needed(current):
                 assert current is not None
                 self._token = current

@@ -152,7 +152,7 @@ def request_flow(
     if auth is not None and not request.credentials_allowed:
         remove = auth.credential_headers
         hook(Event(kind=EventKind.CREDENTIALS_WITHHELD, method=method, url=shown,
-                   reason="redirected to another origin"))
+                   reason="not the origin the credentials belong to"))
 
     history: list[Attempt] = []
     tries = 0  # attempts that count against max_attempts
