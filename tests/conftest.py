@@ -20,7 +20,7 @@ def _sandbox_server() -> Iterator[Sandbox]:
 def sandbox(_sandbox_server: Sandbox) -> Iterator[Sandbox]:
     """The shared sandbox, with counters and state cleared for this test."""
     _sandbox_server.reset()
-    yield _sandbox_server
+    return _sandbox_server
 
 
 @pytest.fixture

@@ -74,6 +74,7 @@ def run(
         {"backoff_initial": 5.0, "backoff_max": 1.0},
         {"backoff_initial": math.nan},
         {"backoff_multiplier": 0.5},
+        {"backoff_multiplier": math.nan},
         {"jitter": "bogus"},
         {"jitter": "FULL"},
         {"retry_after_cap": -1.0},

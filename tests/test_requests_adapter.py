@@ -291,7 +291,8 @@ def test_signed_request_accepted_and_fresh_per_attempt_after_outage(sandbox):
     assert response.status_code == 200, response.text
     assert response.json()["key_id"] == "demo-key"
     statuses = [a.status for a in surefoot.history_of(response)]
-    assert statuses[0] == 503 and statuses[-1] == 200
+    assert statuses[0] == 503
+    assert statuses[-1] == 200
     assert sandbox.stats()["signature_rejections"] == {}
 
 

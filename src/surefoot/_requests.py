@@ -153,6 +153,20 @@ def _cap_timeout(user: Any, cap: float | None) -> Any:
     return user
 
 
+def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """A copy for one attempt: its own headers; body, cookies and hooks shared (the
+    adapter never changes them, unlike ``PreparedRequest.copy`` it copies no cookie jar)."""
+    copy = requests.PreparedRequest()
+    copy.method = request.method
+    copy.url = request.url
+    copy.headers = request.headers.copy()
+    copy._cookies = request._cookies  # type: ignore[attr-defined]
+    copy.body = request.body
+    copy.hooks = request.hooks
+    copy._body_position = request._body_position  # type: ignore[attr-defined]
+    return copy
+
+
 def _discard(response: requests.Response) -> None:
     """Release a response that is not returned; reuse its connection when cheap."""
     try:
@@ -221,12 +235,15 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        allowed = _credentials_allowed(request) and (
-            self.credential_origins is None
-            or origin_of(request.url or "") in self.credential_origins
+        auth = self.auth
+        allowed = auth is None or (
+            _credentials_allowed(request)
+            and (
+                self.credential_origins is None
+                or origin_of(request.url or "") in self.credential_origins
+            )
         )
         body, replayable, position = _body_of(request)
-        auth = self.auth
         if auth is not None and allowed and getattr(auth, "signs_body", False) and (
             not replayable
         ):
@@ -245,7 +262,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         parent_send = super().send
 
         def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
-            prepared = request.copy()
+            prepared = _attempt_copy(request) if effect.headers or effect.remove else request
             for name in effect.remove:
                 prepared.headers.pop(name, None)
             prepared.headers.update(effect.headers)

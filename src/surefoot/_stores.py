@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._core._errors import StoreError, TokenError
+from ._core._errors import DeadlineExceeded, StoreError
 from ._core._tokens import Token
 
 fcntl: Any
@@ -142,10 +142,12 @@ class FileTokenStore:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
-        except OSError as exc:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise StoreError(f"cannot write token file {self.path}: {exc.strerror}") from exc
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write token file {self.path}: {exc.strerror}") from exc
+            raise
         with contextlib.suppress(OSError):
             dir_fd = os.open(directory, os.O_RDONLY)
             try:
@@ -173,8 +175,8 @@ class FileTokenStore:
                     break
                 except BlockingIOError:
                     if give_up is not None and time.monotonic() >= give_up:
-                        raise TokenError(
-                            "timed out waiting for another process's token refresh"
+                        raise DeadlineExceeded(
+                            "deadline reached waiting for another process's token refresh"
                         ) from None
                     time.sleep(delay)
                     delay = min(delay * 2, 0.05)

@@ -127,7 +127,7 @@ class TokenCache:
                 return self._refresh_locked(
                     lambda cur: self._fresh(cur) is not Freshness.FRESH, deadline, "expiring"
                 )
-            except TokenError as exc:
+            except (TokenError, DeadlineExceeded) as exc:
                 self._emit(EventKind.TOKEN_REFRESH_FAILED, f"early refresh failed: {exc}")
                 return token
             finally:
@@ -188,7 +188,7 @@ class TokenCache:
             previous_version = current.version if current is not None else 0
             try:
                 new = self._fetch(deadline)
-            except TokenError as exc:
+            except (TokenError, DeadlineExceeded) as exc:
                 self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
                 raise
             new = Token(

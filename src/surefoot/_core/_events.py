@@ -12,7 +12,7 @@ import enum
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
@@ -32,7 +32,6 @@ class EventKind(str, enum.Enum):
     ATTEMPT_DONE = "attempt_done"
     RETRY_SCHEDULED = "retry_scheduled"
     GAVE_UP = "gave_up"
-    SUCCEEDED = "succeeded"
     TOKEN_REFRESHED = "token_refreshed"
     TOKEN_REFRESH_FAILED = "token_refresh_failed"
     TOKEN_INVALIDATED = "token_invalidated"
@@ -40,9 +39,8 @@ class EventKind(str, enum.Enum):
     CREDENTIALS_WITHHELD = "credentials_withheld"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """What happened. Frozen; safe to keep and to log (no secrets)."""
+class Event(NamedTuple):
+    """What happened. Immutable; safe to keep and to log (no secrets)."""
 
     kind: EventKind
     method: str = ""
@@ -78,7 +76,6 @@ Hook = Callable[[Event], None]
 _LEVELS = {
     EventKind.ATTEMPT_SENT: logging.DEBUG,
     EventKind.ATTEMPT_DONE: logging.DEBUG,
-    EventKind.SUCCEEDED: logging.DEBUG,
     EventKind.SIGNATURE_APPLIED: logging.DEBUG,
     EventKind.RETRY_SCHEDULED: logging.INFO,
     EventKind.TOKEN_REFRESHED: logging.INFO,
@@ -96,6 +93,10 @@ class LoggingHook:
 
     def __init__(self, log: logging.Logger | None = None) -> None:
         self.logger = log or logger
+
+    def wants(self, kind: EventKind) -> bool:
+        """Whether an event of this kind would be logged: events nobody logs are not built."""
+        return self.logger.isEnabledFor(_LEVELS.get(kind, logging.INFO))
 
     def __call__(self, event: Event) -> None:
         level = _LEVELS.get(event.kind, logging.INFO)

@@ -20,8 +20,10 @@ trailing newline::
     <nonce, as sent>
     <body digest, as computed from the body>
 
-* canonical path: the URL path percent-decoded to bytes, then every byte percent-encoded
-  (upper-case hex) except ``A-Z a-z 0-9 - _ . ~ /``; an empty path is ``/``.
+* canonical path: the raw URL path (as sent, not decoded) split on ``/``; each segment
+  percent-decoded to bytes, then every byte percent-encoded (upper-case hex) except
+  ``A-Z a-z 0-9 - _ . ~``; the segments joined with ``/``. An empty path is ``/``. (So
+  ``%2F`` inside a segment stays ``%2F``, distinct from a ``/``.)
 * canonical query: split the raw query on ``&``, drop empty items, split each item at the
   first ``=`` (no ``=`` means an empty value), percent-decode name and value (``+`` stays a
   literal ``+``), re-encode both like the path but also encoding ``/``, sort the pairs by
@@ -70,7 +72,6 @@ __all__ = [
 ALGORITHM = "SUREFOOT-HMAC-SHA256"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
-_PATH_SAFE = _UNRESERVED | {ord("/")}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -95,7 +96,8 @@ def _encode(raw: bytes, safe: frozenset[int]) -> str:
 def canonical_path(path: str) -> str:
     if not path:
         return "/"
-    return _encode(unquote_to_bytes(path), _PATH_SAFE)
+    # Segment by segment, so that an encoded slash (%2F) stays distinct from "/".
+    return "/".join(_encode(unquote_to_bytes(segment), _UNRESERVED) for segment in path.split("/"))
 
 
 def canonical_query(query: str) -> str:

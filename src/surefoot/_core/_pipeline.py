@@ -32,7 +32,15 @@ from ._errors import (
 )
 from ._events import Event, EventKind, Hook, redact_url
 from ._history import Attempt
-from ._policy import Decision, Failure, ResponseInfo, RetryPolicy, Verdict, decide
+from ._policy import (
+    Decision,
+    Failure,
+    ResponseInfo,
+    RetryPolicy,
+    Verdict,
+    case_insensitive,
+    decide,
+)
 from ._tokens import Token
 
 __all__ = [
@@ -77,12 +85,11 @@ class RequestView:
     #: False on a redirect hop to another origin: no credentials are attached.
     credentials_allowed: bool = True
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", case_insensitive(self.headers))
+
     def header(self, name: str) -> str | None:
-        lname = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == lname:
-                return value
-        return None
+        return self.headers.get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,40 @@ def _summary(method: str, url: str, history: list[Attempt], reason: str) -> str:
     return f"{method} {redact_url(url)} failed after {n} attempt{'s' * (n != 1)}: {reason}"
 
 
+class _Emitter:
+    """Builds events only for hooks that want them (a hook may expose
+    ``wants(kind) -> bool``; :class:`LoggingHook` does, from the logger's level), and
+    redacts the URL once, on first use."""
+
+    __slots__ = ("_shown", "hook", "method", "url", "wants")
+
+    def __init__(self, hook: Hook, method: str, url: str) -> None:
+        self.hook = hook
+        self.wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
+        self.method = method
+        self.url = url
+        self._shown: str | None = None
+
+    def emit(
+        self,
+        kind: EventKind,
+        *,
+        attempt: int = 0,
+        status: int | None = None,
+        error: str | None = None,
+        wait: float | None = None,
+        elapsed: float | None = None,
+        reason: str = "",
+    ) -> None:
+        if self.wants is not None and not self.wants(kind):
+            return
+        if self._shown is None:
+            self._shown = redact_url(self.url)
+        self.hook(
+            Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed, reason)
+        )
+
+
 def request_flow(
     request: RequestView,
     *,
@@ -136,23 +177,26 @@ def request_flow(
 ) -> Generator[Effect, Any, FlowResult]:
     method = request.method.upper()
     url = request.url
-    shown = redact_url(url)
+    events = _Emitter(hook, method, url)
     start = clock.monotonic()
     deadline = start + policy.deadline if policy.deadline is not None else None
 
     base_headers: dict[str, str] = {}
-    key = request.header(policy.idempotency_header)
-    if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
-        key = key_factory()
-        base_headers[policy.idempotency_header] = key
-    idempotent = method in policy.idempotent_methods or key is not None
+    idempotent = method in policy.idempotent_methods
+    if not idempotent:
+        key = request.header(policy.idempotency_header)
+        if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
+            key = key_factory()
+            base_headers[policy.idempotency_header] = key
+        idempotent = key is not None
 
     use_auth = auth if request.credentials_allowed else None
     remove: tuple[str, ...] = ()
     if auth is not None and not request.credentials_allowed:
         remove = auth.credential_headers
-        hook(Event(kind=EventKind.CREDENTIALS_WITHHELD, method=method, url=shown,
-                   reason="not the origin the credentials belong to"))
+        events.emit(EventKind.CREDENTIALS_WITHHELD,
+                    reason="not the origin the credentials belong to")
+    signs = use_auth is not None and bool(getattr(use_auth, "signs_body", False))
 
     history: list[Attempt] = []
     tries = 0  # attempts that count against max_attempts
@@ -160,44 +204,48 @@ def request_flow(
     wait_before = 0.0
     refreshed = False
 
-    def record(
-        status: int | None, error: str | None, started: float, decision: str
-    ) -> Attempt:
-        item = Attempt(
-            number=number,
-            method=method,
-            status=status,
-            error=error,
-            wait_before=wait_before,
-            started=started,
-            elapsed=clock.monotonic() - started,
-            decision=decision,
+    def record(status: int | None, error: str | None, started: float, decision: str) -> None:
+        history.append(
+            Attempt(
+                number=number,
+                method=method,
+                status=status,
+                error=error,
+                wait_before=wait_before,
+                started=started,
+                elapsed=clock.monotonic() - started,
+                decision=decision,
+            )
         )
-        history.append(item)
-        return item
 
     def finish(decision: Decision, outcome: ResponseInfo | Failure) -> FlowResult:
-        hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
-                   status=outcome.status if isinstance(outcome, ResponseInfo) else None,
-                   error=outcome.kind.value if isinstance(outcome, Failure) else None,
-                   reason=decision.reason))
+        is_response = isinstance(outcome, ResponseInfo)
+        events.emit(
+            EventKind.GAVE_UP,
+            attempt=number,
+            status=outcome.status if isinstance(outcome, ResponseInfo) else None,
+            error=outcome.kind.value if isinstance(outcome, Failure) else None,
+            reason=decision.reason,
+        )
         error_type = decision.error or RequestFailed
         message = _summary(method, url, history, decision.reason)
         if isinstance(outcome, Failure):
             if error_type is TransportError:
-                return FlowResult(
-                    tuple(history), TransportError(message, kind=outcome.kind.value,
-                                                   history=history)
+                error: RequestFailed = TransportError(
+                    message, kind=outcome.kind.value, history=history
                 )
-            return FlowResult(tuple(history), error_type(message, history=history))
+            else:
+                error = error_type(message, history=history)
+            return FlowResult(tuple(history), error)
         if error_type is RetryAfterTooLong:
             assert decision.requested_wait is not None
             return FlowResult(
                 tuple(history),
-                RetryAfterTooLong(message, requested_wait=decision.requested_wait,
-                                  history=history),
+                RetryAfterTooLong(
+                    message, requested_wait=decision.requested_wait, history=history
+                ),
             )
-        if policy.on_exhausted == "raise":
+        if is_response and policy.on_exhausted == "raise":
             return FlowResult(tuple(history), error_type(message, history=history))
         return FlowResult(tuple(history))
 
@@ -213,38 +261,35 @@ def request_flow(
             headers.update(
                 use_auth.attempt_headers(method, url, request.body, token, clock.wall())
             )
+            if signs:
+                events.emit(EventKind.SIGNATURE_APPLIED, attempt=number)
         started = clock.monotonic()
         timeout: float | None = None
         if deadline is not None:
             timeout = deadline - started
             if timeout <= 0:
                 reason = f"the {policy.deadline:g} s deadline was reached before the attempt"
-                hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
-                           reason=reason))
+                events.emit(EventKind.GAVE_UP, attempt=number, reason=reason)
                 return FlowResult(
                     tuple(history),
                     DeadlineExceeded(_summary(method, url, history, reason), history=history),
                 )
-        hook(Event(kind=EventKind.ATTEMPT_SENT, method=method, url=shown, attempt=number,
-                   wait=wait_before or None))
+        events.emit(EventKind.ATTEMPT_SENT, attempt=number, wait=wait_before or None)
         outcome: ResponseInfo | Failure = yield Send(number, headers, remove, timeout)
 
         if (
             isinstance(outcome, ResponseInfo)
             and outcome.status == 401
-            and use_auth is not None
-            and use_auth.token_cache is not None
             and token is not None
+            and use_auth is not None
         ):
-            hook(Event(kind=EventKind.ATTEMPT_DONE, method=method, url=shown, attempt=number,
-                       status=401, elapsed=clock.monotonic() - started,
-                       reason="unauthorized"))
+            events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=401,
+                        elapsed=clock.monotonic() - started, reason="unauthorized")
             if refreshed or not request.replayable:
                 why = ("401 again after a token refresh" if refreshed
                        else "401 and the body cannot be replayed")
                 record(401, None, started, f"gave up: {why}")
-                hook(Event(kind=EventKind.GAVE_UP, method=method, url=shown, attempt=number,
-                           status=401, reason=why))
+                events.emit(EventKind.GAVE_UP, attempt=number, status=401, reason=why)
                 if policy.on_exhausted == "raise":
                     return FlowResult(
                         tuple(history),
@@ -258,32 +303,31 @@ def request_flow(
             wait_before = 0.0
             continue
 
-        elapsed = clock.monotonic() - start
         decision = decide(
             policy,
             outcome,
             attempt=tries,
             idempotent=idempotent,
             replayable=request.replayable,
-            elapsed=elapsed,
+            elapsed=clock.monotonic() - start,
             wall_now=clock.wall(),
             rng=rng,
         )
         status = outcome.status if isinstance(outcome, ResponseInfo) else None
         error = outcome.kind.value if isinstance(outcome, Failure) else None
-        hook(Event(kind=EventKind.ATTEMPT_DONE, method=method, url=shown, attempt=number,
-                   status=status, error=error, elapsed=clock.monotonic() - started,
-                   reason=decision.reason))
-        if decision.verdict is Verdict.DONE:
+        verdict = decision.verdict
+        if verdict is Verdict.DONE:
             record(status, error, started, "done")
-            hook(Event(kind=EventKind.SUCCEEDED, method=method, url=shown, attempt=number,
-                       status=status, elapsed=clock.monotonic() - start))
+            events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status,
+                        elapsed=clock.monotonic() - started, reason=decision.reason)
             return FlowResult(tuple(history))
-        if decision.verdict is Verdict.GIVE_UP:
+        events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status, error=error,
+                    elapsed=clock.monotonic() - started, reason=decision.reason)
+        if verdict is Verdict.GIVE_UP:
             record(status, error, started, f"gave up: {decision.reason}")
             return finish(decision, outcome)
         record(status, error, started, f"retry: {decision.reason}")
-        hook(Event(kind=EventKind.RETRY_SCHEDULED, method=method, url=shown, attempt=number,
-                   status=status, error=error, wait=decision.wait, reason=decision.reason))
+        events.emit(EventKind.RETRY_SCHEDULED, attempt=number, status=status, error=error,
+                    wait=decision.wait, reason=decision.reason)
         wait_before = decision.wait
         yield Sleep(decision.wait)

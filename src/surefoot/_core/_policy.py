@@ -9,6 +9,7 @@ no clock and never sleeps: the caller passes ``elapsed`` and ``wall_now``, and a
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -34,6 +35,7 @@ __all__ = [
     "RetryPolicy",
     "Verdict",
     "backoff_delay",
+    "case_insensitive",
     "decide",
 ]
 
@@ -83,6 +85,12 @@ class RetryPolicy:
     on_exhausted: Literal["return", "raise"] = "return"
 
     def __post_init__(self) -> None:
+        numbers = (self.backoff_initial, self.backoff_max, self.backoff_multiplier)
+        optional = (self.deadline, self.retry_after_cap)
+        if not all(math.isfinite(x) for x in numbers) or not all(
+            x is None or not math.isnan(x) for x in optional
+        ):
+            raise ConfigurationError("backoff and deadline settings must be real numbers")
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
         if self.deadline is not None and not self.deadline > 0:
@@ -123,7 +131,7 @@ def backoff_delay(policy: RetryPolicy, retry_number: int, rng: Callable[[], floa
     """The wait before retry number ``retry_number`` (1 for the first retry)."""
     exponent = max(retry_number - 1, 0)
     try:
-        cap = policy.backoff_initial * policy.backoff_multiplier**exponent
+        cap = policy.backoff_initial * float(policy.backoff_multiplier) ** exponent
     except OverflowError:
         cap = policy.backoff_max
     cap = min(cap, policy.backoff_max)
@@ -134,21 +142,27 @@ def backoff_delay(policy: RetryPolicy, retry_number: int, rng: Callable[[], floa
     return cap
 
 
+def case_insensitive(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Headers that answer ``.get(lower_case_name)``: case-insensitive mappings
+    (requests' ``CaseInsensitiveDict``, ``httpx.Headers``) are used as they are; a plain
+    ``dict`` is copied with lower-case keys."""
+    if type(headers) is dict:
+        return {k.lower(): v for k, v in headers.items()}
+    return headers
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseInfo:
-    """What the core needs of a response: its status and a case-insensitive header getter."""
+    """What the core needs of a response: its status and its headers."""
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", case_insensitive(self.headers))
+
     def header(self, name: str) -> str | None:
-        value = self.headers.get(name)
-        if value is None:
-            lname = name.lower()
-            for key, item in self.headers.items():
-                if key.lower() == lname:
-                    return item
-        return value
+        return self.headers.get(name.lower())
 
 
 @dataclass(frozen=True, slots=True)

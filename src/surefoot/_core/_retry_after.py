@@ -104,8 +104,8 @@ def parse_retry_after_ms(value: str | None) -> float | None:
 
 
 def retry_after_from_headers(get: Callable[[str], str | None], *, now: float) -> float | None:
-    """The server's requested wait from response headers; ``get`` looks a header up
-    case-insensitively. ``retry-after-ms`` wins over ``Retry-After`` when both are valid."""
+    """The server's requested wait from response headers; ``get`` looks a header up by
+    its lower-case name. ``retry-after-ms`` wins over ``Retry-After`` when both are valid."""
     ms = parse_retry_after_ms(get("retry-after-ms"))
     if ms is not None:
         return ms
