@@ -14,7 +14,6 @@ origin is sent without credentials and a same-origin hop is signed afresh.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -29,7 +28,7 @@ import urllib3.exceptions as u3exc
 from ._core._clock import Clock, default_clock
 from ._core._errors import SigningError
 from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
-from ._core._history import Attempt, FailureKind
+from ._core._history import FailureKind
 from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
 from ._core._policy import Failure, ResponseInfo, RetryPolicy
 from ._drive import drive_sync
@@ -179,9 +178,6 @@ def _discard(response: requests.Response) -> None:
         response.close()
 
 
-def _attach_history(response: Any, history: tuple[Attempt, ...]) -> None:
-    with contextlib.suppress(AttributeError):  # exotic response types
-        response.surefoot_history = history
 
 
 class SurefootAdapter(requests.adapters.HTTPAdapter):
@@ -286,7 +282,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
 
         native, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
         response: requests.Response = native
-        _attach_history(response, result.history)
+        response.surefoot_history = result.history  # type: ignore[attr-defined]
         return response
 
 

@@ -129,6 +129,8 @@ _SECRET_NAME = re.compile(
 
 def redact_url(url: str) -> str:
     """The URL with userinfo removed and credential-like query values replaced."""
+    if "?" not in url and "@" not in url and "#" not in url:
+        return url
     try:
         parts = urlsplit(url)
     except ValueError:

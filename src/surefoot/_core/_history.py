@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["Attempt", "FailureKind"]
 
@@ -32,14 +32,13 @@ class FailureKind(str, enum.Enum):
         return self not in (FailureKind.CONNECT, FailureKind.POOL_TIMEOUT)
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
-    """One attempt of a logical request.
+class Attempt(NamedTuple):
+    """One attempt of a logical request (immutable).
 
     ``status`` is set when the attempt got a response, ``error`` (a :class:`FailureKind`
     value) when it failed below HTTP. ``wait_before`` is the time slept before it,
     ``started``/``elapsed`` are monotonic seconds. ``decision`` says what surefoot did
-    next and why (``"success"``, ``"retry: status 503"``, ``"gave up: ..."``).
+    next and why (``"done"``, ``"retry: status 503 ..."``, ``"gave up: ..."``).
     """
 
     number: int

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._clock import Clock
 from ._errors import (
@@ -92,8 +92,7 @@ class RequestView:
         return self.headers.get(name.lower())
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     attempt: int
     headers: Mapping[str, str]
     #: Header names to remove from the request (credentials on a cross-origin hop).
@@ -117,8 +116,7 @@ class FetchToken:
 Effect = Send | Sleep | FetchToken
 
 
-@dataclass(frozen=True, slots=True)
-class FlowResult:
+class FlowResult(NamedTuple):
     """``error`` set: raise it (the driver attaches the last response). Else return the
     last response."""
 
@@ -206,16 +204,8 @@ def request_flow(
 
     def record(status: int | None, error: str | None, started: float, decision: str) -> None:
         history.append(
-            Attempt(
-                number=number,
-                method=method,
-                status=status,
-                error=error,
-                wait_before=wait_before,
-                started=started,
-                elapsed=clock.monotonic() - started,
-                decision=decision,
-            )
+            Attempt(number, method, status, error, wait_before, started, ended - started,
+                    decision)
         )
 
     def finish(decision: Decision, outcome: ResponseInfo | Failure) -> FlowResult:
@@ -276,6 +266,7 @@ def request_flow(
                 )
         events.emit(EventKind.ATTEMPT_SENT, attempt=number, wait=wait_before or None)
         outcome: ResponseInfo | Failure = yield Send(number, headers, remove, timeout)
+        ended = clock.monotonic()
 
         if (
             isinstance(outcome, ResponseInfo)
@@ -284,7 +275,7 @@ def request_flow(
             and use_auth is not None
         ):
             events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=401,
-                        elapsed=clock.monotonic() - started, reason="unauthorized")
+                        elapsed=ended - started, reason="unauthorized")
             if refreshed or not request.replayable:
                 why = ("401 again after a token refresh" if refreshed
                        else "401 and the body cannot be replayed")
@@ -309,7 +300,7 @@ def request_flow(
             attempt=tries,
             idempotent=idempotent,
             replayable=request.replayable,
-            elapsed=clock.monotonic() - start,
+            elapsed=ended - start,
             wall_now=clock.wall(),
             rng=rng,
         )
@@ -319,10 +310,10 @@ def request_flow(
         if verdict is Verdict.DONE:
             record(status, error, started, "done")
             events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status,
-                        elapsed=clock.monotonic() - started, reason=decision.reason)
+                        elapsed=ended - started, reason=decision.reason)
             return FlowResult(tuple(history))
         events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status, error=error,
-                    elapsed=clock.monotonic() - started, reason=decision.reason)
+                    elapsed=ended - started, reason=decision.reason)
         if verdict is Verdict.GIVE_UP:
             record(status, error, started, f"gave up: {decision.reason}")
             return finish(decision, outcome)

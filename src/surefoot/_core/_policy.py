@@ -190,6 +190,9 @@ class Decision:
     requested_wait: float | None = None
 
 
+_SUCCESS = Decision(Verdict.DONE, "success")
+
+
 def _server_directive(info: ResponseInfo) -> bool | None:
     for name in _SHOULD_RETRY_HEADERS:
         value = info.header(name)
@@ -221,6 +224,9 @@ def decide(
     """
     requested: float | None = None
     if isinstance(outcome, ResponseInfo):
+        status = outcome.status
+        if status < 400 and status not in policy.retry_statuses:
+            return _SUCCESS  # a should-retry directive on a success means nothing
         directive = _server_directive(outcome)
         if directive is None:
             retryable = outcome.status in policy.retry_statuses

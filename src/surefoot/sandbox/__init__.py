@@ -138,7 +138,8 @@ def serve(
 ) -> None:
     """Serve in the foreground until ``stop`` is set (or KeyboardInterrupt).
 
-    ``on_ready`` is called with the base URL once the server accepts connections.
+    ``on_ready`` is called with the base URL once the server accepts connections. Set
+    ``stop`` from another thread, not from a signal handler (raise KeyboardInterrupt there).
     """
     stop = stop or threading.Event()
     with Sandbox(config, host=host, port=port) as sandbox:

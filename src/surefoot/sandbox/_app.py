@@ -446,8 +446,6 @@ class SandboxApp:
         return _json(200, payload)
 
     def _delay(self, req: _Req) -> _Resp:
-        if req.method not in _ECHO_METHODS:
-            return _method_not_allowed("GET, HEAD")
         try:
             seconds = float(req.rest)
         except ValueError:

@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"surefoot sandbox: {exc}", file=sys.stderr)
         return 2
 
-    stop = threading.Event()
-
+    # Signals raise KeyboardInterrupt in the main thread (as Ctrl-C does): a handler that
+    # set a threading.Event could deadlock on the Event's lock held by the waiting thread.
     def _on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        raise KeyboardInterrupt
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
@@ -96,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     try:
-        serve(config, host=args.host, port=args.port, on_ready=_ready, stop=stop)
+        serve(config, host=args.host, port=args.port, on_ready=_ready)
+    except KeyboardInterrupt:
+        pass
     except OSError as exc:
         print(f"surefoot sandbox: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
