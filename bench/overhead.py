@@ -493,8 +493,8 @@ def build_result(
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=300, help="requests per batch (300)")
-    parser.add_argument("--rounds", type=int, default=15, help="rounds (15)")
+    parser.add_argument("--requests", type=int, default=50, help="requests per batch (50)")
+    parser.add_argument("--rounds", type=int, default=90, help="rounds (90)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 50 requests, 3 rounds")
     parser.add_argument("--seed", type=int, default=None, help="seed of the round order")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON path ({RESULTS})")
