@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._auth import BearerAuth, HmacAuth
 from ._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
 from ._core._errors import (
     AuthError,
@@ -49,6 +48,7 @@ from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
 from ._tokencache import TokenCache
 
 if TYPE_CHECKING:
+    from ._auth import BearerAuth, HmacAuth
     from ._client import Client
     from ._requests import SurefootAdapter
 
@@ -114,7 +114,14 @@ __all__ = [
     "testing",
 ]
 
-_LAZY = {"Client": "._client", "SurefootAdapter": "._requests"}
+# Loaded on first use, so that ``import surefoot`` imports no HTTP library. The auth
+# objects are also ``httpx.Auth`` subclasses when httpx is installed.
+_LAZY = {
+    "BearerAuth": "._auth",
+    "Client": "._client",
+    "HmacAuth": "._auth",
+    "SurefootAdapter": "._requests",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,12 +4,14 @@ for surefoot's adapters and, used on its own, a requests auth (``session.auth = 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ._core._clock import Clock
 from ._core._events import Hook
 from ._core._hmac import HmacHeaders, HmacSigner
+from ._core._pipeline import FetchToken
 from ._core._tokens import ClientCredentials, Token, TokenFunction
 from ._stores import TokenStore
 from ._tokencache import Sender, TokenCache
@@ -17,26 +19,126 @@ from ._tokencache import Sender, TokenCache
 __all__ = ["BearerAuth", "HmacAuth"]
 
 
-class _RequestsCallable:
-    """``session.auth = auth``: requests calls the auth with the prepared request."""
+try:  # with httpx installed, the auth objects are httpx.Auth too: httpx.Client(auth=...)
+    from httpx import Auth as _HttpxAuth
+except ImportError:  # pragma: no cover - httpx is optional
+    _HttpxAuth = object  # type: ignore[assignment,misc]
 
-    __slots__ = ()
+
+@dataclass(frozen=True, slots=True)
+class _SendRequest:
+    request: Any
+
+
+def _origin_of(url: Any) -> tuple[str, str, int | None]:
+    scheme = url.scheme
+    return scheme, url.host, url.port or {"http": 80, "https": 443}.get(scheme)
+
+
+class _AuthObject(_HttpxAuth):
+    """What both auth objects share: requests' callable protocol (``session.auth =
+    auth``) and httpx's generator auth flow (``httpx.Client(auth=auth)``).
+
+    The httpx flow — attach, send, on 401 refresh once and replay once — is written once
+    (:meth:`_challenge`) and driven by both the sync and the async httpx loops; only
+    token work differs (blocking in the sync flow, in a worker thread in the async one).
+    """
+
+    requires_request_body = True  # the body is signed, and replayed after a 401
+    signs_body = False
 
     def __call__(self, request: Any) -> Any:
         from ._requests import apply_auth
 
-        return apply_auth(self, request)  # type: ignore[arg-type]
+        return apply_auth(self, request)
+
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def token_cache(self) -> TokenCache | None:
+        return None
+
+    def attempt_headers(
+        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+    ) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _apply(self, request: Any, token: Token | None, now: float) -> None:
+        request.headers.update(
+            self.attempt_headers(request.method, str(request.url), request.content or None,
+                                 token, now)
+        )
+        # Marks where these credentials belong: surefoot's httpx transports strip them
+        # from a redirect hop to another origin (httpx itself strips only Authorization).
+        request.extensions["surefoot.credentials"] = (
+            _origin_of(request.url),
+            self.credential_headers,
+        )
+
+    def _challenge(self, request: Any) -> Generator[Any, Any, None]:
+        cache = self.token_cache
+        token: Token | None = None
+        if cache is not None:
+            token = yield FetchToken(cache, None)
+        self._apply(request, token, self._wall())
+        response = yield _SendRequest(request)
+        if response.status_code == 401 and cache is not None and token is not None:
+            token = yield FetchToken(cache, None, stale=token)
+            self._apply(request, token, self._wall())
+            yield _SendRequest(request)
+
+    def _wall(self) -> float:
+        cache = self.token_cache
+        if cache is not None:
+            return float(cache.clock.wall())
+        return float(getattr(self, "signer").clock.wall())  # noqa: B009
+
+    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
+        flow = self._challenge(request)
+        value: Any = None
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration:
+                return
+            if isinstance(effect, FetchToken):
+                cache = effect.cache
+                value = (
+                    cache.refresh_if_current(effect.stale)
+                    if effect.stale is not None
+                    else cache.get()
+                )
+            else:
+                value = yield effect.request
+
+    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
+        flow = self._challenge(request)
+        value: Any = None
+        while True:
+            try:
+                effect = flow.send(value)
+            except StopIteration:
+                return
+            if isinstance(effect, FetchToken):
+                cache = effect.cache
+                value = await (
+                    cache.refresh_if_current_async(effect.stale)
+                    if effect.stale is not None
+                    else cache.get_async()
+                )
+            else:
+                value = yield effect.request
 
 
-class HmacAuth(_RequestsCallable):
+class HmacAuth(_AuthObject):
     """Signs every attempt with the API-key + timestamp + nonce + HMAC scheme.
 
     See :mod:`surefoot._core._hmac` (and the README) for the canonical string.
     """
 
-    __slots__ = ("signer",)
     signs_body = True
-    token_cache = None
 
     def __init__(
         self,
@@ -64,16 +166,16 @@ class HmacAuth(_RequestsCallable):
         return self.signer.sign(method, url, body, now=now)
 
 
-class BearerAuth(_RequestsCallable):
+class BearerAuth(_AuthObject):
     """``Authorization: Bearer <token>`` from a self-refreshing :class:`TokenCache`.
 
     ``source`` is a :class:`TokenCache`, a :class:`ClientCredentials` grant, or a function
     returning a token (string, :class:`Token` or token-response mapping).
     """
 
-    __slots__ = ("cache",)
-    signs_body = False
-    credential_headers = ("Authorization",)
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        return ("Authorization",)
 
     def __init__(
         self,

@@ -6,14 +6,14 @@ response or exception) and ``discard`` (release a response that will not be retu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from ._core._clock import Clock
 from ._core._pipeline import FetchToken, FlowResult, Send, Sleep
 from ._core._policy import Failure, ResponseInfo
 
-__all__ = ["drive_sync"]
+__all__ = ["drive_async", "drive_sync"]
 
 def drive_sync(
     flow: Generator[Any, Any, FlowResult],
@@ -57,6 +57,57 @@ def drive_sync(
     except BaseException:
         if native is not None:
             discard(native)
+        raise
+    if result.error is not None:
+        result.error.response = native
+        raise result.error from cause
+    return native, result
+
+
+async def drive_async(
+    flow: Generator[Any, Any, FlowResult],
+    *,
+    send: Callable[[Send], Awaitable[tuple[ResponseInfo | Failure, Any]]],
+    discard: Callable[[Any], Awaitable[None]],
+    clock: Clock,
+) -> tuple[Any, FlowResult]:
+    """The same as :func:`drive_sync` for an event loop: waits are ``clock.asleep``,
+    token work runs off the loop (``TokenCache.get_async``)."""
+    native: Any = None
+    cause: BaseException | None = None
+    try:
+        effect = next(flow)
+        while True:
+            value: Any
+            if isinstance(effect, Send):
+                if native is not None:
+                    await discard(native)
+                    native = None
+                outcome, obj = await send(effect)
+                if isinstance(outcome, ResponseInfo):
+                    native, cause = obj, None
+                else:
+                    cause = obj
+                value = outcome
+            elif isinstance(effect, Sleep):
+                await clock.asleep(effect.seconds)
+                value = None
+            elif isinstance(effect, FetchToken):
+                cache = effect.cache
+                if effect.stale is not None:
+                    value = await cache.refresh_if_current_async(
+                        effect.stale, deadline=effect.deadline
+                    )
+                else:
+                    value = await cache.get_async(deadline=effect.deadline)
+            else:  # pragma: no cover - programming error
+                raise TypeError(f"unknown effect {effect!r}")
+            effect = flow.send(value)
+    except StopIteration as stop:
+        result: FlowResult = stop.value
+    except BaseException:
+        if native is not None:
+            await discard(native)
         raise
     if result.error is not None:
         result.error.response = native

@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 from collections.abc import Callable
@@ -146,6 +147,46 @@ class TokenCache:
             deadline,
             "401",
         )
+
+    # -- async -----------------------------------------------------------------------
+    #
+    # The event loop never blocks: a fresh token is returned inline; anything else (the
+    # lock, the store's file lock, the token request) runs in a worker thread through the
+    # same single-flight path as the sync methods, so tasks, threads and several event
+    # loops sharing one cache still cause one refresh. A cancelled or timed-out caller
+    # only stops waiting: the refresh in the worker completes, and no lock stays held and
+    # no token is half-written.
+
+    async def get_async(self, *, deadline: float | None = None) -> Token:
+        if self._loaded:
+            token = self._token
+            state = self._fresh(token)
+            if state is Freshness.FRESH:
+                assert token is not None
+                return token
+            if state is Freshness.REFRESH_SOON and self._lock.locked():
+                assert token is not None
+                return token  # a refresh is running; ours is still valid
+        return await self._in_worker(self.get, deadline)
+
+    async def refresh_if_current_async(
+        self, stale: Token, *, deadline: float | None = None
+    ) -> Token:
+        return await self._in_worker(
+            lambda deadline: self.refresh_if_current(stale, deadline=deadline), deadline
+        )
+
+    async def _in_worker(
+        self, call: Callable[..., Token], deadline: float | None
+    ) -> Token:
+        work = asyncio.ensure_future(asyncio.to_thread(call, deadline=deadline))
+        # Nobody may be waiting any more when it ends: consume its outcome.
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())
+        remaining = self._remaining(deadline)
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), remaining)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded("deadline reached while waiting for a token") from None
 
     def clear(self) -> None:
         with self._lock:

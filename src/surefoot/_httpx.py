@@ -1,0 +1,312 @@
+"""httpx integration: sync and async transports that drive the same pipeline.
+
+``Transport`` wraps any ``httpx.BaseTransport`` (``httpx.HTTPTransport()`` by default) and
+``AsyncTransport`` any ``httpx.AsyncBaseTransport``; every request through them runs the
+whole per-attempt pipeline: auth re-applied per attempt, retry decisions, Retry-After, the
+deadline, idempotency keys and the 401 refresh-and-replay. Responses stay
+``httpx.Response``; their history is ``surefoot.history_of(response)``.
+
+Bodies: a response whose ``Content-Length`` is at most ``buffer_limit`` bytes is read
+inside the attempt, so a truncated body is an attempt failure that can be retried; larger
+(or chunked) bodies stream through untouched. Request bodies that cannot be replayed
+(generators) are sent once and never retried after sending.
+
+Redirects: httpx follows them above the transport, building each hop from the original
+request (which never carries surefoot's credentials: every attempt is a copy) and sharing
+its ``extensions``. The transport marks the logical request's origin there, so a hop to
+another origin is sent without credentials and a same-origin hop is signed afresh.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import httpx
+
+from ._core._clock import Clock, default_clock
+from ._core._errors import SigningError
+from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
+from ._core._history import FailureKind
+from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
+from ._core._policy import Failure, ResponseInfo, RetryPolicy
+from ._drive import drive_async, drive_sync
+
+__all__ = ["AsyncTransport", "Transport", "classify_httpx_error"]
+
+_ORIGIN_KEY = "surefoot.origin"
+_CREDENTIALS_KEY = "surefoot.credentials"
+_HISTORY_KEY = "surefoot.history"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    scheme = url.scheme
+    return scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme)
+
+
+def classify_httpx_error(exc: BaseException) -> FailureKind:
+    """Map an httpx transport exception to where the attempt failed."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)):
+        return FailureKind.CONNECT
+    if isinstance(exc, httpx.PoolTimeout):
+        return FailureKind.POOL_TIMEOUT
+    if isinstance(exc, httpx.WriteTimeout):
+        return FailureKind.WRITE_TIMEOUT
+    if isinstance(exc, httpx.ReadTimeout):
+        return FailureKind.READ_TIMEOUT
+    if isinstance(exc, httpx.RemoteProtocolError):
+        text = str(exc)
+        if "incomplete" in text or "complete message body" in text:
+            return FailureKind.TRUNCATED
+        return FailureKind.RESET
+    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
+        return FailureKind.RESET
+    return FailureKind.OTHER
+
+
+class _Common:
+    """What the sync and async transports share: preparing a request and each attempt."""
+
+    def __init__(
+        self,
+        *,
+        retry: RetryPolicy | None,
+        auth: AuthStrategy | None,
+        hook: Hook | None,
+        clock: Clock | None,
+        rng: Callable[[], float] | None,
+        credential_origins: Iterable[str] | None,
+        buffer_limit: int,
+    ) -> None:
+        self.retry = retry or RetryPolicy()
+        self.auth = auth
+        self.hook: Hook = hook or LoggingHook()
+        self.clock: Clock = clock or default_clock
+        self.rng = rng or random.random
+        self.credential_origins = (
+            None
+            if credential_origins is None
+            else frozenset(_origin(httpx.URL(u)) for u in credential_origins)
+        )
+        self.buffer_limit = buffer_limit
+
+    def _guard(self, request: httpx.Request) -> httpx.Request:
+        """Credentials put on the request by surefoot's httpx ``Auth`` (which marks their
+        origin and names in ``extensions``) never go to another origin on a redirect hop."""
+        marked = request.extensions.get(_CREDENTIALS_KEY)
+        if marked is None:
+            return request
+        origin, names = marked
+        if origin == _origin(request.url) or not any(n in request.headers for n in names):
+            return request
+        headers = request.headers.copy()
+        for name in names:
+            headers.pop(name, None)
+        self.hook(Event(EventKind.CREDENTIALS_WITHHELD, request.method,
+                        redact_url(str(request.url)), reason="redirected to another origin"))
+        return httpx.Request(request.method, request.url, headers=headers,
+                             stream=request.stream, extensions=request.extensions)
+
+    def _flow(self, request: httpx.Request) -> Any:
+        auth = self.auth
+        allowed = True
+        if auth is not None:
+            origin = _origin(request.url)
+            started_at = request.extensions.get(_ORIGIN_KEY)
+            if started_at is None:
+                # httpx shares this dict with the redirect hops built from this request.
+                request.extensions[_ORIGIN_KEY] = origin
+            allowed = (started_at is None or started_at == origin) and (
+                self.credential_origins is None or origin in self.credential_origins
+            )
+        stream = request.stream
+        replayable = isinstance(stream, httpx.ByteStream)
+        body = request.read() if replayable else None
+        if auth is not None and allowed and not replayable and getattr(auth, "signs_body", False):
+            raise SigningError("cannot sign a streaming request body; pass bytes")
+        view = RequestView(
+            method=request.method,
+            url=str(request.url),
+            headers=request.headers,
+            body=body or None,
+            replayable=replayable,
+            credentials_allowed=allowed,
+        )
+        return request_flow(
+            view, policy=self.retry, auth=auth, clock=self.clock, hook=self.hook, rng=self.rng
+        )
+
+    @staticmethod
+    def _attempt_request(request: httpx.Request, effect: Send) -> httpx.Request:
+        extensions = request.extensions
+        cap = effect.timeout
+        if cap is not None:
+            cap = max(cap, 0.001)
+            timeout = dict(extensions.get("timeout") or {})
+            for name in ("connect", "read", "write", "pool"):
+                value = timeout.get(name)
+                timeout[name] = cap if value is None else min(value, cap)
+            extensions = {**extensions, "timeout": timeout}
+        if not (effect.headers or effect.remove or cap is not None):
+            return request
+        headers = request.headers.copy()
+        for name in effect.remove:
+            headers.pop(name, None)
+        headers.update(effect.headers)
+        return httpx.Request(
+            request.method,
+            request.url,
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+
+    def _wants_buffer(self, response: httpx.Response) -> bool:
+        length = response.headers.get("content-length")
+        return (
+            length is not None
+            and length.isdigit()
+            and int(length) <= self.buffer_limit
+        )
+
+    @staticmethod
+    def _rebuilt(response: httpx.Response, raw: bytes) -> httpx.Response:
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            stream=httpx.ByteStream(raw),
+            extensions=response.extensions,
+        )
+
+    @staticmethod
+    def _finish(response: httpx.Response, history: Any) -> httpx.Response:
+        response.extensions[_HISTORY_KEY] = history
+        return response
+
+
+class Transport(_Common, httpx.BaseTransport):
+    """A sync httpx transport running surefoot's pipeline around ``transport``.
+
+    ``httpx.Client(transport=surefoot.httpx.Transport(retry=..., auth=...))``. The
+    client's ``timeout`` is the per-attempt timeout, capped by what is left of the
+    deadline.
+    """
+
+    def __init__(
+        self,
+        transport: httpx.BaseTransport | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        auth: AuthStrategy | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        credential_origins: Iterable[str] | None = None,
+        buffer_limit: int = 1 << 20,
+    ) -> None:
+        super().__init__(
+            retry=retry,
+            auth=auth,
+            hook=hook,
+            clock=clock,
+            rng=rng,
+            credential_origins=credential_origins,
+            buffer_limit=buffer_limit,
+        )
+        self.transport = transport or httpx.HTTPTransport()
+
+    def __repr__(self) -> str:
+        return f"Transport(retry={self.retry!r}, auth={self.auth!r})"
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        inner = self.transport
+        request = self._guard(request)
+
+        def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
+            try:
+                response = inner.handle_request(self._attempt_request(request, effect))
+                if self._wants_buffer(response):
+                    try:
+                        raw = b"".join(response.iter_raw())
+                    finally:
+                        response.close()
+                    response = self._rebuilt(response, raw)
+            except httpx.TransportError as exc:
+                return Failure(classify_httpx_error(exc), type(exc).__name__), exc
+            return ResponseInfo(response.status_code, response.headers), response
+
+        native, result = drive_sync(
+            self._flow(request), send=attempt, discard=_discard, clock=self.clock
+        )
+        return self._finish(native, result.history)
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+class AsyncTransport(_Common, httpx.AsyncBaseTransport):
+    """The async twin of :class:`Transport`, for ``httpx.AsyncClient``. It never blocks
+    the event loop: waits are ``asyncio.sleep``, token work runs in worker threads."""
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        auth: AuthStrategy | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        credential_origins: Iterable[str] | None = None,
+        buffer_limit: int = 1 << 20,
+    ) -> None:
+        super().__init__(
+            retry=retry,
+            auth=auth,
+            hook=hook,
+            clock=clock,
+            rng=rng,
+            credential_origins=credential_origins,
+            buffer_limit=buffer_limit,
+        )
+        self.transport = transport or httpx.AsyncHTTPTransport()
+
+    def __repr__(self) -> str:
+        return f"AsyncTransport(retry={self.retry!r}, auth={self.auth!r})"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        inner = self.transport
+        request = self._guard(request)
+
+        async def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
+            try:
+                response = await inner.handle_async_request(
+                    self._attempt_request(request, effect)
+                )
+                if self._wants_buffer(response):
+                    try:
+                        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                    finally:
+                        await response.aclose()
+                    response = self._rebuilt(response, raw)
+            except httpx.TransportError as exc:
+                return Failure(classify_httpx_error(exc), type(exc).__name__), exc
+            return ResponseInfo(response.status_code, response.headers), response
+
+        native, result = await drive_async(
+            self._flow(request), send=attempt, discard=_adiscard, clock=self.clock
+        )
+        return self._finish(native, result.history)
+
+    async def aclose(self) -> None:
+        await self.transport.aclose()
+
+
+def _discard(response: httpx.Response) -> None:
+    response.close()
+
+
+async def _adiscard(response: httpx.Response) -> None:
+    await response.aclose()

@@ -1,0 +1,178 @@
+"""surefoot on httpx: transports and convenience clients, sync and async.
+
+::
+
+    from surefoot.httpx import AsyncClient, Client, AsyncTransport, Transport
+
+    with Client("https://api.example.com", auth=auth, retry=policy) as api:
+        api.get("/v1/items")                       # an httpx.Response
+
+    async with AsyncClient("https://api.example.com", auth=auth) as api:
+        await api.get("/v1/items")
+
+    httpx.Client(transport=Transport(retry=policy, auth=auth))   # your own client
+
+The clients have the same names, options and behaviour as :class:`surefoot.Client` (on
+requests): a base URL, ``get/post/put/patch/delete/request``, credentials only for the base
+URL's origin, redirects followed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ._core._clock import Clock
+from ._core._errors import ConfigurationError
+from ._core._events import Hook
+from ._core._pipeline import AuthStrategy
+from ._core._policy import RetryPolicy
+from ._httpx import AsyncTransport, Transport, classify_httpx_error
+
+__all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
+
+
+def _base(base_url: str) -> str:
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError("base_url must be an absolute http(s) URL")
+    return base_url if base_url.endswith("/") else base_url + "/"
+
+
+class _Urls:
+    base_url: str
+
+    def url_for(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):
+            return path
+        return urljoin(self.base_url, path.lstrip("/"))
+
+
+class Client(_Urls):
+    """Sync convenience client on ``httpx.Client`` with :class:`Transport`.
+
+    kwargs of ``request`` and the verbs are httpx's (``params``, ``headers``, ``json``,
+    ``content``, ``data`` ...). ``transport`` is the inner transport (default
+    ``httpx.HTTPTransport()``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthStrategy | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = 30.0,
+        headers: Mapping[str, str] | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = _base(base_url)
+        self.transport = Transport(
+            transport,
+            retry=retry,
+            auth=auth,
+            hook=hook,
+            clock=clock,
+            rng=rng,
+            credential_origins=[self.base_url],
+        )
+        self.http = httpx.Client(
+            transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True
+        )
+
+    def __repr__(self) -> str:
+        return f"surefoot.httpx.Client({self.base_url!r}, transport={self.transport!r})"
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.request(method.upper(), self.url_for(path), **kwargs)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", path, **kwargs)
+
+
+class AsyncClient(_Urls):
+    """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthStrategy | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = 30.0,
+        headers: Mapping[str, str] | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = _base(base_url)
+        self.transport = AsyncTransport(
+            transport,
+            retry=retry,
+            auth=auth,
+            hook=hook,
+            clock=clock,
+            rng=rng,
+            credential_origins=[self.base_url],
+        )
+        self.http = httpx.AsyncClient(
+            transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True
+        )
+
+    def __repr__(self) -> str:
+        return f"surefoot.httpx.AsyncClient({self.base_url!r}, transport={self.transport!r})"
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.http.request(method.upper(), self.url_for(path), **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", path, **kwargs)
+
+    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", path, **kwargs)
+
+    async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", path, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("DELETE", path, **kwargs)
