@@ -47,13 +47,24 @@ def test_core_imports_no_http_library():
 def test_public_objects_usable_without_http_library():
     modules = loaded_after(
         "import surefoot\n"
-        "surefoot.HmacAuth('k', 's')\n"
+        "surefoot.HmacSigner('k', 's')\n"
+        "surefoot.HmacVerifier({'k': 's'})\n"
         "surefoot.RetryPolicy()\n"
         "surefoot.TokenCache(lambda: 'tok')\n"
         "surefoot.FileTokenStore('/nonexistent/tokens.json')\n"
-        "surefoot.BearerAuth(lambda: 'tok')\n"
     )
     assert heavy_in(modules) == []
+
+
+def test_auth_objects_need_no_requests():
+    # They are httpx.Auth subclasses when httpx is installed, and requests auths by duck
+    # typing: using them never imports requests.
+    modules = loaded_after(
+        "import surefoot\n"
+        "surefoot.HmacAuth('k', 's')\n"
+        "surefoot.BearerAuth(lambda: 'tok')\n"
+    )
+    assert "requests" not in modules
 
 
 def test_check_detects_http_libraries():
