@@ -75,6 +75,8 @@ class _AuthObject(_HttpxAuth):
         request.extensions["surefoot.credentials"] = (
             _origin_of(request.url),
             self.credential_headers,
+            self,
+            (request.method, str(request.url)),
         )
 
     def _challenge(self, request: Any) -> Generator[Any, Any, None]:

@@ -23,7 +23,9 @@ def drive_sync(
     clock: Clock,
 ) -> tuple[Any, FlowResult]:
     """Run the flow to its end. Returns the last native response and the result; raises
-    the flow's error (with ``.response`` set, the last exception as ``__cause__``)."""
+    the flow's error (with ``.response`` and ``.exception`` set: the last native response
+    and the last exception of the HTTP library, which is not chained because its message
+    may carry the full URL)."""
     native: Any = None
     cause: BaseException | None = None
     try:
@@ -60,7 +62,9 @@ def drive_sync(
         raise
     if result.error is not None:
         result.error.response = native
-        raise result.error from cause
+        result.error.exception = cause
+        # Not chained: the HTTP library's message may carry the full URL and its query.
+        raise result.error from None
     return native, result
 
 
@@ -111,5 +115,7 @@ async def drive_async(
         raise
     if result.error is not None:
         result.error.response = native
-        raise result.error from cause
+        result.error.exception = cause
+        # Not chained: the HTTP library's message may carry the full URL and its query.
+        raise result.error from None
     return native, result

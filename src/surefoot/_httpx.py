@@ -93,21 +93,36 @@ class _Common:
         self.buffer_limit = buffer_limit
 
     def _guard(self, request: httpx.Request) -> httpx.Request:
-        """Credentials put on the request by surefoot's httpx ``Auth`` (which marks their
-        origin and names in ``extensions``) never go to another origin on a redirect hop."""
+        """Redirect hops of a request signed by surefoot's httpx ``Auth`` (which marks the
+        credentials' origin, names and signer in ``extensions``, shared with the hops):
+        credentials never go to another origin, and a same-origin hop is signed afresh."""
         marked = request.extensions.get(_CREDENTIALS_KEY)
         if marked is None:
             return request
-        origin, names = marked
-        if origin == _origin(request.url) or not any(n in request.headers for n in names):
-            return request
+        origin, names, auth, signed_for = marked
+        if signed_for == (request.method, str(request.url)):
+            return request  # the request the auth signed, not a hop
         headers = request.headers.copy()
-        for name in names:
-            headers.pop(name, None)
-        self.hook(Event(EventKind.CREDENTIALS_WITHHELD, request.method,
-                        redact_url(str(request.url)), reason="redirected to another origin"))
-        return httpx.Request(request.method, request.url, headers=headers,
-                             stream=request.stream, extensions=request.extensions)
+        if origin == _origin(request.url):
+            if not getattr(auth, "signs_body", False):
+                return request  # a bearer token stays valid on the same origin
+            body = request.read() if isinstance(request.stream, httpx.ByteStream) else None
+            headers.update(
+                auth.attempt_headers(
+                    request.method, str(request.url), body or None, None, self.clock.wall()
+                )
+            )
+        else:
+            if not any(n in request.headers for n in names):
+                return request
+            for name in names:
+                headers.pop(name, None)
+            self.hook(Event(EventKind.CREDENTIALS_WITHHELD, request.method,
+                            redact_url(str(request.url)), reason="redirected to another origin"))
+        hop = object.__new__(httpx.Request)
+        hop.__dict__.update(request.__dict__)
+        hop.headers = headers
+        return hop
 
     def _flow(self, request: httpx.Request) -> Any:
         auth = self.auth
@@ -151,17 +166,18 @@ class _Common:
             extensions = {**extensions, "timeout": timeout}
         if not (effect.headers or effect.remove or cap is not None):
             return request
-        headers = request.headers.copy()
-        for name in effect.remove:
-            headers.pop(name, None)
-        headers.update(effect.headers)
-        return httpx.Request(
-            request.method,
-            request.url,
-            headers=headers,
-            stream=request.stream,
-            extensions=extensions,
-        )
+        # A shallow copy for this attempt (same URL, body stream and content); building a
+        # new httpx.Request would re-parse the URL and re-normalise every header.
+        attempt = object.__new__(httpx.Request)
+        attempt.__dict__.update(request.__dict__)
+        attempt.extensions = extensions
+        if effect.headers or effect.remove:
+            headers = request.headers.copy()
+            for name in effect.remove:
+                headers.pop(name, None)
+            headers.update(effect.headers)
+            attempt.headers = headers
+        return attempt
 
     def _wants_buffer(self, response: httpx.Response) -> bool:
         length = response.headers.get("content-length")
@@ -171,14 +187,6 @@ class _Common:
             and int(length) <= self.buffer_limit
         )
 
-    @staticmethod
-    def _rebuilt(response: httpx.Response, raw: bytes) -> httpx.Response:
-        return httpx.Response(
-            response.status_code,
-            headers=response.headers,
-            stream=httpx.ByteStream(raw),
-            extensions=response.extensions,
-        )
 
     @staticmethod
     def _finish(response: httpx.Response, history: Any) -> httpx.Response:
@@ -228,11 +236,15 @@ class Transport(_Common, httpx.BaseTransport):
             try:
                 response = inner.handle_request(self._attempt_request(request, effect))
                 if self._wants_buffer(response):
+                    # Read the raw (still encoded) body inside the attempt, then hand httpx
+                    # a response whose stream replays it.
+                    stream = response.stream
+                    assert isinstance(stream, httpx.SyncByteStream)
                     try:
-                        raw = b"".join(response.iter_raw())
+                        raw = b"".join(stream)
                     finally:
-                        response.close()
-                    response = self._rebuilt(response, raw)
+                        stream.close()
+                    response.stream = httpx.ByteStream(raw)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
             return ResponseInfo(response.status_code, response.headers), response
@@ -286,11 +298,13 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
                     self._attempt_request(request, effect)
                 )
                 if self._wants_buffer(response):
+                    stream = response.stream
+                    assert isinstance(stream, httpx.AsyncByteStream)
                     try:
-                        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                        raw = b"".join([chunk async for chunk in stream])
                     finally:
-                        await response.aclose()
-                    response = self._rebuilt(response, raw)
+                        await stream.aclose()
+                    response.stream = httpx.ByteStream(raw)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
             return ResponseInfo(response.status_code, response.headers), response

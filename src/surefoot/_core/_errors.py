@@ -2,8 +2,9 @@
 
 Every error surefoot raises through its public API is a :class:`SurefootError`.
 Adapters translate library-specific exceptions (``requests.ConnectionError``,
-``httpx.ReadTimeout`` ...) into this tree at their boundary and keep the
-original as ``__cause__``.
+``httpx.ReadTimeout`` ...) into this tree at their boundary. The original is kept as
+``RequestFailed.exception`` but not chained (``__cause__``), because its message may
+carry the full URL with credentials in its query.
 
 ::
 
@@ -97,6 +98,8 @@ class RequestFailed(SurefootError):
         super().__init__(message)
         self.history: tuple[Attempt, ...] = tuple(history)
         self.response: Any = response
+        #: The HTTP library's exception behind the last attempt, if it failed below HTTP.
+        self.exception: BaseException | None = None
 
     @property
     def attempts(self) -> int:

@@ -1,0 +1,408 @@
+"""One behaviour suite, run against the sandbox on all three adapters.
+
+Each test runs on requests (``surefoot.Client``), httpx sync (``surefoot.httpx.Client``)
+and httpx async (``surefoot.httpx.AsyncClient``, through the sync facade in
+``tests/adapters.py``): same options, same typed errors, same history.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import requests
+
+import surefoot
+from adapters import KINDS, Api, echoed_headers, recording_transport
+from surefoot import (
+    BearerAuth,
+    DeadlineExceeded,
+    FileTokenStore,
+    HmacAuth,
+    InvalidClient,
+    RetriesExhausted,
+    RetryAfterTooLong,
+    RetryPolicy,
+    SurefootAdapter,
+    Token,
+    TransportError,
+    Unauthorized,
+)
+
+FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
+CREDENTIAL_HEADERS = {"x-api-key", "x-signature", "x-nonce", "authorization"}
+
+
+def quiet(event: surefoot.Event) -> None:
+    return None
+
+
+@pytest.fixture(params=KINDS)
+def kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+MakeApi = Callable[..., Api]
+
+
+@pytest.fixture
+def make_api(kind: str, sandbox: Any) -> Iterator[MakeApi]:
+    """``make_api(**client_kwargs)``: an :class:`Api` of this test's kind on the sandbox
+    (``base_url=`` to point elsewhere), quiet and with the FAST policy unless overridden;
+    closed after the test."""
+    made: list[Api] = []
+
+    def make(*, base_url: str | None = None, **kw: Any) -> Api:
+        kw.setdefault("hook", quiet)
+        kw.setdefault("retry", FAST)
+        api = Api(kind, base_url or sandbox.url, **kw)
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        api.close()
+
+
+def endpoint(sandbox: Any, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = sandbox.stats()["endpoints"].get(name, {"requests": 0, "statuses": {}})
+    return found
+
+
+def cc_auth(sandbox: Any, **kwargs: Any) -> BearerAuth:
+    return BearerAuth.client_credentials(
+        sandbox.url + "/oauth/token", "demo-client", "demo-secret", hook=quiet, **kwargs
+    )
+
+
+def elsewhere(sandbox: Any, path: str = "/headers") -> str:
+    """The same server under another origin (another host name)."""
+    return str(sandbox.url).replace("127.0.0.1", "localhost") + path
+
+
+# -- retries -------------------------------------------------------------------------------
+
+
+def test_5xx_is_retried_and_history_attached(sandbox, make_api):
+    response = make_api().get("/flaky/a", params={"fault": "503", "fail": "2"})
+    assert response.status_code == 200
+    history = surefoot.history_of(response)
+    assert [a.status for a in history] == [503, 503, 200]
+    assert endpoint(sandbox, "/flaky")["requests"] == 3
+
+
+def test_retry_after_is_honoured_and_no_sleep_after_last_attempt(make_api, no_wait):
+    api = make_api(retry=RetryPolicy(max_attempts=3))
+    response = api.get("/status/429", params={"retry_after": "1"})
+    assert response.status_code == 429
+    assert no_wait.slept == [1.0, 1.0]
+    assert [a.wait_before for a in surefoot.history_of(response)] == [0.0, 1.0, 1.0]
+
+
+def test_test_mode_removes_real_waiting(make_api):
+    with surefoot.testing():
+        api = make_api(retry=RetryPolicy(max_attempts=3))
+        start = time.monotonic()
+        response = api.get("/status/429", params={"retry_after": "5"})
+    assert time.monotonic() - start < 1.0
+    assert [a.status for a in surefoot.history_of(response)] == [429, 429, 429]
+
+
+def test_on_exhausted_raise_carries_history_and_response(make_api, no_wait):
+    api = make_api(retry=FAST.replace(on_exhausted="raise", max_attempts=2))
+    with pytest.raises(RetriesExhausted) as info:
+        api.get("/status/503")
+    err = info.value
+    assert [a.status for a in err.history] == [503, 503]
+    assert err.response.status_code == 503
+
+
+def test_retry_after_above_cap_fails_fast_with_requested_wait(make_api):
+    api = make_api()
+    start = time.monotonic()
+    with pytest.raises(RetryAfterTooLong) as info:
+        api.get("/status/429", params={"retry_after": "9999999999"})
+    assert info.value.requested_wait == 9999999999
+    assert time.monotonic() - start < 1.0
+    assert info.value.response.status_code == 429
+
+
+def test_deadline_gives_up_instead_of_overrunning(make_api):
+    api = make_api(retry=RetryPolicy(deadline=1.0, max_attempts=5, on_exhausted="raise"))
+    start = time.monotonic()
+    with pytest.raises(DeadlineExceeded):
+        api.get("/status/503", params={"retry_after": "2"})
+    assert time.monotonic() - start < 0.5
+
+
+def test_deadline_caps_the_attempt_timeout(make_api):
+    api = make_api(retry=RetryPolicy(deadline=0.5, max_attempts=3), timeout=30)
+    start = time.monotonic()
+    with pytest.raises((TransportError, DeadlineExceeded)):
+        api.get("/delay/3")
+    assert time.monotonic() - start < 1.5
+
+
+def test_truncated_response_is_retried_for_get(make_api):
+    response = make_api().get("/flaky/t", params={"fault": "truncate", "fail": "1"})
+    assert response.status_code == 200
+    assert [a.error for a in surefoot.history_of(response)] == ["truncated", None]
+
+
+def test_reset_is_retried_for_get(make_api):
+    response = make_api().get("/flaky/r", params={"fault": "reset", "fail": "2"})
+    assert response.status_code == 200
+    assert [a.error for a in surefoot.history_of(response)] == ["reset", "reset", None]
+
+
+# -- idempotency ---------------------------------------------------------------------------
+
+
+def test_post_read_timeout_without_key_is_not_retried(sandbox, make_api):
+    api = make_api(timeout=0.3)
+    with pytest.raises(TransportError) as info:
+        api.post("/flaky/pay", params={"fault": "timeout", "p": "1", "hang": "0.8"}, json={})
+    assert info.value.kind == "read_timeout"
+    assert len(info.value.history) == 1
+    time.sleep(0.8)  # the server counts the request when its (hung) handler finishes
+    assert endpoint(sandbox, "/flaky")["requests"] == 1
+
+
+def test_post_connect_failure_is_retried(make_api, closed_port):
+    api = make_api(base_url=f"http://127.0.0.1:{closed_port}")
+    with pytest.raises(TransportError) as info:
+        api.post("/orders", json={"x": 1})
+    assert info.value.kind == "connect"
+    assert [a.error for a in info.value.history] == ["connect"] * FAST.max_attempts
+
+
+def test_post_fail_after_commit_with_idempotency_key_creates_one_order(sandbox, make_api):
+    api = make_api(retry=FAST.replace(idempotency_keys="auto"))
+    response = api.post("/orders", params={"fail_after_commit": "1"}, json={"sku": "a"})
+    assert response.status_code == 200
+    assert response.headers.get("Idempotent-Replayed") == "true"
+    assert sandbox.stats()["orders_created"] == 1
+    assert [a.error for a in surefoot.history_of(response)] == ["reset", None]
+
+
+def test_post_fail_after_commit_without_key_is_not_retried(sandbox, make_api):
+    with pytest.raises(TransportError) as info:
+        make_api().post("/orders", params={"fail_after_commit": "1"}, json={"sku": "a"})
+    assert info.value.kind == "reset"
+    assert len(info.value.history) == 1
+    assert sandbox.stats()["orders_created"] == 1
+
+
+def test_caller_supplied_idempotency_key_is_kept(make_api):
+    api = make_api(retry=FAST.replace(idempotency_keys="auto"))
+    response = api.post("/anything", headers={"Idempotency-Key": "mine-1"}, json={})
+    assert response.json()["headers"]["Idempotency-Key"] == "mine-1"
+
+
+def test_post_503_is_not_retried_without_key(make_api):
+    response = make_api().post("/status/503")
+    assert response.status_code == 503
+    assert len(surefoot.history_of(response)) == 1
+
+
+def test_caller_dicts_are_never_mutated(make_api):
+    headers = {"X-Trace": "1"}
+    params = {"fault": "503", "fail": "1"}
+    body = {"a": [1, 2]}
+    api = make_api(auth=HmacAuth("demo-key", "demo-secret"))
+    response = api.put("/flaky/m", headers=headers, params=params, json=body)
+    assert [a.status for a in surefoot.history_of(response)] == [503, 200]
+    assert headers == {"X-Trace": "1"}
+    assert params == {"fault": "503", "fail": "1"}
+    assert body == {"a": [1, 2]}
+
+
+# -- tokens --------------------------------------------------------------------------------
+
+
+def test_one_401_causes_exactly_one_token_request(sandbox, make_api):
+    api = make_api(auth=cc_auth(sandbox))
+    assert api.get("/protected").status_code == 200
+    requests.post(sandbox.url + "/admin/revoke-tokens", timeout=5)
+    response = api.get("/protected")
+    assert response.status_code == 200
+    assert sandbox.stats()["tokens_issued"] == 2
+    assert [a.status for a in surefoot.history_of(response)] == [401, 200]
+
+
+def test_second_401_ends_the_request_without_a_loop(sandbox, make_api):
+    calls = []
+
+    def bogus() -> str:
+        calls.append(1)
+        return f"not-a-token-{len(calls)}"
+
+    api = make_api(auth=BearerAuth(bogus, hook=quiet), retry=FAST.replace(on_exhausted="raise"))
+    with pytest.raises(Unauthorized) as info:
+        api.get("/protected")
+    assert len(calls) == 2
+    assert [a.status for a in info.value.history] == [401, 401]
+    assert endpoint(sandbox, "/protected")["requests"] == 2
+
+
+def test_64_concurrent_callers_sharing_an_expired_token_cause_one_token_request(
+    sandbox, make_api, kind, tmp_path
+):
+    store = FileTokenStore(tmp_path / "token.json")
+    key = f"client_credentials:demo-client@{sandbox.url}/oauth/token"
+    store.save(key, Token(access_token="expired", expires_at=time.time() - 10, obtained_at=0))
+    auth = cc_auth(sandbox, store=store)
+    api = make_api(auth=auth)
+    if kind == "requests":  # requests' default pool keeps 10 connections per host
+        adapter = SurefootAdapter(
+            retry=FAST,
+            auth=auth,
+            hook=quiet,
+            pool_maxsize=64,
+            credential_origins=[sandbox.url],
+        )
+        api.client.session.mount("http://", adapter)
+    statuses = api.concurrent(64, "GET", "/protected")
+    assert statuses == [200] * 64
+    assert sandbox.stats()["tokens_issued"] == 1
+    # nobody was sent without a token, or with the expired one
+    assert endpoint(sandbox, "/protected")["statuses"] == {"200": 64}
+
+
+def test_token_file_is_private_and_atomic(sandbox, make_api, tmp_path):
+    path = tmp_path / "t" / "token.json"
+    api = make_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
+    assert api.get("/protected").status_code == 200
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert sorted(p.name for p in path.parent.iterdir()) == ["token.json", "token.json.lock"]
+
+
+def test_corrupt_token_file_means_no_token(sandbox, make_api, tmp_path):
+    path = tmp_path / "token.json"
+    path.write_bytes(b"\x00garbage{")
+    api = make_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
+    assert api.get("/protected").status_code == 200
+    assert sandbox.stats()["tokens_issued"] == 1
+
+
+def test_invalid_client_is_typed_and_not_retried(sandbox, make_api):
+    auth = BearerAuth.client_credentials(
+        sandbox.url + "/oauth/token", "demo-client", "wrong-secret", hook=quiet
+    )
+    with pytest.raises(InvalidClient) as info:
+        make_api(auth=auth).get("/protected")
+    assert "wrong-secret" not in str(info.value)
+    assert "wrong-secret" not in repr(info.value)
+    assert endpoint(sandbox, "/oauth/token")["requests"] == 1
+    assert endpoint(sandbox, "/protected")["requests"] == 0
+
+
+def test_client_secret_post(sandbox, make_api):
+    auth = BearerAuth.client_credentials(
+        sandbox.url + "/oauth/token",
+        "demo-client",
+        "demo-secret",
+        auth_method="client_secret_post",
+        hook=quiet,
+    )
+    assert make_api(auth=auth).get("/protected").status_code == 200
+    assert sandbox.stats()["tokens_issued"] == 1
+
+
+# -- signing and redirects -----------------------------------------------------------------
+
+
+def test_signed_request_accepted_and_fresh_per_attempt_after_outage(sandbox, make_api):
+    requests.post(sandbox.url + "/admin/outage", params={"seconds": "1"}, timeout=5)
+    api = make_api(auth=HmacAuth("demo-key", "demo-secret"), retry=RetryPolicy(max_attempts=4))
+    response = api.put("/signed/x", params={"b": "2", "a": "1"}, body=b"payload")
+    assert response.status_code == 200, response.text
+    assert response.json()["key_id"] == "demo-key"
+    statuses = [a.status for a in surefoot.history_of(response)]
+    assert statuses[0] == 503
+    assert statuses[-1] == 200
+    assert sandbox.stats()["signature_rejections"] == {}
+
+
+def test_replayed_signature_is_rejected(sandbox, make_api, kind):
+    sent: list[Any] = []
+    api = make_api(auth=HmacAuth("demo-key", "demo-secret"), **recording_transport(kind, sent))
+    response = api.get("/signed/y")
+    assert response.status_code == 200
+    wire = sent[-1] if sent else response.request
+    assert "X-Signature" in wire.headers
+    replay = requests.get(str(wire.url), headers=dict(wire.headers), timeout=5)
+    assert replay.status_code == 401
+    assert replay.json()["reason"] == "replayed_nonce"
+
+
+@pytest.mark.parametrize("scheme", ["hmac", "bearer"])
+def test_credentials_do_not_cross_origins_on_redirect(sandbox, make_api, scheme):
+    auth = HmacAuth("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
+    response = make_api(auth=auth).get("/redirect-to", params={"url": elsewhere(sandbox)})
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [302]
+    assert not echoed_headers(response) & CREDENTIAL_HEADERS
+
+
+def test_same_origin_redirect_is_signed_afresh(make_api):
+    api = make_api(auth=HmacAuth("demo-key", "demo-secret"))
+    response = api.get("/redirect-to", params={"url": "/signed/target"})
+    assert response.status_code == 200, response.text
+    assert [r.status_code for r in response.history] == [302]
+
+
+@pytest.mark.parametrize("scheme", ["hmac", "bearer"])
+def test_client_never_sends_credentials_to_an_absolute_url_elsewhere(sandbox, make_api, scheme):
+    auth = HmacAuth("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
+    response = make_api(auth=auth).get(elsewhere(sandbox))
+    assert response.status_code == 200
+    assert not echoed_headers(response) & CREDENTIAL_HEADERS
+
+
+def test_streaming_body_is_sent_once_and_not_retried(sandbox, make_api):
+    response = make_api().put("/status/503", stream_body=[b"a", b"b"])
+    assert response.status_code == 503
+    history = surefoot.history_of(response)
+    assert len(history) == 1
+    assert "cannot be replayed" in history[0].decision
+    assert endpoint(sandbox, "/status")["requests"] == 1
+
+
+def test_secrets_never_in_events_or_errors(sandbox, make_api):
+    seen: list[surefoot.Event] = []
+    auth = BearerAuth.client_credentials(
+        sandbox.url + "/oauth/token", "demo-client", "demo-secret", hook=seen.append
+    )
+    api = make_api(auth=auth, hook=seen.append)
+    assert api.get("/protected", params={"api_key": "leak-me"}).status_code == 200
+    token = auth.cache.peek()
+    assert token is not None
+    assert seen
+    text = " ".join(e.message() for e in seen) + repr(auth) + repr(token) + repr(api.client)
+    for secret in ("demo-secret", token.access_token, "leak-me"):
+        assert secret not in text
+
+
+def test_secrets_never_in_errors_or_their_history(sandbox, make_api, closed_port):
+    auth = cc_auth(sandbox)
+    api = make_api(auth=auth, retry=FAST.replace(on_exhausted="raise", max_attempts=2))
+    with pytest.raises(RetriesExhausted) as exhausted:
+        api.get("/status/503", params={"api_key": "leak-me"})
+    token = auth.cache.peek()
+    assert token is not None
+    down = make_api(
+        base_url=f"http://127.0.0.1:{closed_port}",
+        auth=cc_auth(sandbox),
+        retry=FAST.replace(max_attempts=1),
+    )
+    with pytest.raises(TransportError) as transport:
+        down.get("/x", params={"api_key": "leak-me", "access_token": "leak-me-too"})
+    for err in (exhausted.value, transport.value):
+        text = str(err) + repr(err) + repr(err.history)
+        for secret in ("demo-secret", token.access_token, "leak-me"):
+            assert secret not in text
