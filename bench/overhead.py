@@ -1,6 +1,6 @@
-"""Per-request overhead of surefoot on requests, measured against bare requests.
+"""Per-request overhead of surefoot on requests and httpx, measured against bare clients.
 
-Every contender is a warm keep-alive session doing sequential GETs against the sandbox,
+Every contender is a warm keep-alive client doing sequential GETs against the sandbox,
 which runs in a subprocess so that the client process only pays for its own work (no
 GIL shared with the server). All contenders are measured side by side in one run:
 rounds, each running every contender for one batch in a shuffled order; a figure is
@@ -34,6 +34,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import httpx
 import requests
 import requests.adapters
 import requests.auth
@@ -41,6 +42,7 @@ import urllib3
 import urllib3.util
 
 import surefoot
+import surefoot.httpx
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 BASELINE = "bare_requests"
@@ -189,6 +191,80 @@ class AsyncContender:
                 self.loop = None
 
 
+@dataclass
+class HttpxContender:
+    """A warm ``httpx.Client`` from ``factory`` doing ``GET url`` in a loop."""
+
+    name: str
+    url: str
+    factory: Callable[[], httpx.Client]
+    baseline: str = BASELINE
+    ratio_key: str = ""
+    client: httpx.Client | None = field(default=None, init=False, repr=False)
+
+    def setup(self) -> None:
+        self.client = self.factory()
+        response = self.client.get(self.url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name}: HTTP {response.status_code}: {response.text[:200]}")
+
+    def run_batch(self, n: int) -> Timing:
+        client, url = self.client, self.url
+        assert client is not None
+        get = client.get
+        bad = 0
+        watch = _Stopwatch()
+        for _ in range(n):
+            if get(url).status_code != 200:
+                bad += 1
+        elapsed = watch.stop()
+        if bad:
+            raise RuntimeError(f"{self.name}: {bad} of {n} requests did not return 200")
+        return elapsed
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+
+class HttpxAsyncContender(AsyncContender):
+    """A warm ``httpx.AsyncClient`` from ``factory`` awaiting ``GET url`` in a loop.
+
+    The client is built inside the contender's own event loop (in ``asetup()``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        factory: Callable[[], httpx.AsyncClient],
+        *,
+        baseline: str = BASELINE,
+        ratio_key: str = "",
+    ) -> None:
+        super().__init__()
+        self.name, self.url, self.factory = name, url, factory
+        self.baseline, self.ratio_key = baseline, ratio_key
+        self.client: httpx.AsyncClient | None = None
+        self._get: Callable[[str], Coroutine[Any, Any, httpx.Response]] | None = None
+
+    async def asetup(self) -> None:
+        self.client = self.factory()
+        self._get = self.client.get
+
+    async def request(self) -> None:
+        assert self._get is not None
+        response = await self._get(self.url)
+        if response.status_code != 200:
+            raise RuntimeError(f"{self.name}: HTTP {response.status_code}: {response.text[:200]}")
+
+    async def aclose(self) -> None:
+        client, self.client, self._get = self.client, None, None
+        if client is not None:
+            await client.aclose()
+
+
 def _no_hook(event: surefoot.Event) -> None:
     """A hook that ignores every event: measures the pipeline without instrumentation."""
 
@@ -200,6 +276,16 @@ def _surefoot_session(**adapter_options: Any) -> Callable[[], requests.Session]:
         return session
 
     return factory
+
+
+def _surefoot_httpx_client() -> httpx.Client:
+    transport = surefoot.httpx.Transport(retry=surefoot.RetryPolicy(), hook=_no_hook)
+    return httpx.Client(transport=transport)
+
+
+def _surefoot_httpx_async_client() -> httpx.AsyncClient:
+    transport = surefoot.httpx.AsyncTransport(retry=surefoot.RetryPolicy(), hook=_no_hook)
+    return httpx.AsyncClient(transport=transport)
 
 
 def _urllib3_retry_session() -> requests.Session:
@@ -237,7 +323,7 @@ def _tutorial_hmac_session() -> requests.Session:
 
 
 def build_contenders(base_url: str) -> list[Contender]:
-    """All contenders, in reporting order. Add new ones here (e.g. httpx sync/async)."""
+    """All contenders, in reporting order. Add new ones here."""
     get = f"{base_url}/get"
     signed = f"{base_url}/signed/bench"
     default_policy = surefoot.RetryPolicy
@@ -269,6 +355,22 @@ def build_contenders(base_url: str) -> list[Contender]:
             ),
             baseline="bare_hmac_tutorial",
             ratio_key="ratio_requests_hmac",
+        ),
+        HttpxContender("bare_httpx_sync", get, httpx.Client),
+        HttpxContender(
+            "surefoot_httpx_sync",
+            get,
+            _surefoot_httpx_client,
+            baseline="bare_httpx_sync",
+            ratio_key="ratio_httpx_sync",
+        ),
+        HttpxAsyncContender("bare_httpx_async", get, httpx.AsyncClient),
+        HttpxAsyncContender(
+            "surefoot_httpx_async",
+            get,
+            _surefoot_httpx_async_client,
+            baseline="bare_httpx_async",
+            ratio_key="ratio_httpx_async",
         ),
     ]
 
@@ -418,6 +520,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "requests": metadata.version("requests"),
         "urllib3": metadata.version("urllib3"),
+        "httpx": metadata.version("httpx"),
         "surefoot": surefoot.__version__,
     }
 
@@ -513,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"python {info['python']} ({info['implementation']}) on {info['platform']}, "
         f"{info['cpu_count']} CPUs; requests {info['requests']}, urllib3 {info['urllib3']}, "
-        f"surefoot {info['surefoot']}"
+        f"httpx {info['httpx']}, surefoot {info['surefoot']}"
     )
     print(f"{rounds} rounds x {n} sequential requests per contender, shuffled order per round")
     with Sandbox() as sandbox:
