@@ -1,0 +1,224 @@
+"""Client-side pacing: a GCRA rate limiter with reserve-and-wait. Pure.
+
+GCRA (the generic cell rate algorithm) keeps one number per partition and quota: the
+*theoretical arrival time* ``tat``. For a quota of ``rate`` requests per second with a
+``burst``, the emission interval is ``T = 1/rate`` and the tolerance ``tau = (burst-1)·T``.
+A request may go at ``max(now, tat - tau)``; sending moves ``tat`` to ``max(tat, slot) + T``.
+
+**Reserve and wait.** :meth:`RateLimiter.reserve` hands the caller its slot — the instant
+it may send — and books it at once, so callers are served in the order they asked (FIFO),
+each sleeps exactly until its own slot, and nobody polls. With several quotas on one
+partition (say 100/s and 5000/h) the slot is the latest any of them allows, and it is
+booked on all of them.
+
+**Pauses.** A 429 with Retry-After pauses the whole partition (:meth:`RateLimiter.pause`):
+no slot is handed out before the pause ends, and the slots after it are spaced by the
+rate — waiters are released paced, not all at once. Reservations made before the pause
+are void: :meth:`RateLimiter.still_valid` tells a waiter to reserve again when it wakes.
+
+**Learning.** :meth:`RateLimiter.learn` replaces the server-stated quota of a partition
+(from ``RateLimit-Policy``, ``X-RateLimit-Limit`` ...), and :meth:`RateLimiter.tighten`
+applies a ``remaining``/``reset`` observation: it may only push slots later (the local
+estimate never becomes more generous than the server says), never grant a burst.
+
+Not thread-safe by itself: adapters serialise calls with a lock (each call is O(1) and
+short). Memory is bounded: least recently used partitions beyond ``max_partitions`` are
+forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ._errors import ConfigurationError
+
+__all__ = ["Quota", "RateLimiter", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    """``limit`` requests per ``period`` seconds, at most ``burst`` at once (default 1:
+    evenly spaced). ``safety`` slightly under-uses the quota (0.99 sends at 99 % of it) so
+    that jitter on the way does not turn into 429s."""
+
+    limit: float
+    period: float = 1.0
+    burst: int = 1
+    safety: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.limit) and self.limit > 0):
+            raise ConfigurationError("a quota's limit must be a positive number")
+        if not (math.isfinite(self.period) and self.period > 0):
+            raise ConfigurationError("a quota's period must be a positive number of seconds")
+        if self.burst < 1:
+            raise ConfigurationError("a quota's burst must be at least 1")
+        if not (0 < self.safety <= 1):
+            raise ConfigurationError("a quota's safety factor must be in (0, 1]")
+
+    @property
+    def rate(self) -> float:
+        return self.limit / self.period * self.safety
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    @classmethod
+    def per_second(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=1.0, burst=burst)
+
+    @classmethod
+    def per_minute(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=60.0, burst=burst)
+
+    @classmethod
+    def per_hour(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=3600.0, burst=burst)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A booked slot: send at ``at`` (a ``now``-clock instant). ``generation`` identifies
+    the partition's state it was booked against (a pause voids older ones)."""
+
+    partition: str
+    at: float
+    generation: int
+
+
+@dataclass(slots=True)
+class _Partition:
+    configured: tuple[Quota, ...]
+    learned: Quota | None = None
+    tats: dict[str, float] = field(default_factory=dict)
+    pause_until: float = 0.0
+    generation: int = 0
+    #: Earliest slot from a "none remaining" observation.
+    floor_until: float = 0.0
+    #: From a remaining/reset observation: until ``[0]``, slots at least ``[1]`` apart.
+    window: tuple[float, float] | None = None
+
+    def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
+        for index, quota in enumerate(self.configured):
+            yield f"c{index}", quota
+        if self.learned is not None:
+            yield "learned", self.learned
+        if self.window is not None:
+            until, spacing = self.window
+            if now < until:
+                yield "window", Quota(limit=1.0, period=spacing)
+            else:
+                self.window = None
+                self.tats.pop("window", None)
+
+
+class RateLimiter:
+    """GCRA pacing per partition (a host, an API key, any caller-chosen string).
+
+    ``quotas`` apply to every partition (none: only what is learned from the server and
+    pauses apply).
+    """
+
+    __slots__ = ("_partitions", "max_partitions", "quotas")
+
+    def __init__(self, quotas: Iterable[Quota] = (), *, max_partitions: int = 10_000) -> None:
+        if max_partitions < 1:
+            raise ConfigurationError("max_partitions must be at least 1")
+        self.quotas = tuple(quotas)
+        self.max_partitions = max_partitions
+        self._partitions: OrderedDict[str, _Partition] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(quotas={self.quotas!r}, partitions={len(self._partitions)})"
+
+    def _get(self, key: str) -> _Partition:
+        part = self._partitions.get(key)
+        if part is None:
+            part = _Partition(self.quotas)
+            self._partitions[key] = part
+            if len(self._partitions) > self.max_partitions:
+                self._partitions.popitem(last=False)
+        else:
+            self._partitions.move_to_end(key)
+        return part
+
+    def reserve(self, partition: str, now: float) -> Reservation:
+        """Book the earliest slot for one request on ``partition``."""
+        part = self._get(partition)
+        slot = max(now, part.pause_until, part.floor_until)
+        quotas = tuple(part.quotas(now))
+        for name, quota in quotas:
+            tat = part.tats.get(name, now)
+            tau = (quota.burst - 1) * quota.interval
+            slot = max(slot, tat - tau)
+        for name, quota in quotas:
+            tat = part.tats.get(name, now)
+            part.tats[name] = max(tat, slot) + quota.interval
+        return Reservation(partition, slot, part.generation)
+
+    def still_valid(self, reservation: Reservation) -> bool:
+        """False if the partition was paused after the reservation: reserve again."""
+        part = self._partitions.get(reservation.partition)
+        return part is None or part.generation == reservation.generation
+
+    def pause(self, partition: str, until: float, now: float) -> None:
+        """Nothing goes out on ``partition`` before ``until`` (Retry-After); afterwards the
+        slots are spaced by the rate, starting with one request at ``until``."""
+        part = self._get(partition)
+        if until <= part.pause_until:
+            return
+        part.pause_until = until
+        part.generation += 1
+        for name, quota in part.quotas(now):
+            tau = (quota.burst - 1) * quota.interval
+            # The next slot is `until`, each one after it an interval later: no burst.
+            part.tats[name] = max(part.tats.get(name, now), until + tau)
+
+    def learn(self, partition: str, quota: Quota, now: float) -> None:
+        """Use the server-stated ``quota`` for ``partition`` from now on."""
+        part = self._get(partition)
+        if part.learned == quota:
+            return
+        previous = part.learned
+        part.learned = quota
+        if previous is None:
+            # Start paced: whatever the server's bucket holds, assume nothing to spare.
+            part.tats["learned"] = max(part.tats.get("learned", now), now)
+
+    def tighten(
+        self, partition: str, *, remaining: int, reset_after: float, now: float
+    ) -> None:
+        """The server says ``remaining`` requests are left for the next ``reset_after``
+        seconds: make sure no more than that many slots fall in that time. It can only
+        make slots later; it never grants a burst."""
+        if remaining < 0 or not (math.isfinite(reset_after) and reset_after >= 0):
+            return
+        part = self._get(partition)
+        if remaining == 0:
+            part.floor_until = max(part.floor_until, now + reset_after)
+            return
+        if reset_after == 0:
+            return
+        # Spread what remains evenly over the window: at most one per reset/remaining.
+        spacing = reset_after / remaining
+        until = now + reset_after
+        if part.window is not None and now < part.window[0]:
+            spacing = max(spacing, part.window[1])  # never loosen within a window
+            until = max(until, part.window[0])
+        part.window = (until, spacing)
+
+    def snapshot(self, partition: str) -> dict[str, float]:
+        """The partition's state (for tests and instrumentation)."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return {}
+        state = {f"tat_{name}": tat for name, tat in part.tats.items()}
+        state["pause_until"] = part.pause_until
+        state["floor_until"] = part.floor_until
+        if part.learned is not None:
+            state["learned_rate"] = part.learned.rate
+        return state

@@ -1,0 +1,148 @@
+"""The GCRA limiter: reserve-and-wait, several quotas, pauses, learning, tightening."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from surefoot import ConfigurationError
+from surefoot._core._ratelimit import Quota, RateLimiter
+
+
+def slots(limiter: RateLimiter, n: int, now: float = 0.0, key: str = "p") -> list[float]:
+    return [limiter.reserve(key, now).at for _ in range(n)]
+
+
+def test_evenly_spaced_without_burst():
+    limiter = RateLimiter([Quota.per_second(10)])
+    assert slots(limiter, 4) == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_burst_then_paced():
+    limiter = RateLimiter([Quota.per_second(10, burst=3)])
+    assert slots(limiter, 5) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2])
+
+
+def test_idle_time_refills_only_up_to_burst():
+    limiter = RateLimiter([Quota.per_second(10, burst=2)])
+    slots(limiter, 2)
+    assert slots(limiter, 3, now=100.0) == pytest.approx([100.0, 100.0, 100.1])
+
+
+def test_several_quotas_take_the_strictest():
+    # 10/s but only 3 per minute: the minute quota dominates after the first ones
+    limiter = RateLimiter([Quota.per_second(10), Quota.per_minute(3, burst=3)])
+    assert slots(limiter, 4) == pytest.approx([0.0, 0.1, 0.2, 20.0])
+
+
+def test_partitions_are_independent():
+    limiter = RateLimiter([Quota.per_second(1)])
+    assert limiter.reserve("a", 0).at == 0
+    assert limiter.reserve("b", 0).at == 0
+    assert limiter.reserve("a", 0).at == 1
+
+
+def test_pause_holds_the_partition_and_releases_paced():
+    limiter = RateLimiter([Quota.per_second(10, burst=5)])
+    before = limiter.reserve("p", 0.0)
+    limiter.pause("p", until=2.0, now=0.0)
+    assert not limiter.still_valid(before)
+    after = [limiter.reserve("p", 0.5).at for _ in range(4)]
+    assert after == pytest.approx([2.0, 2.1, 2.2, 2.3])  # paced, no burst of 5
+    assert limiter.still_valid(limiter.reserve("p", 0.5))
+
+
+def test_pause_applies_without_any_quota():
+    limiter = RateLimiter()
+    assert limiter.reserve("p", 0.0).at == 0.0
+    limiter.pause("p", until=3.0, now=0.0)
+    assert limiter.reserve("p", 1.0).at == 3.0
+
+
+def test_an_earlier_pause_does_not_shorten_a_later_one():
+    limiter = RateLimiter()
+    limiter.pause("p", until=5.0, now=0.0)
+    limiter.pause("p", until=2.0, now=0.0)
+    assert limiter.reserve("p", 0.0).at == 5.0
+
+
+def test_learned_quota_applies():
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=200, period=1.0), now=0.0)
+    assert slots(limiter, 3) == pytest.approx([0.0, 0.005, 0.01])
+
+
+def test_tighten_zero_remaining_waits_for_reset():
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.tighten("p", remaining=0, reset_after=4.0, now=0.0)
+    assert limiter.reserve("p", 0.0).at == 4.0
+
+
+def test_tighten_spreads_remaining_over_the_window():
+    limiter = RateLimiter([Quota.per_second(100, burst=10)])
+    limiter.tighten("p", remaining=5, reset_after=10.0, now=0.0)
+    got = slots(limiter, 6)
+    assert got == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 10.0])  # spread, not bunched
+
+
+def test_window_ends_and_the_quota_applies_again():
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.tighten("p", remaining=1, reset_after=1.0, now=0.0)
+    assert slots(limiter, 2) == pytest.approx([0.0, 1.0])
+    assert slots(limiter, 2, now=5.0) == pytest.approx([5.0, 5.01])
+
+
+def test_tighten_never_loosens():
+    limiter = RateLimiter([Quota.per_second(1)])
+    first = slots(limiter, 3)
+    limiter.tighten("p", remaining=1000, reset_after=1.0, now=0.0)
+    assert limiter.reserve("p", 0.0).at >= first[-1] + 1.0 - 1e-9
+
+
+def test_malformed_observations_are_ignored():
+    limiter = RateLimiter([Quota.per_second(1)])
+    limiter.tighten("p", remaining=-1, reset_after=5.0, now=0.0)
+    limiter.tighten("p", remaining=1, reset_after=float("nan"), now=0.0)
+    assert limiter.reserve("p", 0.0).at == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"limit": 0}, {"limit": -1}, {"limit": float("inf")}, {"limit": 1, "period": 0},
+     {"limit": 1, "burst": 0}, {"limit": 1, "safety": 0}, {"limit": 1, "safety": 1.5}],
+)
+def test_quota_validation(kwargs):
+    with pytest.raises(ConfigurationError):
+        Quota(**kwargs)
+
+
+def test_partitions_are_bounded():
+    limiter = RateLimiter([Quota.per_second(1)], max_partitions=3)
+    for key in "abcdef":
+        limiter.reserve(key, 0.0)
+    assert len(limiter._partitions) == 3
+
+
+@given(
+    rate=st.floats(0.1, 1000),
+    burst=st.integers(1, 50),
+    gaps=st.lists(st.floats(0, 2), min_size=1, max_size=60),
+)
+def test_slots_are_fifo_and_respect_the_rate(rate, burst, gaps):
+    limiter = RateLimiter([Quota(limit=rate, burst=burst)])
+    now = 0.0
+    booked: list[float] = []
+    for gap in gaps:
+        now += gap
+        slot = limiter.reserve("p", now).at
+        assert slot >= now
+        if booked:
+            assert slot >= booked[-1]  # FIFO: never before an earlier booking
+        booked.append(slot)
+    # GCRA: any window of length L holds at most burst + L*rate slots
+    interval = 1.0 / rate
+    for i in range(len(booked)):
+        for j in range(i, len(booked)):
+            span = booked[j] - booked[i]
+            assert (j - i + 1) <= burst + span / interval + 1e-6
