@@ -511,6 +511,13 @@ def summarize(contenders: list[Contender], samples: Samples) -> list[Figure]:
 # -- reporting -----------------------------------------------------------------------------
 
 
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -521,6 +528,8 @@ def machine_info() -> dict[str, Any]:
         "requests": metadata.version("requests"),
         "urllib3": metadata.version("urllib3"),
         "httpx": metadata.version("httpx"),
+        # Without sniffio, httpcore retries ``import sniffio`` on every async request.
+        "sniffio": _version("sniffio"),
         "surefoot": surefoot.__version__,
     }
 
