@@ -406,3 +406,83 @@ def test_secrets_never_in_errors_or_their_history(sandbox, make_api, closed_port
         text = str(err) + repr(err) + repr(err.history)
         for secret in ("demo-secret", token.access_token, "leak-me"):
             assert secret not in text
+
+
+# -- pacing, retry budget, circuit breaker (on every adapter) -------------------------------
+
+from surefoot import (  # noqa: E402
+    BreakerConfig,
+    CircuitOpen,
+    Pacing,
+    Quota,
+    RetryBudgetConfig,
+    RetryBudgetExhausted,
+)
+
+
+def test_client_side_quota_paces_attempts(make_api, sandbox, no_wait):
+    api = make_api(pacing=Pacing(quotas=(Quota.per_second(20),), budget=None))
+    for _ in range(6):
+        assert api.get("/get").status_code == 200
+    assert sum(no_wait.slept) == pytest.approx(0.25, abs=1e-6)  # 5 gaps of 50 ms
+    assert sandbox.stats()["429s"] == 0
+
+
+def test_retry_after_pauses_the_whole_partition(make_api, no_wait):
+    api = make_api(pacing=Pacing(budget=None), retry=FAST.replace(max_attempts=1))
+    assert api.get("/status/429", params={"retry_after": "2"}).status_code == 429
+    assert no_wait.slept == []
+    assert api.get("/get").status_code == 200  # another request, same host: waits
+    assert sum(no_wait.slept) == pytest.approx(2.0, abs=0.05)
+
+
+def test_pacing_slot_past_the_deadline_fails_at_once(make_api, no_wait):
+    policy = FAST.replace(max_attempts=1, deadline=1.0, on_exhausted="raise")
+    api = make_api(pacing=Pacing(budget=None), retry=policy)
+    with pytest.raises(RetriesExhausted):
+        api.get("/status/429", params={"retry_after": "5"})
+    with pytest.raises(DeadlineExceeded):
+        api.get("/get")
+    assert no_wait.slept == []
+
+
+def test_retry_budget_stops_a_retry_storm(make_api, sandbox, no_wait):
+    budget = RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.1, window=10.0)
+    api = make_api(pacing=Pacing(budget=budget), retry=FAST.replace(on_exhausted="raise"))
+    with pytest.raises(RetryBudgetExhausted) as first:
+        api.get("/status/503")
+    assert [a.status for a in first.value.history] == [503, 503]  # the one retry it had
+    assert "retry budget" in first.value.history[-1].decision
+    with pytest.raises(RetryBudgetExhausted) as second:
+        api.get("/status/503")
+    assert len(second.value.history) == 1
+    assert sandbox.stats()["endpoints"]["/status"]["requests"] == 3
+
+
+def test_open_breaker_fails_fast_past_the_deadline(make_api, sandbox):
+    breaker = BreakerConfig(failure_threshold=2, failure_ratio=None, open_for=30.0)
+    policy = FAST.replace(max_attempts=1, deadline=5.0)
+    api = make_api(pacing=Pacing(breaker=breaker, budget=None), retry=policy)
+    for _ in range(2):
+        assert api.get("/status/503").status_code == 503
+    start = time.monotonic()
+    with pytest.raises(CircuitOpen) as info:
+        api.get("/status/200")
+    assert time.monotonic() - start < 0.5
+    assert 25 < info.value.retry_in <= 30
+    assert sandbox.stats()["endpoints"]["/status"]["requests"] == 2  # never sent
+
+
+def test_open_breaker_waits_for_the_probe_within_the_deadline(make_api, sandbox, no_wait):
+    breaker = BreakerConfig(failure_threshold=2, failure_ratio=None, open_for=3.0)
+    policy = FAST.replace(max_attempts=1, deadline=30.0)
+    api = make_api(pacing=Pacing(breaker=breaker, budget=None), retry=policy)
+    for _ in range(2):
+        api.get("/status/503")
+    assert api.get("/get").status_code == 200  # waited for the half-open probe
+    assert sum(no_wait.slept) == pytest.approx(3.0, abs=0.05)
+
+
+def test_attempt_timeout_longer_than_deadline_is_rejected():
+    with pytest.raises(surefoot.ConfigurationError, match="longer than the whole deadline"):
+        RetryPolicy(deadline=5, attempt_timeout=10)

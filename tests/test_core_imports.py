@@ -23,6 +23,12 @@ CORE_MODULES = (
     "surefoot._core._events",
     "surefoot._core._errors",
     "surefoot._core._history",
+    "surefoot._core._ratelimit",
+    "surefoot._core._quota_headers",
+    "surefoot._core._adaptive",
+    "surefoot._core._budget",
+    "surefoot._core._breaker",
+    "surefoot._core._pacer",
 )
 
 

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._core._adaptive import AdaptiveConfig
+from ._core._breaker import BreakerConfig
+from ._core._budget import RetryBudgetConfig
 from ._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
 from ._core._errors import (
     AuthError,
     BadSignature,
     BodyDigestMismatch,
+    CircuitOpen,
     ConfigurationError,
     DeadlineExceeded,
     InvalidClient,
@@ -26,6 +30,7 @@ from ._core._errors import (
     RequestFailed,
     RetriesExhausted,
     RetryAfterTooLong,
+    RetryBudgetExhausted,
     SignatureError,
     SigningError,
     StoreError,
@@ -41,7 +46,9 @@ from ._core._errors import (
 from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
 from ._core._history import Attempt, FailureKind
 from ._core._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
+from ._core._pacer import Pacer, Pacing
 from ._core._policy import RetryPolicy
+from ._core._ratelimit import Quota, RateLimiter
 from ._core._retry_after import parse_http_date, parse_retry_after
 from ._core._tokens import ClientCredentials, Token
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
@@ -55,11 +62,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveConfig",
     "Attempt",
     "AuthError",
     "BadSignature",
     "BearerAuth",
     "BodyDigestMismatch",
+    "BreakerConfig",
+    "CircuitOpen",
     "Client",
     "ClientCredentials",
     "Clock",
@@ -83,10 +93,16 @@ __all__ = [
     "MemoryTokenStore",
     "MissingHeader",
     "NotRetryable",
+    "Pacer",
+    "Pacing",
+    "Quota",
+    "RateLimiter",
     "ReplayedNonce",
     "RequestFailed",
     "RetriesExhausted",
     "RetryAfterTooLong",
+    "RetryBudgetConfig",
+    "RetryBudgetExhausted",
     "RetryPolicy",
     "SignatureError",
     "SigningError",

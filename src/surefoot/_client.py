@@ -39,6 +39,7 @@ class Client:
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         session: requests.Session | None = None,
+        pacing: Any = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -53,6 +54,7 @@ class Client:
             clock=clock,
             rng=rng,
             credential_origins=[self.base_url],
+            pacing=pacing,
         )
         self.session.mount("http://", self.adapter)
         self.session.mount("https://", self.adapter)

@@ -10,10 +10,10 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 from ._core._clock import Clock
-from ._core._pipeline import FetchToken, FlowResult, Send, Sleep
+from ._core._pipeline import FetchToken, FlowResult, PacerCall, Send, Sleep
 from ._core._policy import Failure, ResponseInfo
 
-__all__ = ["drive_async", "drive_sync"]
+__all__ = ["drive_async", "drive_sync", "make_pacer"]
 
 def drive_sync(
     flow: Generator[Any, Any, FlowResult],
@@ -42,6 +42,8 @@ def drive_sync(
                 else:
                     cause = obj
                 value = outcome
+            elif isinstance(effect, PacerCall):
+                value = effect.run(clock)
             elif isinstance(effect, Sleep):
                 clock.sleep(effect.seconds)
                 value = None
@@ -93,6 +95,8 @@ async def drive_async(
                 else:
                     cause = obj
                 value = outcome
+            elif isinstance(effect, PacerCall):
+                value = effect.run(clock)  # O(1), microseconds: no need to leave the loop
             elif isinstance(effect, Sleep):
                 await clock.asleep(effect.seconds)
                 value = None
@@ -119,3 +123,17 @@ async def drive_async(
         # Not chained: the HTTP library's message may carry the full URL and its query.
         raise result.error from None
     return native, result
+
+
+def make_pacer(pacing: Any) -> Any:
+    """An adapter's ``pacing=`` option: ``None``, a ``Pacing`` configuration (a pacer of
+    its own) or a ``Pacer`` (shared with other clients)."""
+    if pacing is None:
+        return None
+    from ._core._pacer import Pacer, Pacing
+
+    if isinstance(pacing, Pacer):
+        return pacing
+    if isinstance(pacing, Pacing):
+        return Pacer(pacing)
+    raise TypeError("pacing must be a surefoot.Pacing or a surefoot.Pacer")

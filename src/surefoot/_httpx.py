@@ -31,7 +31,7 @@ from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
 from ._core._history import FailureKind
 from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
 from ._core._policy import Failure, ResponseInfo, RetryPolicy
-from ._drive import drive_async, drive_sync
+from ._drive import drive_async, drive_sync, make_pacer
 
 __all__ = ["AsyncTransport", "Transport", "classify_httpx_error"]
 
@@ -79,8 +79,10 @@ class _Common:
         rng: Callable[[], float] | None,
         credential_origins: Iterable[str] | None,
         buffer_limit: int,
+        pacing: Any,
     ) -> None:
         self.retry = retry or RetryPolicy()
+        self.pacer = make_pacer(pacing)
         self.auth = auth
         self.hook: Hook = hook or LoggingHook()
         self.clock: Clock = clock or default_clock
@@ -150,7 +152,13 @@ class _Common:
             credentials_allowed=allowed,
         )
         return request_flow(
-            view, policy=self.retry, auth=auth, clock=self.clock, hook=self.hook, rng=self.rng
+            view,
+            policy=self.retry,
+            auth=auth,
+            clock=self.clock,
+            hook=self.hook,
+            rng=self.rng,
+            pacer=self.pacer,
         )
 
     @staticmethod
@@ -213,6 +221,7 @@ class Transport(_Common, httpx.BaseTransport):
         rng: Callable[[], float] | None = None,
         credential_origins: Iterable[str] | None = None,
         buffer_limit: int = 1 << 20,
+        pacing: Any = None,
     ) -> None:
         super().__init__(
             retry=retry,
@@ -222,6 +231,7 @@ class Transport(_Common, httpx.BaseTransport):
             rng=rng,
             credential_origins=credential_origins,
             buffer_limit=buffer_limit,
+            pacing=pacing,
         )
         self.transport = transport or httpx.HTTPTransport()
 
@@ -273,6 +283,7 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
         rng: Callable[[], float] | None = None,
         credential_origins: Iterable[str] | None = None,
         buffer_limit: int = 1 << 20,
+        pacing: Any = None,
     ) -> None:
         super().__init__(
             retry=retry,
@@ -282,6 +293,7 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
             rng=rng,
             credential_origins=credential_origins,
             buffer_limit=buffer_limit,
+            pacing=pacing,
         )
         self.transport = transport or httpx.AsyncHTTPTransport()
 

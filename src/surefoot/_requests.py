@@ -31,7 +31,7 @@ from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
 from ._core._history import FailureKind
 from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
 from ._core._policy import Failure, ResponseInfo, RetryPolicy
-from ._drive import drive_sync
+from ._drive import drive_sync, make_pacer
 from ._tokencache import TokenCache
 
 __all__ = ["SurefootAdapter", "apply_auth", "classify_requests_error", "origin_of"]
@@ -201,8 +201,10 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         pool_maxsize: int = 10,
         pool_block: bool = False,
         credential_origins: Iterable[str] | None = None,
+        pacing: Any = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
+        self.pacer = make_pacer(pacing)
         self.credential_origins = (
             None
             if credential_origins is None
@@ -253,7 +255,13 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
             credentials_allowed=allowed,
         )
         flow = request_flow(
-            view, policy=self.retry, auth=auth, clock=self.clock, hook=self.hook, rng=self.rng
+            view,
+            policy=self.retry,
+            auth=auth,
+            clock=self.clock,
+            hook=self.hook,
+            rng=self.rng,
+            pacer=self.pacer,
         )
         parent_send = super().send
 

@@ -71,6 +71,7 @@ class Client(_Urls):
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         transport: httpx.BaseTransport | None = None,
+        pacing: Any = None,
     ) -> None:
         self.base_url = _base(base_url)
         self.transport = Transport(
@@ -81,6 +82,7 @@ class Client(_Urls):
             clock=clock,
             rng=rng,
             credential_origins=[self.base_url],
+            pacing=pacing,
         )
         self.http = httpx.Client(
             transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True
@@ -132,6 +134,7 @@ class AsyncClient(_Urls):
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacing: Any = None,
     ) -> None:
         self.base_url = _base(base_url)
         self.transport = AsyncTransport(
@@ -142,6 +145,7 @@ class AsyncClient(_Urls):
             clock=clock,
             rng=rng,
             credential_origins=[self.base_url],
+            pacing=pacing,
         )
         self.http = httpx.AsyncClient(
             transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True

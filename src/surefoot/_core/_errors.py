@@ -14,6 +14,8 @@ carry the full URL with credentials in its query.
     │   ├── RetriesExhausted          retryable failures until max_attempts ran out
     │   ├── DeadlineExceeded          the next wait or attempt would overrun the deadline
     │   ├── RetryAfterTooLong         the server asked for a wait above the cap (.requested_wait)
+    │   ├── CircuitOpen               the breaker is open past the deadline (.retry_in)
+    │   ├── RetryBudgetExhausted      retries are over their share of recent traffic
     │   ├── NotRetryable              may not be retried (non-idempotent, unreplayable body)
     │   └── TransportError            failed below HTTP (.kind: connect, read_timeout, ...)
     ├── AuthError
@@ -44,6 +46,7 @@ __all__ = [
     "AuthError",
     "BadSignature",
     "BodyDigestMismatch",
+    "CircuitOpen",
     "ConfigurationError",
     "DeadlineExceeded",
     "InvalidClient",
@@ -55,6 +58,7 @@ __all__ = [
     "RequestFailed",
     "RetriesExhausted",
     "RetryAfterTooLong",
+    "RetryBudgetExhausted",
     "SignatureError",
     "SigningError",
     "StoreError",
@@ -132,6 +136,28 @@ class RetryAfterTooLong(RequestFailed):
     ) -> None:
         super().__init__(message, history=history, response=response)
         self.requested_wait = requested_wait
+
+
+class CircuitOpen(RequestFailed):
+    """The circuit breaker is open and the deadline ends before its next probe.
+
+    ``retry_in`` is how many seconds until the breaker lets a probe through.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_in: float,
+        history: Sequence[Attempt] = (),
+        response: Any = None,
+    ) -> None:
+        super().__init__(message, history=history, response=response)
+        self.retry_in = retry_in
+
+
+class RetryBudgetExhausted(RequestFailed):
+    """A retryable failure, but retries are over their share of recent traffic."""
 
 
 class NotRetryable(RequestFailed):

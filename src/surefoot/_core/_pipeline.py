@@ -24,9 +24,11 @@ from typing import Any, NamedTuple, Protocol
 
 from ._clock import Clock
 from ._errors import (
+    CircuitOpen,
     DeadlineExceeded,
     RequestFailed,
     RetryAfterTooLong,
+    RetryBudgetExhausted,
     TransportError,
     Unauthorized,
 )
@@ -113,7 +115,35 @@ class FetchToken:
     stale: Token | None = None
 
 
-Effect = Send | Sleep | FetchToken
+class PacerCall(NamedTuple):
+    """Call ``pacer.<method>(*args, now=..., ...)`` now: O(1), no waiting, no I/O (for the
+    in-process :class:`~surefoot._core._pacer.Pacer`). The driver passes the clock's
+    readings and sends back the result."""
+
+    pacer: Any
+    method: str
+    args: tuple[Any, ...] = ()
+
+    def run(self, clock: Clock) -> Any:
+        method = self.method
+        pacer = self.pacer
+        now = clock.monotonic()
+        if method == "reserve":
+            return pacer.reserve(*self.args, now=now)
+        if method == "admit":
+            return pacer.admit(*self.args, now=now)
+        if method == "report":
+            partition, outcome, sent_at, probe = self.args
+            return pacer.report(partition, outcome, sent_at=sent_at, now=now,
+                                wall_now=clock.wall(), probe=probe)
+        if method == "on_request":
+            return pacer.on_request(now)
+        if method == "try_retry":
+            return pacer.try_retry(now)
+        raise ValueError(f"unknown pacer call {method!r}")  # pragma: no cover
+
+
+Effect = Send | Sleep | FetchToken | PacerCall
 
 
 class FlowResult(NamedTuple):
@@ -172,6 +202,7 @@ def request_flow(
     hook: Hook,
     rng: Callable[[], float],
     key_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
+    pacer: Any | None = None,
 ) -> Generator[Effect, Any, FlowResult]:
     method = request.method.upper()
     url = request.url
@@ -195,6 +226,55 @@ def request_flow(
         events.emit(EventKind.CREDENTIALS_WITHHELD,
                     reason="not the origin the credentials belong to")
     signs = use_auth is not None and bool(getattr(use_auth, "signs_body", False))
+
+    partition = ""
+    if pacer is not None:
+        partition = pacer.partition_of(url, request.headers)
+        yield PacerCall(pacer, "on_request")
+
+    def gate() -> Generator[Effect, Any, FlowResult | bool]:
+        """Pacing, then the breaker: wait for this attempt's slot and admission.
+        Returns the probe flag, or a FlowResult when the request must give up."""
+        assert pacer is not None
+        while True:
+            reservation = None
+            while True:
+                reservation = yield PacerCall(pacer, "reserve", (partition, reservation))
+                now = clock.monotonic()
+                wait = reservation.at - now
+                if wait <= 0:
+                    break
+                if deadline is not None and now + wait >= deadline:
+                    return give_up_before(
+                        DeadlineExceeded,
+                        f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
+                    )
+                yield Sleep(wait)
+            admission = yield PacerCall(pacer, "admit", (partition,))
+            if admission.allowed:
+                return bool(admission.probe)
+            now = clock.monotonic()
+            retry_in = max(admission.retry_at - now, 0.0)
+            if deadline is not None and admission.retry_at >= deadline:
+                events.emit(EventKind.GAVE_UP, attempt=number,
+                            reason=f"circuit open; next probe in {retry_in:.3f} s")
+                return FlowResult(
+                    tuple(history),
+                    CircuitOpen(
+                        _summary(method, url, history,
+                                 f"the circuit is open and its next probe (in {retry_in:.3f} s)"
+                                 " is past the deadline"),
+                        retry_in=retry_in,
+                        history=history,
+                    ),
+                )
+            yield Sleep(retry_in)  # the deadline outlasts the outage: wait for the probe
+
+    def give_up_before(error_type: type[RequestFailed], reason: str) -> FlowResult:
+        events.emit(EventKind.GAVE_UP, attempt=number, reason=reason)
+        return FlowResult(
+            tuple(history), error_type(_summary(method, url, history, reason), history=history)
+        )
 
     history: list[Attempt] = []
     tries = 0  # attempts that count against max_attempts
@@ -240,6 +320,12 @@ def request_flow(
         return FlowResult(tuple(history))
 
     while True:
+        probe = False
+        if pacer is not None:
+            gated = yield from gate()
+            if isinstance(gated, FlowResult):
+                return gated
+            probe = gated
         number += 1
         tries += 1
         token: Token | None = None
@@ -254,10 +340,11 @@ def request_flow(
             if signs:
                 events.emit(EventKind.SIGNATURE_APPLIED, attempt=number)
         started = clock.monotonic()
-        timeout: float | None = None
+        timeout: float | None = policy.attempt_timeout
         if deadline is not None:
-            timeout = deadline - started
-            if timeout <= 0:
+            left = deadline - started
+            timeout = left if timeout is None else min(timeout, left)
+            if left <= 0:
                 reason = f"the {policy.deadline:g} s deadline was reached before the attempt"
                 events.emit(EventKind.GAVE_UP, attempt=number, reason=reason)
                 return FlowResult(
@@ -267,6 +354,8 @@ def request_flow(
         events.emit(EventKind.ATTEMPT_SENT, attempt=number, wait=wait_before or None)
         outcome: ResponseInfo | Failure = yield Send(number, headers, remove, timeout)
         ended = clock.monotonic()
+        if pacer is not None:
+            yield PacerCall(pacer, "report", (partition, outcome, started, probe))
 
         if (
             isinstance(outcome, ResponseInfo)
@@ -314,6 +403,16 @@ def request_flow(
             return FlowResult(tuple(history))
         events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status, error=error,
                     elapsed=ended - started, reason=decision.reason)
+        if verdict is Verdict.RETRY and pacer is not None:
+            allowed = yield PacerCall(pacer, "try_retry")
+            if not allowed:
+                decision = Decision(
+                    Verdict.GIVE_UP,
+                    f"{decision.reason.split(':')[0]}: the retry budget is spent "
+                    "(retries are over their share of recent traffic)",
+                    error=RetryBudgetExhausted,
+                )
+                verdict = Verdict.GIVE_UP
         if verdict is Verdict.GIVE_UP:
             record(status, error, started, f"gave up: {decision.reason}")
             return finish(decision, outcome)

@@ -53,6 +53,9 @@ class RetryPolicy:
     * ``deadline`` — seconds for the whole logical request, waits included (``None``:
       no deadline). No wait is scheduled that would overrun it, and every attempt's
       timeout is capped by what is left of it.
+    * ``attempt_timeout`` — the longest one attempt may take (connect, send, wait for the
+      response), also capped by what is left of the deadline; ``None``: the HTTP client's
+      own timeout, capped by the deadline.
     * ``backoff_initial``, ``backoff_max``, ``backoff_multiplier``, ``jitter`` — the wait
       before retry *n* is drawn from ``[0, min(max, initial * multiplier**(n-1))]``
       ("full" jitter), ``[cap/2, cap]`` ("equal") or is exactly ``cap`` ("none").
@@ -72,6 +75,7 @@ class RetryPolicy:
 
     max_attempts: int = 4
     deadline: float | None = 60.0
+    attempt_timeout: float | None = None
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     backoff_multiplier: float = 2.0
@@ -91,6 +95,14 @@ class RetryPolicy:
             x is None or not math.isnan(x) for x in optional
         ):
             raise ConfigurationError("backoff and deadline settings must be real numbers")
+        if self.attempt_timeout is not None:
+            if not (math.isfinite(self.attempt_timeout) and self.attempt_timeout > 0):
+                raise ConfigurationError("attempt_timeout must be a positive number (or None)")
+            if self.deadline is not None and self.attempt_timeout > self.deadline:
+                raise ConfigurationError(
+                    f"attempt_timeout ({self.attempt_timeout:g} s) is longer than the whole "
+                    f"deadline ({self.deadline:g} s)"
+                )
         if self.max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
         if self.deadline is not None and not self.deadline > 0:
