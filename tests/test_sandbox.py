@@ -291,8 +291,12 @@ def test_quota_ietf(sb: Sandbox, http: requests.Session) -> None:
     responses = [http.get(url, headers=headers) for _ in range(4)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
     assert responses[0].json() == {"ok": True, "path": "thing", "partition": "ietf"}
-    assert responses[0].headers["RateLimit-Policy"] == '"default";q=3;w=1'
-    assert [r.headers["RateLimit"].split(";")[1] for r in responses] == ["r=2", "r=1", "r=0", "r=0"]
+    # a quota of rate·w per window of w seconds; what is left for the next window: the
+    # bucket's content plus what refills in it (at most q)
+    assert responses[0].headers["RateLimit-Policy"] == '"default";q=5;w=1'
+    assert [r.headers["RateLimit"] for r in responses] == [
+        '"default";r=5;t=1', '"default";r=5;t=1', '"default";r=5;t=1', '"default";r=4;t=1'
+    ]
     limited = responses[3]
     assert limited.headers["Retry-After"] == "1"
     assert 1 <= int(limited.headers["retry-after-ms"]) <= 200
@@ -304,9 +308,9 @@ def test_quota_ietf(sb: Sandbox, http: requests.Session) -> None:
 def test_quota_github(sb: Sandbox, http: requests.Session) -> None:
     url = sb.url + "/limited/x?dialect=github"
     r = http.get(url)
-    assert r.headers["x-ratelimit-limit"] == "3"
-    assert r.headers["x-ratelimit-remaining"] == "2"
-    assert r.headers["x-ratelimit-used"] == "1"
+    assert r.headers["x-ratelimit-limit"] == "5"
+    assert r.headers["x-ratelimit-remaining"] == "5"
+    assert r.headers["x-ratelimit-used"] == "0"
     assert r.headers["x-ratelimit-resource"] == "core"
     assert 0 <= int(r.headers["x-ratelimit-reset"]) - time.time() <= 2
     assert "RateLimit" not in r.headers
@@ -561,7 +565,7 @@ def test_cli_subprocess() -> None:
                 r = http.get(url + "/get", timeout=5)
                 assert r.status_code == 200
                 r = http.get(url + "/limited/x?dialect=github", timeout=5)
-                assert r.headers["x-ratelimit-limit"] == "2"
+                assert r.headers["x-ratelimit-limit"] == "10"
         finally:
             proc.terminate()
             code = proc.wait(timeout=10)

@@ -14,14 +14,19 @@ k concurrent 429s cut the rate once, not ``beta**k``.
 
 **Recovery.** On success, with ``t`` the seconds since the epoch started::
 
-    W(t) = w_max + c · (t - K)³,    K = ∛((w_max - rate_after_cut) / c)
+    W(t) = w_max + c·w_max · (t - K)³,    K = ∛((w_max - rate_after_cut) / (c·w_max))
 
 ``W(0)`` is the rate just after the cut; the curve rises quickly at first, flattens as
 it approaches ``w_max`` (concave: the rate that was last throttled is approached
 carefully), passes it at ``t = K`` and then accelerates (convex: probing for more room).
-``K = ∛(w_max·(1-β)/c)`` as in RFC 8312 §4.1 unless ``floor`` held the cut above
-``β·w_max`` (RFC 9438 §4.2's form, used here, keeps ``W(0)`` equal to the actual rate).
-The first epoch starts at construction on the plateau: ``w_max = initial_rate, K = 0``.
+``K = ∛((1-β)/c)`` — RFC 8312 §4.1's form, with ``c`` scaled by ``w_max`` so that the
+curve's timing does not depend on the magnitude of the rate (TCP's ``C = 0.4`` is tuned
+for windows of tens of packets; rates here span 0.1/s to thousands/s) — unless
+``floor`` held the cut above ``β·w_max`` (RFC 9438 §4.2's form, used here, keeps
+``W(0)`` equal to the actual rate).
+**Slow start.** Until the first throttle, the rate doubles every half second (as TCP's
+slow start doubles per round trip), within the growth cap below; the first throttle
+ends it.
 Fast convergence and the TCP-friendly region of CUBIC are not used.
 
 **Growth cap.** The cubic curve keeps rising while little is sent, and a rate granted
@@ -50,6 +55,8 @@ from ._errors import ConfigurationError
 
 __all__ = ["AdaptiveConfig", "AdaptiveRate"]
 
+#: Before the first throttle the rate doubles this often (seconds).
+_SLOW_START_DOUBLING = 0.5
 #: The send rate is measured over this many seconds...
 _MEASURE_WINDOW = 2.0
 #: ...in this many buckets.
@@ -65,7 +72,10 @@ class AdaptiveConfig:
     * ``floor`` — the rate never drops below this (requests/second, > 0).
     * ``ceiling`` — the rate never rises above this (``None``: no ceiling).
     * ``beta`` — multiplicative decrease on a throttle (0.7: cut by 30 %).
-    * ``c`` — cubic scaling: how fast the rate recovers, in (requests/second)/second³.
+    * ``c`` — cubic scaling, relative to ``w_max``: the curve moves by ``c·w_max`` per
+      second³, so a server allowing 5/s and one allowing 500/s are recovered from (and
+      probed) in the same time: with ``beta=0.7`` and ``c=0.4``, ``w_max`` is regained
+      ``K ≈ 0.9 s`` after a cut, and 40 % more is tried one second later.
     * ``max_growth`` — the rate may not exceed ``max_growth *`` the measured send rate
       (beyond ``initial_rate``).
     """
@@ -166,7 +176,7 @@ class AdaptiveRate:
         config = self._config
         self._w_max = self._rate
         self._rate = max(config.floor, self._rate * config.beta)
-        self._k = ((self._w_max - self._rate) / config.c) ** (1 / 3)
+        self._k = ((self._w_max - self._rate) / (config.c * self._w_max)) ** (1 / 3)
         self._epoch = now
         self._last_cut = now
         return True
@@ -177,7 +187,12 @@ class AdaptiveRate:
         config = self._config
         t = max(now - self._epoch, 0.0)
         try:
-            target = self._w_max + config.c * (t - self._k) ** 3
+            if self._last_cut == -math.inf:
+                # Slow start (as in TCP): until the first throttle, double every half
+                # second — still within the growth cap of what is actually sent.
+                target = self._w_max * 2.0 ** min(t / _SLOW_START_DOUBLING, 1000.0)
+            else:
+                target = self._w_max + config.c * self._w_max * (t - self._k) ** 3
         except OverflowError:  # decades without a throttle
             target = math.inf
         cap = self._cap(now)

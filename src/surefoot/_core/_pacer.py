@@ -59,7 +59,7 @@ class Pacing:
     adaptive: AdaptiveConfig | None = None
     budget: RetryBudgetConfig | None = field(default_factory=RetryBudgetConfig)
     breaker: BreakerConfig | None = None
-    safety: float = 0.98
+    safety: float = 0.99
     max_pause: float = 3600.0
 
     def __post_init__(self) -> None:

@@ -175,8 +175,9 @@ class RateLimiter:
         part.generation += 1
         for name, quota in part.quotas(now):
             tau = (quota.burst - 1) * quota.interval
-            # The next slot is `until`, each one after it an interval later: no burst.
-            part.tats[name] = max(part.tats.get(name, now), until + tau)
+            # Every earlier booking is void (its holder reserves again), so the schedule
+            # restarts: the next slot is `until`, each one after it an interval later.
+            part.tats[name] = until + tau
 
     def learn(self, partition: str, quota: Quota, now: float) -> None:
         """Use the server-stated ``quota`` for ``partition`` from now on."""

@@ -506,17 +506,24 @@ class SandboxApp:
                 remaining = 0
                 wait = new_tat - now - capacity
         headers: Headers = []
+        if dialect != "none":
+            # Advertised as a quota of q requests per window of w whole seconds (q = rate·w)
+            # and, for the current window of w seconds, how many requests it still admits:
+            # what the bucket holds now plus what refills within the window, at most q.
+            window = max(1, math.ceil(1.0 / cfg.rate))
+            quota = max(1, round(cfg.rate * window))
+            left = min(quota, int(remaining + cfg.rate * window - (0 if allowed else 1)))
+            left = max(left, 0)
         if dialect == "ietf":
-            window = math.ceil(cfg.burst / cfg.rate)
-            headers.append(("RateLimit-Policy", f'"default";q={cfg.burst};w={window}'))
-            headers.append(("RateLimit", f'"default";r={remaining};t={math.ceil(reset)}'))
+            headers.append(("RateLimit-Policy", f'"default";q={quota};w={window}'))
+            headers.append(("RateLimit", f'"default";r={left};t={window}'))
         elif dialect == "github":
             headers.extend(
                 [
-                    ("x-ratelimit-limit", str(cfg.burst)),
-                    ("x-ratelimit-remaining", str(remaining)),
-                    ("x-ratelimit-used", str(cfg.burst - remaining)),
-                    ("x-ratelimit-reset", str(math.ceil(time.time() + reset))),
+                    ("x-ratelimit-limit", str(quota)),
+                    ("x-ratelimit-remaining", str(left)),
+                    ("x-ratelimit-used", str(quota - left)),
+                    ("x-ratelimit-reset", str(math.ceil(time.time() + window))),
                     ("x-ratelimit-resource", "core"),
                 ]
             )
