@@ -22,7 +22,7 @@ from ._budget import RetryBudget, RetryBudgetConfig
 from ._errors import ConfigurationError
 from ._history import FailureKind
 from ._policy import Failure, ResponseInfo
-from ._quota_headers import parse_quota_headers
+from ._quota_headers import QuotaObservation, parse_quota_headers
 from ._ratelimit import Quota, RateLimiter, Reservation
 from ._retry_after import retry_after_from_headers
 
@@ -87,7 +87,9 @@ class Pacer:
         "_breakers",
         "_budget",
         "_lock",
+        "_resets",
         "_server_learned",
+        "_windows",
         "limiter",
         "pacing",
     )
@@ -100,6 +102,8 @@ class Pacer:
         config = self.pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
         self._server_learned: set[str] = set()
+        self._resets: dict[tuple[str, str], float] = {}
+        self._windows: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -204,23 +208,41 @@ class Pacer:
         observations = parse_quota_headers(info.header, now=wall_now)
         learned = False
         for obs in observations:
-            rate = obs.rate
-            if rate is not None and rate > 0 and obs.limit is not None and obs.window:
+            window = obs.window or self._infer_window(partition, obs, wall_now)
+            if obs.limit is not None and window:
                 self.limiter.learn(
                     partition,
-                    Quota(limit=obs.limit, period=obs.window, safety=self.pacing.safety),
+                    Quota(limit=obs.limit, period=window, safety=self.pacing.safety),
                     now,
                 )
                 learned = True
             if obs.remaining is not None and obs.reset_after is not None:
+                reset_after = min(obs.reset_after, self.pacing.max_pause)
+                if window:
+                    # A reset further away than a whole window is the rounding of epoch
+                    # seconds (GitHub, X), not a longer wait.
+                    reset_after = min(reset_after, window)
                 self.limiter.tighten(
-                    partition,
-                    remaining=obs.remaining,
-                    reset_after=min(obs.reset_after, self.pacing.max_pause),
-                    now=now,
+                    partition, remaining=obs.remaining, reset_after=reset_after, now=now
                 )
                 learned = True
         return learned
+
+
+    def _infer_window(self, partition: str, obs: QuotaObservation, wall_now: float) -> float:
+        """Dialects that state a limit and a reset but no window (GitHub, X, X-RateLimit)
+        reveal it when the reset instant jumps: the jump is the window's length."""
+        if obs.limit is None or obs.reset_after is None:
+            return 0.0
+        key = (partition, obs.policy or obs.dialect)
+        reset_at = wall_now + obs.reset_after
+        previous = self._resets.get(key)
+        self._resets[key] = reset_at
+        if len(self._resets) > 4 * self.limiter.max_partitions:
+            self._resets.clear()
+        if previous is not None and reset_at - previous >= 0.5:
+            self._windows[key] = round(reset_at - previous, 3)
+        return self._windows.get(key, 0.0)
 
 
 def _healthy(outcome: ResponseInfo | Failure) -> bool:

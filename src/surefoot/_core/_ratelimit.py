@@ -205,12 +205,9 @@ class RateLimiter:
         if reset_after == 0:
             return
         # Spread what remains evenly over the window: at most one per reset/remaining.
-        spacing = reset_after / remaining
-        until = now + reset_after
-        if part.window is not None and now < part.window[0]:
-            spacing = max(spacing, part.window[1])  # never loosen within a window
-            until = max(until, part.window[0])
-        part.window = (until, spacing)
+        # The latest observation is the server's latest word; it never lets slots go
+        # earlier than the quotas and bookings already allow (the schedule only moves on).
+        part.window = (now + reset_after, reset_after / remaining)
 
     def snapshot(self, partition: str) -> dict[str, float]:
         """The partition's state (for tests and instrumentation)."""

@@ -1,0 +1,122 @@
+"""The pacer: what it learns from responses and how that shapes the next slots. Pure."""
+
+from __future__ import annotations
+
+import pytest
+
+from surefoot import (
+    AdaptiveConfig,
+    BreakerConfig,
+    ConfigurationError,
+    Pacer,
+    Pacing,
+    Quota,
+    RetryBudgetConfig,
+)
+from surefoot._core._history import FailureKind
+from surefoot._core._policy import Failure, ResponseInfo
+
+WALL = 1_800_000_000.0
+
+
+def ok(headers: dict[str, str] | None = None, status: int = 200) -> ResponseInfo:
+    return ResponseInfo(status, headers or {})
+
+
+def report(pacer: Pacer, outcome, now: float, partition: str = "p") -> None:
+    pacer.report(partition, outcome, sent_at=now, now=now, wall_now=WALL + now, probe=False)
+
+
+def slots(pacer: Pacer, n: int, now: float, partition: str = "p") -> list[float]:
+    return [pacer.reserve(partition, now=now).at for _ in range(n)]
+
+
+def test_learns_the_ietf_policy():
+    pacer = Pacer(Pacing(safety=1.0))
+    report(pacer, ok({"RateLimit-Policy": '"default";q=100;w=10',
+                      "RateLimit": '"default";r=100;t=10'}), 0.0)
+    assert slots(pacer, 3, 0.0) == pytest.approx([0.0, 0.1, 0.2])
+
+
+def test_infers_the_window_from_reset_jumps():
+    pacer = Pacer(Pacing(safety=1.0))
+    github = {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "50",
+              "x-ratelimit-resource": "core"}
+    report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 1)}), 0.0)
+    assert pacer.limiter.snapshot("p").get("learned_rate") is None  # not yet known
+    report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 2)}), 1.0)
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(50.0)
+
+
+def test_retry_after_pauses_the_partition_and_wins():
+    pacer = Pacer(Pacing(budget=None))
+    report(pacer, ok({"retry-after": "3", "RateLimit-Policy": '"d";q=100;w=1'}, 429), 0.0)
+    assert pacer.reserve("p", now=0.5).at == pytest.approx(3.0)
+    assert pacer.reserve("other", now=0.5).at == 0.5  # other partitions are not held
+
+
+def test_pause_is_bounded_by_max_pause():
+    pacer = Pacer(Pacing(max_pause=10.0))
+    report(pacer, ok({"retry-after": "999999"}, 429), 0.0)
+    assert pacer.reserve("p", now=0.0).at == pytest.approx(10.0)
+
+
+def test_remaining_zero_waits_for_the_reset():
+    pacer = Pacer(Pacing())
+    report(pacer, ok({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0",
+                      "x-ratelimit-reset": "7"}), 0.0)
+    assert pacer.reserve("p", now=0.0).at == pytest.approx(7.0)
+
+
+def test_adaptive_rate_cuts_once_for_concurrent_throttles():
+    pacer = Pacer(Pacing(adaptive=AdaptiveConfig(initial_rate=100), learn=False, budget=None))
+    slots(pacer, 10, 0.0)
+    for _ in range(5):  # five 429s for requests sent at the same time
+        pacer.report("p", ok(status=429), sent_at=0.0, now=0.1, wall_now=WALL, probe=False)
+    assert pacer._adaptive["p"].rate == pytest.approx(70.0, rel=0.05)  # 100 × 0.7, once
+
+
+def test_budget_and_breaker_through_the_pacer():
+    pacer = Pacer(Pacing(budget=RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.1),
+                         breaker=BreakerConfig(failure_threshold=2, failure_ratio=None,
+                                               open_for=5.0)))
+    pacer.on_request(0.0)
+    assert pacer.try_retry(0.0) is True
+    assert pacer.try_retry(0.0) is False
+    assert pacer.admit("p", now=0.0).allowed
+    report(pacer, Failure(FailureKind.CONNECT), 0.0)
+    report(pacer, ok(status=503), 0.1)
+    refused = pacer.admit("p", now=0.2)
+    assert not refused.allowed
+    assert refused.retry_at == pytest.approx(5.1)
+
+
+@pytest.mark.parametrize(
+    ("how", "headers", "expected"),
+    [
+        ("host", {}, "api.example.com:8443"),
+        ("origin", {}, "https://api.example.com:8443"),
+        ("api_key", {"x-api-key": "k1"}, "api.example.com:8443|key:k1"),
+        ("api_key", {}, "api.example.com:8443"),
+    ],
+)
+def test_partitions(how, headers, expected):
+    pacer = Pacer(Pacing(partition_by=how))
+    assert pacer.partition_of("https://API.example.com:8443/x?y=1", headers) == expected
+
+
+def test_custom_partition_function():
+    pacer = Pacer(Pacing(partition_by=lambda url, headers: "everything"))
+    assert pacer.partition_of("https://a/", {}) == "everything"
+
+
+@pytest.mark.parametrize("kwargs", [{"safety": 0}, {"safety": 2}, {"max_pause": 0},
+                                    {"partition_by": "nonsense"}])
+def test_pacing_validation(kwargs):
+    with pytest.raises(ConfigurationError):
+        Pacing(**kwargs)
+
+
+def test_configured_quotas_apply_with_learning_on():
+    pacer = Pacer(Pacing(quotas=(Quota.per_second(2),)))
+    assert slots(pacer, 3, 0.0) == pytest.approx([0.0, 0.5, 1.0])
