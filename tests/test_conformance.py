@@ -486,3 +486,25 @@ def test_open_breaker_waits_for_the_probe_within_the_deadline(make_api, sandbox,
 def test_attempt_timeout_longer_than_deadline_is_rejected():
     with pytest.raises(surefoot.ConfigurationError, match="longer than the whole deadline"):
         RetryPolicy(deadline=5, attempt_timeout=10)
+
+
+def test_learned_quota_means_no_429s(make_api, sandbox):
+    # the session sandbox enforces 50/s with a burst of 10 on /limited, and says so
+    api = make_api(pacing=Pacing(), retry=FAST.replace(max_attempts=1))
+    statuses = [api.get("/limited/q", params={"dialect": "ietf"}).status_code
+                for _ in range(40)]
+    assert statuses == [200] * 40
+    assert sandbox.stats()["429s"] == 0
+
+
+def test_adaptive_pacing_when_the_server_states_no_quota(make_api, sandbox):
+    # no quota headers: the adaptive rate probes up from 20/s and backs off on 429s
+    # (each carrying Retry-After, which also pauses the partition)
+    from surefoot import AdaptiveConfig
+
+    api = make_api(pacing=Pacing(adaptive=AdaptiveConfig(initial_rate=20.0)),
+                   retry=FAST.replace(max_attempts=4))
+    statuses = [api.get("/limited/r", params={"dialect": "none"}).status_code
+                for _ in range(60)]
+    assert statuses == [200] * 60
+    assert sandbox.stats()["429s"] <= 6  # against 60 requests into a 50/s bucket
