@@ -80,6 +80,7 @@ def test_100_concurrent_requests_with_retries_and_a_refresh_do_not_block(sandbox
     assert statuses == [200] * 100
     assert len(calls) == 1  # one refresh for 100 tasks
     assert sandbox.stats()["endpoints"]["/flaky"]["requests"] == 200  # every one retried once
+    print(f"\nmax event-loop lag with 100 concurrent requests: {lag * 1000:.1f} ms")
     assert lag < BOUND, f"event loop blocked for {lag:.3f} s"
 
 
