@@ -11,6 +11,7 @@ from typing import Any, Literal
 from ._core._clock import Clock
 from ._core._events import Hook
 from ._core._hmac import HmacHeaders, HmacSigner
+from ._core._origin import origin_of
 from ._core._pipeline import FetchToken
 from ._core._tokens import ClientCredentials, Token, TokenFunction
 from ._stores import TokenStore
@@ -28,11 +29,6 @@ except ImportError:  # pragma: no cover - httpx is optional
 @dataclass(frozen=True, slots=True)
 class _SendRequest:
     request: Any
-
-
-def _origin_of(url: Any) -> tuple[str, str, int | None]:
-    scheme = url.scheme
-    return scheme, url.host, url.port or {"http": 80, "https": 443}.get(scheme)
 
 
 class _AuthObject(_HttpxAuth):
@@ -73,7 +69,7 @@ class _AuthObject(_HttpxAuth):
         # Marks where these credentials belong: surefoot's httpx transports strip them
         # from a redirect hop to another origin (httpx itself strips only Authorization).
         request.extensions["surefoot.credentials"] = (
-            _origin_of(request.url),
+            origin_of(str(request.url)),
             self.credential_headers,
             self,
             (request.method, str(request.url)),

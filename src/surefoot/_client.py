@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -15,10 +15,34 @@ from ._core._pipeline import AuthStrategy
 from ._core._policy import RetryPolicy
 from ._requests import SurefootAdapter
 
-__all__ = ["Client"]
+__all__ = ["Client", "SyncVerbs"]
+
+R = TypeVar("R")
 
 
-class Client:
+class SyncVerbs(Generic[R]):
+    """``get/post/put/patch/delete`` in terms of ``request``, for the sync clients."""
+
+    def request(self, method: str, path: str, **kwargs: Any) -> R:
+        raise NotImplementedError
+
+    def get(self, path: str, **kwargs: Any) -> R:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> R:
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> R:
+        return self.request("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> R:
+        return self.request("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> R:
+        return self.request("DELETE", path, **kwargs)
+
+
+class Client(SyncVerbs[requests.Response]):
     """``Client(base_url, auth=..., retry=RetryPolicy(...))`` with ``get/post/put/patch/
     delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
 
@@ -82,17 +106,3 @@ class Client:
         kwargs.setdefault("timeout", self.timeout)
         return self.session.request(method.upper(), self.url_for(path), **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
-        return self.request("DELETE", path, **kwargs)

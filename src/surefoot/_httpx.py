@@ -29,6 +29,7 @@ from ._core._clock import Clock, default_clock
 from ._core._errors import SigningError
 from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
 from ._core._history import FailureKind
+from ._core._origin import Origin, origin_of
 from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
 from ._core._policy import Failure, ResponseInfo, RetryPolicy
 from ._drive import drive_async, drive_sync, make_pacer
@@ -38,12 +39,10 @@ __all__ = ["AsyncTransport", "Transport", "classify_httpx_error"]
 _ORIGIN_KEY = "surefoot.origin"
 _CREDENTIALS_KEY = "surefoot.credentials"
 _HISTORY_KEY = "surefoot.history"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    scheme = url.scheme
-    return scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme)
+def _origin(url: httpx.URL) -> Origin:
+    return origin_of(str(url))
 
 
 def classify_httpx_error(exc: BaseException) -> FailureKind:

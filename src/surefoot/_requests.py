@@ -18,7 +18,7 @@ import io
 import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 import requests.adapters
@@ -29,25 +29,13 @@ from ._core._clock import Clock, default_clock
 from ._core._errors import SigningError
 from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
 from ._core._history import FailureKind
+from ._core._origin import origin_of
 from ._core._pipeline import AuthStrategy, RequestView, Send, request_flow
 from ._core._policy import Failure, ResponseInfo, RetryPolicy
 from ._drive import drive_sync, make_pacer
 from ._tokencache import TokenCache
 
 __all__ = ["SurefootAdapter", "apply_auth", "classify_requests_error", "origin_of"]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def origin_of(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
-
 
 class _OriginMarker:
     """A no-op response hook recording the origin a logical request started at.

@@ -25,6 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from ._client import SyncVerbs
 from ._core._clock import Clock
 from ._core._errors import ConfigurationError
 from ._core._events import Hook
@@ -51,7 +52,7 @@ class _Urls:
         return urljoin(self.base_url, path.lstrip("/"))
 
 
-class Client(_Urls):
+class Client(_Urls, SyncVerbs[httpx.Response]):
     """Sync convenience client on ``httpx.Client`` with :class:`Transport`.
 
     kwargs of ``request`` and the verbs are httpx's (``params``, ``headers``, ``json``,
@@ -103,20 +104,6 @@ class Client(_Urls):
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.request(method.upper(), self.url_for(path), **kwargs)
 
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 class AsyncClient(_Urls):
