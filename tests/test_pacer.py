@@ -80,7 +80,7 @@ def test_budget_and_breaker_through_the_pacer():
     pacer = Pacer(Pacing(budget=RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.1),
                          breaker=BreakerConfig(failure_threshold=2, failure_ratio=None,
                                                open_for=5.0)))
-    pacer.on_request(0.0)
+    pacer.on_request("p", now=0.0)
     assert pacer.try_retry(0.0) is True
     assert pacer.try_retry(0.0) is False
     assert pacer.admit("p", now=0.0).allowed
@@ -120,3 +120,18 @@ def test_pacing_validation(kwargs):
 def test_configured_quotas_apply_with_learning_on():
     pacer = Pacer(Pacing(quotas=(Quota.per_second(2),)))
     assert slots(pacer, 3, 0.0) == pytest.approx([0.0, 0.5, 1.0])
+
+
+def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand():
+    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)  # a fast quota
+    for i in range(50):  # demand: 10 requests/s over the last 5 s
+        pacer.on_request("p", now=i * 0.1)
+    report(pacer, ok({"retry-after": "2"}, 503), 5.0)  # an outage begins
+    backlog = slots(pacer, 30, 5.5)
+    assert backlog[0] == pytest.approx(7.0)
+    gaps = [b - a for a, b in zip(backlog, backlog[1:])]
+    assert min(gaps) == pytest.approx(1 / 15, rel=0.01)  # 1.5 × 10/s, not 1000/s
+    # after the recovery period the quota alone applies again
+    later = slots(pacer, 2, 30.0)
+    assert later[1] - later[0] == pytest.approx(1 / 990, rel=0.01)

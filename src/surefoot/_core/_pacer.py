@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from ._adaptive import AdaptiveConfig, AdaptiveRate
 from ._breaker import Admission, BreakerConfig, CircuitBreaker
-from ._budget import RetryBudget, RetryBudgetConfig
+from ._budget import RetryBudget, RetryBudgetConfig, WindowCounts
 from ._errors import ConfigurationError
 from ._history import FailureKind
 from ._policy import Failure, ResponseInfo
@@ -31,6 +31,10 @@ __all__ = ["Pacer", "Pacing"]
 PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, str]"], str]
 
 _THROTTLE_STATUSES = frozenset({429, 503})
+#: Demand (logical requests per second) is measured over this many seconds.
+_DEMAND_WINDOW = 5.0
+#: The release after a pause stays bounded by demand for at most this long.
+_MAX_RECOVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,6 +52,10 @@ class Pacing:
     * ``breaker`` — a circuit breaker per partition (``None``: off).
     * ``safety`` — learned quotas are used at this fraction, so that jitter on the way
       does not turn into 429s.
+    * ``release_factor`` — after a pause (Retry-After), the waiters are released at no
+      more than this multiple of the recent demand on the partition (and never faster
+      than the quota), for twice the pause: a server back from an outage gets the
+      backlog spread out, not as a spike.
     * ``max_pause`` — the longest a partition is held by a Retry-After or a reset in the
       quota headers (a guard against absurd values; the request's own deadline and
       ``retry_after_cap`` still apply to it).
@@ -61,6 +69,7 @@ class Pacing:
     breaker: BreakerConfig | None = None
     safety: float = 0.99
     max_pause: float = 3600.0
+    release_factor: float = 1.5
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quotas", tuple(self.quotas))
@@ -68,6 +77,8 @@ class Pacing:
             raise ConfigurationError("safety must be in (0, 1]")
         if not (self.max_pause > 0):
             raise ConfigurationError("max_pause must be positive")
+        if not (self.release_factor >= 1):
+            raise ConfigurationError("release_factor must be at least 1")
         if not callable(self.partition_by) and self.partition_by not in (
             "host",
             "origin",
@@ -84,6 +95,7 @@ class Pacer:
 
     __slots__ = (
         "_adaptive",
+        "_arrivals",
         "_breakers",
         "_budget",
         "_lock",
@@ -98,6 +110,7 @@ class Pacer:
         self.pacing = pacing or Pacing()
         self.limiter = RateLimiter(self.pacing.quotas)
         self._adaptive: dict[str, AdaptiveRate] = {}
+        self._arrivals: dict[str, WindowCounts] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         config = self.pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
@@ -151,11 +164,28 @@ class Pacer:
                 breaker = self._breakers[partition] = CircuitBreaker(config)
             return breaker.allow(now)
 
-    def on_request(self, now: float) -> None:
-        """A logical request started (feeds the retry budget)."""
-        if self._budget is not None:
-            with self._lock:
+    def on_request(self, partition: str, *, now: float) -> None:
+        """A logical request started: feeds the retry budget and the partition's measure
+        of demand (which bounds how fast a backlog is released after a pause)."""
+        with self._lock:
+            if self._budget is not None:
                 self._budget.on_request(now)
+            arrivals = self._arrivals.get(partition)
+            if arrivals is None:
+                if len(self._arrivals) >= self.limiter.max_partitions:
+                    self._arrivals.clear()
+                arrivals = self._arrivals[partition] = WindowCounts(_DEMAND_WINDOW)
+            arrivals.add(now)
+
+    def _release_rate(self, partition: str, now: float) -> float | None:
+        """How fast waiters are let go after a pause: at most ``release_factor`` times
+        the recent demand, so that a server coming back from an outage is not hit by the
+        whole backlog at once (``None``: no demand measured yet)."""
+        arrivals = self._arrivals.get(partition)
+        if arrivals is None:
+            return None
+        demand = arrivals.total(now) / arrivals.span(now)
+        return max(demand * self.pacing.release_factor, 1.0)
 
     def try_retry(self, now: float) -> bool:
         """May one more retry be spent? (The retry budget.)"""
@@ -193,7 +223,13 @@ class Pacer:
                     wait = retry_after_from_headers(outcome.header, now=wall_now)
                     if wait is not None:
                         wait = min(wait, pacing.max_pause)
-                        self.limiter.pause(partition, now + wait, now)
+                        self.limiter.pause(
+                            partition,
+                            now + wait,
+                            now,
+                            release_rate=self._release_rate(partition, now),
+                            recovery=min(2 * wait, _MAX_RECOVERY),
+                        )
             if pacing.adaptive is not None and partition not in self._server_learned:
                 adaptive = self._adaptive.get(partition)
                 if adaptive is None:

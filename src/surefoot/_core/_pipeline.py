@@ -137,7 +137,7 @@ class PacerCall(NamedTuple):
             return pacer.report(partition, outcome, sent_at=sent_at, now=now,
                                 wall_now=clock.wall(), probe=probe)
         if method == "on_request":
-            return pacer.on_request(now)
+            return pacer.on_request(*self.args, now=now)
         if method == "try_retry":
             return pacer.try_retry(now)
         raise ValueError(f"unknown pacer call {method!r}")  # pragma: no cover
@@ -230,7 +230,7 @@ def request_flow(
     partition = ""
     if pacer is not None:
         partition = pacer.partition_of(url, request.headers)
-        yield PacerCall(pacer, "on_request")
+        yield PacerCall(pacer, "on_request", (partition,))
 
     def gate() -> Generator[Effect, Any, FlowResult | bool]:
         """Pacing, then the breaker: wait for this attempt's slot and admission.

@@ -101,6 +101,8 @@ class _Partition:
     floor_until: float = 0.0
     #: From a remaining/reset observation: until ``[0]``, slots at least ``[1]`` apart.
     window: tuple[float, float] | None = None
+    #: After a pause: until ``[0]``, slots at least ``[1]`` apart (the release rate).
+    recovery: tuple[float, float] | None = None
 
     def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
         for index, quota in enumerate(self.configured):
@@ -114,6 +116,13 @@ class _Partition:
             else:
                 self.window = None
                 self.tats.pop("window", None)
+        if self.recovery is not None:
+            until, spacing = self.recovery
+            if now < until:
+                yield "recovery", Quota(limit=1.0, period=spacing)
+            else:
+                self.recovery = None
+                self.tats.pop("recovery", None)
 
 
 class RateLimiter:
@@ -165,14 +174,27 @@ class RateLimiter:
         part = self._partitions.get(reservation.partition)
         return part is None or part.generation == reservation.generation
 
-    def pause(self, partition: str, until: float, now: float) -> None:
+    def pause(
+        self,
+        partition: str,
+        until: float,
+        now: float,
+        *,
+        release_rate: float | None = None,
+        recovery: float = 0.0,
+    ) -> None:
         """Nothing goes out on ``partition`` before ``until`` (Retry-After); afterwards the
-        slots are spaced by the rate, starting with one request at ``until``."""
+        slots are spaced by the rate, starting with one request at ``until``. With
+        ``release_rate``, bookings made in the next ``until - now + recovery`` seconds are
+        also spaced by at least ``1/release_rate``: the backlog is released paced."""
         part = self._get(partition)
         if until <= part.pause_until:
             return
         part.pause_until = until
         part.generation += 1
+        if release_rate is not None and release_rate > 0 and math.isfinite(release_rate):
+            part.recovery = (until + recovery, 1.0 / release_rate)
+            part.tats.pop("recovery", None)
         for name, quota in part.quotas(now):
             tau = (quota.burst - 1) * quota.interval
             # Every earlier booking is void (its holder reserves again), so the schedule
