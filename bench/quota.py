@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -57,6 +58,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("known", "unknown", "outage")
 CLOSED_CLIENTS = ("naive", "urllib3", "tenacity", "httpx_retries", "pyrate_limiter", "surefoot")
 OUTAGE_CLIENTS = (*CLOSED_CLIENTS, "surefoot_no_guard")
+#: Only with --clients: pyrate-limiter spelt the everyday way, Rate(R, Duration.SECOND).
+EXTRA_CLIENTS = ("pyrate_limiter_window",)
 #: Statuses the peers' hand-written loops retry (429 throttling, 503 outage). There is no
 #: 503 outside the outage scenario, so in ``known``/``unknown`` this is "retry on 429".
 RETRY_STATUSES = frozenset({429, 503})
@@ -64,6 +67,8 @@ MAX_RETRIES = 10  # retries of the naive loops (so up to 11 attempts)
 MAX_ATTEMPTS = 10  # total attempts of tenacity and surefoot; urllib3/httpx-retries: total=10
 ATTEMPT_TIMEOUT = 30.0  # per-attempt socket timeout of every client, seconds
 BIN = 0.1  # timeline resolution, seconds
+#: ``--quick``: a closed-loop client starts no request after this many times the ideal time
+QUICK_BOX = 1.1
 OK = "ok"
 TARGETS = {
     "known": {"efficiency": (">=", 0.98), "429s_per_N": ("<=", 0.001),
@@ -89,6 +94,8 @@ class ClosedScenario:
     rate: float
     burst: int
     deadline: float = 120.0
+    #: ``--quick``: no request is started after this many seconds (None: all N)
+    time_box: float | None = None
 
     @property
     def ideal_s(self) -> float:
@@ -117,17 +124,19 @@ Scenario = ClosedScenario | OutageScenario
 
 def scenario(name: str, *, quick: bool, seed: int) -> Scenario:
     if name in ("known", "unknown"):
+        n, rate, burst = (600 if quick else 3000), 200.0, 10
         return ClosedScenario(
             name=name,
             dialect="ietf" if name == "known" else "none",
-            n=600 if quick else 3000,
+            n=n,
             workers=32,
-            rate=200.0,
-            burst=10,
+            rate=rate,
+            burst=burst,
+            time_box=round(QUICK_BOX * (n - burst) / rate, 3) if quick else None,
         )
-    if quick:
-        return OutageScenario(name=name, dialect="ietf", duration=10.0, arrival_rate=100.0,
-                              outage_start=3.0, outage_seconds=3.0, rate=1000.0, burst=100,
+    if quick:  # 7 clients x 6 s: what fits in --quick's 2 minutes with the two others
+        return OutageScenario(name=name, dialect="ietf", duration=6.0, arrival_rate=100.0,
+                              outage_start=2.0, outage_seconds=2.0, rate=1000.0, burst=100,
                               seed=seed)
     return OutageScenario(name=name, dialect="ietf", duration=30.0, arrival_rate=100.0,
                           outage_start=10.0, outage_seconds=10.0, rate=1000.0, burst=100,
@@ -311,11 +320,14 @@ class PyrateClient(NaiveClient):
 
     name = "pyrate_limiter"
 
-    def __init__(self, setup: Setup) -> None:
+    def __init__(self, setup: Setup, *, window: bool = False) -> None:
         super().__init__(setup)
-        self.limiter = pyrate_limiter.Limiter(
-            pyrate_limiter.InMemoryBucket([_pyrate_rate(setup.rate)])
-        )
+        if window:  # R per rolling second: R may go at once
+            self.name = "pyrate_limiter_window"
+            rate = pyrate_limiter.Rate(round(setup.rate), pyrate_limiter.Duration.SECOND)
+        else:
+            rate = _pyrate_rate(setup.rate)
+        self.limiter = pyrate_limiter.Limiter(pyrate_limiter.InMemoryBucket([rate]))
 
     def before_attempt(self, deadline_at: float) -> bool:
         left = deadline_at - time.monotonic()
@@ -354,7 +366,8 @@ class Urllib3Client:
 class TenacityClient:
     """``@retry(retry=retry_if_result(429 or 503), wait=wait_exponential_jitter(initial=0.1,
     max=5), stop=stop_after_attempt(10) | stop_before_delay(deadline))`` around
-    ``session.get``; the last response is returned when it gives up."""
+    ``session.get``; the last response is returned when it gives up. (Its wait is
+    ``0.1 * 2**n`` plus up to 1 s of jitter, at most 5 s; it ignores Retry-After.)"""
 
     name = "tenacity"
 
@@ -363,7 +376,8 @@ class TenacityClient:
         self.session = _requests_session(setup)
         self._get = tenacity.retry(
             retry=tenacity.retry_if_result(lambda r: r.status_code in RETRY_STATUSES),
-            wait=tenacity.wait_exponential_jitter(initial=0.1, max=5),
+            # initial=0.1 in the brief's spelling; tenacity 9.2 renamed it multiplier
+            wait=tenacity.wait_exponential_jitter(multiplier=0.1, max=5),
             stop=tenacity.stop_after_attempt(MAX_ATTEMPTS)
             | tenacity.stop_before_delay(setup.deadline),
             retry_error_callback=lambda state: state.outcome.result(),
@@ -443,6 +457,8 @@ def build_client(name: str, setup: Setup, scen: Scenario) -> Client:
         return HttpxRetriesClient(setup)
     if name == "pyrate_limiter":
         return PyrateClient(setup)
+    if name == "pyrate_limiter_window":
+        return PyrateClient(setup, window=True)
     if name == "surefoot":
         if isinstance(scen, OutageScenario):
             pacing = surefoot.Pacing(
@@ -551,17 +567,31 @@ class Run:
     requests: list[tuple[float, float, str, int]] = field(default_factory=list)
     attempts: list[list[Any]] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
+    #: logical requests started (N unless the run was cut short) and still running at the end
+    started: int = 0
     unfinished: int = 0
+    #: closed loop: when no more requests were started (the time box), if the run was cut
+    cut_at: float | None = None
     #: outage scenario: the outage's start and end, and the scheduled arrivals
     outage: tuple[float, float] | None = None
     arrivals: list[float] = field(default_factory=list)
+
+
+_reported: set[tuple[str, str]] = set()
 
 
 def _safe_request(client: Client) -> str:
     try:
         return client.request()
     except Exception as exc:  # a failed logical request is a data point, not a crash
-        return type(exc).__name__
+        kind = type(exc).__name__
+        if not isinstance(exc, (requests.RequestException, httpx.HTTPError,
+                                surefoot.SurefootError)) and (client.name, kind) not in _reported:
+            # an unexpected error (a bug in a client or the harness): show it once
+            _reported.add((client.name, kind))
+            print(f"  {client.name}: unexpected {kind}:", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
+        return kind
 
 
 def _join_all(threads: Iterable[threading.Thread], until: float) -> int:
@@ -599,14 +629,15 @@ def run_closed(client: Client, scen: ClosedScenario, recorder: Recorder) -> Run:
     recorder.start()
     for thread in threads:
         thread.start()
-    # Bounded: 10x the ideal time (+30 s); then no new request is started, and the ones
-    # in flight get their deadline (+30 s) to finish.
-    limit = recorder.t0 + 10 * scen.ideal_s + 30
-    if _join_all(threads, limit):
+    # Bounded: after the time box (--quick) or 10x the ideal time (+30 s) no new request
+    # is started, and the ones in flight get their deadline (+30 s) to finish.
+    box = scen.time_box if scen.time_box is not None else 10 * scen.ideal_s + 30
+    if _join_all(threads, recorder.t0 + box):
         stop.set()
-        _join_all(threads, time.monotonic() + scen.deadline + 30)
+        run.cut_at = box
+        run.unfinished = _join_all(threads, time.monotonic() + scen.deadline + 30)
     with lock:
-        run.unfinished = scen.n - len(run.requests)
+        run.started = taken[0]
     run.attempts = list(recorder.attempts)
     return run
 
@@ -669,6 +700,7 @@ def run_outage(
         raise RuntimeError(f"could not start the outage: {errors!r}")
     # Bounded: every request has its deadline; give stragglers 15 s on top.
     run.unfinished = _join_all(threads, recorder.t0 + scen.duration + scen.deadline + 15)
+    run.started = len(threads)
     run.outage = (window[0], window[0] + scen.outage_seconds)
     run.attempts = list(recorder.attempts)
     return run
@@ -766,20 +798,32 @@ def closed_metrics(run: Run, scen: ClosedScenario) -> dict[str, Any]:
     for _, _, _, worker in ok:
         per_worker[worker] += 1
     waits = [ended - started for started, ended, _, _ in run.requests]
+    n = max(run.started, 1)
+    boxed = run.cut_at is not None and run.started < scen.n
+    if boxed:
+        # Cut short by the time box: the quota's share it used within the box, i.e.
+        # (successes by then - B) / R over the box.
+        assert run.cut_at is not None
+        done = sum(1 for r in ok if r[1] <= run.cut_at)
+        efficiency = max(done - scen.burst, 0) / scen.rate / run.cut_at
+    else:
+        efficiency = scen.ideal_s / last if last > 0 else None
     return {
-        "efficiency": scen.ideal_s / last if last > 0 else None,
-        "429s_per_N": statuses.get("429", 0) / scen.n,
-        "attempts_per_N": server_attempts / scen.n,
+        "efficiency": efficiency,
+        "429s_per_N": statuses.get("429", 0) / n,
+        "attempts_per_N": server_attempts / n,
         "jain": jain([float(c) for c in per_worker]),
         "p99_wait": _quantile(waits, 0.99),
         "p50_wait": _quantile(waits, 0.50),
         "elapsed_s": last,
         "ideal_s": scen.ideal_s,
-        "success_ratio": len(ok) / scen.n,
+        "requests": run.started,
+        "time_boxed": boxed,
+        "success_ratio": len(ok) / n,
         "server_attempts": server_attempts,
         "server_429s": statuses.get("429", 0),
         "client_attempts": len(run.attempts),
-        "client_attempts_per_N": len(run.attempts) / scen.n,
+        "client_attempts_per_N": len(run.attempts) / n,
         "peak_attempts_per_s": max(_window_sums(_bins((a[0] for a in run.attempts), last),
                                                 round(1 / BIN)), default=0),
         "completions_per_worker": {"min": min(per_worker), "max": max(per_worker)},
@@ -789,18 +833,21 @@ def closed_metrics(run: Run, scen: ClosedScenario) -> dict[str, Any]:
 
 def _recovery(run: Run, scen: OutageScenario, end: float) -> float | None:
     """Seconds from the outage's end until successful completions are back to >= 95 % of
-    arrivals, in 0.5 s windows starting every 100 ms, and stay there for 1 s of starts."""
+    arrivals: the end of the first trailing 0.5 s window (on a 100 ms grid, ending after
+    the outage did) that meets it, and the windows ending in the next second do too."""
     assert run.outage is not None
+    over = run.outage[1]
     done = _bins((r[1] for r in run.requests if r[2] == OK), end)
     arrived = _bins(run.arrivals, end)
     width, hold = round(0.5 / BIN), round(1.0 / BIN)
     done_w, arrived_w = _window_sums(done, width), _window_sums(arrived, width)
     good = [d >= 0.95 * a for d, a in zip(done_w, arrived_w, strict=True)]
-    first = math.floor(run.outage[1] / BIN)
-    last_start = len(good) - 1 - width  # windows that end before the arrivals do
-    for start in range(first, max(first, last_start - hold) + 1):
+    first = max(0, math.floor(over / BIN) - width + 1)  # the first window ending after it
+    # only windows that end before the arrivals do (after that, 0 >= 0.95 * 0)
+    last = min(len(good), round(scen.duration / BIN) - width + 1)
+    for start in range(first, last - hold + 1):
         if all(good[start : start + hold]):
-            return max(0.0, start * BIN - run.outage[1])
+            return max(0.0, (start + width) * BIN - over)
     return None
 
 
@@ -821,6 +868,8 @@ def outage_metrics(run: Run, scen: OutageScenario) -> dict[str, Any]:
     peak = max(_window_sums(attempts_bins, second), default=0)
     peak_arrivals = max(_window_sums(_bins(run.arrivals, end), second), default=0)
     waits = [ended - arrival for arrival, ended, _, _ in run.requests]
+    held = [ended for arrival, ended, _, _ in run.requests if arrival < finish]
+    first_ok = min((r[1] for r in run.requests if r[2] == OK and r[1] >= finish), default=None)
     failures = _failures(run)
     if late:
         failures["late (200 after the deadline)"] = late
@@ -840,6 +889,8 @@ def outage_metrics(run: Run, scen: OutageScenario) -> dict[str, Any]:
         "attempts_per_request": len(run.attempts) / arrivals if arrivals else None,
         "peak_attempts_per_100ms_as_per_s": max(attempts_bins, default=0) / BIN,
         "peak_arrivals_per_s": peak_arrivals,
+        "first_success_after_outage_s": None if first_ok is None else first_ok - finish,
+        "backlog_drained_s": max(0.0, max(held, default=finish) - finish),
         "server_attempts": server_attempts,
         "server_503s": statuses.get("503", 0),
         "server_429s": statuses.get("429", 0),
@@ -878,26 +929,32 @@ def print_table(scen: Scenario, figures: dict[str, dict[str, Any]]) -> None:
     if isinstance(scen, ClosedScenario):
         print(f"\n{scen.name}: dialect={scen.dialect}, N={scen.n}, C={scen.workers}, "
               f"R={scen.rate:g}/s, B={scen.burst}, ideal {scen.ideal_s:.2f} s")
-        print(f"{'client':<18} {'eff':>6} {'429s/N':>8} {'att/N':>7} {'client':>7} "
-              f"{'jain':>6} {'p50 s':>7} {'p99 s':>7} {'ok':>7} {'time s':>7}")
+        print(f"{'client':<21} {'eff':>6} {'429s/N':>8} {'att/N':>7} {'client':>7} "
+              f"{'jain':>6} {'p50 s':>7} {'p99 s':>7} {'ok':>7} {'time s':>7} {'N':>5}")
         for name, m in figures.items():
-            print(f"{name:<18} {_fmt(m['efficiency'], '6.3f')} {_fmt(m['429s_per_N'], '8.2%')} "
+            print(f"{name:<21} {_fmt(m['efficiency'], '6.3f')} {_fmt(m['429s_per_N'], '8.2%')} "
                   f"{_fmt(m['attempts_per_N'], '7.3f')} {_fmt(m['client_attempts_per_N'], '7.3f')}"
                   f" {_fmt(m['jain'], '6.3f')} {_fmt(m['p50_wait'], '7.3f')} "
                   f"{_fmt(m['p99_wait'], '7.3f')} {_fmt(m['success_ratio'], '7.1%')} "
-                  f"{_fmt(m['elapsed_s'], '7.2f')}")
+                  f"{_fmt(m['elapsed_s'], '7.2f')} {m['requests']:>5d}"
+                  + (" (time-boxed)" if m["time_boxed"] else ""))
+        if any(m["time_boxed"] for m in figures.values()):
+            box = scen.time_box if scen.time_box is not None else 10 * scen.ideal_s + 30
+            print(f"(time box: no request started after {box:g} s; a time-boxed client's "
+                  "eff is its throughput in the box, its per-N figures per request started)")
     else:
         print(f"\n{scen.name}: Poisson {scen.arrival_rate:g}/s for {scen.duration:g} s, 503 "
               f"outage of {scen.outage_seconds:g} s at t={scen.outage_start:g} s, deadline "
               f"{scen.deadline:g} s, R={scen.rate:g}/s, B={scen.burst}")
-        print(f"{'client':<18} {'att/req':>7} {'win/arr':>7} {'peak/s':>7} {'xrate':>6} "
-              f"{'success':>8} {'recov s':>7} {'p50 s':>7} {'p99 s':>7} {'503s':>6} "
-              f"{'att':>6}")
+        print(f"{'client':<21} {'att/req':>7} {'win/arr':>7} {'peak/s':>7} {'xrate':>6} "
+              f"{'success':>8} {'recov s':>7} {'drain s':>7} {'p50 s':>7} {'p99 s':>7} "
+              f"{'503s':>6} {'att':>6}")
         for name, m in figures.items():
-            print(f"{name:<18} {_fmt(m['attempts_per_request_during_outage'], '7.2f')} "
+            print(f"{name:<21} {_fmt(m['attempts_per_request_during_outage'], '7.2f')} "
                   f"{_fmt(m['attempts_in_outage_window_per_arrival'], '7.2f')} "
                   f"{m['peak_attempts_per_s']:>7d} {_fmt(m['peak_vs_arrival_rate'], '6.2f')} "
                   f"{_fmt(m['success_ratio'], '8.2%')} {_fmt(m['recovery_s'], '7.1f')} "
+                  f"{_fmt(m['backlog_drained_s'], '7.2f')} "
                   f"{_fmt(m['p50_wait'], '7.3f')} {_fmt(m['p99_wait'], '7.3f')} "
                   f"{m['server_503s']:>6d} {m['server_attempts']:>6d}")
         print(f"(peak arrivals per 1 s window: "
@@ -944,7 +1001,8 @@ def plot(scen: Scenario, runs: dict[str, Run], path: Path) -> None:
         ax.set_title(name, fontsize=9, loc="left")
         ax.legend(fontsize=7, loc="upper right", ncol=6)
     axes[-1, 0].set_xlabel("seconds since the client's start")
-    fig.suptitle(f"quota.py - {scen.name}: attempts per 100 ms (429s in red)", fontsize=10)
+    fig.suptitle(f"quota.py - {scen.name}: attempts per 100 ms by status "
+                 "(429 red, 503 dark red)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -957,8 +1015,20 @@ def _version(package: str) -> str | None:
         return None
 
 
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
 def machine_info() -> dict[str, Any]:
+    changed = _git("status", "--porcelain", "--", "../src")
     return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "src_modified": None if changed is None else bool(changed),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -976,7 +1046,8 @@ def machine_info() -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: N=600; outage 10 s with a 3 s outage")
+                        help="smoke run (< 2 min): N=600 time-boxed at 1.1x the ideal "
+                        "time; outage 6 s with a 2 s outage")
     parser.add_argument("--scenario", choices=(*SCENARIOS, "all"), default="all")
     parser.add_argument("--clients", default="",
                         help="comma-separated subset of the clients (default: all)")
@@ -984,17 +1055,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=RESULTS / "quota.json",
                         help="JSON path (bench/results/quota.json); PNGs go next to it")
     args = parser.parse_args(argv)
-    known = set(OUTAGE_CLIENTS)
+    known = {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
     args.client_list = [c for c in args.clients.split(",") if c]
     unknown = [c for c in args.client_list if c not in known]
     if unknown:
-        parser.error(f"unknown clients {unknown}; choose from {', '.join(OUTAGE_CLIENTS)}")
+        parser.error(f"unknown clients {unknown}; choose from {', '.join(sorted(known))}")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Load the lazily imported requests integration now, so that a run uses one version of
+    # surefoot even if its files change on disk meanwhile.
+    _ = surefoot.Client, surefoot.SurefootAdapter
     info = machine_info()
+    print(f"surefoot at {info['commit']}"
+          + (" (src/ modified)" if info["src_modified"] else ""))
     print(f"python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs; "
           + ", ".join(f"{k} {info[k]}" for k in ("surefoot", "requests", "urllib3", "httpx",
                                                   "tenacity", "httpx-retries",
@@ -1014,7 +1090,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         scen = scenario(name, quick=args.quick, seed=args.seed)
         everyone = OUTAGE_CLIENTS if isinstance(scen, OutageScenario) else CLOSED_CLIENTS
-        clients = [c for c in everyone if not args.client_list or c in args.client_list]
+        if args.client_list:
+            clients = [c for c in (*everyone, *EXTRA_CLIENTS) if c in args.client_list]
+        else:
+            clients = list(everyone)
         if not clients:
             continue
         print(f"\n== {name} ({', '.join(clients)})")
@@ -1035,6 +1114,8 @@ def main(argv: list[str] | None = None) -> int:
         result["parameters"][name] = {
             **asdict(scen),
             "quick": args.quick,
+            "commit": info["commit"],
+            "src_modified": info["src_modified"],
             "clients": clients,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "plot": png.name,
