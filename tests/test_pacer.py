@@ -135,3 +135,15 @@ def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand():
     # after the recovery period the quota alone applies again
     later = slots(pacer, 2, 30.0)
     assert later[1] - later[0] == pytest.approx(1 / 990, rel=0.01)
+
+
+def test_release_rate_of_a_young_partition_is_its_real_demand():
+    # 100 requests/s for only 2 s, then an outage: demand is 100/s, not 200/5 = 40/s
+    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
+    for i in range(200):
+        pacer.on_request("p", now=i * 0.01)
+    report(pacer, ok({"retry-after": "2"}, 503), 2.0)
+    backlog = slots(pacer, 10, 2.1)
+    gaps = [b - a for a, b in zip(backlog, backlog[1:])]
+    assert min(gaps) == pytest.approx(1 / 150, rel=0.05)

@@ -110,7 +110,7 @@ class Pacer:
         self.pacing = pacing or Pacing()
         self.limiter = RateLimiter(self.pacing.quotas)
         self._adaptive: dict[str, AdaptiveRate] = {}
-        self._arrivals: dict[str, WindowCounts] = {}
+        self._arrivals: dict[str, tuple[float, WindowCounts]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         config = self.pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
@@ -170,21 +170,24 @@ class Pacer:
         with self._lock:
             if self._budget is not None:
                 self._budget.on_request(now)
-            arrivals = self._arrivals.get(partition)
-            if arrivals is None:
+            entry = self._arrivals.get(partition)
+            if entry is None:
                 if len(self._arrivals) >= self.limiter.max_partitions:
                     self._arrivals.clear()
-                arrivals = self._arrivals[partition] = WindowCounts(_DEMAND_WINDOW)
-            arrivals.add(now)
+                entry = self._arrivals[partition] = (now, WindowCounts(_DEMAND_WINDOW))
+            entry[1].add(now)
 
     def _release_rate(self, partition: str, now: float) -> float | None:
         """How fast waiters are let go after a pause: at most ``release_factor`` times
         the recent demand, so that a server coming back from an outage is not hit by the
         whole backlog at once (``None``: no demand measured yet)."""
-        arrivals = self._arrivals.get(partition)
-        if arrivals is None:
+        entry = self._arrivals.get(partition)
+        if entry is None:
             return None
-        demand = arrivals.total(now) / arrivals.span(now)
+        first_seen, arrivals = entry
+        # Over the time actually observed: a young partition has not filled the window.
+        observed = min(arrivals.span(now), max(now - first_seen, 0.5))
+        demand = arrivals.total(now) / observed
         return max(demand * self.pacing.release_factor, 1.0)
 
     def try_retry(self, now: float) -> bool:
