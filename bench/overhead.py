@@ -21,12 +21,9 @@ import gc
 import json
 import os
 import platform
-import queue
 import random
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -43,6 +40,7 @@ import urllib3.util
 
 import surefoot
 import surefoot.httpx
+from _sandbox_process import SandboxProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 BASELINE = "bare_requests"
@@ -377,62 +375,7 @@ def build_contenders(base_url: str) -> list[Contender]:
 
 # -- the sandbox subprocess ----------------------------------------------------------------
 
-
-class Sandbox:
-    """``python -m surefoot.sandbox --port 0`` in a subprocess; its URL is its first line."""
-
-    def __init__(self, timeout: float = 20.0) -> None:
-        self.timeout = timeout
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def __enter__(self) -> Sandbox:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "surefoot.sandbox", "--port", "0"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            self.url = self._first_line().strip().rstrip("/")
-            if not self.url.startswith("http"):
-                raise RuntimeError(f"sandbox printed {self.url!r}, not a URL")
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _first_line(self) -> str:
-        process = self.process
-        assert process is not None
-        assert process.stdout is not None
-        stdout = process.stdout
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=self.timeout)
-        except queue.Empty:
-            raise RuntimeError(f"sandbox printed no URL within {self.timeout:g} s") from None
-        if not line:
-            raise RuntimeError(f"sandbox exited with code {process.wait()} before printing a URL")
-        return line
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+Sandbox = SandboxProcess
 
 
 # -- measuring -----------------------------------------------------------------------------

@@ -29,7 +29,6 @@ import json
 import math
 import os
 import platform
-import queue
 import random
 import subprocess
 import sys
@@ -53,6 +52,7 @@ import urllib3
 import urllib3.util
 
 import surefoot
+from _sandbox_process import SandboxProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCENARIOS = ("known", "unknown", "outage")
@@ -480,51 +480,19 @@ def build_client(name: str, setup: Setup, scen: Scenario) -> Client:
 # -- the sandbox subprocess ----------------------------------------------------------------
 
 
-class Sandbox:
-    """``python -m surefoot.sandbox --port 0 --rate R --burst B`` in a subprocess; its URL
-    is its first line of output. Stopped on exit, also on error."""
+class Sandbox(SandboxProcess):
+    """The sandbox subprocess with a quota of ``rate``/s and ``burst``, plus its admin
+    calls."""
 
     def __init__(self, rate: float, burst: int, timeout: float = 20.0) -> None:
-        self.rate, self.burst, self.timeout = rate, burst, timeout
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
+        super().__init__(["--rate", repr(rate), "--burst", str(burst)], timeout)
+        self.rate, self.burst = rate, burst
         self.admin = requests.Session()
         self.admin.trust_env = False
 
     def __enter__(self) -> Sandbox:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "surefoot.sandbox", "--port", "0",
-             "--rate", repr(self.rate), "--burst", str(self.burst)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            self.url = self._first_line().strip().rstrip("/")
-            if not self.url.startswith("http://127.0.0.1:"):
-                raise RuntimeError(f"sandbox printed {self.url!r}, not a 127.0.0.1 URL")
-        except BaseException:
-            self.stop()
-            raise
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _first_line(self) -> str:
-        process = self.process
-        assert process is not None
-        assert process.stdout is not None
-        stdout = process.stdout
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-        try:
-            line = lines.get(timeout=self.timeout)
-        except queue.Empty:
-            raise RuntimeError(f"sandbox printed no URL within {self.timeout:g} s") from None
-        if not line:
-            raise RuntimeError(f"sandbox exited with code {process.wait()} before printing a URL")
-        return line
 
     def reset(self) -> None:
         self.admin.post(f"{self.url}/admin/reset", timeout=10).raise_for_status()
@@ -541,18 +509,7 @@ class Sandbox:
 
     def stop(self) -> None:
         self.admin.close()
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+        super().stop()
 
 
 # -- running -------------------------------------------------------------------------------

@@ -1,0 +1,73 @@
+"""The sandbox API as a subprocess, for the benchmarks.
+
+Running the server in another process keeps it off the benchmark's GIL. Its base URL is the
+first line it prints; it is stopped on exit, also on error.
+"""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+__all__ = ["SandboxProcess"]
+
+
+class SandboxProcess:
+    """``python -m surefoot.sandbox --port 0 [options]`` in a subprocess."""
+
+    def __init__(self, options: Sequence[str] = (), timeout: float = 20.0) -> None:
+        self.options = list(options)
+        self.timeout = timeout
+        self.process: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> SandboxProcess:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "surefoot.sandbox", "--port", "0", *self.options],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            self.url = self._first_line().strip().rstrip("/")
+            if not self.url.startswith("http://127.0.0.1:"):
+                raise RuntimeError(f"sandbox printed {self.url!r}, not a 127.0.0.1 URL")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _first_line(self) -> str:
+        process = self.process
+        assert process is not None
+        assert process.stdout is not None
+        stdout = process.stdout
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
+        try:
+            line = lines.get(timeout=self.timeout)
+        except queue.Empty:
+            raise RuntimeError(f"sandbox printed no URL within {self.timeout:g} s") from None
+        if not line:
+            raise RuntimeError(f"sandbox exited with code {process.wait()} before printing a URL")
+        return line
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
