@@ -66,20 +66,27 @@ def classify_httpx_error(exc: BaseException) -> FailureKind:
 
 
 class _Common:
-    """What the sync and async transports share: preparing a request and each attempt."""
+    """What the sync and async transports share: their options, preparing a request and
+    each attempt. ``transport`` is the inner transport (default: httpx's own)."""
+
+    @staticmethod
+    def _default_inner() -> Any:
+        raise NotImplementedError
 
     def __init__(
         self,
+        transport: Any = None,
         *,
-        retry: RetryPolicy | None,
-        auth: AuthStrategy | None,
-        hook: Hook | None,
-        clock: Clock | None,
-        rng: Callable[[], float] | None,
-        credential_origins: Iterable[str] | None,
-        buffer_limit: int,
-        pacing: Any,
+        retry: RetryPolicy | None = None,
+        auth: AuthStrategy | None = None,
+        hook: Hook | None = None,
+        clock: Clock | None = None,
+        rng: Callable[[], float] | None = None,
+        credential_origins: Iterable[str] | None = None,
+        buffer_limit: int = 1 << 20,
+        pacing: Any = None,
     ) -> None:
+        self.transport = transport if transport is not None else self._default_inner()
         self.retry = retry or RetryPolicy()
         self.pacer = make_pacer(pacing)
         self.auth = auth
@@ -209,30 +216,11 @@ class Transport(_Common, httpx.BaseTransport):
     deadline.
     """
 
-    def __init__(
-        self,
-        transport: httpx.BaseTransport | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        auth: AuthStrategy | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        rng: Callable[[], float] | None = None,
-        credential_origins: Iterable[str] | None = None,
-        buffer_limit: int = 1 << 20,
-        pacing: Any = None,
-    ) -> None:
-        super().__init__(
-            retry=retry,
-            auth=auth,
-            hook=hook,
-            clock=clock,
-            rng=rng,
-            credential_origins=credential_origins,
-            buffer_limit=buffer_limit,
-            pacing=pacing,
-        )
-        self.transport = transport or httpx.HTTPTransport()
+    transport: httpx.BaseTransport
+
+    @staticmethod
+    def _default_inner() -> Any:
+        return httpx.HTTPTransport()
 
     def __repr__(self) -> str:
         return f"Transport(retry={self.retry!r}, auth={self.auth!r})"
@@ -271,30 +259,11 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
     """The async twin of :class:`Transport`, for ``httpx.AsyncClient``. It never blocks
     the event loop: waits are ``asyncio.sleep``, token work runs in worker threads."""
 
-    def __init__(
-        self,
-        transport: httpx.AsyncBaseTransport | None = None,
-        *,
-        retry: RetryPolicy | None = None,
-        auth: AuthStrategy | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        rng: Callable[[], float] | None = None,
-        credential_origins: Iterable[str] | None = None,
-        buffer_limit: int = 1 << 20,
-        pacing: Any = None,
-    ) -> None:
-        super().__init__(
-            retry=retry,
-            auth=auth,
-            hook=hook,
-            clock=clock,
-            rng=rng,
-            credential_origins=credential_origins,
-            buffer_limit=buffer_limit,
-            pacing=pacing,
-        )
-        self.transport = transport or httpx.AsyncHTTPTransport()
+    transport: httpx.AsyncBaseTransport
+
+    @staticmethod
+    def _default_inner() -> Any:
+        return httpx.AsyncHTTPTransport()
 
     def __repr__(self) -> str:
         return f"AsyncTransport(retry={self.retry!r}, auth={self.auth!r})"

@@ -60,6 +60,11 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
     ``httpx.HTTPTransport()``).
     """
 
+    _transport_type: Any = Transport
+    _http_type: Any = httpx.Client
+    transport: Transport
+    http: httpx.Client
+
     def __init__(
         self,
         base_url: str,
@@ -71,11 +76,11 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
         hook: Hook | None = None,
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         pacing: Any = None,
     ) -> None:
         self.base_url = _base(base_url)
-        self.transport = Transport(
+        self.transport = self._transport_type(
             transport,
             retry=retry,
             auth=auth,
@@ -85,7 +90,7 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
             credential_origins=[self.base_url],
             pacing=pacing,
         )
-        self.http = httpx.Client(
+        self.http = self._http_type(
             transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True
         )
 
@@ -107,36 +112,15 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
 
 
 class AsyncClient(_Urls):
-    """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`."""
+    """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`;
+    the same options as :class:`Client` (``transport``: an async inner transport)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: AuthStrategy | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | None = 30.0,
-        headers: Mapping[str, str] | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        rng: Callable[[], float] | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        pacing: Any = None,
-    ) -> None:
-        self.base_url = _base(base_url)
-        self.transport = AsyncTransport(
-            transport,
-            retry=retry,
-            auth=auth,
-            hook=hook,
-            clock=clock,
-            rng=rng,
-            credential_origins=[self.base_url],
-            pacing=pacing,
-        )
-        self.http = httpx.AsyncClient(
-            transport=self.transport, timeout=timeout, headers=headers, follow_redirects=True
-        )
+    _transport_type: Any = AsyncTransport
+    _http_type: Any = httpx.AsyncClient
+    transport: AsyncTransport
+    http: httpx.AsyncClient
+
+    __init__ = Client.__init__
 
     def __repr__(self) -> str:
         return f"surefoot.httpx.AsyncClient({self.base_url!r}, transport={self.transport!r})"
