@@ -137,6 +137,28 @@ def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand():
     assert later[1] - later[0] == pytest.approx(1 / 990, rel=0.01)
 
 
+def test_recovery_lasts_until_the_backlog_is_released():
+    # A long backlog (100 waiters at 15/s = 6.7 s) outlives the 2 s pause: arrivals after
+    # the pause queue behind it at the release spacing, not beside it at the full quota.
+    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
+    for i in range(50):
+        pacer.on_request("p", now=i * 0.1)
+    report(pacer, ok({"retry-after": "2"}, 503), 5.0)
+    backlog = slots(pacer, 100, 5.5)
+    assert backlog[-1] == pytest.approx(7.0 + 99 / 15, rel=0.01)
+    newcomer = slots(pacer, 1, 10.0)[0]  # after until + recovery (= 9 s)
+    assert newcomer == pytest.approx(backlog[-1] + 1 / 15, rel=0.01)
+    # once the schedule has caught up with the clock, the quota alone applies again
+    later = slots(pacer, 2, 20.0)
+    assert later[1] - later[0] == pytest.approx(1 / 990, rel=0.01)
+
+
+def test_release_factor_must_let_a_backlog_drain():
+    with pytest.raises(ConfigurationError, match="greater than 1"):
+        Pacing(release_factor=1.0)
+
+
 def test_release_rate_of_a_young_partition_is_its_real_demand():
     # 100 requests/s for only 2 s, then an outage: demand is 100/s, not 200/5 = 40/s
     pacer = Pacer(Pacing(budget=None, release_factor=1.5))

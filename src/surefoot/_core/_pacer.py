@@ -33,8 +33,6 @@ PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, s
 _THROTTLE_STATUSES = frozenset({429, 503})
 #: Demand (logical requests per second) is measured over this many seconds.
 _DEMAND_WINDOW = 5.0
-#: The release after a pause stays bounded by demand for at most this long.
-_MAX_RECOVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,8 +52,11 @@ class Pacing:
       does not turn into 429s.
     * ``release_factor`` — after a pause (Retry-After), the waiters are released at no
       more than this multiple of the recent demand on the partition (and never faster
-      than the quota), for twice the pause: a server back from an outage gets the
-      backlog spread out, not as a spike.
+      than the quota) until the backlog is gone: a server back from an outage gets the
+      backlog spread out, not as a spike. The backlog drains at ``release_factor - 1``
+      times demand, so an outage of T seconds takes about ``T / (release_factor - 1)``
+      to catch up; the default 1.4 keeps the peak under 1.5x demand even when demand
+      was measured a few percent low.
     * ``max_pause`` — the longest a partition is held by a Retry-After or a reset in the
       quota headers (a guard against absurd values; the request's own deadline and
       ``retry_after_cap`` still apply to it).
@@ -69,7 +70,7 @@ class Pacing:
     breaker: BreakerConfig | None = None
     safety: float = 0.99
     max_pause: float = 3600.0
-    release_factor: float = 1.5
+    release_factor: float = 1.4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quotas", tuple(self.quotas))
@@ -77,8 +78,8 @@ class Pacing:
             raise ConfigurationError("safety must be in (0, 1]")
         if not (self.max_pause > 0):
             raise ConfigurationError("max_pause must be positive")
-        if not (self.release_factor >= 1):
-            raise ConfigurationError("release_factor must be at least 1")
+        if not (self.release_factor > 1):
+            raise ConfigurationError("release_factor must be greater than 1 (at 1, a backlog would never drain)")
         if not callable(self.partition_by) and self.partition_by not in (
             "host",
             "origin",
@@ -231,7 +232,7 @@ class Pacer:
                             now + wait,
                             now,
                             release_rate=self._release_rate(partition, now),
-                            recovery=min(2 * wait, _MAX_RECOVERY),
+                            recovery=wait,
                         )
             if pacing.adaptive is not None and partition not in self._server_learned:
                 adaptive = self._adaptive.get(partition)

@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError
 
+#: The paced release of a backlog after a pause never lasts longer than this (seconds
+#: after the pause ends), whatever the backlog.
+MAX_RECOVERY = 120.0
+
 __all__ = ["Quota", "RateLimiter", "Reservation"]
 
 
@@ -101,8 +105,10 @@ class _Partition:
     floor_until: float = 0.0
     #: From a remaining/reset observation: until ``[0]``, slots at least ``[1]`` apart.
     window: tuple[float, float] | None = None
-    #: After a pause: until ``[0]``, slots at least ``[1]`` apart (the release rate).
-    recovery: tuple[float, float] | None = None
+    #: After a pause: slots at least ``[1]`` apart (the release rate) until ``[0]`` and
+    #: for as long after it as the paced schedule is still ahead of the clock (the
+    #: backlog is not yet released), but never past ``[2]``.
+    recovery: tuple[float, float, float] | None = None
 
     def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
         for index, quota in enumerate(self.configured):
@@ -117,8 +123,8 @@ class _Partition:
                 self.window = None
                 self.tats.pop("window", None)
         if self.recovery is not None:
-            until, spacing = self.recovery
-            if now < until:
+            until, spacing, hard_until = self.recovery
+            if now < hard_until and (now < until or self.tats.get("recovery", now) > now):
                 yield "recovery", Quota(limit=1.0, period=spacing)
             else:
                 self.recovery = None
@@ -185,15 +191,18 @@ class RateLimiter:
     ) -> None:
         """Nothing goes out on ``partition`` before ``until`` (Retry-After); afterwards the
         slots are spaced by the rate, starting with one request at ``until``. With
-        ``release_rate``, bookings made in the next ``until - now + recovery`` seconds are
-        also spaced by at least ``1/release_rate``: the backlog is released paced."""
+        ``release_rate``, bookings are also spaced by at least ``1/release_rate`` for
+        ``recovery`` seconds after ``until``, and after that for as long as the backlog
+        booked at that spacing lasts (at most :data:`MAX_RECOVERY` seconds after
+        ``until``): the backlog is released paced, and new arrivals queue behind it
+        instead of being sent beside it at the full quota."""
         part = self._get(partition)
         if until <= part.pause_until:
             return
         part.pause_until = until
         part.generation += 1
         if release_rate is not None and release_rate > 0 and math.isfinite(release_rate):
-            part.recovery = (until + recovery, 1.0 / release_rate)
+            part.recovery = (until + recovery, 1.0 / release_rate, until + MAX_RECOVERY)
             part.tats.pop("recovery", None)
         for name, quota in part.quotas(now):
             tau = (quota.burst - 1) * quota.interval
