@@ -508,3 +508,32 @@ def test_adaptive_pacing_when_the_server_states_no_quota(make_api, sandbox):
                 for _ in range(60)]
     assert statuses == [200] * 60
     assert sandbox.stats()["429s"] <= 6  # against 60 requests into a 50/s bucket
+
+
+# -- shared pacing state (SQLite, Redis) on every adapter -------------------------------
+
+
+@pytest.mark.parametrize("store_kind", ["sqlite", "redis"])
+def test_two_clients_sharing_a_store_pace_as_one(make_api, sandbox, store_kind, tmp_path,
+                                                 request):
+    """Two clients (think: two processes) with their own Pacer on one store: they learn
+    the sandbox's quota (50/s, burst 10) together and never exceed it between them."""
+    import time as _time
+
+    import surefoot
+
+    if store_kind == "sqlite":
+        store = surefoot.SQLiteStore(tmp_path / "state.db", on_failure="closed")
+    else:
+        store = surefoot.RedisStore(request.getfixturevalue("redis_url"), on_failure="closed")
+    first = make_api(pacing=surefoot.Pacer(Pacing(), store=store))
+    second = make_api(pacing=surefoot.Pacer(Pacing(), store=store))
+    start = _time.monotonic()
+    statuses = [api.get("/limited/shared").status_code for _ in range(15)
+                for api in (first, second)]
+    elapsed = _time.monotonic() - start
+    assert statuses == [200] * 30
+    assert sandbox.stats()["429s"] == 0
+    # the burst of 10, then 20 more at <= 50/s between them: at least ~0.4 s
+    assert elapsed >= 0.35
+    store.close()

@@ -73,7 +73,7 @@ def test_adaptive_rate_cuts_once_for_concurrent_throttles():
     slots(pacer, 10, 0.0)
     for _ in range(5):  # five 429s for requests sent at the same time
         pacer.report("p", ok(status=429), sent_at=0.0, now=0.1, wall_now=WALL, probe=False)
-    assert pacer._adaptive["p"].rate == pytest.approx(70.0, rel=0.05)  # 100 × 0.7, once
+    assert pacer.state._adaptive["p"].rate == pytest.approx(70.0, rel=0.05)  # 100 × 0.7, once
 
 
 def test_budget_and_breaker_through_the_pacer():
@@ -96,7 +96,8 @@ def test_budget_and_breaker_through_the_pacer():
     [
         ("host", {}, "api.example.com:8443"),
         ("origin", {}, "https://api.example.com:8443"),
-        ("api_key", {"x-api-key": "k1"}, "api.example.com:8443|key:k1"),
+        # the key's digest, never the key itself (partitions end up in logs and store keys)
+        ("api_key", {"x-api-key": "k1"}, "api.example.com:8443|key:6ab9f1eb8f7d3388"),
         ("api_key", {}, "api.example.com:8443"),
     ],
 )

@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 
@@ -336,6 +337,118 @@ def test_quota_partitions(sb: Sandbox, http: requests.Session) -> None:
     )
 
 
+def test_quota_partition_is_validated() -> None:
+    with pytest.raises(ConfigurationError):
+        SandboxConfig(quota_partition="bogus")  # type: ignore[arg-type]
+    assert SandboxConfig().quota_partition == "credential"
+
+
+def _limited(
+    http: requests.Session, sb: Sandbox, client: str | None = None, **headers: str
+) -> requests.Response:
+    """GET /limited/x as ``client`` (its X-Client-Id), with ``X_API_Key=...`` headers."""
+    sent = {name.replace("_", "-"): value for name, value in headers.items()}
+    if client is not None:
+        sent["X-Client-Id"] = client
+    return http.get(sb.url + "/limited/x", headers=sent)
+
+
+def test_quota_default_partition_ignores_client_id_but_counts_it(
+    sb: Sandbox, http: requests.Session
+) -> None:
+    # the default (credential): no key, so clients a and b share the anonymous quota
+    codes = [_limited(http, sb, client).status_code for client in ("a", "b", "a", "b")]
+    assert codes == [200, 200, 200, 429]
+    assert _limited(http, sb, "a", X_API_Key="k").json()["partition"] == "k"
+    assert _limited(http, sb).json()["partition"] == "anonymous"
+    stats = http.get(sb.url + "/stats").json()
+    assert stats == sb.stats()
+    assert stats["clients"] == {
+        "a": {"ok": 3, "429s": 0},
+        "b": {"ok": 1, "429s": 1},
+        "anonymous": {"ok": 0, "429s": 1},
+    }
+    sb.reset()
+    assert sb.stats()["clients"] == {}
+
+
+def test_quota_partition_global_one_quota_for_everyone(http: requests.Session) -> None:
+    with Sandbox(rate=0.1, burst=3, quota_partition="global") as sb:
+        responses = [
+            _limited(http, sb, X_API_Key="k1"),
+            _limited(http, sb, X_API_Key="k2"),
+            _limited(http, sb, "c1"),
+            _limited(http, sb, "c2", X_API_Key="k1"),
+        ]
+        assert [r.status_code for r in responses] == [200, 200, 200, 429]
+        assert {r.json()["partition"] for r in responses} == {"global"}
+        assert sb.stats()["clients"] == {
+            "k1": {"ok": 1, "429s": 0},
+            "k2": {"ok": 1, "429s": 0},
+            "c1": {"ok": 1, "429s": 0},
+            "c2": {"ok": 0, "429s": 1},
+        }
+        assert sb.stats()["429s"] == 1
+
+
+def test_quota_partition_client_one_quota_per_client_id(http: requests.Session) -> None:
+    with Sandbox(rate=0.1, burst=2, quota_partition="client") as sb:
+        assert [_limited(http, sb, "a").status_code for _ in range(3)] == [200, 200, 429]
+        # another client id: its own quota, whatever credential it shares with a
+        assert [_limited(http, sb, "b", X_API_Key="k").status_code for _ in range(3)] == [
+            200, 200, 429
+        ]
+        assert _limited(http, sb, "b").json()["partition"] == "b"
+        # no X-Client-Id: partitioned by credential, as by default
+        r = _limited(http, sb, X_API_Key="k")
+        assert (r.status_code, r.json()["partition"]) == (200, "k")
+        assert _limited(http, sb).json()["partition"] == "anonymous"
+        assert sb.stats()["clients"] == {
+            "a": {"ok": 2, "429s": 1},
+            "b": {"ok": 2, "429s": 2},
+            "k": {"ok": 1, "429s": 0},
+            "anonymous": {"ok": 1, "429s": 0},
+        }
+        # a malformed client id is a 400, counted nowhere
+        assert _limited(http, sb, "x" * 201).status_code == 400
+        assert _limited(http, sb, "").json()["partition"] == "anonymous"  # empty: absent
+        assert len(sb.stats()["clients"]) == 4
+
+
+@pytest.mark.parametrize(("mode", "ok_per_client"), [("client", 5), ("global", None)])
+def test_quota_partition_counts_are_exact_under_concurrency(
+    mode: str, ok_per_client: int | None
+) -> None:
+    """8 threads, 4 client ids, 10 requests each: the quota and counters stay exact."""
+    with Sandbox(rate=0.01, burst=5, quota_partition=mode) as sb:
+        barrier = threading.Barrier(8)
+        codes: list[int] = []
+        lock = threading.Lock()
+
+        def worker(client: str) -> None:
+            with requests.Session() as http:
+                http.trust_env = False
+                barrier.wait(5)
+                mine = [_limited(http, sb, client).status_code for _ in range(10)]
+            with lock:
+                codes.extend(mine)
+
+        threads = [threading.Thread(target=worker, args=(f"c{i % 4}",)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        clients = sb.stats()["clients"]
+    assert sorted(clients) == ["c0", "c1", "c2", "c3"]
+    assert all(c["ok"] + c["429s"] == 20 for c in clients.values())
+    if ok_per_client is not None:
+        assert all(c["ok"] == ok_per_client for c in clients.values())
+    assert sum(c["ok"] for c in clients.values()) == codes.count(200) == (
+        5 * 4 if mode == "client" else 5
+    )
+    assert sum(c["429s"] for c in clients.values()) == codes.count(429)
+
+
 # -- outage --------------------------------------------------------------------------------
 
 
@@ -570,6 +683,18 @@ def test_cli_subprocess() -> None:
             proc.terminate()
             code = proc.wait(timeout=10)
     assert code == 0
+
+
+def test_cli_quota_partition_option() -> None:
+    from surefoot.sandbox._cli import build_parser
+
+    assert build_parser().parse_args([]).quota_partition == "credential"
+    assert build_parser().parse_args(["--quota-partition", "global"]).quota_partition == (
+        "global"
+    )
+    with pytest.raises(SystemExit) as info:
+        cli_main(["--quota-partition", "bogus"])
+    assert info.value.code == 2
 
 
 def test_cli_rejects_bad_client() -> None:

@@ -33,7 +33,9 @@ from ._core._errors import (
     RetryBudgetExhausted,
     SignatureError,
     SigningError,
+    StoreConflict,
     StoreError,
+    StoreUnavailable,
     SurefootError,
     TimestampSkew,
     TokenEndpointError,
@@ -51,6 +53,7 @@ from ._core._policy import RetryPolicy
 from ._core._ratelimit import Quota, RateLimiter
 from ._core._retry_after import parse_http_date, parse_retry_after
 from ._core._tokens import ClientCredentials, Token
+from ._shared import MemoryStore, RedisStore, SQLiteStore
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
 from ._tokencache import TokenCache
 
@@ -90,6 +93,7 @@ __all__ = [
     "LoggingHook",
     "MalformedSignature",
     "MemoryNonceCache",
+    "MemoryStore",
     "MemoryTokenStore",
     "MissingHeader",
     "NotRetryable",
@@ -97,6 +101,7 @@ __all__ = [
     "Pacing",
     "Quota",
     "RateLimiter",
+    "RedisStore",
     "ReplayedNonce",
     "RequestFailed",
     "RetriesExhausted",
@@ -104,9 +109,12 @@ __all__ = [
     "RetryBudgetConfig",
     "RetryBudgetExhausted",
     "RetryPolicy",
+    "SQLiteStore",
     "SignatureError",
     "SigningError",
+    "StoreConflict",
     "StoreError",
+    "StoreUnavailable",
     "SurefootAdapter",
     "SurefootError",
     "SystemClock",

@@ -15,7 +15,7 @@ from ._core._origin import origin_of
 from ._core._pipeline import FetchToken
 from ._core._tokens import ClientCredentials, Token, TokenFunction
 from ._stores import TokenStore
-from ._tokencache import Sender, TokenCache
+from ._tokencache import HasTokenStore, Sender, TokenCache
 
 __all__ = ["BearerAuth", "HmacAuth"]
 
@@ -179,7 +179,7 @@ class BearerAuth(_AuthObject):
         self,
         source: TokenCache | ClientCredentials | TokenFunction,
         *,
-        store: TokenStore | None = None,
+        store: TokenStore | HasTokenStore | None = None,
         leeway: float = 60.0,
         leeway_ratio: float = 0.1,
         clock: Clock | None = None,
@@ -211,7 +211,7 @@ class BearerAuth(_AuthObject):
         ),
         scope: str | None = None,
         extra: Mapping[str, str] | None = None,
-        store: TokenStore | None = None,
+        store: TokenStore | HasTokenStore | None = None,
         hook: Hook | None = None,
         clock: Clock | None = None,
     ) -> BearerAuth:

@@ -6,6 +6,7 @@ response or exception) and ``discard`` (release a response that will not be retu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -96,7 +97,11 @@ async def drive_async(
                     cause = obj
                 value = outcome
             elif isinstance(effect, PacerCall):
-                value = effect.run(clock)  # O(1), microseconds: no need to leave the loop
+                if effect.pacer.does_io:
+                    # A shared store (Redis, SQLite): one round trip, off the loop.
+                    value = await asyncio.to_thread(effect.run, clock)
+                else:
+                    value = effect.run(clock)  # O(1), microseconds: stay on the loop
             elif isinstance(effect, Sleep):
                 await clock.asleep(effect.seconds)
                 value = None

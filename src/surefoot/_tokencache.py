@@ -9,20 +9,44 @@ Rules:
   flight, bounded by their deadline. Nobody sends a request without a token.
 * On 401, :meth:`TokenCache.refresh_if_current` refreshes only if the token that was
   sent is still the current one, so N concurrent 401s cause one refresh.
-* Refreshes take the store's lock (a file lock for :class:`FileTokenStore`) and re-read
-  the store under it, so several processes sharing a token file refresh once.
+* Across processes and hosts (a shared store: file, SQLite, Redis), refresh is
+  single-flight behind the store's lease. One thread per process goes to the store (the
+  others wait on the thread lock); it reads the token, and if it still needs a refresh,
+  tries the lease. The holder re-reads the token (another worker may have just
+  refreshed it), fetches, and writes the new token with a compare-and-set on its
+  version, so a holder whose lease ran out cannot overwrite a newer token (it adopts
+  that one instead). A thread renews the lease while the fetch runs. Everyone else
+  polls the token every 10-50 ms (jittered) until it changes or the lease comes free,
+  and gives up at the caller's deadline with :class:`~surefoot.DeadlineExceeded`.
+* The token carries its refresh token: a rotated refresh token is replaced in the same
+  fenced write, and two refreshes never run at once.
+* A store that fails (set to fail closed) raises :class:`~surefoot.StoreUnavailable`,
+  except for a token that is still valid (it is used) or one that was just obtained
+  (it is kept in this process, unshared). Secrets never reach logs, reprs or errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
 import random
 import threading
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ._core._clock import Clock, default_clock
-from ._core._errors import DeadlineExceeded, TokenEndpointError, TokenError, TransportError
+from ._core._errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    StoreError,
+    TokenEndpointError,
+    TokenError,
+    TransportError,
+)
 from ._core._events import Event, EventKind, Hook, LoggingHook
 from ._core._history import FailureKind
 from ._core._policy import Failure, ResponseInfo, RetryPolicy, Verdict, decide
@@ -42,7 +66,19 @@ __all__ = ["Sender", "TokenCache"]
 
 Sender = Callable[[HttpRequest, "float | None"], HttpResponse]
 
+
+class HasTokenStore(Protocol):
+    """A shared store (``SQLiteStore``, ``RedisStore`` ...): its ``tokens`` are used."""
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+logger = logging.getLogger("surefoot")
+
 _FETCH_POLICY = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.2, backoff_max=2.0)
+#: Waiters poll the store for the new token this often (seconds, jittered in between).
+_POLL_MIN = 0.01
+_POLL_MAX = 0.05
 
 
 def _default_sender(request: HttpRequest, timeout: float | None) -> HttpResponse:
@@ -56,14 +92,18 @@ class TokenCache:
 
     ``source`` is a :class:`ClientCredentials` grant or a function returning a token
     string, a :class:`Token` or a token-response-like mapping. ``store`` defaults to
-    memory; pass a :class:`FileTokenStore` to persist and share across processes.
+    memory; pass a :class:`FileTokenStore` (one host), or a shared store (SQLite for one
+    host, Redis for a fleet: its ``tokens`` are used) to persist and share the token
+    across processes. ``lease_ttl`` is how long a refresh lease lasts without renewal
+    (seconds): it is renewed every third of it while the token request runs, so it only
+    matters when its holder dies.
     """
 
     def __init__(
         self,
         source: ClientCredentials | TokenFunction,
         *,
-        store: TokenStore | None = None,
+        store: TokenStore | HasTokenStore | None = None,
         key: str | None = None,
         leeway: float = 60.0,
         leeway_ratio: float = 0.1,
@@ -72,9 +112,21 @@ class TokenCache:
         sender: Sender | None = None,
         fetch_policy: RetryPolicy = _FETCH_POLICY,
         rng: Callable[[], float] = random.random,
+        lease_ttl: float = 10.0,
     ) -> None:
+        tokens = getattr(store, "tokens", None)
+        if not isinstance(store, TokenStore) and isinstance(tokens, TokenStore):
+            store = tokens  # a shared store (SQLiteStore, RedisStore ...): its token part
+        if store is not None and not isinstance(store, TokenStore):
+            raise ConfigurationError(
+                "store must implement TokenStore (load, save with expected_version, "
+                "delete, try_lease, renew_lease, release_lease)"
+            )
+        if not lease_ttl > 0:
+            raise ConfigurationError("lease_ttl must be positive")
         self.source = source
         self.store: TokenStore = store if store is not None else MemoryTokenStore()
+        self.lease_ttl = lease_ttl
         if key is None:
             key = (
                 f"client_credentials:{source.client_id}@{source.token_url}"
@@ -125,14 +177,19 @@ class TokenCache:
             if not self._lock.acquire(blocking=False):
                 return token  # someone is refreshing; ours is still valid
             try:
-                return self._refresh_locked(
-                    lambda cur: self._fresh(cur) is not Freshness.FRESH, deadline, "expiring"
+                new = self._refresh_locked(
+                    lambda cur: self._fresh(cur) is not Freshness.FRESH,
+                    deadline,
+                    "expiring",
+                    wait=False,
                 )
-            except (TokenError, DeadlineExceeded) as exc:
+            except (TokenError, DeadlineExceeded, StoreError) as exc:
                 self._emit(EventKind.TOKEN_REFRESH_FAILED, f"early refresh failed: {exc}")
                 return token
             finally:
                 self._lock.release()
+            # None: another process is refreshing; ours is still valid meanwhile.
+            return token if new is None else new
         return self._refresh(
             lambda cur: self._fresh(cur) is Freshness.EXPIRED, deadline, "expired"
         )
@@ -211,41 +268,124 @@ class TokenCache:
         if not acquired:
             raise DeadlineExceeded("deadline reached while waiting for a token refresh")
         try:
-            return self._refresh_locked(needed, deadline, why)
+            token = self._refresh_locked(needed, deadline, why)
         finally:
             self._lock.release()
+        assert token is not None  # waiting rounds end with a token or an exception
+        return token
 
     def _refresh_locked(
-        self, needed: Callable[[Token | None], bool], deadline: float | None, why: str
-    ) -> Token:
-        """Holding the thread lock: take the store's lock, re-read, refresh if still due."""
-        with self.store.lock(self.key, timeout=self._remaining(deadline)):
-            current = self.store.load(self.key)
+        self,
+        needed: Callable[[Token | None], bool],
+        deadline: float | None,
+        why: str,
+        *,
+        wait: bool = True,
+    ) -> Token | None:
+        """Holding the thread lock: lease-or-poll until the token no longer needs a refresh.
+
+        Each round reads the store; if the token there is good, it is adopted. Otherwise
+        this process tries the store's refresh lease: the holder re-reads and refreshes,
+        everyone else polls the token (not the lease) every 10-50 ms until it changes,
+        the lease comes free (its holder died or failed), or the deadline passes. With
+        ``wait=False`` (early refresh of a still-valid token) a held lease means
+        ``None``: keep using the current token.
+        """
+        if self._loaded and not needed(self._token):
+            return self._token  # another thread of this process just refreshed it
+        store = self.store
+        while True:
+            current = store.load(self.key)
             self._loaded = True
             if not needed(current):
-                assert current is not None
-                self._token = current
-                return current
-            previous_version = current.version if current is not None else 0
+                return self._adopt(current)
+            owner = _new_owner()
+            if store.try_lease(self.key, owner, self.lease_ttl):
+                return self._refresh_leased(needed, deadline, why, owner)
+            if not wait:
+                return None
+            remaining = self._remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(
+                    "deadline reached waiting for another process's token refresh"
+                )
+            pause = _POLL_MIN + (_POLL_MAX - _POLL_MIN) * self._rng()
+            self.clock.sleep(pause if remaining is None else min(pause, remaining))
+
+    def _adopt(self, token: Token | None) -> Token:
+        assert token is not None
+        self._token = token
+        return token
+
+    def _refresh_leased(
+        self,
+        needed: Callable[[Token | None], bool],
+        deadline: float | None,
+        why: str,
+        owner: str,
+    ) -> Token:
+        """Holding the store's lease: re-read, fetch if still due, write fenced."""
+        store = self.store
+        renewer: _LeaseRenewer | None = None
+        try:
+            current = store.load(self.key)
+            if not needed(current):
+                return self._adopt(current)  # another process refreshed meanwhile
+            base = current.version if current is not None else 0
+            renewer = _LeaseRenewer(store, self.key, owner, self.lease_ttl)
             try:
-                new = self._fetch(deadline)
+                fetched = self._fetch(deadline)
             except (TokenError, DeadlineExceeded) as exc:
                 self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
                 raise
-            new = Token(
-                access_token=new.access_token,
-                token_type=new.token_type,
-                expires_at=new.expires_at,
-                obtained_at=new.obtained_at,
-                refresh_token=new.refresh_token,
-                scope=new.scope,
-                version=previous_version + 1,
-            )
-            self.store.save(self.key, new)
-            self._token = new
-            self.refreshes += 1
-            self._emit(EventKind.TOKEN_REFRESHED, f"{why}; now {new!r}")
-            return new
+            new = dataclasses.replace(fetched, version=base + 1)
+            return self._publish(new, base, why)
+        finally:
+            if renewer is not None:
+                renewer.stop()
+            with contextlib.suppress(StoreError):  # if so, the lease expires on its own
+                store.release_lease(self.key, owner)
+
+    def _publish(self, new: Token, base: int, why: str) -> Token:
+        """Write ``new`` over version ``base`` (fenced). A newer stored token wins; a
+        token we obtained is never dropped because the store failed."""
+        store = self.store
+        for _ in range(2):
+            try:
+                written = store.save(self.key, new, expected_version=base)
+                stored = None if written else store.load(self.key)
+            except StoreError as exc:
+                # Fail-closed store down (a fail-open one falls back by itself): the
+                # token is good, keep it in this process.
+                logger.warning(
+                    "surefoot: the new token could not be stored (%s); this process keeps "
+                    "it without sharing it",
+                    exc,
+                )
+                return self._refreshed(new, f"{why}; now {new!r}, not stored")
+            if written:
+                return self._refreshed(new, f"{why}; now {new!r}")
+            if (
+                stored is not None
+                and stored.version > base
+                and self._fresh(stored) is not Freshness.EXPIRED
+            ):
+                # Fenced off: our lease ran out and another holder wrote a newer token.
+                self._emit(
+                    EventKind.TOKEN_REFRESHED,
+                    f"{why}; a newer token was stored meanwhile, using it: {stored!r}",
+                )
+                return self._adopt(stored)
+            # The stored token moved on but is unusable (or vanished): write over it.
+            base = stored.version if stored is not None else 0
+            new = dataclasses.replace(new, version=base + 1)
+        return self._refreshed(new, f"{why}; now {new!r}, not stored (kept losing the race)")
+
+    def _refreshed(self, new: Token, reason: str) -> Token:
+        self._token = new
+        self.refreshes += 1
+        self._emit(EventKind.TOKEN_REFRESHED, reason)
+        return new
 
     def _emit(self, kind: EventKind, reason: str) -> None:
         self.hook(Event(kind=kind, reason=reason))
@@ -300,3 +440,48 @@ class TokenCache:
             if response is not None:
                 return source.parse_response(response, now=self.clock.wall())
             raise TokenEndpointError("unreachable", f"token endpoint: {decision.reason}")
+
+
+def _new_owner() -> str:
+    """A lease owner id: unique per refresh, and says which process (never a secret)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+class _LeaseRenewer:
+    """Extends a refresh lease every ``ttl / 3`` seconds until stopped (or lost)."""
+
+    __slots__ = ("_done", "key", "lost", "owner", "store", "ttl")
+
+    def __init__(self, store: TokenStore, key: str, owner: str, ttl: float) -> None:
+        self.store = store
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+        self.lost = False
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="surefoot-lease-renewer", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.ttl / 3):
+            try:
+                held = self.store.renew_lease(self.key, self.owner, self.ttl)
+            except Exception as exc:  # a StoreError, or a bug in a user's store
+                held = False
+                reason = type(exc).__name__
+            else:
+                reason = "it expired or was taken"
+            if self._done.is_set():
+                return
+            if not held:
+                self.lost = True
+                logger.warning(
+                    "surefoot: lost the token refresh lease (%s); the new token will be "
+                    "stored only if no newer one was",
+                    reason,
+                )
+                return
+
+    def stop(self) -> None:
+        """Stop renewing (a renewal still in flight cannot outlive the release: it
+        needs the lease to be held by the same owner)."""
+        self._done.set()

@@ -198,5 +198,31 @@ class AdaptiveRate:
         cap = self._cap(now)
         self._rate = max(config.floor, min(self._rate, cap), min(target, cap))
 
+    def to_state(self) -> dict[str, object]:
+        """A JSON-able snapshot (for stores that keep this state outside the process)."""
+        return {
+            "r": self._rate,
+            "m": self._w_max,
+            "k": self._k,
+            "e": self._epoch,
+            "x": self._last_cut,
+            "s": self._sends.to_state(),
+        }
+
+    def load_state(self, state: dict[str, object]) -> None:
+        try:
+            rate, w_max, k, epoch, last_cut = (
+                float(state[name])  # type: ignore[arg-type]
+                for name in ("r", "m", "k", "e", "x")
+            )
+        except (KeyError, TypeError, ValueError):
+            return
+        if not (rate > 0 and w_max > 0):
+            return
+        self._rate, self._w_max, self._k, self._epoch, self._last_cut = (
+            rate, w_max, k, epoch, last_cut
+        )
+        self._sends.load_state(state.get("s"))
+
     def __repr__(self) -> str:
         return f"AdaptiveRate(rate={self._rate:.3f}, w_max={self._w_max:.3f})"

@@ -233,5 +233,33 @@ class CircuitBreaker:
         self._consecutive = 0
         self._window.clear()
 
+    def to_state(self) -> dict[str, object]:
+        """A JSON-able snapshot (for stores that keep this state outside the process)."""
+        return {
+            "s": self._state,
+            "u": self._open_until,
+            "c": self._consecutive,
+            "w": self._window.to_state(),
+            "l": list(self._leases),
+            "p": self._probe_successes,
+        }
+
+    def load_state(self, state: dict[str, object]) -> None:
+        try:
+            if state["s"] not in ("closed", "open", "half_open"):
+                raise ValueError
+            open_until = float(state["u"])  # type: ignore[arg-type]
+            consecutive = int(state["c"])  # type: ignore[call-overload]
+            leases = deque(float(x) for x in state["l"])  # type: ignore[attr-defined]
+            probes = int(state["p"])  # type: ignore[call-overload]
+        except (KeyError, TypeError, ValueError):
+            return
+        self._state = state["s"]
+        self._open_until = open_until
+        self._consecutive = consecutive
+        self._leases = leases
+        self._probe_successes = probes
+        self._window.load_state(state.get("w"))
+
     def __repr__(self) -> str:
         return f"CircuitBreaker(state={self._state!r}, consecutive_failures={self._consecutive})"

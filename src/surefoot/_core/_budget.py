@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, cast
 
 from ._errors import ConfigurationError
 
@@ -113,6 +114,26 @@ class WindowCounts:
         self._counts = [0] * (self._series * self._n)
         self._totals = [0] * self._series
 
+    def to_state(self) -> list[object]:
+        """A JSON-able snapshot (for stores that keep this state outside the process)."""
+        return [self._index, list(self._counts)]
+
+    def load_state(self, state: object) -> None:
+        """Restore :meth:`to_state`'s snapshot; a snapshot that does not fit (another
+        configuration, garbage) is ignored and the counts start empty."""
+        try:
+            raw_index, raw_counts = cast("tuple[Any, Any]", state)
+            counts: list[int] = [int(c) for c in raw_counts]
+            index: int | None = None if raw_index is None else int(raw_index)
+            if len(counts) != self._series * self._n:
+                raise ValueError
+        except (TypeError, ValueError):
+            return
+        self._index = index
+        self._counts = counts
+        n = self._n
+        self._totals = [sum(counts[s * n:(s + 1) * n]) for s in range(self._series)]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryBudgetConfig:
@@ -183,6 +204,12 @@ class RetryBudget:
             + self._config.ratio * counts.total(now, _REQUESTS)
             - counts.total(now, _RETRIES)
         )
+
+    def to_state(self) -> list[object]:
+        return self._counts.to_state()
+
+    def load_state(self, state: object) -> None:
+        self._counts.load_state(state)
 
     def try_spend(self, now: float) -> bool:
         """A retry wants to go: ``True`` (and the retry is counted) if the budget allows

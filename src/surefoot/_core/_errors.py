@@ -29,7 +29,9 @@ carry the full URL with credentials in its query.
     │   └── SignatureError            server side: a signature did not verify (.reason)
     │       ├── MissingHeader, MalformedSignature, UnknownKey, TimestampSkew,
     │       └── BodyDigestMismatch, BadSignature, ReplayedNonce
-    └── StoreError                    a token store could not be read or written
+    └── StoreError                    a store (tokens, pacing, nonces) failed
+        ├── StoreUnavailable          Redis/SQLite down or too slow (fail-closed stores)
+        └── StoreConflict             a fenced write lost to a newer version
 
 Messages never contain secrets: tokens, keys and signatures are never formatted into them.
 """
@@ -61,7 +63,9 @@ __all__ = [
     "RetryBudgetExhausted",
     "SignatureError",
     "SigningError",
+    "StoreConflict",
     "StoreError",
+    "StoreUnavailable",
     "SurefootError",
     "TimestampSkew",
     "TokenEndpointError",
@@ -82,7 +86,18 @@ class ConfigurationError(SurefootError, ValueError):
 
 
 class StoreError(SurefootError):
-    """A token store could not be read or written."""
+    """A store (tokens, pacing state, nonces) could not be read or written."""
+
+
+class StoreUnavailable(StoreError):
+    """A shared store (Redis, SQLite) is down, unreachable or too slow. Raised only by
+    stores set to fail closed (``on_failure="closed"``); a store set to fail open falls
+    back to local state instead."""
+
+
+class StoreConflict(StoreError):
+    """A fenced write lost: the stored value's version moved on (another holder wrote a
+    newer one), so this write was refused."""
 
 
 class RequestFailed(SurefootError):

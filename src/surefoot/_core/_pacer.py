@@ -1,19 +1,27 @@
 """Pacing, retry budget and circuit breaking for the pipeline: configuration and state.
 
-:class:`Pacing` is the immutable configuration; :class:`Pacer` the in-process state it
-drives (a :class:`~surefoot._core._ratelimit.RateLimiter` per pacer, plus per-partition
-adaptive rates and breakers, and one retry budget). The pipeline talks to it only through
-effects (``Reserve``, ``Admit``, ``Report``, ``SpendRetry``), so that shared stores (one
-host, a fleet) can later serve the same calls. Every method is O(1) and holds the pacer's
-lock for microseconds; none waits or does I/O.
+:class:`Pacing` is the immutable configuration. :class:`Pacer` is what the pipeline
+talks to (through ``PacerCall`` effects): it reads the server's headers (quota dialects,
+Retry-After) and turns every event into one operation on a :class:`PacerState`:
+
+* :class:`LocalPacerState` — in-process (the default): a
+  :class:`~surefoot._core._ratelimit.RateLimiter`, per-partition adaptive rates, breakers
+  and demand counters, and one retry budget, behind a lock held for microseconds;
+* a shared state (SQLite for one host, Redis for a fleet; see ``surefoot.SQLiteStore``
+  and ``surefoot.RedisStore``), where each operation is one atomic step on the store.
+
+Every operation is O(1). The local state never waits or does I/O; a shared one does one
+round trip per operation (``PacerState.does_io``), which the async driver runs off the
+event loop.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, NamedTuple, Protocol
 from urllib.parse import urlsplit
 
 from ._adaptive import AdaptiveConfig, AdaptiveRate
@@ -26,7 +34,7 @@ from ._quota_headers import QuotaObservation, parse_quota_headers
 from ._ratelimit import Quota, RateLimiter, Reservation
 from ._retry_after import retry_after_from_headers
 
-__all__ = ["Pacer", "Pacing"]
+__all__ = ["LocalPacerState", "Pacer", "PacerState", "Pacing", "Report"]
 
 PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, str]"], str]
 
@@ -79,7 +87,9 @@ class Pacing:
         if not (self.max_pause > 0):
             raise ConfigurationError("max_pause must be positive")
         if not (self.release_factor > 1):
-            raise ConfigurationError("release_factor must be greater than 1 (at 1, a backlog would never drain)")
+            raise ConfigurationError(
+                "release_factor must be greater than 1 (at 1, a backlog would never drain)"
+            )
         if not callable(self.partition_by) and self.partition_by not in (
             "host",
             "origin",
@@ -90,72 +100,84 @@ class Pacing:
             )
 
 
-class Pacer:
-    """The state behind a :class:`Pacing`, shared by every request of a client (or of
-    several clients given the same pacer). Thread-safe."""
+class Report(NamedTuple):
+    """What one attempt's outcome means for the shared state, decided by :class:`Pacer`
+    from the response (so that every backend applies the same instructions)."""
 
-    __slots__ = (
-        "_adaptive",
-        "_arrivals",
-        "_breakers",
-        "_budget",
-        "_lock",
-        "_resets",
-        "_server_learned",
-        "_windows",
-        "limiter",
-        "pacing",
-    )
+    #: For the breaker: was the outcome healthy? (``None``: no breaker.)
+    healthy: bool | None
+    #: The attempt was a half-open probe.
+    probe: bool
+    #: Quotas the server stated (RateLimit-Policy, X-RateLimit-Limit ...).
+    learned: tuple[Quota, ...] = ()
+    #: ``(remaining, reset_after)`` observations, in seconds from now.
+    tighten: tuple[tuple[int, float], ...] = ()
+    #: Retry-After on a throttle: hold the partition this many seconds.
+    pause: float | None = None
+    #: For the adaptive rate: ``True`` throttled, ``False`` not (``None``: no update).
+    throttled: bool | None = None
+    #: Seconds since the attempt was sent (the adaptive rate's epoch test).
+    age: float = 0.0
 
-    def __init__(self, pacing: Pacing | None = None, *, now: float = 0.0) -> None:
-        self.pacing = pacing or Pacing()
-        self.limiter = RateLimiter(self.pacing.quotas)
+
+class PacerState(Protocol):
+    """The state behind a :class:`Pacer`. Each method is one atomic operation; ``now`` is
+    the caller's monotonic clock, and instants returned (slots, probe times) are on that
+    clock too, whatever clock the backend keeps internally."""
+
+    #: True when operations do I/O (a shared store): async drivers run them off the loop.
+    does_io: bool
+
+    def reserve(
+        self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
+    ) -> Reservation: ...
+    def admit(self, partition: str, *, now: float) -> Admission: ...
+    def on_request(self, partition: str, *, now: float) -> None: ...
+    def try_retry(self, *, now: float) -> bool: ...
+    def report(self, partition: str, report: Report, *, now: float) -> None: ...
+
+
+class LocalPacerState:
+    """In-process pacing state. Thread-safe; every method holds the lock for an O(1) step.
+
+    Also the engine of the SQLite store, which loads one partition's state into a
+    throw-away instance (:meth:`import_partition`), applies the operation and saves
+    the result (:meth:`export_partition`) inside one transaction.
+    """
+
+    does_io = False
+
+    __slots__ = ("_adaptive", "_arrivals", "_breakers", "_budget", "_lock", "limiter", "pacing")
+
+    def __init__(self, pacing: Pacing) -> None:
+        self.pacing = pacing
+        self.limiter = RateLimiter(pacing.quotas)
         self._adaptive: dict[str, AdaptiveRate] = {}
         self._arrivals: dict[str, tuple[float, WindowCounts]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
-        config = self.pacing.budget
+        config = pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
-        self._server_learned: set[str] = set()
-        self._resets: dict[tuple[str, str], float] = {}
-        self._windows: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Pacer({self.pacing!r})"
+        return f"LocalPacerState(partitions={len(self._arrivals)})"
 
-    def partition_of(self, url: str, headers: dict[str, str]) -> str:
-        how = self.pacing.partition_by
-        if callable(how):
-            return how(url, headers)
-        parts = urlsplit(url)
-        host = (parts.netloc.rpartition("@")[2]).lower()
-        if how == "origin":
-            return f"{parts.scheme}://{host}"
-        if how == "api_key":
-            key = headers.get("x-api-key")
-            if key:
-                return f"{host}|key:{key}"
-        return host
-
-    # -- before an attempt -----------------------------------------------------------
+    # -- operations ------------------------------------------------------------------
 
     def reserve(
-        self, partition: str, previous: Reservation | None = None, *, now: float
+        self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
-        """A slot to send at; ``previous`` is returned again while it is still valid."""
         with self._lock:
             if previous is not None and self.limiter.still_valid(previous):
                 return previous
-            adaptive = self._adaptive.get(partition)
-            if adaptive is not None:
-                adaptive_quota = Quota(limit=max(adaptive.rate, 1e-6), period=1.0)
-                if partition not in self._server_learned:
-                    self.limiter.learn(partition, adaptive_quota, now)
-                    adaptive.on_send(now)
+            if adaptive:
+                rate = self._adaptive.get(partition)
+                if rate is not None:
+                    self.limiter.learn(partition, Quota(limit=max(rate.rate, 1e-6)), now)
+                    rate.on_send(now)
             return self.limiter.reserve(partition, now)
 
     def admit(self, partition: str, *, now: float) -> Admission:
-        """The breaker's verdict for this attempt."""
         config = self.pacing.breaker
         if config is None:
             return Admission(allowed=True, state="closed", probe=False, retry_at=None)
@@ -166,8 +188,6 @@ class Pacer:
             return breaker.allow(now)
 
     def on_request(self, partition: str, *, now: float) -> None:
-        """A logical request started: feeds the retry budget and the partition's measure
-        of demand (which bounds how fast a backlog is released after a pause)."""
         with self._lock:
             if self._budget is not None:
                 self._budget.on_request(now)
@@ -177,6 +197,43 @@ class Pacer:
                     self._arrivals.clear()
                 entry = self._arrivals[partition] = (now, WindowCounts(_DEMAND_WINDOW))
             entry[1].add(now)
+
+    def try_retry(self, *, now: float) -> bool:
+        if self._budget is None:
+            return True
+        with self._lock:
+            return self._budget.try_spend(now)
+
+    def report(self, partition: str, report: Report, *, now: float) -> None:
+        pacing = self.pacing
+        with self._lock:
+            if report.healthy is not None:
+                breaker = self._breakers.get(partition)
+                if breaker is not None:
+                    breaker.on_result(now, ok=report.healthy, probe=report.probe)
+            for quota in report.learned:
+                self.limiter.learn(partition, quota, now)
+            for remaining, reset_after in report.tighten:
+                self.limiter.tighten(
+                    partition, remaining=remaining, reset_after=reset_after, now=now
+                )
+            if report.pause is not None:
+                self.limiter.pause(
+                    partition,
+                    now + report.pause,
+                    now,
+                    release_rate=self._release_rate(partition, now),
+                    recovery=report.pause,
+                )
+            if report.throttled is not None and pacing.adaptive is not None:
+                adaptive = self._adaptive.get(partition)
+                if adaptive is None:
+                    adaptive = self._adaptive[partition] = AdaptiveRate(pacing.adaptive, now)
+                if report.throttled:
+                    adaptive.on_throttle(now - report.age, now)
+                else:
+                    adaptive.on_success(now)
+                self.limiter.learn(partition, Quota(limit=max(adaptive.rate, 1e-6)), now)
 
     def _release_rate(self, partition: str, now: float) -> float | None:
         """How fast waiters are let go after a pause: at most ``release_factor`` times
@@ -191,12 +248,136 @@ class Pacer:
         demand = arrivals.total(now) / observed
         return max(demand * self.pacing.release_factor, 1.0)
 
+    # -- state in and out (the SQLite store) -------------------------------------------
+
+    def export_partition(self, partition: str) -> dict[str, Any]:
+        """The partition's state as JSON-able data."""
+        adaptive = self._adaptive.get(partition)
+        breaker = self._breakers.get(partition)
+        arrivals = self._arrivals.get(partition)
+        return {
+            "lim": self.limiter.export_partition(partition),
+            "ada": None if adaptive is None else adaptive.to_state(),
+            "brk": None if breaker is None else breaker.to_state(),
+            "arr": None if arrivals is None else [arrivals[0], arrivals[1].to_state()],
+        }
+
+    def import_partition(self, partition: str, state: object) -> None:
+        """Load :meth:`export_partition`'s data (garbage: a fresh partition)."""
+        data: dict[str, Any] = state if isinstance(state, dict) else {}
+        pacing = self.pacing
+        if data.get("lim") is not None:
+            self.limiter.import_partition(partition, data["lim"])
+        ada = data.get("ada")
+        if isinstance(ada, dict) and pacing.adaptive is not None:
+            rate = AdaptiveRate(pacing.adaptive, 0.0)
+            rate.load_state(ada)
+            self._adaptive[partition] = rate
+        brk = data.get("brk")
+        if isinstance(brk, dict) and pacing.breaker is not None:
+            breaker = CircuitBreaker(pacing.breaker)
+            breaker.load_state(brk)
+            self._breakers[partition] = breaker
+        arr = data.get("arr")
+        if isinstance(arr, list) and len(arr) == 2 and isinstance(arr[0], (int, float)):
+            counts = WindowCounts(_DEMAND_WINDOW)
+            counts.load_state(arr[1])
+            self._arrivals[partition] = (float(arr[0]), counts)
+
+    def export_budget(self) -> object:
+        return None if self._budget is None else self._budget.to_state()
+
+    def import_budget(self, state: object) -> None:
+        if self._budget is not None and state is not None:
+            self._budget.load_state(state)
+
+
+class Pacer:
+    """What the pipeline talks to: reads the server's answers and drives a
+    :class:`PacerState` (in-process by default; pass ``state=`` from a shared store, e.g.
+    ``surefoot.RedisStore(...).pacer_state(pacing)``, or use ``store=``). Thread-safe."""
+
+    __slots__ = ("_lock", "_resets", "_server_learned", "_windows", "pacing", "state")
+
+    def __init__(
+        self,
+        pacing: Pacing | None = None,
+        *,
+        state: PacerState | None = None,
+        store: Any = None,
+        now: float = 0.0,
+    ) -> None:
+        self.pacing = pacing or Pacing()
+        if state is not None and store is not None:
+            raise ConfigurationError("give a Pacer either state= or store=, not both")
+        if store is not None:
+            state = store.pacer_state(self.pacing)
+        self.state: PacerState = state if state is not None else LocalPacerState(self.pacing)
+        self._server_learned: set[str] = set()
+        self._resets: dict[tuple[str, str], float] = {}
+        self._windows: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Pacer({self.pacing!r}, state={self.state!r})"
+
+    @property
+    def does_io(self) -> bool:
+        return self.state.does_io
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The in-process limiter (local state only)."""
+        state = self.state
+        if not isinstance(state, LocalPacerState):
+            raise AttributeError(  # noqa: TRY004 - it is a missing attribute
+                "a shared pacer state has no in-process limiter"
+            )
+        return state.limiter
+
+    def partition_of(self, url: str, headers: dict[str, str]) -> str:
+        how = self.pacing.partition_by
+        if callable(how):
+            return how(url, headers)
+        parts = urlsplit(url)
+        host = (parts.netloc.rpartition("@")[2]).lower()
+        if how == "origin":
+            return f"{parts.scheme}://{host}"
+        if how == "api_key":
+            key = headers.get("x-api-key")
+            if key:
+                # A partition name ends up in logs and store keys: never the key itself.
+                digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+                return f"{host}|key:{digest[:16]}"
+        return host
+
+    # -- before an attempt -----------------------------------------------------------
+
+    def reserve(
+        self, partition: str, previous: Reservation | None = None, *, now: float
+    ) -> Reservation:
+        """A slot to send at; ``previous`` is returned again while it is still valid."""
+        adaptive = (
+            self.pacing.adaptive is not None and partition not in self._server_learned
+        )
+        return self.state.reserve(partition, previous, now=now, adaptive=adaptive)
+
+    def admit(self, partition: str, *, now: float) -> Admission:
+        """The breaker's verdict for this attempt."""
+        if self.pacing.breaker is None:
+            return _ALLOWED
+        return self.state.admit(partition, now=now)
+
+    def on_request(self, partition: str, *, now: float) -> None:
+        """A logical request started: feeds the retry budget and the partition's measure
+        of demand (which bounds how fast a backlog is released after a pause)."""
+        self.state.on_request(partition, now=now)
+
     def try_retry(self, now: float) -> bool:
         """May one more retry be spent? (The retry budget.)"""
-        if self._budget is None:
+        if self.pacing.budget is None:
             return True
-        with self._lock:
-            return self._budget.try_spend(now)
+        return self.state.try_retry(now=now)
 
     # -- after an attempt ------------------------------------------------------------
 
@@ -211,63 +392,54 @@ class Pacer:
         probe: bool,
     ) -> None:
         pacing = self.pacing
-        with self._lock:
-            if pacing.breaker is not None:
-                breaker = self._breakers.get(partition)
-                if breaker is not None:
-                    breaker.on_result(now, ok=_healthy(outcome), probe=probe)
-            if not isinstance(outcome, ResponseInfo):
-                return
-            throttled = outcome.status in _THROTTLE_STATUSES
-            if pacing.learn:
-                if self._learn(partition, outcome, now, wall_now):
+        healthy = _healthy(outcome) if pacing.breaker is not None else None
+        age = max(now - sent_at, 0.0)
+        if not isinstance(outcome, ResponseInfo):
+            if healthy is not None:
+                self.state.report(partition, Report(healthy, probe, age=age), now=now)
+            return
+        throttled = outcome.status in _THROTTLE_STATUSES
+        learned: tuple[Quota, ...] = ()
+        tighten: tuple[tuple[int, float], ...] = ()
+        pause = None
+        if pacing.learn:
+            with self._lock:
+                learned, tighten = self._learn(partition, outcome, wall_now)
+                if learned or tighten:
                     self._server_learned.add(partition)
-                if throttled:
-                    # Retry-After wins over the quota headers, and holds the whole partition.
-                    wait = retry_after_from_headers(outcome.header, now=wall_now)
-                    if wait is not None:
-                        wait = min(wait, pacing.max_pause)
-                        self.limiter.pause(
-                            partition,
-                            now + wait,
-                            now,
-                            release_rate=self._release_rate(partition, now),
-                            recovery=wait,
-                        )
-            if pacing.adaptive is not None and partition not in self._server_learned:
-                adaptive = self._adaptive.get(partition)
-                if adaptive is None:
-                    adaptive = self._adaptive[partition] = AdaptiveRate(pacing.adaptive, now)
-                if throttled:
-                    adaptive.on_throttle(sent_at, now)
-                else:
-                    adaptive.on_success(now)
-                self.limiter.learn(partition, Quota(limit=max(adaptive.rate, 1e-6)), now)
+            if throttled:
+                # Retry-After wins over the quota headers, and holds the whole partition.
+                wait = retry_after_from_headers(outcome.header, now=wall_now)
+                if wait is not None:
+                    pause = min(wait, pacing.max_pause)
+        adapt = (
+            throttled
+            if pacing.adaptive is not None and partition not in self._server_learned
+            else None
+        )
+        report = Report(healthy, probe, learned, tighten, pause, adapt, age)
+        if report == Report(healthy, probe, age=age) and healthy is None:
+            return  # nothing to tell the state
+        self.state.report(partition, report, now=now)
 
-    def _learn(self, partition: str, info: ResponseInfo, now: float, wall_now: float) -> bool:
+    def _learn(
+        self, partition: str, info: ResponseInfo, wall_now: float
+    ) -> tuple[tuple[Quota, ...], tuple[tuple[int, float], ...]]:
         observations = parse_quota_headers(info.header, now=wall_now)
-        learned = False
+        learned: list[Quota] = []
+        tighten: list[tuple[int, float]] = []
         for obs in observations:
             window = obs.window or self._infer_window(partition, obs, wall_now)
             if obs.limit is not None and window:
-                self.limiter.learn(
-                    partition,
-                    Quota(limit=obs.limit, period=window, safety=self.pacing.safety),
-                    now,
-                )
-                learned = True
+                learned.append(Quota(limit=obs.limit, period=window, safety=self.pacing.safety))
             if obs.remaining is not None and obs.reset_after is not None:
                 reset_after = min(obs.reset_after, self.pacing.max_pause)
                 if window:
                     # A reset further away than a whole window is the rounding of epoch
                     # seconds (GitHub, X), not a longer wait.
                     reset_after = min(reset_after, window)
-                self.limiter.tighten(
-                    partition, remaining=obs.remaining, reset_after=reset_after, now=now
-                )
-                learned = True
-        return learned
-
+                tighten.append((obs.remaining, reset_after))
+        return tuple(learned), tuple(tighten)
 
     def _infer_window(self, partition: str, obs: QuotaObservation, wall_now: float) -> float:
         """Dialects that state a limit and a reset but no window (GitHub, X, X-RateLimit)
@@ -278,11 +450,14 @@ class Pacer:
         reset_at = wall_now + obs.reset_after
         previous = self._resets.get(key)
         self._resets[key] = reset_at
-        if len(self._resets) > 4 * self.limiter.max_partitions:
+        if len(self._resets) > 40_000:
             self._resets.clear()
         if previous is not None and reset_at - previous >= 0.5:
             self._windows[key] = round(reset_at - previous, 3)
         return self._windows.get(key, 0.0)
+
+
+_ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 
 
 def _healthy(outcome: ResponseInfo | Failure) -> bool:

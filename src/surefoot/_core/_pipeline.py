@@ -116,9 +116,10 @@ class FetchToken:
 
 
 class PacerCall(NamedTuple):
-    """Call ``pacer.<method>(*args, now=..., ...)`` now: O(1), no waiting, no I/O (for the
-    in-process :class:`~surefoot._core._pacer.Pacer`). The driver passes the clock's
-    readings and sends back the result."""
+    """Call ``pacer.<method>(*args, now=..., ...)`` now: O(1) and never waits. With the
+    in-process state it does no I/O either; with a shared store (``pacer.does_io``) it is
+    one round trip, which the async driver runs off the event loop. The driver passes
+    the clock's readings and sends back the result."""
 
     pacer: Any
     method: str

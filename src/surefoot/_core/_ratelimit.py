@@ -130,6 +130,51 @@ class _Partition:
                 self.recovery = None
                 self.tats.pop("recovery", None)
 
+    def to_state(self) -> dict[str, object]:
+        """A JSON-able snapshot (the configured quotas are not part of it)."""
+        learned = self.learned
+        return {
+            "l": None
+            if learned is None
+            else [learned.limit, learned.period, learned.burst, learned.safety],
+            "t": dict(self.tats),
+            "p": self.pause_until,
+            "g": self.generation,
+            "f": self.floor_until,
+            "w": None if self.window is None else list(self.window),
+            "r": None if self.recovery is None else list(self.recovery),
+        }
+
+    @classmethod
+    def from_state(cls, configured: tuple[Quota, ...], state: object) -> _Partition:
+        """Rebuild a partition from :meth:`to_state`; garbage gives a fresh partition."""
+        part = cls(configured)
+        if not isinstance(state, dict):
+            return part
+        try:
+            learned = state.get("l")
+            if learned is not None:
+                limit, period, burst, safety = learned
+                part.learned = Quota(
+                    limit=float(limit), period=float(period), burst=int(burst),
+                    safety=float(safety),
+                )
+            part.tats = {str(k): float(v) for k, v in dict(state.get("t") or {}).items()}
+            part.pause_until = float(state.get("p", 0.0))
+            part.generation = int(state.get("g", 0))
+            part.floor_until = float(state.get("f", 0.0))
+            window = state.get("w")
+            part.window = None if window is None else (float(window[0]), float(window[1]))
+            recovery = state.get("r")
+            part.recovery = (
+                None
+                if recovery is None
+                else (float(recovery[0]), float(recovery[1]), float(recovery[2]))
+            )
+        except (TypeError, ValueError, IndexError, ConfigurationError):
+            return cls(configured)
+        return part
+
 
 class RateLimiter:
     """GCRA pacing per partition (a host, an API key, any caller-chosen string).
@@ -160,6 +205,18 @@ class RateLimiter:
         else:
             self._partitions.move_to_end(key)
         return part
+
+    def export_partition(self, partition: str) -> dict[str, object] | None:
+        """The partition's state as JSON-able data (``None``: never used)."""
+        part = self._partitions.get(partition)
+        return None if part is None else part.to_state()
+
+    def import_partition(self, partition: str, state: object) -> None:
+        """Replace the partition's state with :meth:`export_partition`'s data."""
+        self._partitions[partition] = _Partition.from_state(self.quotas, state)
+        self._partitions.move_to_end(partition)
+        if len(self._partitions) > self.max_partitions:
+            self._partitions.popitem(last=False)
 
     def reserve(self, partition: str, now: float) -> Reservation:
         """Book the earliest slot for one request on ``partition``."""

@@ -11,6 +11,13 @@
 Routes: ``/get``, ``/headers``, ``/status/{code}``, ``/anything``, ``/delay/{s}``,
 ``/redirect-to``, ``/limited/*``, ``/flaky/*``, ``/oauth/token``, ``/protected``,
 ``/signed/*``, ``/orders``, ``/stats``, ``/admin/{reset,outage,revoke-tokens}``.
+
+The ``/limited`` quota (rate, burst) is per partition, set by ``quota_partition``
+(``--quota-partition``): ``"credential"`` (default: per API key or bearer client, else
+one ``"anonymous"`` quota), ``"global"`` (one quota for every request: a fleet of
+processes is one client) or ``"client"`` (one quota per ``X-Client-Id`` header: each
+process its own client). ``stats()["clients"]`` counts ``{"ok": n, "429s": m}`` per
+``X-Client-Id`` (else per credential), for per-client fairness.
 """
 
 from __future__ import annotations
@@ -22,9 +29,17 @@ from types import TracebackType
 from typing import Any
 
 from ._app import SandboxApp, SandboxConfig
+from ._redis_server import RedisServer, RedisServerNotFound
 from ._server import SandboxHTTPServer
 
-__all__ = ["Sandbox", "SandboxApp", "SandboxConfig", "serve"]
+__all__ = [
+    "RedisServer",
+    "RedisServerNotFound",
+    "Sandbox",
+    "SandboxApp",
+    "SandboxConfig",
+    "serve",
+]
 
 
 class Sandbox:

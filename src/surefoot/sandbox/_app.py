@@ -2,6 +2,20 @@
 
 Quotas, faults, outages, OAuth2 client credentials, HMAC signatures and idempotent order
 creation, with counters readable in-process (:meth:`SandboxApp.stats`) or at ``/stats``.
+
+The ``/limited`` quota is a GCRA (rate ``R``, burst ``B``) per partition, and
+:attr:`SandboxConfig.quota_partition` says what a partition is:
+
+* ``"credential"`` (the default): the ``X-API-Key``, else the bearer token's OAuth2
+  client, else ``"anonymous"`` — clients that send no credentials share one quota;
+* ``"global"``: one quota ``R`` for every request, whoever sends it — a fleet of
+  processes is seen as ONE client, as a real API sees one account;
+* ``"client"``: one quota ``R`` per ``X-Client-Id`` header (requests without it are
+  partitioned as under ``"credential"``) — each process of a fleet is its own client.
+
+Whatever the mode, ``/stats`` counts the ``/limited`` outcomes per client,
+``"clients": {"<id>": {"ok": n, "429s": m}}``, with ``<id>`` the ``X-Client-Id`` or else
+the credential partition, so a benchmark can compute per-client fairness.
 """
 
 from __future__ import annotations
@@ -39,8 +53,16 @@ Headers = list[tuple[str, str]]
 _MAX_SLEEP = 10.0
 _MAX_HANG = 60.0
 _MAX_BUCKETS = 10_000
+_MAX_CLIENTS = 10_000
+_OTHER_CLIENTS = "(other)"
+"""Per-client counters beyond ``_MAX_CLIENTS`` distinct ids are summed under this id."""
+_MAX_CLIENT_ID = 200
 _JSON = ("Content-Type", "application/json")
 _ECHO_METHODS = frozenset({"GET", "HEAD"})
+
+
+QuotaPartition = Literal["credential", "global", "client"]
+_QUOTA_PARTITIONS: tuple[QuotaPartition, ...] = ("credential", "global", "client")
 
 
 def _default_clients() -> Mapping[str, str]:
@@ -59,6 +81,10 @@ class SandboxConfig:
     """Quota refill rate of ``/limited``, requests per second (per partition)."""
     burst: int = 10
     """Quota burst size of ``/limited``."""
+    quota_partition: QuotaPartition = "credential"
+    """What shares one ``/limited`` quota: ``"credential"`` (API key, else bearer client,
+    else ``"anonymous"``), ``"global"`` (every request) or ``"client"`` (the
+    ``X-Client-Id`` header, else as ``"credential"``)."""
     token_ttl: float = 3600.0
     """Lifetime of issued access tokens, seconds."""
     clients: Mapping[str, str] = field(default_factory=_default_clients, repr=False)
@@ -77,6 +103,10 @@ class SandboxConfig:
             raise ConfigurationError("rate must be a positive number")
         if self.burst < 1:
             raise ConfigurationError("burst must be at least 1")
+        if self.quota_partition not in _QUOTA_PARTITIONS:
+            raise ConfigurationError(
+                "quota_partition must be one of " + ", ".join(_QUOTA_PARTITIONS)
+            )
         if not self.token_ttl > 0:
             raise ConfigurationError("token_ttl must be positive")
         if not self.skew > 0:
@@ -303,6 +333,7 @@ class SandboxApp:
         self._resets = 0
         self._faults: dict[str, int] = {}
         self._buckets: dict[str, float] = {}
+        self._clients: dict[str, dict[str, int]] = {}
         self._tokens: dict[str, _Token] = {}
         self._order_store: dict[str, dict[str, Any]] = {}
         self._idempotency: dict[str, tuple[str, str]] = {}
@@ -345,6 +376,9 @@ class SandboxApp:
                 "replays": self._replays,
                 "resets": self._resets,
                 "faults": dict(self._faults),
+                "clients": {
+                    client: dict(counts) for client, counts in sorted(self._clients.items())
+                },
             }
 
     # -- WSGI ------------------------------------------------------------------------------
@@ -481,16 +515,34 @@ class SandboxApp:
                 return found.client_id
         return "anonymous"
 
+    def _count_client(self, client: str, allowed: bool) -> None:
+        """Caller holds the lock."""
+        counts = self._clients.get(client)
+        if counts is None:
+            if len(self._clients) >= _MAX_CLIENTS:
+                client = _OTHER_CLIENTS
+                counts = self._clients.get(client)
+            if counts is None:
+                counts = self._clients[client] = {"ok": 0, "429s": 0}
+        counts["ok" if allowed else "429s"] += 1
+
     def _limited(self, req: _Req) -> _Resp:
         dialect = (req.arg("dialect") or "ietf").lower()
         if dialect not in ("ietf", "github", "none"):
             raise _BadRequest("dialect must be ietf, github or none")
+        client_id = _client_id(req)
         cfg = self.config
         interval = 1.0 / cfg.rate
         capacity = cfg.burst * interval  # how far ahead of now the bucket may run
         now = time.monotonic()
         with self._lock:
-            partition = self._partition(req, now)
+            credential = self._partition(req, now)
+            if cfg.quota_partition == "global":
+                partition = "global"
+            elif cfg.quota_partition == "client" and client_id is not None:
+                partition = client_id
+            else:
+                partition = credential
             tat = max(self._buckets.get(partition, now), now)
             new_tat = tat + interval
             allowed = new_tat - now <= capacity + 1e-9
@@ -505,6 +557,7 @@ class SandboxApp:
                 reset = tat - now
                 remaining = 0
                 wait = new_tat - now - capacity
+            self._count_client(credential if client_id is None else client_id, allowed)
         headers: Headers = []
         if dialect != "none":
             # Advertised as a quota of q requests per window of w whole seconds (q = rate·w)
@@ -789,6 +842,16 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "Unknown"
+
+
+def _client_id(req: _Req) -> str | None:
+    """The ``X-Client-Id`` header; None without one (or an empty one)."""
+    value = (req.header("X-Client-Id") or "").strip()
+    if not value:
+        return None
+    if len(value) > _MAX_CLIENT_ID or not (value.isascii() and value.isprintable()):
+        raise _BadRequest(f"X-Client-Id must be 1 to {_MAX_CLIENT_ID} printable ASCII characters")
+    return value
 
 
 def _bearer(req: _Req) -> str | None:

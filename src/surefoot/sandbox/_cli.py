@@ -30,6 +30,13 @@ def build_parser(prog: str = "surefoot sandbox") -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="port (0 picks a free port)")
     parser.add_argument("--rate", type=float, default=10.0, help="/limited quota per second")
     parser.add_argument("--burst", type=int, default=10, help="/limited burst size")
+    parser.add_argument(
+        "--quota-partition",
+        choices=("credential", "global", "client"),
+        default="credential",
+        help="what shares one /limited quota: the API key or bearer client (credential, "
+        "the default), every request (global), or each X-Client-Id header (client)",
+    )
     parser.add_argument("--token-ttl", type=float, default=3600.0, help="access token lifetime")
     parser.add_argument("--skew", type=float, default=300.0, help="allowed signature skew, s")
     parser.add_argument("--seed", type=int, default=None, help="seed of fault randomness")
@@ -65,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         config = SandboxConfig(
             rate=args.rate,
             burst=args.burst,
+            quota_partition=args.quota_partition,
             token_ttl=args.token_ttl,
             skew=args.skew,
             seed=args.seed,

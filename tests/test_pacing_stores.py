@@ -1,0 +1,292 @@
+"""Pacing state on every store: one conformance suite over memory, SQLite and Redis.
+
+The shared backends keep their own clock (Unix time for SQLite, Redis ``TIME``), so
+these cases run in real time with short intervals and generous tolerances; the exact
+arithmetic is covered on the pure core in test_ratelimit.py / test_pacer.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+import uuid
+
+import pytest
+
+from surefoot import (
+    AdaptiveConfig,
+    BreakerConfig,
+    MemoryStore,
+    Pacer,
+    Pacing,
+    Quota,
+    RedisStore,
+    RetryBudgetConfig,
+    SQLiteStore,
+    StoreUnavailable,
+)
+from surefoot._core._pacer import Report
+
+TOL = 0.04  # seconds of scheduling slack on a loaded 2-core machine
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_factory(request, tmp_path):
+    """Makes pacer states of one backend; every state of a test shares one namespace."""
+    namespace = uuid.uuid4().hex
+    made = []
+
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url")
+
+    def make(pacing: Pacing, **options):
+        if request.param == "memory":
+            store = MemoryStore()
+        elif request.param == "sqlite":
+            store = SQLiteStore(tmp_path / "state.db", **options)
+        else:
+            store = RedisStore(url, **options)
+        made.append(store)
+        return store.pacer_state(pacing, namespace=namespace)
+
+    make.kind = request.param
+    yield make
+    for store in made:
+        store.close()
+
+
+def delays(state, n, *, adaptive=False, partition="p"):
+    """Slots of ``n`` reservations, in seconds after the first call started (each call
+    passes its own clock reading, as the pipeline does)."""
+    start = time.monotonic()
+    return [
+        state.reserve(partition, None, now=time.monotonic(), adaptive=adaptive).at - start
+        for _ in range(n)
+    ]
+
+
+def test_reserve_books_fifo_slots_at_the_quota(store_factory):
+    state = store_factory(Pacing(quotas=(Quota.per_second(10, burst=2),), budget=None))
+    got = delays(state, 5)
+    assert got == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3], abs=TOL)
+
+
+def test_partitions_are_independent(store_factory):
+    state = store_factory(Pacing(quotas=(Quota.per_second(10),), budget=None))
+    assert delays(state, 2, partition="a") == pytest.approx([0.0, 0.1], abs=TOL)
+    assert delays(state, 1, partition="b") == pytest.approx([0.0], abs=TOL)
+
+
+def test_pause_holds_the_partition_and_voids_earlier_reservations(store_factory):
+    state = store_factory(Pacing(quotas=(Quota.per_second(100),), budget=None))
+    before = state.reserve("p", None, now=time.monotonic(), adaptive=False)
+    reported = time.monotonic()
+    state.report("p", Report(None, False, pause=0.5), now=reported)
+    returned = time.monotonic()
+    again = state.reserve("p", before, now=time.monotonic(), adaptive=False)
+    assert again is not before
+    assert again.generation != before.generation
+    assert reported + 0.5 - TOL <= again.at <= returned + 0.5 + TOL
+    # a still-valid reservation is handed back as it is
+    assert state.reserve("p", again, now=time.monotonic(), adaptive=False) == again
+
+
+def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand(store_factory):
+    state = store_factory(
+        Pacing(quotas=(Quota.per_second(1000),), budget=None, release_factor=2.0)
+    )
+    now = time.monotonic()
+    for _ in range(10):  # 10 requests over ~0.5 s observed: demand ~20/s
+        state.on_request("p", now=now)
+    time.sleep(0.5)
+    state.report("p", Report(None, False, pause=0.2), now=time.monotonic())
+    got = delays(state, 4)
+    gaps = [b - a for a, b in zip(got, got[1:])]
+    assert min(gaps) == pytest.approx(1 / 40, rel=0.3)  # 2 x 20/s, not 1000/s
+
+
+def test_learned_quota_and_remaining_zero(store_factory):
+    state = store_factory(Pacing(budget=None))
+    now = time.monotonic()
+    state.report("p", Report(None, False, learned=(Quota(limit=20.0),)), now=now)
+    got = delays(state, 3)
+    assert [b - a for a, b in zip(got, got[1:])] == pytest.approx([0.05, 0.05], abs=TOL)
+    state.report("q", Report(None, False, tighten=((0, 0.4),)), now=time.monotonic())
+    assert delays(state, 1, partition="q") == pytest.approx([0.4], abs=TOL)
+
+
+def test_retry_budget_is_shared_and_refuses_when_spent(store_factory):
+    pacing = Pacing(budget=RetryBudgetConfig(ratio=0.5, min_retries_per_second=0.0))
+    first, second = store_factory(pacing), store_factory(pacing)
+    now = time.monotonic()
+    for _ in range(4):
+        first.on_request("p", now=now)
+    # 4 requests x 0.5 = 2 retries, wherever they are spent
+    assert first.try_retry(now=now)
+    assert second.try_retry(now=now) is (store_factory.kind != "memory")
+    if store_factory.kind == "memory":
+        return  # two MemoryStores are two separate processes' worth of state
+    assert not first.try_retry(now=now)
+
+
+def test_breaker_opens_half_opens_and_closes(store_factory):
+    pacing = Pacing(
+        budget=None,
+        breaker=BreakerConfig(failure_threshold=3, failure_ratio=None, open_for=0.3),
+    )
+    state = store_factory(pacing)
+    for _ in range(3):
+        assert state.admit("p", now=time.monotonic()).allowed
+        reported = time.monotonic()
+        state.report("p", Report(False, False), now=reported)
+    returned = time.monotonic()
+    refused = state.admit("p", now=time.monotonic())
+    assert not refused.allowed
+    assert refused.state == "open"
+    assert reported + 0.3 - TOL <= refused.retry_at <= returned + 0.3 + TOL
+    time.sleep(0.32)
+    probe = state.admit("p", now=time.monotonic())
+    assert probe.allowed
+    assert probe.probe
+    assert probe.state == "half_open"
+    other = state.admit("p", now=time.monotonic())
+    assert not other.allowed  # one probe at a time
+    state.report("p", Report(True, True), now=time.monotonic())
+    assert state.admit("p", now=time.monotonic()).state == "closed"
+
+
+def test_adaptive_rate_cuts_once_for_concurrent_throttles(store_factory):
+    pacing = Pacing(
+        learn=False, budget=None, adaptive=AdaptiveConfig(initial_rate=100.0, beta=0.5)
+    )
+    state = store_factory(pacing)
+    now = time.monotonic()
+    state.report("p", Report(None, False, throttled=False, age=0.0), now=now)
+    delays(state, 3, adaptive=True)
+    time.sleep(0.02)
+    for _ in range(5):  # five 429s for requests sent before the cut
+        state.report("p", Report(None, False, throttled=True, age=0.01), now=time.monotonic())
+    got = delays(state, 4, adaptive=True)
+    gaps = [b - a for a, b in zip(got, got[1:])]
+    assert min(gaps) == pytest.approx(1 / 50, rel=0.15)  # 100 x 0.5 once, not 100 x 0.5^5
+
+
+# -- several processes -------------------------------------------------------------------
+
+
+def _reserve_worker(kind, where, namespace, barrier, results):
+    store = SQLiteStore(where) if kind == "sqlite" else RedisStore(where)
+    state = store.pacer_state(Pacing(quotas=(Quota.per_second(100),), budget=None),
+                              namespace=namespace)
+    barrier.wait()
+    slots = []
+    for _ in range(40):
+        now = time.monotonic()
+        at = state.reserve("p", None, now=now, adaptive=False).at
+        slots.append(time.time() + (at - now))
+    results.put(slots)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_four_processes_share_one_quota(kind, tmp_path, request):
+    where = str(tmp_path / "state.db") if kind == "sqlite" else request.getfixturevalue(
+        "redis_url"
+    )
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    results = ctx.Queue()
+    namespace = uuid.uuid4().hex
+    procs = [
+        ctx.Process(target=_reserve_worker, args=(kind, where, namespace, barrier, results))
+        for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    slots = sorted(s for _ in procs for s in results.get(timeout=60))
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(slots) == 160
+    # one schedule for all four: 160 slots 10 ms apart (1.6 s), not 4 x 40 in 0.4 s
+    assert slots[-1] - slots[0] == pytest.approx(1.59, abs=0.1)
+    gaps = sorted(b - a for a, b in zip(slots, slots[1:]))
+    # (each slot is converted to this host's clock with a few ms of jitter)
+    assert gaps[len(gaps) // 2] == pytest.approx(0.01, abs=0.001)
+    assert gaps[len(gaps) // 20] > 0.007
+
+
+# -- failure behaviour -------------------------------------------------------------------
+
+
+def test_redis_down_fail_closed_raises_fast(redis_server, redis_url):
+    store = RedisStore(redis_url, on_failure="closed", timeout=0.3)
+    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)))
+    delays(state, 1)
+    redis_server.kill()
+    start = time.monotonic()
+    with pytest.raises(StoreUnavailable) as info:
+        delays(state, 1)
+    assert time.monotonic() - start < 1.0
+    assert "redis" not in type(info.value).__module__
+    with pytest.raises(StoreUnavailable):
+        state.on_request("p", now=time.monotonic())
+
+
+def test_redis_down_fail_open_uses_local_state_and_logs_once(redis_server, redis_url, caplog):
+    store = RedisStore(redis_url, on_failure="open", timeout=0.3)
+    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)))
+    delays(state, 1)
+    redis_server.kill()
+    with caplog.at_level(logging.ERROR, logger="surefoot"):
+        start = time.monotonic()
+        got = delays(state, 3)
+        assert time.monotonic() - start < 1.0
+    assert got == pytest.approx([0.0, 0.1, 0.2], abs=TOL)  # paced locally meanwhile
+    loud = [r for r in caplog.records if "FAILING OPEN" in r.getMessage()]
+    assert len(loud) == 1
+    redis_server.start()
+    time.sleep(1.1)  # the backend is tried again after a second
+    with caplog.at_level(logging.WARNING, logger="surefoot"):
+        delays(state, 1)
+    assert any("available again" in r.getMessage() for r in caplog.records)
+
+
+def test_chaos_redis_killed_mid_run(redis_server, redis_url):
+    """Eight threads pace through Redis; the server dies and comes back mid-run. Every
+    call returns (no hang, no raw redis exception) and pacing goes on."""
+    import threading
+
+    store = RedisStore(redis_url, on_failure="open", timeout=0.2)
+    pacer = Pacer(Pacing(quotas=(Quota.per_second(200),)), store=store)
+    errors: list[BaseException] = []
+    done = []
+    stop = time.monotonic() + 2.5
+
+    def worker():
+        try:
+            while time.monotonic() < stop:
+                now = time.monotonic()
+                pacer.on_request("p", now=now)
+                slot = pacer.reserve("p", now=now)
+                time.sleep(max(slot.at - time.monotonic(), 0))
+                done.append(time.monotonic())
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(0.7)
+    redis_server.kill()
+    time.sleep(0.8)
+    redis_server.start()
+    for t in threads:
+        t.join(10)
+        assert not t.is_alive()
+    assert errors == []
+    assert len(done) > 100
+    # after the restart the fleet state is back in Redis
+    import redis
+
+    assert redis.Redis.from_url(redis_url).keys("surefoot:*")
