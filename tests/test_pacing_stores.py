@@ -290,3 +290,47 @@ def test_chaos_redis_killed_mid_run(redis_server, redis_url):
     import redis
 
     assert redis.Redis.from_url(redis_url).keys("surefoot:*")
+
+
+# -- Redis specifics ---------------------------------------------------------------------
+
+
+def test_redis_hosts_with_skewed_clocks_share_one_schedule(redis_url):
+    """Two hosts whose clocks disagree by 50 s: the scripts read Redis TIME and hand back
+    delays, so the slots interleave at the quota on both hosts' real timelines."""
+    pacing = Pacing(quotas=(Quota.per_second(20),), budget=None)
+    namespace = uuid.uuid4().hex
+    a = RedisStore(redis_url).pacer_state(pacing, namespace=namespace)
+    b = RedisStore(redis_url).pacer_state(pacing, namespace=namespace)
+    skew = {a: 0.0, b: 50.0}
+    real = []
+    for state in (a, b, a, b, a, b):
+        local_now = time.monotonic() + skew[state]
+        slot = state.reserve("p", None, now=local_now, adaptive=False).at
+        real.append(slot - skew[state])  # back on one timeline
+    gaps = [y - x for x, y in zip(real, real[1:])]
+    assert gaps == pytest.approx([0.05] * 5, abs=0.01)
+
+
+def test_redis_script_is_reloaded_after_noscript(redis_url):
+    import redis
+
+    state = RedisStore(redis_url).pacer_state(Pacing(quotas=(Quota.per_second(10),)),
+                                               namespace=uuid.uuid4().hex)
+    assert delays(state, 1) == pytest.approx([0.0], abs=TOL)
+    redis.Redis.from_url(redis_url).script_flush()  # as after a restart or failover
+    assert delays(state, 1) == pytest.approx([0.1], abs=TOL)
+
+
+def test_redis_keys_are_prefixed_hash_tagged_and_expire(redis_url):
+    import redis
+
+    store = RedisStore(redis_url, prefix="myapp:")
+    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)), namespace="ns")
+    state.on_request("api.example.com", now=time.monotonic())
+    delays(state, 1, partition="api.example.com")
+    client = redis.Redis.from_url(redis_url)
+    keys = sorted(k.decode() for k in client.keys("*"))
+    assert keys == ["myapp:{ns:api.example.com}:pacing", "myapp:{ns}:budget"]
+    for key in keys:
+        assert 0 < client.pttl(key) <= 2 * 3600 * 1000
