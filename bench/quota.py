@@ -19,6 +19,13 @@ Scenarios:
 
 Writes ``bench/results/quota.json`` and ``bench/results/quota_<scenario>.png`` (see
 ``bench/README.md``).
+
+``--fleet`` runs a different benchmark instead (``bench/_fleet.py``): 4 processes x 16
+threads share ONE quota, through surefoot's Redis and SQLite stores, against unshared
+in-memory pacers, tenacity and pyrate-limiter on Redis. It writes
+``bench/results/fleet.json`` and ``fleet.png``.
+
+    .venv/bin/python bench/quota.py --fleet [--quick]
 """
 
 from __future__ import annotations
@@ -1009,10 +1016,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--clients", default="",
                         help="comma-separated subset of the clients (default: all)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the Poisson arrivals (1)")
-    parser.add_argument("--output", type=Path, default=RESULTS / "quota.json",
-                        help="JSON path (bench/results/quota.json); PNGs go next to it")
+    parser.add_argument("--fleet", action="store_true",
+                        help="instead of the scenarios: 4 processes x 16 threads sharing one "
+                        "quota (see bench/_fleet.py); --quick: N=600, < 2 min")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="JSON path (bench/results/quota.json, with --fleet "
+                        "bench/results/fleet.json); PNGs go next to it")
     args = parser.parse_args(argv)
-    known = {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
+    if args.output is None:
+        args.output = RESULTS / ("fleet.json" if args.fleet else "quota.json")
+    if args.fleet:
+        from _fleet import FLEET_CLIENTS
+
+        known = set(FLEET_CLIENTS)
+    else:
+        known = {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
     args.client_list = [c for c in args.clients.split(",") if c]
     unknown = [c for c in args.client_list if c not in known]
     if unknown:
@@ -1032,6 +1050,10 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {info[k]}" for k in ("surefoot", "requests", "urllib3", "httpx",
                                                   "tenacity", "httpx-retries",
                                                   "pyrate-limiter")))
+    if args.fleet:
+        import _fleet
+
+        return _fleet.main(args, info)
     names = SCENARIOS if args.scenario == "all" else (args.scenario,)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {}

@@ -170,3 +170,18 @@ def test_release_rate_of_a_young_partition_is_its_real_demand():
     backlog = slots(pacer, 10, 2.1)
     gaps = [b - a for a, b in zip(backlog, backlog[1:])]
     assert min(gaps) == pytest.approx(1 / 150, rel=0.05)
+
+
+def test_release_follows_demand_measured_during_the_recovery():
+    # A closed loop that had just started when the pause came: its demand looked small.
+    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
+    for i in range(10):
+        pacer.on_request("p", now=i * 0.01)  # 100/s over 0.1 s
+    report(pacer, ok({"retry-after": "1"}, 503), 0.1)
+    first = slots(pacer, 2, 0.2)
+    assert first[1] - first[0] == pytest.approx(1 / 150, rel=0.05)
+    for i in range(400):  # now 400 requests/s arrive
+        pacer.on_request("p", now=0.2 + i * 0.0025)
+    later = slots(pacer, 2, 1.2)
+    assert later[1] - later[0] == pytest.approx(1 / (1.5 * 410 / 1.2), rel=0.1)

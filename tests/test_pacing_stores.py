@@ -116,6 +116,15 @@ def test_learned_quota_and_remaining_zero(store_factory):
     assert delays(state, 1, partition="q") == pytest.approx([0.4], abs=TOL)
 
 
+def test_sends_before_the_quota_was_known_count_against_it(store_factory):
+    state = store_factory(Pacing(budget=None))
+    assert delays(state, 5) == pytest.approx([0.0] * 5, abs=TOL)  # nothing known yet
+    start = time.monotonic()
+    state.report("p", Report(None, False, learned=(Quota(limit=20.0),)), now=start)
+    (slot,) = delays(state, 1)
+    assert slot == pytest.approx(5 * 0.05, abs=TOL)  # five already spent 0.25 s of it
+
+
 def test_retry_budget_is_shared_and_refuses_when_spent(store_factory):
     pacing = Pacing(budget=RetryBudgetConfig(ratio=0.5, min_retries_per_second=0.0))
     first, second = store_factory(pacing), store_factory(pacing)

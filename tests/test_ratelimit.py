@@ -146,3 +146,22 @@ def test_slots_are_fifo_and_respect_the_rate(rate, burst, gaps):
         for j in range(i, len(booked)):
             span = booked[j] - booked[i]
             assert (j - i + 1) <= burst + span / interval + 1e-6
+
+
+def test_requests_sent_before_any_quota_was_known_count_against_the_learned_one():
+    limiter = RateLimiter()
+    assert [limiter.reserve("p", 0.0).at for _ in range(5)] == [0.0] * 5  # nothing known
+    limiter.learn("p", Quota(limit=10, period=1.0), now=0.01)
+    # the five unpaced ones spent 0.5 s worth of the quota already
+    assert limiter.reserve("p", 0.01).at == pytest.approx(0.5)
+    assert limiter.reserve("p", 0.01).at == pytest.approx(0.6)
+
+
+def test_release_speeds_up_but_never_slows_down():
+    limiter = RateLimiter([Quota.per_second(1000)])
+    limiter.pause("p", until=1.0, now=0.0, release_rate=10.0, recovery=1.0)
+    assert limiter.recovering("p")
+    limiter.speed_up_release("p", 20.0)
+    limiter.speed_up_release("p", 5.0)  # ignored: only ever faster
+    slots = [limiter.reserve("p", 0.5).at for _ in range(3)]
+    assert slots == pytest.approx([1.0, 1.05, 1.1])

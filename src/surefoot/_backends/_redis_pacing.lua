@@ -103,7 +103,15 @@ local function learn(limit, period, burst, safety)
     return
   end
   if ll == nil then
-    setn('t:learned', math.max(num('t:learned') or now, now))
+    -- start paced, counting what went out before any quota was known as spent
+    local start = math.max(num('t:learned') or now, now)
+    local unpaced = num('u')
+    if unpaced then
+      local interval = 1.0 / (limit / period * safety)
+      start = math.max(start, num('us') + unpaced * interval - (burst - 1) * interval)
+      redis.call('HDEL', H, 'u', 'us')
+    end
+    setn('t:learned', start)
   end
   setn('ll', limit); setn('lp', period); setn('lb', burst); setn('ls', safety)
 end
@@ -122,7 +130,7 @@ local function release_rate()
   local first = num('af')
   if first == nil then return nil end
   local w = a.demand
-  local observed = math.min(wc_span('aw', w / 10, 10, 1), math.max(now - first, 0.5))
+  local observed = math.min(wc_span('aw', w / 10, 10, 1), math.max(now - first, 0.1))
   local demand = wc_total('aw', w / 10, 10, 1, 0) / observed
   return math.max(demand * a.release_factor, 1.0)
 end
@@ -270,8 +278,17 @@ if op == 'reserve' then
       learn(math.max(num('ar'), 1e-6), 1.0, 1, 1.0)
       ada_on_send()
     end
+    if num('rh') then
+      -- the release follows demand as measured now (see LocalPacerState.reserve)
+      local rate = release_rate()
+      if rate and rate > 0 and 1.0 / rate < num('rs') then setn('rs', 1.0 / rate) end
+    end
     local slot = math.max(now, num('p') or 0, num('f') or 0)
     local q = quotas()
+    if #q == 0 then
+      if num('u') == nil then setn('us', slot) end
+      redis.call('HINCRBY', H, 'u', 1)
+    end
     for _, x in ipairs(q) do slot = math.max(slot, (num('t:' .. x[1]) or now) - x[3]) end
     for _, x in ipairs(q) do
       setn('t:' .. x[1], math.max(num('t:' .. x[1]) or now, slot) + x[2])

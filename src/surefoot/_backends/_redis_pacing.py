@@ -11,6 +11,7 @@ Keys: ``<prefix>{<namespace>:<partition>}:pacing`` (a hash, one per partition) a
 from __future__ import annotations
 
 import json
+import time
 from importlib.resources import files
 from typing import Any
 
@@ -123,11 +124,15 @@ class RedisPacerState:
             args = dict(self._config, adaptive=adaptive)
             if previous is not None:
                 args["prev"] = previous.generation
+            sent = time.monotonic()
             reply = self._run(self._key(partition), "reserve", args)
+            # The delay counts from when Redis read its clock, somewhere in the round
+            # trip: count it from the reply, so that slots are never early.
+            elapsed = time.monotonic() - sent
             delay, generation = _text(reply[0]), int(reply[1])
             if delay == "prev" and previous is not None:
                 return previous
-            return Reservation(partition, now + float(delay), generation)
+            return Reservation(partition, now + elapsed + float(delay), generation)
 
         return self._call(  # type: ignore[no-any-return]
             "reserve",
@@ -137,15 +142,17 @@ class RedisPacerState:
 
     def admit(self, partition: str, *, now: float) -> Admission:
         def remote() -> Admission:
+            sent = time.monotonic()
             allowed, state, probe, retry_in = self._run(
                 self._key(partition), "admit", self._config
             )
+            elapsed = time.monotonic() - sent
             retry = _text(retry_in)
             return Admission(
                 bool(int(allowed)),
                 _text(state),  # type: ignore[arg-type]
                 bool(int(probe)),
-                None if retry == "" else now + float(retry),
+                None if retry == "" else now + elapsed + float(retry),
             )
 
         return self._call(  # type: ignore[no-any-return]

@@ -67,15 +67,19 @@ class SQLitePacerState:
         budget: bool,
         now: float,
         what: str,
-        operation: Callable[[LocalPacerState, float], T],
+        operation: Callable[[LocalPacerState, float, Callable[[float], float]], T],
     ) -> T:
-        """Run ``operation(engine, t)`` on the stored state, in one transaction; ``t`` is
-        the store's clock (``now`` on the local fallback)."""
+        """Run ``operation(engine, t, local)`` on the stored state, in one transaction:
+        ``t`` is the store's clock, ``local`` turns its instants into the caller's clock.
+        (On the local fallback, ``t`` is ``now`` and ``local`` the identity.)"""
         if self._failure.skip_backend():
-            return operation(self._local, now)
+            return operation(self._local, now, _same)
+        started = time.monotonic()
         try:
             with self._conn.transaction() as db:
+                # Read after the write lock is ours: that wait is on the caller's clock too.
                 store_now = time.time()
+                offset = now + (time.monotonic() - started) - store_now
                 engine = LocalPacerState(self.pacing)
                 keys = []
                 if partition is not None:
@@ -93,7 +97,7 @@ class SQLitePacerState:
                     engine.import_partition(partition, _loads(rows.get(self._key(partition))))
                 if budget:
                     engine.import_budget(_loads(rows.get(self._key(_BUDGET))))
-                result = operation(engine, store_now)
+                result = operation(engine, store_now, lambda x: x + offset)
                 writes = []
                 if partition is not None:
                     writes.append(
@@ -109,7 +113,7 @@ class SQLitePacerState:
                 )
         except StoreUnavailable as exc:
             self._failure.failed(exc, what)
-            return operation(self._local, now)
+            return operation(self._local, now, _same)
         self._failure.succeeded()
         return result
 
@@ -118,20 +122,20 @@ class SQLitePacerState:
     def reserve(
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
-        def op(engine: LocalPacerState, t: float) -> Reservation:
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Reservation:
             got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
             if got is previous:
                 return got
-            return Reservation(partition, now + (got.at - t), got.generation)
+            return Reservation(partition, local(got.at), got.generation)
 
         return self._apply(partition, False, now, "reserve", op)
 
     def admit(self, partition: str, *, now: float) -> Admission:
-        def op(engine: LocalPacerState, t: float) -> Admission:
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Admission:
             got = engine.admit(partition, now=t)
             if got.retry_at is None:
                 return got
-            return Admission(got.allowed, got.state, got.probe, now + (got.retry_at - t))
+            return Admission(got.allowed, got.state, got.probe, local(got.retry_at))
 
         return self._apply(partition, False, now, "admit", op)
 
@@ -141,12 +145,12 @@ class SQLitePacerState:
             self.pacing.budget is not None,
             now,
             "on_request",
-            lambda engine, t: engine.on_request(partition, now=t),
+            lambda engine, t, _: engine.on_request(partition, now=t),
         )
 
     def try_retry(self, *, now: float) -> bool:
         return self._apply(
-            None, True, now, "try_retry", lambda engine, t: engine.try_retry(now=t)
+            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t)
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
@@ -155,8 +159,12 @@ class SQLitePacerState:
             False,
             now,
             "report",
-            lambda engine, t: engine.report(partition, report, now=t),
+            lambda engine, t, _: engine.report(partition, report, now=t),
         )
+
+
+def _same(instant: float) -> float:
+    return instant
 
 
 def _loads(value: Any) -> Any:

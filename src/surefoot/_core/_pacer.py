@@ -39,6 +39,9 @@ __all__ = ["LocalPacerState", "Pacer", "PacerState", "Pacing", "Report"]
 PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, str]"], str]
 
 _THROTTLE_STATUSES = frozenset({429, 503})
+#: Demand is never measured over less than this (one request in a millisecond is not
+#: a thousand per second).
+_MIN_OBSERVED = 0.1
 #: Demand (logical requests per second) is measured over this many seconds.
 _DEMAND_WINDOW = 5.0
 
@@ -175,6 +178,12 @@ class LocalPacerState:
                 if rate is not None:
                     self.limiter.learn(partition, Quota(limit=max(rate.rate, 1e-6)), now)
                     rate.on_send(now)
+            if self.limiter.recovering(partition):
+                # The release follows demand as it is measured now, not only as it was
+                # when the pause began (a closed loop that was just starting, say).
+                release = self._release_rate(partition, now)
+                if release is not None:
+                    self.limiter.speed_up_release(partition, release)
             return self.limiter.reserve(partition, now)
 
     def admit(self, partition: str, *, now: float) -> Admission:
@@ -244,7 +253,7 @@ class LocalPacerState:
             return None
         first_seen, arrivals = entry
         # Over the time actually observed: a young partition has not filled the window.
-        observed = min(arrivals.span(now), max(now - first_seen, 0.5))
+        observed = min(arrivals.span(now), max(now - first_seen, _MIN_OBSERVED))
         demand = arrivals.total(now) / observed
         return max(demand * self.pacing.release_factor, 1.0)
 

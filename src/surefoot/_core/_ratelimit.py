@@ -109,6 +109,11 @@ class _Partition:
     #: for as long after it as the paced schedule is still ahead of the clock (the
     #: backlog is not yet released), but never past ``[2]``.
     recovery: tuple[float, float, float] | None = None
+    #: Requests let go while no quota at all was known, and when the first of them went:
+    #: a quota learned later starts its schedule after them (they spent the server's
+    #: bucket already).
+    unpaced: int = 0
+    unpaced_since: float = 0.0
 
     def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
         for index, quota in enumerate(self.configured):
@@ -143,6 +148,7 @@ class _Partition:
             "f": self.floor_until,
             "w": None if self.window is None else list(self.window),
             "r": None if self.recovery is None else list(self.recovery),
+            "u": [self.unpaced, self.unpaced_since],
         }
 
     @classmethod
@@ -171,6 +177,8 @@ class _Partition:
                 if recovery is None
                 else (float(recovery[0]), float(recovery[1]), float(recovery[2]))
             )
+            unpaced = state.get("u") or (0, 0.0)
+            part.unpaced, part.unpaced_since = int(unpaced[0]), float(unpaced[1])
         except (TypeError, ValueError, IndexError, ConfigurationError):
             return cls(configured)
         return part
@@ -223,6 +231,10 @@ class RateLimiter:
         part = self._get(partition)
         slot = max(now, part.pause_until, part.floor_until)
         quotas = tuple(part.quotas(now))
+        if not quotas:
+            if part.unpaced == 0:
+                part.unpaced_since = slot
+            part.unpaced += 1
         for name, quota in quotas:
             tat = part.tats.get(name, now)
             tau = (quota.burst - 1) * quota.interval
@@ -275,8 +287,29 @@ class RateLimiter:
         previous = part.learned
         part.learned = quota
         if previous is None:
-            # Start paced: whatever the server's bucket holds, assume nothing to spare.
-            part.tats["learned"] = max(part.tats.get("learned", now), now)
+            # Start paced: whatever the server's bucket holds, assume nothing to spare,
+            # and count what was sent before any quota was known as already spent.
+            start = max(part.tats.get("learned", now), now)
+            if part.unpaced:
+                tau = (quota.burst - 1) * quota.interval
+                start = max(start, part.unpaced_since + part.unpaced * quota.interval - tau)
+                part.unpaced = 0
+            part.tats["learned"] = start
+
+    def recovering(self, partition: str) -> bool:
+        """Is the partition releasing a backlog after a pause (see :meth:`pause`)?"""
+        part = self._partitions.get(partition)
+        return part is not None and part.recovery is not None
+
+    def speed_up_release(self, partition: str, release_rate: float) -> None:
+        """Demand grew during a paced release: release at least at ``release_rate``
+        (the spacing only ever shrinks within one recovery)."""
+        part = self._partitions.get(partition)
+        if part is None or part.recovery is None or not release_rate > 0:
+            return
+        until, spacing, hard_until = part.recovery
+        spacing = min(spacing, 1.0 / release_rate)
+        part.recovery = (until, spacing, hard_until)
 
     def tighten(
         self, partition: str, *, remaining: int, reset_after: float, now: float
