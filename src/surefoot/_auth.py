@@ -57,14 +57,20 @@ class _AuthObject(_HttpxAuth):
         return None
 
     def attempt_headers(
-        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        token: Token | None,
+        now: float,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         raise NotImplementedError
 
     def _apply(self, request: Any, token: Token | None, now: float) -> None:
         request.headers.update(
             self.attempt_headers(request.method, str(request.url), request.content or None,
-                                 token, now)
+                                 token, now, request.headers)
         )
         # Marks where these credentials belong: surefoot's httpx transports strip them
         # from a redirect hop to another origin (httpx itself strips only Authorization).
@@ -159,9 +165,15 @@ class HmacAuth(_AuthObject):
         return self.signer.headers.names()
 
     def attempt_headers(
-        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        token: Token | None,
+        now: float,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
-        return self.signer.sign(method, url, body, now=now)
+        return self.signer.sign(method, url, body, now=now)  # signs no other header
 
 
 class BearerAuth(_AuthObject):
@@ -233,7 +245,13 @@ class BearerAuth(_AuthObject):
         return self.cache
 
     def attempt_headers(
-        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        token: Token | None,
+        now: float,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, str]:
         assert token is not None
         return {"Authorization": f"Bearer {token.access_token}"}

@@ -117,7 +117,8 @@ class _Common:
             body = request.read() if isinstance(request.stream, httpx.ByteStream) else None
             headers.update(
                 auth.attempt_headers(
-                    request.method, str(request.url), body or None, None, self.clock.wall()
+                    request.method, str(request.url), body or None, None, self.clock.wall(),
+                    headers,
                 )
             )
         else:

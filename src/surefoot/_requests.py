@@ -315,7 +315,8 @@ class _AuthHook:
         replay = request.copy()
         replay.headers.update(
             self.auth.attempt_headers(
-                replay.method or "GET", replay.url or "", body, self.token, cache.clock.wall()
+                replay.method or "GET", replay.url or "", body, self.token, cache.clock.wall(),
+                replay.headers,
             )
         )
         if position is not None:
@@ -352,7 +353,9 @@ class _AuthHook:
         if cache is not None:
             token = cache.get()
         request.headers.update(
-            self.auth.attempt_headers(method, target, body, token, _wall(self.auth))
+            self.auth.attempt_headers(
+                method, target, body, token, _wall(self.auth), request.headers
+            )
         )
 
 
@@ -371,7 +374,9 @@ def apply_auth(auth: AuthStrategy, request: requests.PreparedRequest) -> request
     cache: TokenCache | None = auth.token_cache
     token = cache.get() if cache is not None else None
     request.headers.update(
-        auth.attempt_headers(request.method or "GET", request.url or "", body, token, _wall(auth))
+        auth.attempt_headers(
+            request.method or "GET", request.url or "", body, token, _wall(auth), request.headers
+        )
     )
     request.register_hook(  # type: ignore[no-untyped-call]
         "response", _AuthHook(auth, origin_of(request.url or ""), token)

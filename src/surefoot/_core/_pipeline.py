@@ -61,7 +61,9 @@ class AuthStrategy(Protocol):
 
     ``token_cache`` is opaque to the core (``None`` for pure signers): the driver calls
     its ``get``/``refresh_if_current``. ``credential_headers`` are the header names that
-    must never reach another origin.
+    must never reach another origin. ``attempt_headers`` gets the attempt's other
+    headers (``headers``, as they will be sent, names in any case) for schemes that sign
+    some of them (RFC 9421, SigV4).
     """
 
     @property
@@ -71,7 +73,13 @@ class AuthStrategy(Protocol):
     def token_cache(self) -> Any | None: ...
 
     def attempt_headers(
-        self, method: str, url: str, body: bytes | None, token: Token | None, now: float
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        token: Token | None,
+        now: float,
+        headers: Mapping[str, str] | None = None,
     ) -> dict[str, str]: ...
 
 
@@ -336,7 +344,9 @@ def request_flow(
             if cache is not None:
                 token = yield FetchToken(cache, deadline)
             headers.update(
-                use_auth.attempt_headers(method, url, request.body, token, clock.wall())
+                use_auth.attempt_headers(
+                    method, url, request.body, token, clock.wall(), headers
+                )
             )
             if signs:
                 events.emit(EventKind.SIGNATURE_APPLIED, attempt=number)
