@@ -77,3 +77,26 @@ def redis_url(redis_server: object) -> Iterator[str]:
     client.close()
     yield redis_server.url
     redis_server.start()
+
+
+# --- a real, independently written OAuth2 server (authlib) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def _authlib_server() -> Iterator[object]:
+    from _oauth_server import build_server
+
+    server = build_server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_server(_authlib_server: object) -> object:
+    """authlib's authorization server on loopback (see ``tests/_oauth_server.py``), its
+    tokens, logs and counters cleared for this test."""
+    from _oauth_server import OAuthServer
+
+    assert isinstance(_authlib_server, OAuthServer)
+    _authlib_server.reset()
+    return _authlib_server

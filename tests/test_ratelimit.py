@@ -165,3 +165,11 @@ def test_release_speeds_up_but_never_slows_down():
     limiter.speed_up_release("p", 5.0)  # ignored: only ever faster
     slots = [limiter.reserve("p", 0.5).at for _ in range(3)]
     assert slots == pytest.approx([1.0, 1.05, 1.1])
+
+
+def test_an_adaptive_guess_does_not_charge_the_unpaced_sends():
+    limiter = RateLimiter()
+    for _ in range(5):
+        limiter.reserve("p", 0.0)
+    limiter.learn("p", Quota(limit=10, period=1.0), now=0.01, guess=True)
+    assert limiter.reserve("p", 0.01).at == pytest.approx(0.01)

@@ -18,8 +18,15 @@ Rules:
   that one instead). A thread renews the lease while the fetch runs. Everyone else
   polls the token every 10-50 ms (jittered) until it changes or the lease comes free,
   and gives up at the caller's deadline with :class:`~surefoot.DeadlineExceeded`.
-* The token carries its refresh token: a rotated refresh token is replaced in the same
-  fenced write, and two refreshes never run at once.
+* The token carries its refresh token: a grant's request is built from the *current*
+  token (a :class:`~surefoot.RefreshTokenGrant` sends its refresh token), a rotated
+  refresh token is replaced in the same fenced write, and two refreshes never run at
+  once. A refresh answered ``invalid_grant`` re-reads the store: if another process
+  rotated the token meanwhile (a lease that ran out), its token is used — that is not an
+  error. Otherwise :class:`~surefoot.InvalidGrant` is raised, never retried, and the
+  rejected refresh token is remembered, so it is never sent again by this cache.
+* :meth:`TokenCache.revoke` (or ``close(revoke=True)``) revokes the token at the
+  grant's RFC 7009 endpoint and forgets it, here and in the store.
 * A store that fails (set to fail closed) raises :class:`~surefoot.StoreUnavailable`,
   except for a token that is still valid (it is used) or one that was just obtained
   (it is kept in this process, unshared). Secrets never reach logs, reprs or errors.
@@ -30,6 +37,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
+import hashlib
 import logging
 import os
 import random
@@ -42,6 +51,7 @@ from ._core._clock import Clock, default_clock
 from ._core._errors import (
     ConfigurationError,
     DeadlineExceeded,
+    InvalidGrant,
     StoreError,
     TokenEndpointError,
     TokenError,
@@ -51,13 +61,16 @@ from ._core._events import Event, EventKind, Hook, LoggingHook
 from ._core._history import FailureKind
 from ._core._policy import Failure, ResponseInfo, RetryPolicy, Verdict, decide
 from ._core._tokens import (
-    ClientCredentials,
     Freshness,
+    Grant,
     HttpRequest,
     HttpResponse,
+    RefreshTokenGrant,
+    RevocableGrant,
     Token,
     TokenFunction,
     freshness,
+    parse_revocation_response,
     token_from_callable_result,
 )
 from ._stores import MemoryTokenStore, TokenStore
@@ -90,7 +103,8 @@ def _default_sender(request: HttpRequest, timeout: float | None) -> HttpResponse
 class TokenCache:
     """Holds the current bearer token for one source and refreshes it.
 
-    ``source`` is a :class:`ClientCredentials` grant or a function returning a token
+    ``source`` is a grant (:class:`ClientCredentials`, :class:`RefreshTokenGrant`, or
+    any :class:`~surefoot._core._tokens.Grant`) or a function returning a token
     string, a :class:`Token` or a token-response-like mapping. ``store`` defaults to
     memory; pass a :class:`FileTokenStore` (one host), or a shared store (SQLite for one
     host, Redis for a fleet: its ``tokens`` are used) to persist and share the token
@@ -101,7 +115,7 @@ class TokenCache:
 
     def __init__(
         self,
-        source: ClientCredentials | TokenFunction,
+        source: Grant | TokenFunction,
         *,
         store: TokenStore | HasTokenStore | None = None,
         key: str | None = None,
@@ -113,6 +127,7 @@ class TokenCache:
         fetch_policy: RetryPolicy = _FETCH_POLICY,
         rng: Callable[[], float] = random.random,
         lease_ttl: float = 10.0,
+        revoke_on_close: bool = False,
     ) -> None:
         tokens = getattr(store, "tokens", None)
         if not isinstance(store, TokenStore) and isinstance(tokens, TokenStore):
@@ -127,12 +142,9 @@ class TokenCache:
         self.source = source
         self.store: TokenStore = store if store is not None else MemoryTokenStore()
         self.lease_ttl = lease_ttl
+        self.revoke_on_close = revoke_on_close
         if key is None:
-            key = (
-                f"client_credentials:{source.client_id}@{source.token_url}"
-                if isinstance(source, ClientCredentials)
-                else "default"
-            )
+            key = source.cache_key if isinstance(source, Grant) else "default"
         self.key = key
         self.leeway = leeway
         self.leeway_ratio = leeway_ratio
@@ -145,6 +157,9 @@ class TokenCache:
         self._token: Token | None = None
         self._loaded = False
         self.refreshes = 0
+        #: Fingerprints of refresh tokens the server rejected (or we revoked): never sent
+        #: again by this cache.
+        self._dead_refresh: set[str] = set()
 
     def __repr__(self) -> str:
         return f"TokenCache(key={self.key!r}, store={self.store!r}, token={self._token!r})"
@@ -301,7 +316,10 @@ class TokenCache:
                 return self._adopt(current)
             owner = _new_owner()
             if store.try_lease(self.key, owner, self.lease_ttl):
-                return self._refresh_leased(needed, deadline, why, owner)
+                try:
+                    return self._refresh_leased(needed, deadline, why, owner)
+                except _LostRace:
+                    continue  # another holder rotated (or is rotating): read it again
             if not wait:
                 return None
             remaining = self._remaining(deadline)
@@ -332,9 +350,13 @@ class TokenCache:
             if not needed(current):
                 return self._adopt(current)  # another process refreshed meanwhile
             base = current.version if current is not None else 0
+            self._check_not_dead(current)
             renewer = _LeaseRenewer(store, self.key, owner, self.lease_ttl)
             try:
-                fetched = self._fetch(deadline)
+                fetched = self._fetch(current, deadline)
+            except InvalidGrant as exc:
+                self._after_invalid_grant(current, base, owner, renewer, why, exc)
+                raise
             except (TokenError, DeadlineExceeded) as exc:
                 self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
                 raise
@@ -345,6 +367,54 @@ class TokenCache:
                 renewer.stop()
             with contextlib.suppress(StoreError):  # if so, the lease expires on its own
                 store.release_lease(self.key, owner)
+
+    def _check_not_dead(self, current: Token | None) -> None:
+        """A refresh token the server already rejected is not sent again."""
+        source = self.source
+        if not self._dead_refresh or not isinstance(source, RefreshTokenGrant):
+            return
+        refresh = source.refresh_token_for(current)
+        if refresh is not None and _fingerprint(refresh) in self._dead_refresh:
+            raise InvalidGrant(
+                "invalid_grant",
+                "this refresh token was already rejected (or revoked); a new "
+                "authorization is needed",
+            )
+
+    def _after_invalid_grant(
+        self,
+        current: Token | None,
+        base: int,
+        owner: str,
+        renewer: _LeaseRenewer,
+        why: str,
+        exc: InvalidGrant,
+    ) -> None:
+        """``invalid_grant`` for the refresh token of ``current``: if another holder
+        rotated it meanwhile (our lease ran out), raise :class:`_LostRace` so the caller
+        reads the store again; else remember the token as dead (the caller raises)."""
+        try:
+            stored = self.store.load(self.key)
+            moved = (stored.version if stored is not None else 0) != base
+            # Someone else holds the lease now: their rotation may not be stored yet.
+            lost = not moved and (
+                renewer.lost or not self.store.renew_lease(self.key, owner, self.lease_ttl)
+            )
+        except StoreError:
+            moved = lost = False
+        if moved or lost:
+            self._emit(
+                EventKind.TOKEN_REFRESHED,
+                f"{why}: the refresh token was rotated by another holder meanwhile; "
+                "using theirs",
+            )
+            raise _LostRace from exc
+        source = self.source
+        if isinstance(source, RefreshTokenGrant):
+            refresh = source.refresh_token_for(current)
+            if refresh is not None:
+                self._dead_refresh.add(_fingerprint(refresh))
+        self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
 
     def _publish(self, new: Token, base: int, why: str) -> Token:
         """Write ``new`` over version ``base`` (fenced). A newer stored token wins; a
@@ -390,9 +460,10 @@ class TokenCache:
     def _emit(self, kind: EventKind, reason: str) -> None:
         self.hook(Event(kind=kind, reason=reason))
 
-    def _fetch(self, deadline: float | None) -> Token:
+    def _fetch(self, current: Token | None, deadline: float | None) -> Token:
+        """A new token from the source; a grant's request is built from ``current``."""
         source = self.source
-        if not isinstance(source, ClientCredentials):
+        if not isinstance(source, Grant):
             try:
                 result: Any = source()
             except TokenError:
@@ -400,7 +471,17 @@ class TokenCache:
             except Exception as exc:
                 raise TokenError(f"token function failed: {type(exc).__name__}") from exc
             return token_from_callable_result(result, now=self.clock.wall())
-        request = source.build_request()
+        response = self._exchange(
+            lambda: source.build_request(current, now=self.clock.wall()), deadline, "token"
+        )
+        return source.parse_response(response, now=self.clock.wall(), current=current)
+
+    def _exchange(
+        self, build: Callable[[], HttpRequest], deadline: float | None, what: str
+    ) -> HttpResponse:
+        """Send a request built afresh for each attempt (a client assertion is never
+        replayed), retrying 5xx/408/429 and transport failures under ``fetch_policy``.
+        Returns the answer to interpret."""
         policy = self.fetch_policy
         start = self.clock.monotonic()
         attempt = 0
@@ -411,7 +492,8 @@ class TokenCache:
                 own = policy.deadline - (self.clock.monotonic() - start)
                 timeout = own if timeout is None else min(timeout, own)
             if timeout is not None and timeout <= 0:
-                raise DeadlineExceeded("deadline reached while fetching a token")
+                raise DeadlineExceeded(f"deadline reached while calling the {what} endpoint")
+            request = build()
             response: HttpResponse | None = None
             try:
                 response = self.sender(request, timeout)
@@ -422,7 +504,7 @@ class TokenCache:
                 408,
                 429,
             ):
-                return source.parse_response(response, now=self.clock.wall())
+                return response
             decision = decide(
                 policy,
                 outcome,
@@ -434,12 +516,111 @@ class TokenCache:
             )
             if decision.verdict is Verdict.RETRY:
                 if deadline is not None and self.clock.monotonic() + decision.wait >= deadline:
-                    raise DeadlineExceeded(f"token endpoint: {decision.reason}")
+                    raise DeadlineExceeded(f"{what} endpoint: {decision.reason}")
                 self.clock.sleep(decision.wait)
                 continue
             if response is not None:
-                return source.parse_response(response, now=self.clock.wall())
-            raise TokenEndpointError("unreachable", f"token endpoint: {decision.reason}")
+                return response
+            raise TokenEndpointError("unreachable", f"{what} endpoint: {decision.reason}")
+
+    # -- revocation ------------------------------------------------------------------
+
+    def revoke(self, *, deadline: float | None = None) -> bool:
+        """Revoke the current token at the grant's RFC 7009 ``revocation_url`` — the
+        refresh token (the server then drops its access tokens too) and the access
+        token — and forget it, here and in the store. ``False`` if there was no token.
+
+        The token is shared through the store, so this ends it for every process using
+        it; with a :class:`RefreshTokenGrant` the grant is over (a new authorization is
+        needed). The store's lease is held meanwhile (waiting for a refresh in flight,
+        up to the deadline), so no refresh races the revocation. Raises
+        :class:`TokenEndpointError` if the server refuses to revoke the refresh token
+        (the token stays in place); a server that cannot revoke access tokens
+        (``unsupported_token_type``) is fine.
+        """
+        source = self.source
+        if not isinstance(source, RevocableGrant) or not source.revocation_url:
+            raise ConfigurationError("revocation needs a grant with a revocation_url")
+        if deadline is None:
+            deadline = self.clock.monotonic() + 30.0
+        acquired = self._lock.acquire(timeout=max(self._remaining(deadline) or 0.0, 0.0))
+        if not acquired:
+            raise DeadlineExceeded("deadline reached while waiting to revoke the token")
+        owner = _new_owner()
+        leased = False
+        try:
+            leased = self._lease_for_revocation(owner, deadline)
+            try:
+                token = self.store.load(self.key)
+            except StoreError:
+                token = None
+            token = token or self._token
+            if token is None:
+                return False
+            if token.refresh_token:  # first: the server ends its access tokens too
+                self._revoke_one(source, token.refresh_token, "refresh_token", deadline)
+                self._dead_refresh.add(_fingerprint(token.refresh_token))
+            failure: TokenEndpointError | None = None
+            try:
+                self._revoke_one(source, token.access_token, "access_token", deadline)
+            except TokenEndpointError as exc:
+                # RFC 7009 §2.2.1: a server may not revoke access tokens; it expires.
+                if exc.error != "unsupported_token_type":
+                    if not token.refresh_token:
+                        raise
+                    failure = exc  # the grant is revoked all the same: forget it
+            self._token = None
+            self._loaded = True
+            with contextlib.suppress(StoreError):
+                self.store.delete(self.key)
+            self._emit(EventKind.TOKEN_INVALIDATED, f"revoked {token!r}")
+            if failure is not None:
+                raise failure
+            return True
+        finally:
+            if leased:
+                with contextlib.suppress(StoreError):
+                    self.store.release_lease(self.key, owner)
+            self._lock.release()
+
+    def _revoke_one(
+        self, source: RevocableGrant, value: str, hint: str, deadline: float | None
+    ) -> None:
+        build = functools.partial(self._revocation_request, source, value, hint)
+        parse_revocation_response(self._exchange(build, deadline, "revocation"))
+
+    def _revocation_request(
+        self, source: RevocableGrant, value: str, hint: str
+    ) -> HttpRequest:
+        return source.build_revocation_request(value, hint, now=self.clock.wall())
+
+    def _lease_for_revocation(self, owner: str, deadline: float) -> bool:
+        while True:
+            try:
+                if self.store.try_lease(self.key, owner, self.lease_ttl):
+                    return True
+            except StoreError:
+                return False
+            remaining = self._remaining(deadline)
+            if remaining is None or remaining <= 0:
+                return False  # revoke anyway: the token we can see is the one to end
+            self.clock.sleep(min(_POLL_MAX, remaining))
+
+    def close(self, *, revoke: bool | None = None, deadline: float | None = None) -> None:
+        """Done with this cache. With ``revoke`` (default: ``revoke_on_close``), the
+        token is revoked first (see :meth:`revoke`)."""
+        if revoke is None:
+            revoke = self.revoke_on_close
+        if revoke:
+            self.revoke(deadline=deadline)
+
+
+class _LostRace(Exception):
+    """A refresh lost to another holder's rotation: read the store again."""
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _new_owner() -> str:

@@ -97,7 +97,7 @@ local function quotas()
   return q
 end
 
-local function learn(limit, period, burst, safety)
+local function learn(limit, period, burst, safety, guess)
   local ll = num('ll')
   if ll == limit and num('lp') == period and num('lb') == burst and num('ls') == safety then
     return
@@ -106,7 +106,7 @@ local function learn(limit, period, burst, safety)
     -- start paced, counting what went out before any quota was known as spent
     local start = math.max(num('t:learned') or now, now)
     local unpaced = num('u')
-    if unpaced then
+    if unpaced and not guess then
       local interval = 1.0 / (limit / period * safety)
       start = math.max(start, num('us') + unpaced * interval - (burst - 1) * interval)
       redis.call('HDEL', H, 'u', 'us')
@@ -275,7 +275,7 @@ if op == 'reserve' then
     result = {'prev', gen}
   else
     if a.adaptive and num('ar') ~= nil then
-      learn(math.max(num('ar'), 1e-6), 1.0, 1, 1.0)
+      learn(math.max(num('ar'), 1e-6), 1.0, 1, 1.0, true)
       ada_on_send()
     end
     if num('rh') then
@@ -328,7 +328,7 @@ elseif op == 'report' then
   if a.throttled ~= nil and a.ada then
     ada_init()
     if a.throttled then ada_on_throttle(now - a.age) else ada_on_success() end
-    learn(math.max(num('ar'), 1e-6), 1.0, 1, 1.0)
+    learn(math.max(num('ar'), 1e-6), 1.0, 1, 1.0, true)
   end
   result = 1
 elseif op == 'budget_request' then

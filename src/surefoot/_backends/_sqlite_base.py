@@ -61,25 +61,8 @@ class SQLiteConnection:
             return conn
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-                os.close(fd)
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
-                check_same_thread=True,
-            )
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            # Several processes opening a new database at once: switching it to WAL may
-            # answer SQLITE_BUSY without calling the busy handler, so retry here.
-            mode = _retry_locked(
-                lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), self.busy_timeout
-            )
-            if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover
-                raise StoreError(f"SQLite store {self.path}: WAL journal not available")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._apply_schema(conn)
+            with _setup_lock(self.path, self.busy_timeout):
+                conn = self._open()
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
         except OSError as exc:
@@ -87,6 +70,37 @@ class SQLiteConnection:
         local.conn = conn
         local.pid = os.getpid()
         local.schema = len(self._schema)
+        return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A new connection in WAL mode with the schema applied. The caller holds the
+        setup lock: processes that open a new database at once take turns creating it
+        and switching it to WAL (done concurrently, SQLite was seen to answer "disk I/O
+        error" to one of them)."""
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+            check_same_thread=True,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # Another host process may hold the database (an older surefoot without the
+            # setup lock, a tool): switching to WAL can still answer SQLITE_BUSY without
+            # calling the busy handler, so retry here.
+            mode = _retry_locked(
+                lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), self.busy_timeout
+            )
+            if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover
+                raise StoreError(f"SQLite store {self.path}: WAL journal not available")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._apply_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _apply_schema(self, conn: sqlite3.Connection) -> None:
@@ -130,6 +144,36 @@ class SQLiteConnection:
         if conn is not None and self._local.pid == os.getpid():
             conn.close()
         self._local = threading.local()
+
+
+@contextlib.contextmanager
+def _setup_lock(path: Path, timeout: float) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<database>.setup-lock`` (POSIX; elsewhere nothing),
+    waited for at most ``timeout`` seconds (then :class:`StoreUnavailable`)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    fd = os.open(path.with_name(path.name + ".setup-lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        give_up = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > give_up:
+                    raise StoreUnavailable(
+                        f"SQLite store {path}: another process is stuck creating it"
+                    ) from None
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _retry_locked(call: Callable[[], _T], busy_timeout: float) -> _T:

@@ -28,7 +28,13 @@ carry the full URL with credentials in its query.
     │   ├── SigningError              the request cannot be signed (e.g. a streaming body)
     │   └── SignatureError            server side: a signature did not verify (.reason)
     │       ├── MissingHeader, MalformedSignature, UnknownKey, TimestampSkew,
-    │       └── BodyDigestMismatch, BadSignature, ReplayedNonce
+    │       ├── BodyDigestMismatch, BadSignature, ReplayedNonce
+    │       ├── SignatureExpired      (a TimestampSkew) an RFC 9421 ``expires`` has passed
+    │       ├── MissingComponent      a covered component is absent from the message
+    │       └── PolicyViolation       well-formed, but not what the verifier accepts
+    │           ├── InsufficientCoverage  a required component or parameter is not signed
+    │           ├── DisallowedAlgorithm   algorithm not allowed, or not the key's own
+    │           └── TagMismatch           the ``tag`` is not the expected one
     └── StoreError                    a store (tokens, pacing, nonces) failed
         ├── StoreUnavailable          Redis/SQLite down or too slow (fail-closed stores)
         └── StoreConflict             a fenced write lost to a newer version
@@ -51,22 +57,28 @@ __all__ = [
     "CircuitOpen",
     "ConfigurationError",
     "DeadlineExceeded",
+    "DisallowedAlgorithm",
+    "InsufficientCoverage",
     "InvalidClient",
     "InvalidGrant",
     "MalformedSignature",
+    "MissingComponent",
     "MissingHeader",
     "NotRetryable",
+    "PolicyViolation",
     "ReplayedNonce",
     "RequestFailed",
     "RetriesExhausted",
     "RetryAfterTooLong",
     "RetryBudgetExhausted",
     "SignatureError",
+    "SignatureExpired",
     "SigningError",
     "StoreConflict",
     "StoreError",
     "StoreUnavailable",
     "SurefootError",
+    "TagMismatch",
     "TimestampSkew",
     "TokenEndpointError",
     "TokenError",
@@ -281,3 +293,39 @@ class BadSignature(SignatureError):
 
 class ReplayedNonce(SignatureError):
     reason = "replayed_nonce"
+
+
+class SignatureExpired(TimestampSkew):
+    """An RFC 9421 signature's ``expires`` time has passed."""
+
+    reason = "expired"
+
+
+class MissingComponent(SignatureError):
+    """A component the signature covers is absent from the message (RFC 9421)."""
+
+    reason = "missing_component"
+
+
+class PolicyViolation(SignatureError):
+    """The signature is well-formed but the verifier's policy does not accept it."""
+
+    reason = "policy_violation"
+
+
+class InsufficientCoverage(PolicyViolation):
+    """A component or signature parameter the policy requires is not covered."""
+
+    reason = "insufficient_coverage"
+
+
+class DisallowedAlgorithm(PolicyViolation):
+    """The algorithm is not allowed, or is not the one the key is pinned to."""
+
+    reason = "disallowed_algorithm"
+
+
+class TagMismatch(PolicyViolation):
+    """The signature's ``tag`` is not the one the verifier expects."""
+
+    reason = "tag_mismatch"

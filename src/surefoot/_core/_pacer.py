@@ -66,8 +66,9 @@ class Pacing:
       than the quota) until the backlog is gone: a server back from an outage gets the
       backlog spread out, not as a spike. The backlog drains at ``release_factor - 1``
       times demand, so an outage of T seconds takes about ``T / (release_factor - 1)``
-      to catch up; the default 1.4 keeps the peak under 1.5x demand even when demand
-      was measured a few percent low.
+      to catch up; the default 1.3 keeps the peak under 1.5x demand even when the
+      demand measured over the last seconds runs 15 % above the true mean (Poisson
+      arrivals do).
     * ``max_pause`` — the longest a partition is held by a Retry-After or a reset in the
       quota headers (a guard against absurd values; the request's own deadline and
       ``retry_after_cap`` still apply to it).
@@ -81,7 +82,7 @@ class Pacing:
     breaker: BreakerConfig | None = None
     safety: float = 0.99
     max_pause: float = 3600.0
-    release_factor: float = 1.4
+    release_factor: float = 1.3
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quotas", tuple(self.quotas))
@@ -176,11 +177,15 @@ class LocalPacerState:
             if adaptive:
                 rate = self._adaptive.get(partition)
                 if rate is not None:
-                    self.limiter.learn(partition, Quota(limit=max(rate.rate, 1e-6)), now)
+                    self.limiter.learn(
+                        partition, Quota(limit=max(rate.rate, 1e-6)), now, guess=True
+                    )
                     rate.on_send(now)
             if self.limiter.recovering(partition):
-                # The release follows demand as it is measured now, not only as it was
-                # when the pause began (a closed loop that was just starting, say).
+                # The release speeds up when demand measured now is higher than when the
+                # pause began (a closed loop that was just starting, say). It never slows
+                # down: a closed loop whose callers all wait sends no new requests, and
+                # its measured demand falls only because of the pause itself.
                 release = self._release_rate(partition, now)
                 if release is not None:
                     self.limiter.speed_up_release(partition, release)
@@ -242,7 +247,9 @@ class LocalPacerState:
                     adaptive.on_throttle(now - report.age, now)
                 else:
                     adaptive.on_success(now)
-                self.limiter.learn(partition, Quota(limit=max(adaptive.rate, 1e-6)), now)
+                self.limiter.learn(
+                    partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True
+                )
 
     def _release_rate(self, partition: str, now: float) -> float | None:
         """How fast waiters are let go after a pause: at most ``release_factor`` times

@@ -279,8 +279,10 @@ class RateLimiter:
             # restarts: the next slot is `until`, each one after it an interval later.
             part.tats[name] = until + tau
 
-    def learn(self, partition: str, quota: Quota, now: float) -> None:
-        """Use the server-stated ``quota`` for ``partition`` from now on."""
+    def learn(self, partition: str, quota: Quota, now: float, *, guess: bool = False) -> None:
+        """Use the server-stated ``quota`` for ``partition`` from now on (``guess``: a rate
+        found by adaptive pacing, not stated: the sends made before it are not charged
+        to it, as it says nothing of the server's bucket)."""
         part = self._get(partition)
         if part.learned == quota:
             return
@@ -290,7 +292,7 @@ class RateLimiter:
             # Start paced: whatever the server's bucket holds, assume nothing to spare,
             # and count what was sent before any quota was known as already spent.
             start = max(part.tats.get("learned", now), now)
-            if part.unpaced:
+            if part.unpaced and not guess:
                 tau = (quota.burst - 1) * quota.interval
                 start = max(start, part.unpaced_since + part.unpaced * quota.interval - tau)
                 part.unpaced = 0
@@ -308,8 +310,7 @@ class RateLimiter:
         if part is None or part.recovery is None or not release_rate > 0:
             return
         until, spacing, hard_until = part.recovery
-        spacing = min(spacing, 1.0 / release_rate)
-        part.recovery = (until, spacing, hard_until)
+        part.recovery = (until, min(spacing, 1.0 / release_rate), hard_until)
 
     def tighten(
         self, partition: str, *, remaining: int, reset_after: float, now: float

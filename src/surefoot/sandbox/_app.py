@@ -1,7 +1,9 @@
 """The sandbox WSGI application: httpbin-style echo routes plus resilience scenarios.
 
-Quotas, faults, outages, OAuth2 client credentials, HMAC signatures and idempotent order
-creation, with counters readable in-process (:meth:`SandboxApp.stats`) or at ``/stats``.
+Quotas, faults, outages, OAuth2 (client credentials; refresh tokens with rotation when
+:attr:`SandboxConfig.refresh_tokens` is set; RFC 7009 revocation at ``/oauth/revoke``),
+HMAC signatures and idempotent order creation, with counters readable in-process
+(:meth:`SandboxApp.stats`) or at ``/stats``.
 
 The ``/limited`` quota is a GCRA (rate ``R``, burst ``B``) per partition, and
 :attr:`SandboxConfig.quota_partition` says what a partition is:
@@ -87,6 +89,11 @@ class SandboxConfig:
     ``X-Client-Id`` header, else as ``"credential"``)."""
     token_ttl: float = 3600.0
     """Lifetime of issued access tokens, seconds."""
+    refresh_tokens: bool = False
+    """Issue a refresh token with every client-credentials token. Refresh tokens rotate:
+    each works once (``grant_type=refresh_token`` answers a new access token and a new
+    refresh token); a rotated one is ``invalid_grant``, and presenting it revokes its
+    whole family (RFC 9700 §4.14.2 reuse detection)."""
     clients: Mapping[str, str] = field(default_factory=_default_clients, repr=False)
     """OAuth2 client id -> client secret."""
     hmac_keys: Mapping[str, str] = field(default_factory=_default_hmac_keys, repr=False)
@@ -290,6 +297,13 @@ class _Token:
     expires_at: float
 
 
+@dataclass(slots=True)
+class _Refresh:
+    client_id: str
+    scope: str | None
+    family: str
+
+
 Handler = Callable[[_Req], "_Resp | _Taken"]
 
 
@@ -311,7 +325,7 @@ class SandboxApp:
             "redirect-to": ("/redirect-to", self._redirect_to),
             "limited": ("/limited", self._limited),
             "flaky": ("/flaky", self._flaky),
-            "oauth": ("/oauth/token", self._oauth),
+            "oauth": ("/oauth", self._oauth),
             "protected": ("/protected", self._protected),
             "signed": ("/signed", self._signed),
             "orders": ("/orders", self._orders),
@@ -335,6 +349,12 @@ class SandboxApp:
         self._buckets: dict[str, float] = {}
         self._clients: dict[str, dict[str, int]] = {}
         self._tokens: dict[str, _Token] = {}
+        self._refresh_tokens: dict[str, _Refresh] = {}
+        self._rotated: dict[str, str] = {}  # a used refresh token -> its family
+        self._refreshes = 0
+        self._invalid_grants = 0
+        self._refresh_reuses = 0
+        self._revocations = 0
         self._order_store: dict[str, dict[str, Any]] = {}
         self._idempotency: dict[str, tuple[str, str]] = {}
         self._order_seq = 0
@@ -371,6 +391,10 @@ class SandboxApp:
                 },
                 "429s": self._429s,
                 "tokens_issued": self._tokens_issued,
+                "refreshes": self._refreshes,
+                "invalid_grants": self._invalid_grants,
+                "refresh_reuses": self._refresh_reuses,
+                "revocations": self._revocations,
                 "orders_created": self._orders_created,
                 "signature_rejections": dict(self._rejections),
                 "replays": self._replays,
@@ -663,7 +687,7 @@ class SandboxApp:
     # -- OAuth2 ----------------------------------------------------------------------------
 
     def _oauth(self, req: _Req) -> _Resp:
-        if req.rest != "token":
+        if req.rest not in ("token", "revoke"):
             return self._not_found(req)
         if req.method != "POST":
             return _method_not_allowed("POST")
@@ -684,38 +708,120 @@ class SandboxApp:
             return self._invalid_client(no_store, basic=True)
         if basic is not None and "client_secret" in params:
             return _error(400, "invalid_request", no_store, error_description="two auth methods")
+        if req.rest == "revoke":
+            return self._revoke(params, basic, no_store)
         grant_type = params.get("grant_type")
         if not grant_type:
             return _error(400, "invalid_request", no_store, error_description="grant_type missing")
-        if grant_type != "client_credentials":
+        if grant_type not in ("client_credentials", "refresh_token"):
             return _error(400, "unsupported_grant_type", no_store)
+        client_id = self._authenticate(params, basic)
+        if client_id is None:
+            return self._invalid_client(no_store, basic=basic is not None)
+        if grant_type == "refresh_token":
+            return self._refresh(params, client_id, no_store)
+        scope = params.get("scope") or None
+        return self._issue(client_id, scope, None, no_store)
+
+    def _authenticate(
+        self, params: dict[str, str], basic: tuple[str, str] | None
+    ) -> str | None:
+        """The authenticated client id (Basic or form credentials), else None."""
         if basic is not None:
             client_id, secret = basic
         elif "client_id" in params and "client_secret" in params:
             client_id, secret = params["client_id"], params["client_secret"]
         else:
-            return self._invalid_client(no_store, basic=False)
+            return None
         expected = self.config.clients.get(client_id)
         if expected is None or not hmac.compare_digest(expected.encode(), secret.encode()):
-            return self._invalid_client(no_store, basic=basic is not None)
+            return None
+        return client_id
 
-        scope = params.get("scope") or None
+    def _issue(
+        self, client_id: str, scope: str | None, family: str | None, headers: Headers
+    ) -> _Resp:
+        """A new access token (and, with refresh tokens on, a new refresh token of
+        ``family``, a new family when None)."""
         token = secrets.token_urlsafe(32)
         ttl = self.config.token_ttl
         now = time.monotonic()
+        refresh = secrets.token_urlsafe(32) if self.config.refresh_tokens else None
         with self._lock:
             if len(self._tokens) >= 10_000:
                 self._tokens = {k: v for k, v in self._tokens.items() if v.expires_at > now}
             self._tokens[token] = _Token(client_id, scope, now + ttl)
             self._tokens_issued += 1
+            if refresh is not None:
+                if len(self._refresh_tokens) >= 10_000:
+                    self._refresh_tokens.clear()
+                self._refresh_tokens[refresh] = _Refresh(client_id, scope, family or refresh)
         payload: dict[str, Any] = {
             "access_token": token,
             "token_type": "Bearer",
             "expires_in": int(ttl),
         }
+        if refresh is not None:
+            payload["refresh_token"] = refresh
         if scope is not None:
             payload["scope"] = scope
-        return _json(200, payload, no_store)
+        return _json(200, payload, headers)
+
+    def _refresh(self, params: dict[str, str], client_id: str, headers: Headers) -> _Resp:
+        """RFC 6749 §6 with rotation: the refresh token works once; presenting a rotated
+        one is ``invalid_grant`` and revokes its family."""
+        presented = params.get("refresh_token")
+        if not presented:
+            return _error(400, "invalid_request", headers,
+                          error_description="refresh_token missing")
+        requested = params.get("scope") or None
+        with self._lock:
+            found = self._refresh_tokens.get(presented)
+            if found is None or found.client_id != client_id:
+                self._invalid_grants += 1
+                family = self._rotated.get(presented)
+                if family is not None:  # reuse of a rotated token: end the family
+                    self._refresh_reuses += 1
+                    self._refresh_tokens = {
+                        k: v for k, v in self._refresh_tokens.items() if v.family != family
+                    }
+                return _error(400, "invalid_grant", headers)
+            granted = set((found.scope or "").split())
+            if requested is not None and not set(requested.split()) <= granted:
+                return _error(400, "invalid_scope", headers)
+            del self._refresh_tokens[presented]
+            if len(self._rotated) >= 100_000:
+                self._rotated.clear()
+            self._rotated[presented] = found.family
+            self._refreshes += 1
+        return self._issue(client_id, requested or found.scope, found.family, headers)
+
+    def _revoke(
+        self, params: dict[str, str], basic: tuple[str, str] | None, headers: Headers
+    ) -> _Resp:
+        """RFC 7009: revoke an access or refresh token of the authenticated client (a
+        refresh token takes its family with it). Unknown tokens are fine (200)."""
+        client_id = self._authenticate(params, basic)
+        if client_id is None:
+            return self._invalid_client(headers, basic=basic is not None)
+        token = params.get("token")
+        if not token:
+            return _error(400, "invalid_request", headers, error_description="token missing")
+        hint = params.get("token_type_hint")
+        if hint not in (None, "access_token", "refresh_token"):
+            return _error(400, "unsupported_token_type", headers)
+        with self._lock:
+            access = self._tokens.get(token)
+            if access is not None and access.client_id == client_id:
+                del self._tokens[token]
+                self._revocations += 1
+            refresh = self._refresh_tokens.get(token)
+            if refresh is not None and refresh.client_id == client_id:
+                self._refresh_tokens = {
+                    k: v for k, v in self._refresh_tokens.items() if v.family != refresh.family
+                }
+                self._revocations += 1
+        return _json(200, {}, headers)
 
     @staticmethod
     def _invalid_client(headers: Headers, *, basic: bool) -> _Resp:
