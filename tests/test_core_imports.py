@@ -29,6 +29,9 @@ CORE_MODULES = (
     "surefoot._core._budget",
     "surefoot._core._breaker",
     "surefoot._core._pacer",
+    "surefoot._core._rfc9421",
+    "surefoot._core._digest",
+    "surefoot._core._sigv4",
 )
 
 

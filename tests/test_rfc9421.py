@@ -1099,12 +1099,6 @@ def test_surefoot_client_signs_against_the_sandbox(sandbox):
         server_verify({**payload, "url": payload["url"].replace("orders", "admin")})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="surefoot._core._pipeline.request_flow passes only its own base headers to "
-    "attempt_headers, not the request's headers (remove this marker once it passes "
-    "{**request.headers, **headers})",
-)
 def test_surefoot_client_covers_request_headers(sandbox):
     import surefoot
 

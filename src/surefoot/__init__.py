@@ -14,29 +14,37 @@ from ._core._adaptive import AdaptiveConfig
 from ._core._breaker import BreakerConfig
 from ._core._budget import RetryBudgetConfig
 from ._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
+from ._core._digest import content_digest, verify_content_digest
 from ._core._errors import (
     AuthError,
     BadSignature,
     BodyDigestMismatch,
     CircuitOpen,
     ConfigurationError,
+    CredentialScopeMismatch,
     DeadlineExceeded,
+    DisallowedAlgorithm,
+    InsufficientCoverage,
     InvalidClient,
     InvalidGrant,
     MalformedSignature,
+    MissingComponent,
     MissingHeader,
     NotRetryable,
+    PolicyViolation,
     ReplayedNonce,
     RequestFailed,
     RetriesExhausted,
     RetryAfterTooLong,
     RetryBudgetExhausted,
     SignatureError,
+    SignatureExpired,
     SigningError,
     StoreConflict,
     StoreError,
     StoreUnavailable,
     SurefootError,
+    TagMismatch,
     TimestampSkew,
     TokenEndpointError,
     TokenError,
@@ -52,13 +60,34 @@ from ._core._pacer import Pacer, Pacing
 from ._core._policy import RetryPolicy
 from ._core._ratelimit import Quota, RateLimiter
 from ._core._retry_after import parse_http_date, parse_retry_after
-from ._core._tokens import ClientCredentials, Token
+from ._core._rfc9421 import (
+    MessageSigner,
+    MessageVerifier,
+    RelatedRequest,
+    SignatureKey,
+    VerifiedSignature,
+)
+from ._core._sigv4 import SigV4Credentials, SigV4Signer, SigV4Verifier
+from ._core._tokens import (
+    ClientAuth,
+    ClientCredentials,
+    ClientSecretBasic,
+    ClientSecretPost,
+    Grant,
+    PrivateKeyJwt,
+    PublicClient,
+    RefreshTokenGrant,
+    RevocableGrant,
+    Token,
+)
 from ._shared import MemoryStore, RedisStore, SQLiteStore
 from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
 from ._tokencache import TokenCache
 
 if TYPE_CHECKING:
     from ._auth import BearerAuth, HmacAuth
+    from ._auth_rfc9421 import MessageSignatureAuth
+    from ._auth_sigv4 import SigV4Auth
     from ._client import Client
     from ._requests import SurefootAdapter
 
@@ -74,20 +103,27 @@ __all__ = [
     "BreakerConfig",
     "CircuitOpen",
     "Client",
+    "ClientAuth",
     "ClientCredentials",
+    "ClientSecretBasic",
+    "ClientSecretPost",
     "Clock",
     "ConfigurationError",
+    "CredentialScopeMismatch",
     "DeadlineExceeded",
+    "DisallowedAlgorithm",
     "Event",
     "EventKind",
     "FailureKind",
     "FakeClock",
     "FileTokenStore",
+    "Grant",
     "HmacAuth",
     "HmacHeaders",
     "HmacSigner",
     "HmacVerifier",
     "Hook",
+    "InsufficientCoverage",
     "InvalidClient",
     "InvalidGrant",
     "LoggingHook",
@@ -95,13 +131,22 @@ __all__ = [
     "MemoryNonceCache",
     "MemoryStore",
     "MemoryTokenStore",
+    "MessageSignatureAuth",
+    "MessageSigner",
+    "MessageVerifier",
+    "MissingComponent",
     "MissingHeader",
     "NotRetryable",
     "Pacer",
     "Pacing",
+    "PolicyViolation",
+    "PrivateKeyJwt",
+    "PublicClient",
     "Quota",
     "RateLimiter",
     "RedisStore",
+    "RefreshTokenGrant",
+    "RelatedRequest",
     "ReplayedNonce",
     "RequestFailed",
     "RetriesExhausted",
@@ -109,8 +154,15 @@ __all__ = [
     "RetryBudgetConfig",
     "RetryBudgetExhausted",
     "RetryPolicy",
+    "RevocableGrant",
     "SQLiteStore",
+    "SigV4Auth",
+    "SigV4Credentials",
+    "SigV4Signer",
+    "SigV4Verifier",
     "SignatureError",
+    "SignatureExpired",
+    "SignatureKey",
     "SigningError",
     "StoreConflict",
     "StoreError",
@@ -118,6 +170,7 @@ __all__ = [
     "SurefootAdapter",
     "SurefootError",
     "SystemClock",
+    "TagMismatch",
     "TimestampSkew",
     "Token",
     "TokenCache",
@@ -128,7 +181,9 @@ __all__ = [
     "TransportError",
     "Unauthorized",
     "UnknownKey",
+    "VerifiedSignature",
     "__version__",
+    "content_digest",
     "history_of",
     "is_testing",
     "parse_http_date",
@@ -136,6 +191,7 @@ __all__ = [
     "redact_url",
     "set_testing",
     "testing",
+    "verify_content_digest",
 ]
 
 # Loaded on first use, so that ``import surefoot`` imports no HTTP library. The auth
@@ -144,6 +200,8 @@ _LAZY = {
     "BearerAuth": "._auth",
     "Client": "._client",
     "HmacAuth": "._auth",
+    "MessageSignatureAuth": "._auth_rfc9421",
+    "SigV4Auth": "._auth_sigv4",
     "SurefootAdapter": "._requests",
 }
 

@@ -112,7 +112,7 @@ class _Common:
             return request  # the request the auth signed, not a hop
         headers = request.headers.copy()
         if origin == _origin(request.url):
-            if not getattr(auth, "signs_body", False):
+            if getattr(auth, "token_cache", None) is not None:
                 return request  # a bearer token stays valid on the same origin
             body = request.read() if isinstance(request.stream, httpx.ByteStream) else None
             headers.update(

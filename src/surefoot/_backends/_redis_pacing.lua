@@ -126,12 +126,22 @@ local function tighten(remaining, reset_after)
   setn('wu', now + reset_after); setn('ws', reset_after / remaining)
 end
 
-local function release_rate()
-  local first = num('af')
+-- events per second in a window, over the time actually observed
+local function rate_of(name, first_field, window, n)
+  local first = num(first_field)
   if first == nil then return nil end
-  local w = a.demand
-  local observed = math.min(wc_span('aw', w / 10, 10, 1), math.max(now - first, 0.1))
-  local demand = wc_total('aw', w / 10, 10, 1, 0) / observed
+  local observed = math.min(wc_span(name, window / n, n, 1), math.max(now - first, 0.1))
+  return wc_total(name, window / n, n, 1, 0) / observed
+end
+
+-- see LocalPacerState._release_rate
+local function release_rate(at_pause)
+  local demand = rate_of('aw', 'af', a.demand, 10)
+  if at_pause then
+    local sent = rate_of('xw', 'xf', 2.0, 8)
+    if demand == nil then demand = sent elseif sent then demand = math.max(demand, sent) end
+  end
+  if demand == nil then return nil end
   return math.max(demand * a.release_factor, 1.0)
 end
 
@@ -140,7 +150,7 @@ local function pause(wait)
   if untl <= (num('p') or 0) then return end
   setn('p', untl)
   redis.call('HINCRBY', H, 'g', 1)
-  local rate = release_rate()
+  local rate = release_rate(true)
   if rate and rate > 0 then
     setn('ru', untl + wait); setn('rs', 1.0 / rate); setn('rh', untl + MAX_RECOVERY)
     redis.call('HDEL', H, 't:recovery')
@@ -150,7 +160,8 @@ end
 
 -- the adaptive rate (CUBIC) -----------------------------------------------------------
 local function ada_measured()
-  return wc_total('sw', 2.0 / 8, 8, 1, 0) / wc_span('sw', 2.0 / 8, 8, 1)
+  local observed = math.min(wc_span('sw', 2.0 / 8, 8, 1), math.max(now - (num('as') or now), 0.1))
+  return wc_total('sw', 2.0 / 8, 8, 1, 0) / observed
 end
 local function ada_cap()
   local c = a.ada
@@ -161,7 +172,7 @@ end
 local function ada_init()
   if num('ar') == nil then
     local r = a.ada.initial_rate
-    setn('ar', r); setn('am', r); setn('ak', 0); setn('ae', now)
+    setn('ar', r); setn('am', r); setn('ak', 0); setn('ae', now); setn('as', now)
   end
 end
 local function ada_on_send()
@@ -280,9 +291,11 @@ if op == 'reserve' then
     end
     if num('rh') then
       -- the release follows demand as measured now (see LocalPacerState.reserve)
-      local rate = release_rate()
+      local rate = release_rate(false)
       if rate and rate > 0 and 1.0 / rate < num('rs') then setn('rs', 1.0 / rate) end
     end
+    if num('xf') == nil then setn('xf', now) end
+    wc_add('xw', 2.0 / 8, 8, 1, 0)
     local slot = math.max(now, num('p') or 0, num('f') or 0)
     local q = quotas()
     if #q == 0 then

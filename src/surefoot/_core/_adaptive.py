@@ -124,7 +124,9 @@ class AdaptiveRate:
     Not thread-safe by itself: adapters serialise calls with their own lock.
     """
 
-    __slots__ = ("_config", "_epoch", "_k", "_last_cut", "_rate", "_sends", "_w_max")
+    __slots__ = (
+        "_config", "_epoch", "_k", "_last_cut", "_rate", "_sends", "_started", "_w_max"
+    )
 
     def __init__(self, config: AdaptiveConfig | None, now: float) -> None:
         self._config = config if config is not None else AdaptiveConfig()
@@ -132,6 +134,7 @@ class AdaptiveRate:
         self._w_max = self._rate
         self._k = 0.0
         self._epoch = now
+        self._started = now
         #: When the rate was last cut (-inf: never).
         self._last_cut = -math.inf
         self._sends = WindowCounts(_MEASURE_WINDOW, buckets=_MEASURE_BUCKETS)
@@ -151,9 +154,10 @@ class AdaptiveRate:
         return self._w_max
 
     def measured_rate(self, now: float) -> float:
-        """Requests/second sent over the last ~2 seconds."""
+        """Requests/second sent over the last ~2 seconds (or since the start, when that
+        is shorter: a young rate is not measured over time it did not exist)."""
         sends = self._sends
-        return sends.total(now) / sends.span(now)
+        return sends.total(now) / min(sends.span(now), max(now - self._started, 0.1))
 
     def _cap(self, now: float) -> float:
         config = self._config
@@ -207,6 +211,7 @@ class AdaptiveRate:
             "e": self._epoch,
             "x": self._last_cut,
             "s": self._sends.to_state(),
+            "a": self._started,
         }
 
     def load_state(self, state: dict[str, object]) -> None:
@@ -223,6 +228,9 @@ class AdaptiveRate:
             rate, w_max, k, epoch, last_cut
         )
         self._sends.load_state(state.get("s"))
+        started = state.get("a")
+        if isinstance(started, (int, float)):
+            self._started = float(started)
 
     def __repr__(self) -> str:
         return f"AdaptiveRate(rate={self._rate:.3f}, w_max={self._w_max:.3f})"

@@ -34,7 +34,8 @@ carry the full URL with credentials in its query.
     │       └── PolicyViolation       well-formed, but not what the verifier accepts
     │           ├── InsufficientCoverage  a required component or parameter is not signed
     │           ├── DisallowedAlgorithm   algorithm not allowed, or not the key's own
-    │           └── TagMismatch           the ``tag`` is not the expected one
+    │           ├── TagMismatch           the ``tag`` is not the expected one
+    │           └── CredentialScopeMismatch  SigV4: another date/region/service
     └── StoreError                    a store (tokens, pacing, nonces) failed
         ├── StoreUnavailable          Redis/SQLite down or too slow (fail-closed stores)
         └── StoreConflict             a fenced write lost to a newer version
@@ -56,6 +57,7 @@ __all__ = [
     "BodyDigestMismatch",
     "CircuitOpen",
     "ConfigurationError",
+    "CredentialScopeMismatch",
     "DeadlineExceeded",
     "DisallowedAlgorithm",
     "InsufficientCoverage",
@@ -296,7 +298,8 @@ class ReplayedNonce(SignatureError):
 
 
 class SignatureExpired(TimestampSkew):
-    """An RFC 9421 signature's ``expires`` time has passed."""
+    """A signature's expiry has passed: RFC 9421 ``expires``, or a SigV4 presigned URL's
+    ``X-Amz-Expires``."""
 
     reason = "expired"
 
@@ -329,3 +332,10 @@ class TagMismatch(PolicyViolation):
     """The signature's ``tag`` is not the one the verifier expects."""
 
     reason = "tag_mismatch"
+
+
+class CredentialScopeMismatch(PolicyViolation):
+    """SigV4: the credential scope (date, region, service, terminator) is not the
+    verifier's."""
+
+    reason = "credential_scope"

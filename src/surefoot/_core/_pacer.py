@@ -39,6 +39,8 @@ __all__ = ["LocalPacerState", "Pacer", "PacerState", "Pacing", "Report"]
 PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, str]"], str]
 
 _THROTTLE_STATUSES = frozenset({429, 503})
+#: The send rate just before a pause is measured over this many seconds.
+_SEND_WINDOW = 2.0
 #: Demand is never measured over less than this (one request in a millisecond is not
 #: a thousand per second).
 _MIN_OBSERVED = 0.1
@@ -151,13 +153,24 @@ class LocalPacerState:
 
     does_io = False
 
-    __slots__ = ("_adaptive", "_arrivals", "_breakers", "_budget", "_lock", "limiter", "pacing")
+    __slots__ = (
+        "_adaptive",
+        "_arrivals",
+        "_breakers",
+        "_budget",
+        "_lock",
+        "_sends",
+        "limiter",
+        "pacing",
+    )
 
     def __init__(self, pacing: Pacing) -> None:
         self.pacing = pacing
         self.limiter = RateLimiter(pacing.quotas)
         self._adaptive: dict[str, AdaptiveRate] = {}
         self._arrivals: dict[str, tuple[float, WindowCounts]] = {}
+        #: Reservations (attempts) per partition, over the last couple of seconds.
+        self._sends: dict[str, tuple[float, WindowCounts]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         config = pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
@@ -189,6 +202,7 @@ class LocalPacerState:
                 release = self._release_rate(partition, now)
                 if release is not None:
                     self.limiter.speed_up_release(partition, release)
+            _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
             return self.limiter.reserve(partition, now)
 
     def admit(self, partition: str, *, now: float) -> Admission:
@@ -205,12 +219,7 @@ class LocalPacerState:
         with self._lock:
             if self._budget is not None:
                 self._budget.on_request(now)
-            entry = self._arrivals.get(partition)
-            if entry is None:
-                if len(self._arrivals) >= self.limiter.max_partitions:
-                    self._arrivals.clear()
-                entry = self._arrivals[partition] = (now, WindowCounts(_DEMAND_WINDOW))
-            entry[1].add(now)
+            _count(self._arrivals, partition, now, _DEMAND_WINDOW, self.limiter.max_partitions)
 
     def try_retry(self, *, now: float) -> bool:
         if self._budget is None:
@@ -236,7 +245,7 @@ class LocalPacerState:
                     partition,
                     now + report.pause,
                     now,
-                    release_rate=self._release_rate(partition, now),
+                    release_rate=self._release_rate(partition, now, at_pause=True),
                     recovery=report.pause,
                 )
             if report.throttled is not None and pacing.adaptive is not None:
@@ -251,17 +260,23 @@ class LocalPacerState:
                     partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True
                 )
 
-    def _release_rate(self, partition: str, now: float) -> float | None:
+    def _release_rate(
+        self, partition: str, now: float, *, at_pause: bool = False
+    ) -> float | None:
         """How fast waiters are let go after a pause: at most ``release_factor`` times
         the recent demand, so that a server coming back from an outage is not hit by the
-        whole backlog at once (``None``: no demand measured yet)."""
-        entry = self._arrivals.get(partition)
-        if entry is None:
+        whole backlog at once (``None``: no demand measured yet).
+
+        Demand is the rate of new logical requests; when the pause begins it is also at
+        least the rate attempts were sent at just before (a closed loop that is
+        ramping up has sent faster than its average arrivals say). During the release
+        only arrivals count: the send rate then is the release itself."""
+        demand = _rate(self._arrivals.get(partition), now)
+        if at_pause:
+            sent = _rate(self._sends.get(partition), now)
+            demand = sent if demand is None else max(demand, sent or 0.0)
+        if demand is None:
             return None
-        first_seen, arrivals = entry
-        # Over the time actually observed: a young partition has not filled the window.
-        observed = min(arrivals.span(now), max(now - first_seen, _MIN_OBSERVED))
-        demand = arrivals.total(now) / observed
         return max(demand * self.pacing.release_factor, 1.0)
 
     # -- state in and out (the SQLite store) -------------------------------------------
@@ -271,11 +286,13 @@ class LocalPacerState:
         adaptive = self._adaptive.get(partition)
         breaker = self._breakers.get(partition)
         arrivals = self._arrivals.get(partition)
+        sends = self._sends.get(partition)
         return {
             "lim": self.limiter.export_partition(partition),
             "ada": None if adaptive is None else adaptive.to_state(),
             "brk": None if breaker is None else breaker.to_state(),
             "arr": None if arrivals is None else [arrivals[0], arrivals[1].to_state()],
+            "snd": None if sends is None else [sends[0], sends[1].to_state()],
         }
 
     def import_partition(self, partition: str, state: object) -> None:
@@ -294,11 +311,15 @@ class LocalPacerState:
             breaker = CircuitBreaker(pacing.breaker)
             breaker.load_state(brk)
             self._breakers[partition] = breaker
-        arr = data.get("arr")
-        if isinstance(arr, list) and len(arr) == 2 and isinstance(arr[0], (int, float)):
-            counts = WindowCounts(_DEMAND_WINDOW)
-            counts.load_state(arr[1])
-            self._arrivals[partition] = (float(arr[0]), counts)
+        for name, into, window in (
+            ("arr", self._arrivals, _DEMAND_WINDOW),
+            ("snd", self._sends, _SEND_WINDOW),
+        ):
+            saved = data.get(name)
+            if isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], (int, float)):
+                counts = WindowCounts(window)
+                counts.load_state(saved[1])
+                into[partition] = (float(saved[0]), counts)
 
     def export_budget(self) -> object:
         return None if self._budget is None else self._budget.to_state()
@@ -306,6 +327,31 @@ class LocalPacerState:
     def import_budget(self, state: object) -> None:
         if self._budget is not None and state is not None:
             self._budget.load_state(state)
+
+
+def _count(
+    table: dict[str, tuple[float, WindowCounts]],
+    partition: str,
+    now: float,
+    window: float,
+    max_entries: int,
+) -> None:
+    entry = table.get(partition)
+    if entry is None:
+        if len(table) >= max_entries:
+            table.clear()
+        entry = table[partition] = (now, WindowCounts(window))
+    entry[1].add(now)
+
+
+def _rate(entry: tuple[float, WindowCounts] | None, now: float) -> float | None:
+    """Events per second in the window, over the time actually observed (a young
+    partition has not filled the window); ``None``: never counted."""
+    if entry is None:
+        return None
+    first_seen, counts = entry
+    observed = min(counts.span(now), max(now - first_seen, _MIN_OBSERVED))
+    return counts.total(now) / observed
 
 
 class Pacer:

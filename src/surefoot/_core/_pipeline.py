@@ -345,7 +345,7 @@ def request_flow(
                 token = yield FetchToken(cache, deadline)
             headers.update(
                 use_auth.attempt_headers(
-                    method, url, request.body, token, clock.wall(), headers
+                    method, url, request.body, token, clock.wall(), {**request.headers, **headers}
                 )
             )
             if signs:

@@ -43,10 +43,10 @@ from ._errors import (
     BadSignature,
     BodyDigestMismatch,
     ConfigurationError,
+    CredentialScopeMismatch,
     InsufficientCoverage,
     MalformedSignature,
     MissingHeader,
-    PolicyViolation,
     ReplayedNonce,
     SignatureExpired,
     TimestampSkew,
@@ -97,12 +97,6 @@ _DEFAULT_SIGNED = frozenset({"host", "content-type", "content-md5"})
 _SKIP, _SIGN, _SHA256 = 0, 1, 2
 
 # -- errors (SignatureError family) --------------------------------------------------------
-
-
-class CredentialScopeMismatch(PolicyViolation):
-    """The credential scope (date, region, service, terminator) is not this verifier's."""
-
-    reason = "credential_scope"
 
 
 # -- credentials ----------------------------------------------------------------------------

@@ -325,7 +325,7 @@ class SandboxApp:
             "redirect-to": ("/redirect-to", self._redirect_to),
             "limited": ("/limited", self._limited),
             "flaky": ("/flaky", self._flaky),
-            "oauth": ("/oauth", self._oauth),
+            "oauth": ("/oauth/token", self._oauth),  # /oauth/revoke is counted here too
             "protected": ("/protected", self._protected),
             "signed": ("/signed", self._signed),
             "orders": ("/orders", self._orders),
