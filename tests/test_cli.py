@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -9,7 +10,11 @@ import subprocess
 import sys
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+import surefoot
+from surefoot import HmacVerifier, MessageVerifier, SignatureKey, SigV4Verifier
 from surefoot._cli import EXIT_AUTH, EXIT_HTTP, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
 
 
@@ -123,3 +128,253 @@ def test_demo_runs_and_passes():
     result = run("demo", timeout=60)
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert b"demo passed" in result.stdout
+
+
+# -- --sign: RFC 9421, SigV4 and the HMAC scheme, verified on the server side -------------
+
+HMAC_SECRET = b"rfc9421-cli-secret-0123456789abcdef"
+AWS_KEY_ID = "AKIDEXAMPLECLI"
+AWS_SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+AWS_TOKEN = "session-token-that-must-stay-secret"
+BODY = '{"amount": 100, "currency": "EUR"}'
+
+
+def _echo(result) -> tuple[dict, bytes]:
+    """The sandbox's echo of the request (/anything) and the body it received."""
+    assert result.returncode == EXIT_OK, result.stderr
+    echo = json.loads(result.stdout)
+    return echo, echo["data"].encode()
+
+
+def _no_aws_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+
+
+def run_env(*args: str, env: dict[str, str], timeout: float = 60):
+    """Like ``run`` but with exactly this environment."""
+    return subprocess.run([sys.executable, "-m", "surefoot", *args], capture_output=True,
+                          timeout=timeout, env=env, check=False)
+
+
+def test_sign_rfc9421_hmac_from_file_verified_by_server(sandbox, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(HMAC_SECRET + b"\n")  # the trailing newline is dropped
+    result = run("request", "POST", sandbox.url + "/anything?b=2&a=1", "-d", BODY,
+                 "-H", "Content-Type: application/json",
+                 "--sign", f"rfc9421:hmac-sha256:cli-key:@{secret_file}", "-v")
+    echo, body = _echo(result)
+    verifier = MessageVerifier({"cli-key": SignatureKey("hmac-sha256", HMAC_SECRET)},
+                               require_content_digest=True)
+    verified = verifier.verify_request(echo["method"], echo["url"], echo["headers"], body=body)
+    assert verified.key_id == "cli-key"
+    assert verified.algorithm == "hmac-sha256"
+    assert verified.covered == ('"@method"', '"@authority"', '"@path"', '"@query"',
+                                '"content-digest"')
+    assert verified.nonce
+    assert verified.created
+    assert echo["headers"]["Content-Digest"].startswith("sha-256=:")
+    assert b"* signing: RFC 9421 hmac-sha256, keyid 'cli-key'" in result.stderr
+    for output in (result.stderr, result.stdout):
+        assert HMAC_SECRET not in output
+        assert base64.b64encode(HMAC_SECRET) not in output
+
+
+def test_sign_rfc9421_hmac_base64_secret_from_env(sandbox):
+    result = run("request", "GET", sandbox.url + "/anything",
+                 "--sign", "rfc9421:hmac-sha256:env-key:env:MY_SIGNING_SECRET",
+                 "--secret-encoding", "base64", "--sign-tag", "cli", "--sign-expires", "60",
+                 env={"MY_SIGNING_SECRET": base64.b64encode(HMAC_SECRET).decode()})
+    echo, body = _echo(result)
+    verifier = MessageVerifier({"env-key": SignatureKey("hmac-sha256", HMAC_SECRET)},
+                               expected_tag="cli")
+    verified = verifier.verify_request("GET", echo["url"], echo["headers"], body=body)
+    assert verified.tag == "cli"
+    assert verified.expires == verified.created + 60
+
+
+def test_sign_rfc9421_ed25519_custom_components(sandbox, tmp_path):
+    private = ed25519.Ed25519PrivateKey.generate()
+    pem = tmp_path / "ed25519.pem"
+    pem.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    result = run("request", "POST", sandbox.url + "/anything/orders?x=1", "-d", BODY,
+                 "-H", "Content-Type: application/json", "-H", "X-Request-Id: r-42",
+                 "--sign", f"rfc9421:ed25519:ed-key:@{pem}",
+                 "--sign-components", '@method,@target-uri,content-type,x-request-id,'
+                                      '@query-param;name="x"',
+                 "--content-digest", "sha-512", "--sign-label", "cli", "-v")
+    echo, body = _echo(result)
+    public = SignatureKey("ed25519", private.public_key(), key_id="ed-key")
+    verifier = MessageVerifier({"ed-key": public}, required_components=["@target-uri"],
+                               require_content_digest=True, label="cli")
+    verified = verifier.verify_request("POST", echo["url"], echo["headers"], body=body)
+    assert verified.covered == ('"@method"', '"@target-uri"', '"content-type"',
+                                '"x-request-id"', '"@query-param";name="x"',
+                                '"content-digest"')
+    assert echo["headers"]["Content-Digest"].startswith("sha-512=:")
+    # tampering with the body is caught through the covered Content-Digest
+    with pytest.raises(surefoot.BodyDigestMismatch):
+        MessageVerifier({"ed-key": public}, label="cli").verify_request(
+            "POST", echo["url"], echo["headers"], body=body + b" ")
+    assert b"PRIVATE KEY" not in result.stderr
+
+
+def test_sign_rfc9421_encrypted_ecdsa_key_with_password_from_env(sandbox, tmp_path):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    pem = tmp_path / "p256.pem"
+    pem.write_bytes(private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pem-password-123")))
+    result = run("request", "DELETE", sandbox.url + "/anything/7",
+                 "--sign", f"rfc9421:ecdsa-p256-sha256:ec-key:@{pem}",
+                 "--key-password", "env:MY_PEM_PASSWORD", "-v",
+                 env={"MY_PEM_PASSWORD": "pem-password-123"})
+    echo, body = _echo(result)
+    public = SignatureKey("ecdsa-p256-sha256", private.public_key(), key_id="ec-key")
+    verified = MessageVerifier({"ec-key": public}).verify_request(
+        "DELETE", echo["url"], echo["headers"], body=body)
+    assert verified.algorithm == "ecdsa-p256-sha256"
+    assert b"pem-password-123" not in result.stderr
+    wrong = run("request", "GET", sandbox.url + "/anything",
+                "--sign", f"rfc9421:ecdsa-p256-sha256:ec-key:@{pem}",
+                "--key-password", "env:MY_PEM_PASSWORD", env={"MY_PEM_PASSWORD": "nope-nope"})
+    assert wrong.returncode == EXIT_USAGE
+    assert b"nope-nope" not in wrong.stderr
+
+
+def test_sign_rfc9421_without_content_digest(sandbox, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(HMAC_SECRET)
+    result = run("request", "GET", sandbox.url + "/anything", "--content-digest", "none",
+                 "--sign", f"rfc9421:hmac-sha256:k:@{secret_file}")
+    echo, _ = _echo(result)
+    assert "Content-Digest" not in echo["headers"]
+    verified = MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)}).verify_request(
+        "GET", echo["url"], echo["headers"])
+    assert "content-digest" not in " ".join(verified.covered)
+
+
+def test_sign_rfc9421_default_key_variable(sandbox):
+    result = run("request", "GET", sandbox.url + "/anything",
+                 "--sign", "rfc9421:hmac-sha256:k",
+                 env={"SUREFOOT_SIGNING_KEY": HMAC_SECRET.decode()})
+    echo, _ = _echo(result)
+    MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)}).verify_request(
+        "GET", echo["url"], echo["headers"])
+
+
+def test_sign_sigv4_from_environment_with_session_token(sandbox):
+    env = {**_no_aws_env(), "AWS_ACCESS_KEY_ID": AWS_KEY_ID,
+           "AWS_SECRET_ACCESS_KEY": AWS_SECRET, "AWS_SESSION_TOKEN": AWS_TOKEN}
+    result = run_env("request", "POST", sandbox.url + "/anything/v1/items?b=2&a=1", "-d", BODY,
+                     "-H", "Content-Type: application/json", "-H", "X-Amz-Meta-Color: blue",
+                     "--sign", "sigv4:eu-west-1:execute-api", "-v", env=env)
+    echo, body = _echo(result)
+    verifier = SigV4Verifier({AWS_KEY_ID: AWS_SECRET}, region="eu-west-1",
+                             service="execute-api")
+    assert verifier.verify("POST", echo["url"], echo["headers"], body) == AWS_KEY_ID
+    auth = echo["headers"]["Authorization"]
+    assert "SignedHeaders=content-type;host;x-amz-date;x-amz-meta-color;x-amz-security-token," \
+        in auth
+    assert echo["headers"]["X-Amz-Security-Token"] == AWS_TOKEN
+    assert b"* signing: AWS SigV4, access key AKIDEXAMPLECLI, region eu-west-1" in result.stderr
+    for secret in (AWS_SECRET.encode(), AWS_TOKEN.encode()):
+        assert secret not in result.stderr
+
+
+def test_sign_sigv4_s3_unsigned_payload_secret_from_file(sandbox, tmp_path):
+    secret_file = tmp_path / "aws-secret"
+    secret_file.write_text(AWS_SECRET + "\n")
+    result = run_env("request", "PUT", sandbox.url + "/anything/bucket/my%20key.txt",
+                     "-d", "file content", "--sign", "sigv4:us-east-1:s3",
+                     "--aws-access-key-id", AWS_KEY_ID,
+                     "--aws-secret-access-key", f"@{secret_file}", "--unsigned-payload",
+                     env=_no_aws_env())
+    echo, body = _echo(result)
+    assert echo["headers"]["X-Amz-Content-Sha256"] == "UNSIGNED-PAYLOAD"
+    verifier = SigV4Verifier({AWS_KEY_ID: AWS_SECRET}, region="us-east-1", service="s3")
+    assert verifier.verify("PUT", echo["url"], echo["headers"], body) == AWS_KEY_ID
+
+
+def test_sign_hmac_scheme_from_file(sandbox, tmp_path):
+    secret_file = tmp_path / "hmac"
+    secret_file.write_text("demo-secret\n")
+    result = run("request", "POST", sandbox.url + "/signed/cli", "-d", "hello",
+                 "--sign", f"hmac:demo-key:@{secret_file}", "-v")
+    assert result.returncode == EXIT_OK, result.stderr
+    assert json.loads(result.stdout)["key_id"] == "demo-key"
+    assert b"demo-secret" not in result.stderr
+    echoed = run("request", "GET", sandbox.url + "/anything?q=1", "--sign", "hmac:k2",
+                 env={"SUREFOOT_HMAC_SECRET": "s2"})
+    echo, body = _echo(echoed)
+    assert HmacVerifier({"k2": "s2"}).verify("GET", echo["url"], echo["headers"], body) == "k2"
+
+
+def test_sign_request_that_cannot_be_signed_exits_5(sandbox, tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_bytes(HMAC_SECRET)
+    result = run("request", "GET", sandbox.url + "/anything",
+                 "--sign", f"rfc9421:hmac-sha256:k:@{secret_file}",
+                 "--sign-components", "@method,x-not-sent")
+    assert result.returncode == EXIT_AUTH
+    assert b"cannot sign" in result.stderr
+    assert HMAC_SECRET not in result.stderr
+    assert sandbox.stats()["requests"] == 0
+
+
+@pytest.fixture
+def key_files(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(HMAC_SECRET)
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot-a-key-super-secret\n"
+                       "-----END PRIVATE KEY-----\n")
+    public = tmp_path / "public.pem"
+    public.write_bytes(ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return {"secret": str(secret), "garbage": str(garbage), "public": str(public),
+            "missing": str(tmp_path / "nope")}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ("--sign", "rfc9421:hmac-sha256:k:super-secret-literal"),  # literal key refused
+        ("--sign", "rfc9421:ed25519:k:super-secret-literal"),
+        ("--sign", "hmac:k:super-secret-literal"),
+        ("--sign", "bogus:k"),
+        ("--sign", "rfc9421:hmac-md5:k:@{secret}"),
+        ("--sign", "rfc9421:hmac-sha256::@{secret}"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{missing}"),
+        ("--sign", "rfc9421:hmac-sha256:k:env:SUREFOOT_TEST_UNSET_VARIABLE"),
+        ("--sign", "rfc9421:ed25519:k:@{garbage}"),
+        ("--sign", "rfc9421:ed25519:k:@{public}"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--sign-components", "@bogus"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--sign-components", "@method,,@path"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--sign-label", "Bad Label"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--secret-encoding", "hex"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--unsigned-payload"),
+        ("--sign", "rfc9421:hmac-sha256:k:@{secret}", "--sign", "sigv4:us-east-1:s3"),
+        ("--sign", "sigv4:us-east-1"),
+        ("--sign", "sigv4:us-east-1:s3"),  # no credentials in the environment
+        ("--sign", "sigv4:us-east-1:s3", "--aws-access-key-id", "AKID",
+         "--aws-secret-access-key", "super-secret-literal"),
+        ("--sign", "sigv4:us-east-1:s3", "--sign-components", "@method"),
+        ("--sign-components", "@method"),  # without --sign
+        ("--content-digest", "sha-512"),
+        ("--hmac", "k:super-secret-literal", "--sign", "hmac:k:@{secret}"),
+        ("--sign", "hmac:k:@{secret}", "--token-cache", "@{missing}"),
+    ],
+)
+def test_sign_usage_errors_exit_2_without_secrets(extra, key_files):
+    args = [a.format(**key_files) for a in extra]
+    env = {**_no_aws_env(), "SUREFOOT_TEST_UNSET_VARIABLE": ""}
+    result = run_env("request", "GET", "http://127.0.0.1:1/", "-v", *args, env=env)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert b"surefoot: error:" in result.stderr
+    for secret in (b"super-secret-literal", HMAC_SECRET, b"not-a-key"):
+        assert secret not in result.stderr
+    assert b"Traceback" not in result.stderr

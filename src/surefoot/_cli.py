@@ -9,6 +9,10 @@ Exit codes of ``surefoot request``:
 4     transport failure: no response (connection, timeout, deadline)
 5     auth failure: the token could not be obtained or the request signed
 ====  =====================================================================
+
+Signing: ``--sign hmac:KEY_ID[:SOURCE]``, ``--sign rfc9421:ALG:KEY_ID[:SOURCE]`` or
+``--sign sigv4:REGION:SERVICE`` (see :mod:`surefoot._cli_sign`); key material comes from
+``@FILE`` or ``env:NAME``, never from the command line.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from ._cli_sign import CliUsage as _Usage
+from ._cli_sign import add_sign_options, check_companions, describe, sign_auth
 from ._core._errors import AuthError, RequestFailed, SurefootError, TokenError
 from ._core._events import Event, EventKind
 
@@ -29,10 +35,6 @@ EXIT_USAGE = 2
 EXIT_HTTP = 3
 EXIT_TRANSPORT = 4
 EXIT_AUTH = 5
-
-
-class _Usage(Exception):
-    pass
 
 
 class StderrHook:
@@ -93,7 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--idempotency-key", help="'auto' to generate one for POST/PATCH, or the key to send"
     )
     req.add_argument("--hmac", metavar="KEY_ID:SECRET", help="sign with the HMAC scheme "
-                     "(an empty SECRET reads $SUREFOOT_HMAC_SECRET)")
+                     "(an empty SECRET reads $SUREFOOT_HMAC_SECRET; prefer "
+                     "--sign hmac:KEY_ID:@FILE, which keeps the secret out of ps)")
     req.add_argument("--oauth2-token-url")
     req.add_argument("--client-id")
     req.add_argument("--client-secret", help="or $SUREFOOT_CLIENT_SECRET")
@@ -101,6 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
     req.add_argument("--scope")
     req.add_argument("--token-cache", metavar="PATH", help="persist the token in this file")
     req.add_argument("-v", "--verbose", action="store_true", help="attempts and waits on stderr")
+    add_sign_options(req)
 
     demo = sub.add_parser("demo", help="walk through every flow against the embedded sandbox")
     demo.add_argument("--quiet", action="store_true", help="only the summary")
@@ -128,8 +132,15 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
     from ._auth import BearerAuth, HmacAuth
     from ._stores import FileTokenStore
 
-    if args.hmac and args.oauth2_token_url:
-        raise _Usage("use either --hmac or --oauth2-token-url, not both")
+    chosen = [name for name, given in (("--hmac", args.hmac), ("--sign", args.sign),
+                                       ("--oauth2-token-url", args.oauth2_token_url)) if given]
+    if len(chosen) > 1:
+        raise _Usage(f"use one of {', '.join(chosen)}, not several")
+    if args.token_cache and not args.oauth2_token_url:
+        raise _Usage("--token-cache needs --oauth2-token-url")
+    if args.sign:
+        return sign_auth(args)
+    check_companions(args, None)
     if args.hmac:
         key_id, secret = _pair(args.hmac, "--hmac")
         secret = secret or os.environ.get("SUREFOOT_HMAC_SECRET", "")
@@ -152,8 +163,6 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
             store=store,
             hook=hook,
         )
-    if args.token_cache:
-        raise _Usage("--token-cache needs --oauth2-token-url")
     return None
 
 
@@ -187,6 +196,8 @@ def _request(args: argparse.Namespace) -> int:
         auth = _auth_from(args, hook)
     except ValueError as exc:
         raise _Usage(str(exc)) from exc
+    if args.verbose and auth is not None and args.sign:
+        print(describe(auth), file=sys.stderr, flush=True)
     body = _read_data(args.data)
     with Client(args.url, auth=auth, retry=policy, hook=hook, timeout=args.timeout) as client:
         try:

@@ -40,13 +40,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
-from urllib.parse import unquote_to_bytes, urlsplit
+from urllib.parse import quote_from_bytes, unquote_to_bytes, urlsplit
 
 from ._clock import Clock, default_clock
 from ._errors import (
@@ -89,31 +90,43 @@ class HmacHeaders:
         return (self.api_key, self.timestamp, self.nonce, self.digest, self.signature)
 
 
-def _encode(raw: bytes, safe: frozenset[int]) -> str:
-    return "".join(chr(b) if b in safe else f"%{b:02X}" for b in raw)
+# Already canonical: only unreserved characters (and "/" in a path; "name=value" pairs
+# in a query), so percent-decoding and re-encoding would give back the same text.
+_PLAIN_PATH = re.compile(r"[A-Za-z0-9\-._~/]+")
+_PLAIN_QUERY = re.compile(
+    r"[A-Za-z0-9\-._~]+=[A-Za-z0-9\-._~]*(?:&[A-Za-z0-9\-._~]+=[A-Za-z0-9\-._~]*)*"
+)
+
+
+def _encode(raw: bytes) -> str:
+    """Every byte but ``A-Z a-z 0-9 - _ . ~`` as ``%XX`` (upper-case hex)."""
+    return quote_from_bytes(raw, safe="")  # its always-safe set is exactly _UNRESERVED
 
 
 def canonical_path(path: str) -> str:
     if not path:
         return "/"
+    if _PLAIN_PATH.fullmatch(path):
+        return path
     # Segment by segment, so that an encoded slash (%2F) stays distinct from "/".
-    return "/".join(_encode(unquote_to_bytes(segment), _UNRESERVED) for segment in path.split("/"))
+    return "/".join([_encode(unquote_to_bytes(segment)) for segment in path.split("/")])
 
 
 def canonical_query(query: str) -> str:
+    if not query:
+        return ""
+    if _PLAIN_QUERY.fullmatch(query):
+        plain = [item.split("=", 1) for item in query.split("&")]
+        plain.sort()  # by name, then value, as the general case sorts its pairs
+        return "&".join(["=".join(pair) for pair in plain])
     pairs: list[tuple[str, str]] = []
     for item in query.split("&"):
         if not item:
             continue
         name, _, value = item.partition("=")
-        pairs.append(
-            (
-                _encode(unquote_to_bytes(name), _UNRESERVED),
-                _encode(unquote_to_bytes(value), _UNRESERVED),
-            )
-        )
+        pairs.append((_encode(unquote_to_bytes(name)), _encode(unquote_to_bytes(value))))
     pairs.sort()
-    return "&".join(f"{n}={v}" for n, v in pairs)
+    return "&".join([f"{n}={v}" for n, v in pairs])
 
 
 def canonical_host(scheme: str, netloc: str) -> str:

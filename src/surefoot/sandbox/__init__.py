@@ -10,7 +10,8 @@
 
 Routes: ``/get``, ``/headers``, ``/status/{code}``, ``/anything``, ``/delay/{s}``,
 ``/redirect-to``, ``/limited/*``, ``/flaky/*``, ``/oauth/token``, ``/protected``,
-``/signed/*``, ``/orders``, ``/stats``, ``/admin/{reset,outage,revoke-tokens}``.
+``/signed/*`` (HMAC), ``/signed-rfc9421/*`` (RFC 9421), ``/orders``, ``/stats``,
+``/admin/{reset,outage,revoke-tokens}``.
 
 The ``/limited`` quota (rate, burst) is per partition, set by ``quota_partition``
 (``--quota-partition``): ``"credential"`` (default: per API key or bearer client, else

@@ -5,6 +5,15 @@ Quotas, faults, outages, OAuth2 (client credentials; refresh tokens with rotatio
 HMAC signatures and idempotent order creation, with counters readable in-process
 (:meth:`SandboxApp.stats`) or at ``/stats``.
 
+Signed routes go through :class:`surefoot.middleware.VerifyWSGI`, as a user's
+application would: ``/signed/*`` with the tutorial's HMAC scheme
+(:attr:`SandboxConfig.hmac_keys`, default ``demo-key``/``demo-secret``) and
+``/signed-rfc9421/*`` with RFC 9421 ``hmac-sha256`` (:attr:`SandboxConfig.rfc9421_keys`,
+default ``keyid`` ``demo-rfc9421``, secret ``demo-secret``; ``@method``, ``@authority``,
+``@path``, ``@query``, ``created`` and a nonce are required, and ``content-digest`` when
+there is a body). Rejections are counted per reason in ``signature_rejections``, replays
+in ``replays``.
+
 The ``/limited`` quota is a GCRA (rate ``R``, burst ``B``) per partition, and
 :attr:`SandboxConfig.quota_partition` says what a partition is:
 
@@ -42,11 +51,13 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, unquote_plus
 
 from .._core._clock import SystemClock
-from .._core._errors import ConfigurationError, ReplayedNonce, SignatureError
+from .._core._errors import ConfigurationError, ReplayedNonce, SignatureError, StoreError
 from .._core._hmac import HmacVerifier, MemoryNonceCache
+from .._core._rfc9421 import MessageVerifier, SignatureKey
+from ..middleware import SignedRequest, VerifyWSGI, identity
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 __all__ = ["ConnectionControlProtocol", "SandboxApp", "SandboxConfig"]
 
@@ -75,6 +86,10 @@ def _default_hmac_keys() -> Mapping[str, str]:
     return {"demo-key": "demo-secret"}
 
 
+def _default_rfc9421_keys() -> Mapping[str, str]:
+    return {"demo-rfc9421": "demo-secret"}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SandboxConfig:
     """Settings of a sandbox. Secrets are kept out of ``repr``."""
@@ -98,6 +113,8 @@ class SandboxConfig:
     """OAuth2 client id -> client secret."""
     hmac_keys: Mapping[str, str] = field(default_factory=_default_hmac_keys, repr=False)
     """HMAC key id -> secret for ``/signed``."""
+    rfc9421_keys: Mapping[str, str] = field(default_factory=_default_rfc9421_keys, repr=False)
+    """RFC 9421 ``keyid`` -> ``hmac-sha256`` secret for ``/signed-rfc9421``."""
     skew: float = 300.0
     """Allowed clock skew of signed requests, seconds."""
     seed: int | None = None
@@ -118,7 +135,7 @@ class SandboxConfig:
             raise ConfigurationError("token_ttl must be positive")
         if not self.skew > 0:
             raise ConfigurationError("skew must be positive")
-        for name in ("clients", "hmac_keys"):
+        for name in ("clients", "hmac_keys", "rfc9421_keys"):
             mapping = getattr(self, name)
             if any(not k or not v for k, v in mapping.items()):
                 raise ConfigurationError(f"{name} must map non-empty ids to non-empty secrets")
@@ -328,6 +345,7 @@ class SandboxApp:
             "oauth": ("/oauth/token", self._oauth),  # /oauth/revoke is counted here too
             "protected": ("/protected", self._protected),
             "signed": ("/signed", self._signed),
+            "signed-rfc9421": ("/signed-rfc9421", self._signed),
             "orders": ("/orders", self._orders),
             "stats": (None, self._stats),
             "admin": (None, self._admin),
@@ -362,11 +380,34 @@ class SandboxApp:
         self._rng = random.Random(cfg.seed)
         self._rngs: dict[int, random.Random] = {}
         self._fail_counts: dict[tuple[str, str, str], int] = {}
-        self._verifier = HmacVerifier(
+        # The signed routes go through the verification middleware, like a user's app.
+        hmac_verifier = HmacVerifier(
             dict(cfg.hmac_keys),
             skew=cfg.skew,
             nonces=MemoryNonceCache(max_entries=100_000),
             clock=SystemClock(),
+        )
+        rfc9421_verifier = MessageVerifier(
+            {
+                key_id: SignatureKey("hmac-sha256", secret, key_id=key_id)
+                for key_id, secret in cfg.rfc9421_keys.items()
+            },
+            require_content_digest=True,
+            max_age=cfg.skew,
+            skew=min(cfg.skew, 30.0),
+            nonces=MemoryNonceCache(max_entries=100_000),
+            clock=SystemClock(),
+        )
+        self._pipeline: WSGIApplication = VerifyWSGI(
+            VerifyWSGI(
+                self._dispatch,
+                hmac_verifier,
+                protect=["/signed"],
+                on_reject=self._count_rejection,
+            ),
+            rfc9421_verifier,
+            protect=["/signed-rfc9421"],
+            on_reject=self._count_rejection,
         )
 
     # -- public ----------------------------------------------------------------------------
@@ -407,15 +448,37 @@ class SandboxApp:
 
     # -- WSGI ------------------------------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """Outage → signature verification (``/signed*``, by the middleware) → route;
+        every response is counted and gets its ``X-Sandbox-Request-Id`` here."""
+        path: str = environ.get("PATH_INFO") or "/"
+        group = self._routes.get(path[1:].partition("/")[0], ("unmatched", None))[0]
+
+        def counted(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None, /
+        ) -> Callable[[bytes], object]:
+            with self._lock:
+                self._request_id += 1
+                request_id = self._request_id
+                if group is not None:
+                    self._record(group, status.partition(" ")[0])
+            headers = [*headers, ("X-Sandbox-Request-Id", str(request_id))]
+            return start_response(status, headers, exc_info)
+
+        outage = self._outage() if group is not None else None
+        if outage is not None:
+            counted(f"{outage.status} {_phrase(outage.status)}", outage.headers)
+            return [outage.body]
+        return self._pipeline(environ, counted)
+
+    def _dispatch(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         path: str = environ.get("PATH_INFO") or "/"
         first, _, rest = path[1:].partition("/")
-        group, handler = self._routes.get(first, ("unmatched", self._not_found))
+        handler = self._routes.get(first, (None, self._not_found))[1]
         req = _Req(environ, path, rest)
         result: _Resp | _Taken
         try:
-            outage = self._outage() if group is not None else None
-            result = handler(req) if outage is None else outage
+            result = handler(req)
         except _BadRequest as exc:
             result = _error(exc.status, "bad_request", message=exc.message)
         except Exception:
@@ -426,12 +489,6 @@ class SandboxApp:
 
         if isinstance(result, _Taken):  # already counted by _drop
             return []
-        with self._lock:
-            self._request_id += 1
-            request_id = self._request_id
-            if group is not None:
-                self._record(group, str(result.status))
-        result.headers.append(("X-Sandbox-Request-Id", str(request_id)))
         start_response(f"{result.status} {_phrase(result.status)}", result.headers)
         return [result.body]
 
@@ -844,21 +901,28 @@ class SandboxApp:
             )
         return _json(200, {"ok": True, "client_id": found.client_id, "scope": found.scope})
 
-    # -- HMAC ------------------------------------------------------------------------------
+    # -- signed requests -------------------------------------------------------------------
+
+    def _count_rejection(self, error: SignatureError | StoreError, request: SignedRequest) -> None:
+        """The middleware's ``on_reject``: count the reason (and replays)."""
+        if isinstance(error, SignatureError):
+            with self._lock:
+                self._rejections[error.reason] = self._rejections.get(error.reason, 0) + 1
+                if isinstance(error, ReplayedNonce):
+                    self._replays += 1
 
     def _signed(self, req: _Req) -> _Resp:
-        body = req.body()
-        try:
-            key_id = self._verifier.verify(req.method, req.url(), req.headers(), body or None)
-        except SignatureError as exc:
-            with self._lock:
-                self._rejections[exc.reason] = self._rejections.get(exc.reason, 0) + 1
-                if isinstance(exc, ReplayedNonce):
-                    self._replays += 1
-            return _error(
-                401, "invalid_signature", [("WWW-Authenticate", "Signature")], reason=exc.reason
-            )
-        return _json(200, {"ok": True, "key_id": key_id})
+        """``/signed/*`` (the tutorial's HMAC scheme) and ``/signed-rfc9421/*`` (RFC 9421,
+        ``hmac-sha256``, ``content-digest`` required with a body): the middleware verified
+        the signature; the body is read again here, as any application would."""
+        found = identity(req.env)
+        if found is None:  # pragma: no cover - the middleware guards these routes
+            return _error(401, "invalid_signature", [("WWW-Authenticate", "Signature")])
+        payload: dict[str, Any] = {"ok": True, "key_id": found.key_id}
+        if found.signature is not None:
+            payload["covered"] = list(found.signature.covered)
+            payload["body_bytes"] = len(req.body())
+        return _json(200, payload)
 
     # -- orders ----------------------------------------------------------------------------
 
