@@ -40,6 +40,7 @@ import urllib3.util
 
 import surefoot
 import surefoot.httpx
+from _env import version as _version
 from _sandbox_process import SandboxProcess
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
@@ -452,13 +453,6 @@ def summarize(contenders: list[Contender], samples: Samples) -> list[Figure]:
 
 
 # -- reporting -----------------------------------------------------------------------------
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine_info() -> dict[str, Any]:

@@ -37,7 +37,6 @@ import math
 import os
 import platform
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -45,7 +44,6 @@ import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -59,6 +57,8 @@ import urllib3
 import urllib3.util
 
 import surefoot
+from _env import git as _git
+from _env import version as _version
 from _sandbox_process import SandboxProcess
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -970,22 +970,6 @@ def plot(scen: Scenario, runs: dict[str, Run], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
 
 
 def machine_info() -> dict[str, Any]:

@@ -50,12 +50,13 @@ import tempfile
 import threading
 import time
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import surefoot
+from _env import git as _git
+from _env import version as _version
 from _sandbox_process import SandboxProcess
 from surefoot._backends._failure import FailureMode
 from surefoot._backends._redis_base import RedisConnection
@@ -388,22 +389,6 @@ def print_table(figures: dict[str, dict[str, Any]], rounds: int) -> None:
               f"{f['p50_ms']:7.1f} {f['p99_ms_max']:7.1f} {f['max_ms']:7.1f}  "
               f"{'met' if f['target_met'] else 'MISSED'}")
     print(f"\n{rounds} expiries each; target: exactly 1 token request per expiry, all calls 200")
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent, check=True)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
 
 
 def machine_info(redis_binary: str) -> dict[str, Any]:

@@ -44,7 +44,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,6 +62,7 @@ from http_message_signatures import (
 from requests_aws4auth import AWS4Auth
 
 import surefoot
+from _env import version as _version
 from surefoot._core._hmac import canonical_string
 
 RESULTS = Path(__file__).resolve().parent / "results" / "signing.json"
@@ -636,13 +636,6 @@ def summarize(contenders: list[Contender], samples: dict[str, list[float]]) -> l
 
 
 # -- reporting ----------------------------------------------------------------------------------
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def machine_info() -> dict[str, Any]:
