@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from .._core._errors import ConfigurationError, StoreUnavailable
 
@@ -14,6 +15,7 @@ __all__ = ["FailureMode", "OnFailure"]
 logger = logging.getLogger("surefoot")
 
 OnFailure = Literal["open", "closed"]
+T = TypeVar("T")
 
 #: After falling back to local state, the backend is tried again after this long.
 RETRY_BACKEND_AFTER = 1.0
@@ -65,6 +67,19 @@ class FailureMode:
                     exc,
                     what,
                 )
+
+    def guard(self, what: str, backend: Callable[[], T], local: Callable[[], T]) -> T:
+        """``backend()``, or ``local()`` while the backend is down and this fails open
+        (:meth:`failed` raises instead when failing closed)."""
+        if self.skip_backend():
+            return local()
+        try:
+            result = backend()
+        except StoreUnavailable as exc:
+            self.failed(exc, what)
+            return local()
+        self.succeeded()
+        return result
 
     def succeeded(self) -> None:
         if self._down_since is not None:

@@ -16,7 +16,7 @@ from importlib.resources import files
 from typing import Any
 
 from .._core._breaker import Admission
-from .._core._errors import StoreError, StoreUnavailable
+from .._core._errors import StoreError
 from .._core._pacer import LocalPacerState, Pacing, Report
 from .._core._ratelimit import Reservation
 from ._failure import FailureMode
@@ -105,15 +105,7 @@ class RedisPacerState:
         )
 
     def _call(self, what: str, remote: Any, local: Any) -> Any:
-        if self._failure.skip_backend():
-            return local()
-        try:
-            result = remote()
-        except StoreUnavailable as exc:
-            self._failure.failed(exc, what)
-            return local()
-        self._failure.succeeded()
-        return result
+        return self._failure.guard(what, remote, local)
 
     # -- PacerState ------------------------------------------------------------------
 

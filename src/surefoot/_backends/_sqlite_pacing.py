@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from .._core._breaker import Admission
-from .._core._errors import StoreUnavailable
 from .._core._pacer import LocalPacerState, Pacing, Report
 from .._core._ratelimit import Reservation
 from ._failure import FailureMode
@@ -72,10 +71,9 @@ class SQLitePacerState:
         """Run ``operation(engine, t, local)`` on the stored state, in one transaction:
         ``t`` is the store's clock, ``local`` turns its instants into the caller's clock.
         (On the local fallback, ``t`` is ``now`` and ``local`` the identity.)"""
-        if self._failure.skip_backend():
-            return operation(self._local, now, _same)
-        started = time.monotonic()
-        try:
+
+        def backend() -> T:
+            started = time.monotonic()
             with self._conn.transaction() as db:
                 # Read after the write lock is ours: that wait is on the caller's clock too.
                 store_now = time.time()
@@ -111,11 +109,11 @@ class SQLitePacerState:
                     "updated = excluded.updated",
                     [(key, value, store_now) for key, value in writes],
                 )
-        except StoreUnavailable as exc:
-            self._failure.failed(exc, what)
-            return operation(self._local, now, _same)
-        self._failure.succeeded()
-        return result
+            return result
+
+        return self._failure.guard(
+            what, backend, lambda: operation(self._local, now, _same)
+        )
 
     # -- PacerState ------------------------------------------------------------------
 

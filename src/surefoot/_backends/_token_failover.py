@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from .._core._errors import StoreUnavailable
 from .._core._tokens import Token
 from .._stores import MemoryTokenStore
 from ._failure import FailureMode
@@ -57,16 +56,7 @@ class FailoverTokenStore:
     # -- the protocol ------------------------------------------------------------------
 
     def _guarded(self, what: str, backend: Callable[[], T], local: Callable[[], T]) -> T:
-        failure = self.failure
-        if failure.fail_open and failure.skip_backend():
-            return local()
-        try:
-            result = backend()
-        except StoreUnavailable as exc:
-            failure.failed(exc, what)  # raises when failing closed
-            return local()
-        failure.succeeded()
-        return result
+        return self.failure.guard(what, backend, local)
 
     def load(self, key: str) -> Token | None:
         def backend() -> Token | None:

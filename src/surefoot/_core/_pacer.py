@@ -479,10 +479,11 @@ class Pacer:
             if pacing.adaptive is not None and partition not in self._server_learned
             else None
         )
-        report = Report(healthy, probe, learned, tighten, pause, adapt, age)
-        if report == Report(healthy, probe, age=age) and healthy is None:
-            return  # nothing to tell the state
-        self.state.report(partition, report, now=now)
+        if healthy is None and adapt is None and pause is None and not (learned or tighten):
+            return  # nothing to tell the state (a shared one would cost a round trip)
+        self.state.report(
+            partition, Report(healthy, probe, learned, tighten, pause, adapt, age), now=now
+        )
 
     def _learn(
         self, partition: str, info: ResponseInfo, wall_now: float
