@@ -58,12 +58,12 @@ import surefoot
 from _env import git as _git
 from _env import version as _version
 from _sandbox_process import SandboxProcess
-from surefoot._backends._failure import FailureMode
-from surefoot._backends._redis_base import RedisConnection
-from surefoot._backends._redis_tokens import RedisTokenStore
-from surefoot._backends._sqlite_base import SQLiteConnection
-from surefoot._backends._sqlite_tokens import SQLiteTokenStore
 from surefoot.sandbox import RedisServer
+from surefoot.stores._failure import FailureMode
+from surefoot.stores._redis._connection import RedisConnection
+from surefoot.stores._redis._tokens import RedisTokenStore
+from surefoot.stores._sqlite._connection import SQLiteConnection
+from surefoot.stores._sqlite._tokens import SQLiteTokenStore
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("tutorial", "surefoot_file", "surefoot_sqlite", "surefoot_redis")

@@ -63,7 +63,7 @@ from requests_aws4auth import AWS4Auth
 
 import surefoot
 from _env import version as _version
-from surefoot._core._hmac import canonical_string
+from surefoot.signing._hmac import canonical_string
 
 RESULTS = Path(__file__).resolve().parent / "results" / "signing.json"
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot._core._adaptive import AdaptiveConfig, AdaptiveRate
+from surefoot.pacing._adaptive import AdaptiveConfig, AdaptiveRate
 
 
 def busy(ar: AdaptiveRate, start: float, end: float, per_second: float) -> float:

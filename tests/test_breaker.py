@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot._core._breaker import Admission, BreakerConfig, CircuitBreaker
+from surefoot.pacing._breaker import Admission, BreakerConfig, CircuitBreaker
 
 CONSECUTIVE_ONLY = BreakerConfig(failure_ratio=None)
 RATIO_ONLY = BreakerConfig(failure_threshold=1000)

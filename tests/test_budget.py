@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot._core._budget import RetryBudget, RetryBudgetConfig, WindowCounts
+from surefoot.pacing._budget import RetryBudget, RetryBudgetConfig, WindowCounts
 
 # --- WindowCounts ------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import surefoot
 from surefoot import HmacVerifier, MessageVerifier, SignatureKey, SigV4Verifier
-from surefoot._cli import EXIT_AUTH, EXIT_HTTP, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
+from surefoot.cli._main import EXIT_AUTH, EXIT_HTTP, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):

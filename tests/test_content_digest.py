@@ -6,14 +6,14 @@ import hashlib
 
 import pytest
 
-from surefoot._core._digest import DIGEST_ALGORITHMS, content_digest, verify_content_digest
-from surefoot._core._errors import (
+from surefoot.errors import (
     BodyDigestMismatch,
     ConfigurationError,
     MalformedSignature,
     MissingHeader,
     SignatureError,
 )
+from surefoot.signing._digest import DIGEST_ALGORITHMS, content_digest, verify_content_digest
 
 HELLO = b'{"hello": "world"}'
 # RFC 9530 §2 / RFC 9421 Appendix B: the digests of {"hello": "world"}

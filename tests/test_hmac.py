@@ -27,7 +27,7 @@ from surefoot import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot._core._hmac import (
+from surefoot.signing._hmac import (
     canonical_host,
     canonical_path,
     canonical_query,

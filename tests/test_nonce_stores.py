@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 from surefoot import HmacSigner, HmacVerifier, MemoryNonceCache, ReplayedNonce, SignatureError
-from surefoot._backends import _failure
-from surefoot._backends._failure import FailureMode
-from surefoot._backends._nonces import RedisNonceCache, SQLiteNonceCache
-from surefoot._backends._redis_base import RedisConnection
-from surefoot._backends._sqlite_base import SQLiteConnection
-from surefoot._core._errors import ConfigurationError, StoreUnavailable
+from surefoot.errors import ConfigurationError, StoreUnavailable
+from surefoot.stores import _failure
+from surefoot.stores._failure import FailureMode
+from surefoot.stores._nonces import RedisNonceCache, SQLiteNonceCache
+from surefoot.stores._redis._connection import RedisConnection
+from surefoot.stores._sqlite._connection import SQLiteConnection
 
 TTL = 60.0
 Factory = Callable[[], Any]

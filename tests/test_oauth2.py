@@ -36,7 +36,7 @@ from surefoot import (
     TokenCache,
     TokenError,
 )
-from surefoot._core._tokens import (
+from surefoot.oauth._grants import (
     ClientSecretPost,
     HttpRequest,
     HttpResponse,
@@ -487,7 +487,7 @@ def test_rotated_away_refresh_token_adopts_the_other_holders_token(
             return True
 
     b = TokenCache(grant, store=LeaseAlwaysFree(), hook=quiet)  # type: ignore[arg-type]
-    from surefoot._stdlib_http import send
+    from surefoot.oauth._sender import send
 
     def slow_sender(request: HttpRequest, timeout: float | None) -> HttpResponse:
         b.get()  # B refreshes while A's request is in flight

@@ -26,7 +26,7 @@ from surefoot import (
     SQLiteStore,
     StoreUnavailable,
 )
-from surefoot._core._pacer import Report
+from surefoot.pacing._pacer import Report
 
 TOL = 0.04  # seconds of scheduling slack on a loaded 2-core machine
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from surefoot._core._quota_headers import (
+from surefoot.pacing._quota_headers import (
     QuotaObservation,
     parse_go_duration,
     parse_quota_headers,

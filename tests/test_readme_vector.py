@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from surefoot import HmacSigner, HmacVerifier
-from surefoot._core._hmac import body_digest, canonical_string
+from surefoot.signing._hmac import body_digest, canonical_string
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 URL = "https://API.Example.com:443/a%20b/c?b=2&a=1"

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from surefoot._core._digest import content_digest, verify_content_digest
-from surefoot._core._errors import (
+from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
     ConfigurationError,
@@ -33,8 +32,9 @@ from surefoot._core._errors import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot._core._hmac import MemoryNonceCache
-from surefoot._core._rfc9421 import (
+from surefoot.signing._digest import content_digest, verify_content_digest
+from surefoot.signing._hmac import MemoryNonceCache
+from surefoot.signing._rfc9421 import (
     ALGORITHMS,
     Component,
     MessageSigner,
@@ -1035,7 +1035,7 @@ def test_all_errors_are_signature_errors_with_reasons():
 
 def test_core_module_imports_no_http_library_nor_cryptography():
     code = (
-        "import sys, surefoot._core._rfc9421 as m, surefoot._core._digest\n"
+        "import sys, surefoot.signing._rfc9421 as m, surefoot.signing._digest\n"
         "m.MessageSigner(m.SignatureKey('hmac-sha256', b'k')).sign_request('GET', 'https://x/')\n"
         "print(sorted({n.split('.')[0] for n in sys.modules}))"
     )
@@ -1047,7 +1047,7 @@ def test_core_module_imports_no_http_library_nor_cryptography():
 
 # --- the auth object, through real clients against the sandbox -----------------------
 
-from surefoot._auth_rfc9421 import MessageSignatureAuth  # noqa: E402
+from surefoot.signing._auth_rfc9421 import MessageSignatureAuth  # noqa: E402
 
 ED_PRIVATE = ed25519.Ed25519PrivateKey.generate()
 AUTH_KEY = SignatureKey("ed25519", ED_PRIVATE, key_id="client-ed")

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from surefoot._core._errors import ConfigurationError
-from surefoot._core._hmac import HmacSigner
+from surefoot.errors import ConfigurationError
 from surefoot.sandbox import Sandbox, SandboxConfig
 from surefoot.sandbox._cli import main as cli_main
+from surefoot.signing._hmac import HmacSigner
 
 
 @pytest.fixture(scope="module")

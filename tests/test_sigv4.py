@@ -34,10 +34,10 @@ from surefoot import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot._auth_sigv4 import SigV4Auth
-from surefoot._core import _sigv4
-from surefoot._core._errors import InsufficientCoverage, PolicyViolation, SignatureExpired
-from surefoot._core._sigv4 import (
+from surefoot.errors import InsufficientCoverage, PolicyViolation, SignatureExpired
+from surefoot.signing import _sigv4
+from surefoot.signing._auth_sigv4 import SigV4Auth
+from surefoot.signing._sigv4 import (
     CredentialScopeMismatch,
     SigV4Credentials,
     SigV4Signer,

@@ -21,7 +21,7 @@ from surefoot import (
     TokenError,
     TransportError,
 )
-from surefoot._core._tokens import HttpRequest, HttpResponse
+from surefoot.oauth._grants import HttpRequest, HttpResponse
 
 T0 = 1_700_000_000.0
 SECRET = "client-secret-do-not-leak"

@@ -26,12 +26,12 @@ from surefoot import (
     Token,
     TokenCache,
 )
-from surefoot._backends._failure import FailureMode
-from surefoot._backends._redis_base import RedisConnection
-from surefoot._backends._redis_tokens import RedisTokenStore
-from surefoot._backends._sqlite_base import SQLiteConnection
-from surefoot._backends._sqlite_tokens import SQLiteTokenStore
-from surefoot._core._errors import StoreError, StoreUnavailable
+from surefoot.errors import StoreError, StoreUnavailable
+from surefoot.stores._failure import FailureMode
+from surefoot.stores._redis._connection import RedisConnection
+from surefoot.stores._redis._tokens import RedisTokenStore
+from surefoot.stores._sqlite._connection import SQLiteConnection
+from surefoot.stores._sqlite._tokens import SQLiteTokenStore
 
 ACCESS = "fleet-access-token-secret"
 REFRESH = "fleet-refresh-token-secret"

@@ -21,7 +21,7 @@ from surefoot import (
     TokenError,
     TokenResponseError,
 )
-from surefoot._core._tokens import (
+from surefoot.oauth._grants import (
     Freshness,
     HttpRequest,
     HttpResponse,

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._core._adaptive import AdaptiveConfig
-from ._core._breaker import BreakerConfig
-from ._core._budget import RetryBudgetConfig
-from ._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
-from ._core._digest import content_digest, verify_content_digest
-from ._core._errors import (
+from surefoot._core._clock import Clock, FakeClock, SystemClock, is_testing, set_testing, testing
+from surefoot._core._history import Attempt, FailureKind
+from surefoot._core._policy import RetryPolicy
+from surefoot._core._retry_after import parse_http_date, parse_retry_after
+from surefoot.errors import (
     AuthError,
     BadSignature,
     BodyDigestMismatch,
@@ -53,22 +52,9 @@ from ._core._errors import (
     Unauthorized,
     UnknownKey,
 )
-from ._core._events import Event, EventKind, Hook, LoggingHook, redact_url
-from ._core._history import Attempt, FailureKind
-from ._core._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
-from ._core._pacer import Pacer, Pacing
-from ._core._policy import RetryPolicy
-from ._core._ratelimit import Quota, RateLimiter
-from ._core._retry_after import parse_http_date, parse_retry_after
-from ._core._rfc9421 import (
-    MessageSigner,
-    MessageVerifier,
-    RelatedRequest,
-    SignatureKey,
-    VerifiedSignature,
-)
-from ._core._sigv4 import SigV4Credentials, SigV4Signer, SigV4Verifier
-from ._core._tokens import (
+from surefoot.events import Event, EventKind, Hook, LoggingHook, redact_url
+from surefoot.oauth._cache import TokenCache
+from surefoot.oauth._grants import (
     ClientAuth,
     ClientCredentials,
     ClientSecretBasic,
@@ -80,16 +66,30 @@ from ._core._tokens import (
     RevocableGrant,
     Token,
 )
-from ._shared import MemoryStore, RedisStore, SQLiteStore
-from ._stores import FileTokenStore, MemoryTokenStore, TokenStore
-from ._tokencache import TokenCache
+from surefoot.pacing._adaptive import AdaptiveConfig
+from surefoot.pacing._breaker import BreakerConfig
+from surefoot.pacing._budget import RetryBudgetConfig
+from surefoot.pacing._gcra import Quota, RateLimiter
+from surefoot.pacing._pacer import Pacer, Pacing
+from surefoot.signing._digest import content_digest, verify_content_digest
+from surefoot.signing._hmac import HmacHeaders, HmacSigner, HmacVerifier, MemoryNonceCache
+from surefoot.signing._rfc9421 import (
+    MessageSigner,
+    MessageVerifier,
+    RelatedRequest,
+    SignatureKey,
+    VerifiedSignature,
+)
+from surefoot.signing._sigv4 import SigV4Credentials, SigV4Signer, SigV4Verifier
+from surefoot.stores._facades import MemoryStore, RedisStore, SQLiteStore
+from surefoot.stores._tokens import FileTokenStore, MemoryTokenStore, TokenStore
 
 if TYPE_CHECKING:
-    from ._auth import BearerAuth, HmacAuth
-    from ._auth_rfc9421 import MessageSignatureAuth
-    from ._auth_sigv4 import SigV4Auth
-    from ._client import Client
-    from ._requests import SurefootAdapter
+    from surefoot._adapters._auth import BearerAuth, HmacAuth
+    from surefoot._adapters._client import Client
+    from surefoot._adapters._requests import SurefootAdapter
+    from surefoot.signing._auth_rfc9421 import MessageSignatureAuth
+    from surefoot.signing._auth_sigv4 import SigV4Auth
 
 __version__ = "0.1.0"
 
@@ -197,12 +197,12 @@ __all__ = [
 # Loaded on first use, so that ``import surefoot`` imports no HTTP library. The auth
 # objects are also ``httpx.Auth`` subclasses when httpx is installed.
 _LAZY = {
-    "BearerAuth": "._auth",
-    "Client": "._client",
-    "HmacAuth": "._auth",
-    "MessageSignatureAuth": "._auth_rfc9421",
-    "SigV4Auth": "._auth_sigv4",
-    "SurefootAdapter": "._requests",
+    "BearerAuth": "surefoot._adapters._auth",
+    "Client": "surefoot._adapters._client",
+    "HmacAuth": "surefoot._adapters._auth",
+    "MessageSignatureAuth": "surefoot.signing._auth_rfc9421",
+    "SigV4Auth": "surefoot.signing._auth_sigv4",
+    "SurefootAdapter": "surefoot._adapters._requests",
 }
 
 

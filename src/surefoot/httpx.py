@@ -25,13 +25,13 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from ._client import SyncVerbs
-from ._core._clock import Clock
-from ._core._errors import ConfigurationError
-from ._core._events import Hook
-from ._core._pipeline import AuthStrategy
-from ._core._policy import RetryPolicy
-from ._httpx import AsyncTransport, Transport, classify_httpx_error
+from surefoot._adapters._client import SyncVerbs
+from surefoot._adapters._httpx import AsyncTransport, Transport, classify_httpx_error
+from surefoot._core._clock import Clock
+from surefoot._core._pipeline import AuthStrategy
+from surefoot._core._policy import RetryPolicy
+from surefoot.errors import ConfigurationError
+from surefoot.events import Hook
 
 __all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
 

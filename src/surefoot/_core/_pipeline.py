@@ -22,19 +22,9 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from ._clock import Clock
-from ._errors import (
-    CircuitOpen,
-    DeadlineExceeded,
-    RequestFailed,
-    RetryAfterTooLong,
-    RetryBudgetExhausted,
-    TransportError,
-    Unauthorized,
-)
-from ._events import Event, EventKind, Hook, redact_url
-from ._history import Attempt
-from ._policy import (
+from surefoot._core._clock import Clock
+from surefoot._core._history import Attempt
+from surefoot._core._policy import (
     Decision,
     Failure,
     ResponseInfo,
@@ -43,7 +33,17 @@ from ._policy import (
     case_insensitive,
     decide,
 )
-from ._tokens import Token
+from surefoot.errors import (
+    CircuitOpen,
+    DeadlineExceeded,
+    RequestFailed,
+    RetryAfterTooLong,
+    RetryBudgetExhausted,
+    TransportError,
+    Unauthorized,
+)
+from surefoot.events import Event, EventKind, Hook, redact_url
+from surefoot.oauth._grants import Token
 
 __all__ = [
     "AuthStrategy",

@@ -14,7 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from ._errors import (
+from surefoot._core._history import FailureKind
+from surefoot._core._retry_after import retry_after_from_headers
+from surefoot.errors import (
     ConfigurationError,
     DeadlineExceeded,
     NotRetryable,
@@ -23,8 +25,6 @@ from ._errors import (
     RetryAfterTooLong,
     TransportError,
 )
-from ._history import FailureKind
-from ._retry_after import retry_after_from_headers
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from ._app import SandboxApp, SandboxConfig
-from ._redis_server import RedisServer, RedisServerNotFound
-from ._server import SandboxHTTPServer
+from surefoot.sandbox._app import SandboxApp, SandboxConfig
+from surefoot.sandbox._redis_server import RedisServer, RedisServerNotFound
+from surefoot.sandbox._server import SandboxHTTPServer
 
 __all__ = [
     "RedisServer",

@@ -1,5 +1,5 @@
 """``python -m surefoot.sandbox``."""
 
-from ._cli import main
+from surefoot.sandbox._cli import main
 
 raise SystemExit(main())

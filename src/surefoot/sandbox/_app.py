@@ -50,11 +50,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from urllib.parse import parse_qs, quote, unquote_plus
 
-from .._core._clock import SystemClock
-from .._core._errors import ConfigurationError, ReplayedNonce, SignatureError, StoreError
-from .._core._hmac import HmacVerifier, MemoryNonceCache
-from .._core._rfc9421 import MessageVerifier, SignatureKey
-from ..middleware import SignedRequest, VerifyWSGI, identity
+from surefoot._core._clock import SystemClock
+from surefoot.errors import ConfigurationError, ReplayedNonce, SignatureError, StoreError
+from surefoot.middleware import SignedRequest, VerifyWSGI, identity
+from surefoot.signing._hmac import HmacVerifier, MemoryNonceCache
+from surefoot.signing._rfc9421 import MessageVerifier, SignatureKey
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -8,8 +8,8 @@ import sys
 import threading
 from types import FrameType
 
-from .._core._errors import ConfigurationError
-from ._app import SandboxConfig
+from surefoot.errors import ConfigurationError
+from surefoot.sandbox._app import SandboxConfig
 
 __all__ = ["build_parser", "main"]
 
@@ -60,7 +60,7 @@ def build_parser(prog: str = "surefoot sandbox") -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 1 if the server cannot start."""
-    from . import serve
+    from surefoot.sandbox import serve
 
     args = build_parser().parse_args(argv)
     options: dict[str, object] = {}

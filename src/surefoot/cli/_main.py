@@ -1,0 +1,251 @@
+"""The ``surefoot`` command: ``request`` (curl-like), ``demo`` and ``sandbox``.
+
+Exit codes of ``surefoot request``:
+
+====  =====================================================================
+0     the final response is 2xx
+2     usage error (bad options)
+3     HTTP error: the final response (after retries) is not 2xx
+4     transport failure: no response (connection, timeout, deadline)
+5     auth failure: the token could not be obtained or the request signed
+====  =====================================================================
+
+Signing: ``--sign hmac:KEY_ID[:SOURCE]``, ``--sign rfc9421:ALG:KEY_ID[:SOURCE]`` or
+``--sign sigv4:REGION:SERVICE`` (see :mod:`surefoot.cli._sign`); key material comes from
+``@FILE`` or ``env:NAME``, never from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from surefoot.cli._sign import CliUsage as _Usage
+from surefoot.cli._sign import add_sign_options, check_companions, describe, sign_auth
+from surefoot.errors import AuthError, RequestFailed, SurefootError, TokenError
+from surefoot.events import Event, EventKind
+
+__all__ = ["EXIT_AUTH", "EXIT_HTTP", "EXIT_OK", "EXIT_TRANSPORT", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_HTTP = 3
+EXIT_TRANSPORT = 4
+EXIT_AUTH = 5
+
+
+class StderrHook:
+    """``-v``: one line per attempt, wait, refresh and decision, on stderr. Events carry
+    no secrets, so neither does this output."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        kind = event.kind
+        text: str | None = None
+        if kind is EventKind.ATTEMPT_SENT:
+            text = f"> attempt {event.attempt}: {event.method} {event.url}"
+        elif kind is EventKind.ATTEMPT_DONE:
+            what = f"HTTP {event.status}" if event.status is not None else f"error {event.error}"
+            ms = (event.elapsed or 0) * 1000
+            text = f"< attempt {event.attempt}: {what} in {ms:.0f} ms"
+        elif kind is EventKind.RETRY_SCHEDULED:
+            text = f"* waiting {event.wait:.2f} s: {event.reason}"
+        elif kind is EventKind.GAVE_UP:
+            text = f"* gave up: {event.reason}"
+        elif kind in (
+            EventKind.TOKEN_REFRESHED,
+            EventKind.TOKEN_INVALIDATED,
+            EventKind.TOKEN_REFRESH_FAILED,
+        ):
+            text = f"* token: {kind.value.replace('_', ' ')} ({event.reason})"
+        elif kind is EventKind.CREDENTIALS_WITHHELD:
+            text = f"* credentials withheld: {event.reason} ({event.url})"
+        if text:
+            print(text, file=self.stream, flush=True)
+
+
+def _pair(value: str, what: str) -> tuple[str, str]:
+    name, sep, secret = value.partition(":")
+    if not sep or not name:
+        raise _Usage(f"{what} must look like ID:SECRET")
+    return name, secret
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="surefoot", description="Call HTTP APIs without slipping."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    req = sub.add_parser("request", help="send one request, curl-like")
+    req.add_argument("method", help="HTTP method, e.g. GET")
+    req.add_argument("url", help="absolute URL")
+    req.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'")
+    req.add_argument("-d", "--data", help="request body; @FILE reads a file, @- stdin")
+    req.add_argument("--retries", type=int, default=3, help="retries after the first try")
+    req.add_argument("--deadline", type=float, default=60.0, help="seconds for everything")
+    req.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt")
+    req.add_argument("--retry-after-cap", type=float, default=120.0)
+    req.add_argument(
+        "--idempotency-key", help="'auto' to generate one for POST/PATCH, or the key to send"
+    )
+    req.add_argument("--hmac", metavar="KEY_ID:SECRET", help="sign with the HMAC scheme "
+                     "(an empty SECRET reads $SUREFOOT_HMAC_SECRET; prefer "
+                     "--sign hmac:KEY_ID:@FILE, which keeps the secret out of ps)")
+    req.add_argument("--oauth2-token-url")
+    req.add_argument("--client-id")
+    req.add_argument("--client-secret", help="or $SUREFOOT_CLIENT_SECRET")
+    req.add_argument("--oauth2-auth-method", choices=("basic", "post"), default="basic")
+    req.add_argument("--scope")
+    req.add_argument("--token-cache", metavar="PATH", help="persist the token in this file")
+    req.add_argument("-v", "--verbose", action="store_true", help="attempts and waits on stderr")
+    add_sign_options(req)
+
+    demo = sub.add_parser("demo", help="walk through every flow against the embedded sandbox")
+    demo.add_argument("--quiet", action="store_true", help="only the summary")
+
+    sub.add_parser("sandbox", help="run the sandbox API (see `surefoot sandbox --help`)",
+                   add_help=False)
+    return parser
+
+
+def _read_data(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    if value == "@-":
+        return sys.stdin.buffer.read()
+    if value.startswith("@"):
+        try:
+            with open(value[1:], "rb") as handle:
+                return handle.read()
+        except OSError as exc:
+            raise _Usage(f"cannot read {value[1:]}: {exc.strerror}") from exc
+    return value.encode()
+
+
+def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
+    from surefoot._adapters._auth import BearerAuth, HmacAuth
+    from surefoot.stores._tokens import FileTokenStore
+
+    chosen = [name for name, given in (("--hmac", args.hmac), ("--sign", args.sign),
+                                       ("--oauth2-token-url", args.oauth2_token_url)) if given]
+    if len(chosen) > 1:
+        raise _Usage(f"use one of {', '.join(chosen)}, not several")
+    if args.token_cache and not args.oauth2_token_url:
+        raise _Usage("--token-cache needs --oauth2-token-url")
+    if args.sign:
+        return sign_auth(args)
+    check_companions(args, None)
+    if args.hmac:
+        key_id, secret = _pair(args.hmac, "--hmac")
+        secret = secret or os.environ.get("SUREFOOT_HMAC_SECRET", "")
+        if not secret:
+            raise _Usage("--hmac needs a secret (KEY_ID:SECRET or $SUREFOOT_HMAC_SECRET)")
+        return HmacAuth(key_id, secret)
+    if args.oauth2_token_url:
+        client_secret: str = args.client_secret or os.environ.get("SUREFOOT_CLIENT_SECRET", "")
+        if not args.client_id or not client_secret:
+            raise _Usage("--oauth2-token-url needs --client-id and --client-secret")
+        store = FileTokenStore(args.token_cache) if args.token_cache else None
+        return BearerAuth.client_credentials(
+            args.oauth2_token_url,
+            args.client_id,
+            client_secret,
+            auth_method="client_secret_post"
+            if args.oauth2_auth_method == "post"
+            else "client_secret_basic",
+            scope=args.scope,
+            store=store,
+            hook=hook,
+        )
+    return None
+
+
+def _request(args: argparse.Namespace) -> int:
+    from surefoot._adapters._client import Client
+    from surefoot._core._policy import RetryPolicy
+
+    if not args.url.startswith(("http://", "https://")):
+        raise _Usage("URL must be absolute http(s)")
+    if args.retries < 0 or args.deadline <= 0 or args.timeout <= 0:
+        raise _Usage("--retries must be >= 0, --deadline and --timeout positive")
+    headers: dict[str, str] = {}
+    for raw in args.header:
+        name, sep, value = raw.partition(":")
+        if not sep or not name.strip():
+            raise _Usage(f"bad header {raw.split(':')[0][:40]!r}: use 'Name: value'")
+        headers[name.strip()] = value.strip()
+    idempotency: dict[str, Any] = {}
+    if args.idempotency_key == "auto":
+        idempotency["idempotency_keys"] = "auto"
+    elif args.idempotency_key:
+        headers["Idempotency-Key"] = args.idempotency_key
+    hook = StderrHook() if args.verbose else (lambda event: None)
+    try:
+        policy = RetryPolicy(
+            max_attempts=args.retries + 1,
+            deadline=args.deadline,
+            retry_after_cap=args.retry_after_cap,
+            **idempotency,
+        )
+        auth = _auth_from(args, hook)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from exc
+    if args.verbose and auth is not None and args.sign:
+        print(describe(auth), file=sys.stderr, flush=True)
+    body = _read_data(args.data)
+    with Client(args.url, auth=auth, retry=policy, hook=hook, timeout=args.timeout) as client:
+        try:
+            response = client.request(args.method, args.url, headers=headers, data=body)
+        except TokenError as exc:
+            print(f"surefoot: auth failed: {exc}", file=sys.stderr)
+            return EXIT_AUTH
+        except AuthError as exc:
+            print(f"surefoot: auth failed: {exc}", file=sys.stderr)
+            return EXIT_AUTH
+        except RequestFailed as exc:
+            print(f"surefoot: {exc}", file=sys.stderr)
+            if exc.response is not None:
+                sys.stdout.buffer.write(exc.response.content)
+                return EXIT_HTTP
+            return EXIT_TRANSPORT
+        except SurefootError as exc:
+            print(f"surefoot: {exc}", file=sys.stderr)
+            return EXIT_TRANSPORT
+    if args.verbose:
+        print(f"< HTTP {response.status_code} {response.reason}", file=sys.stderr)
+    sys.stdout.buffer.write(response.content)
+    sys.stdout.buffer.flush()
+    return EXIT_OK if 200 <= response.status_code < 300 else EXIT_HTTP
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sandbox"]:
+        from surefoot.sandbox._cli import main as sandbox_main
+
+        return sandbox_main(arguments[1:])
+    parser = _build_parser()
+    args = parser.parse_args(arguments)
+    try:
+        if args.command == "request":
+            return _request(args)
+        if args.command == "demo":
+            from surefoot.cli._demo import run_demo
+
+            return run_demo(quiet=args.quiet)
+    except _Usage as exc:
+        parser.print_usage(sys.stderr)
+        print(f"surefoot: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    parser.print_help()
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,668 @@
+"""The token cache: refresh before expiry, single-flight, invalidate-if-current on 401.
+
+Rules:
+
+* A fresh token is returned at once, without taking any lock.
+* A token inside its refresh window (see :func:`~surefoot.oauth._grants.leeway_for`) is
+  still valid: one caller refreshes it, everyone else keeps using it meanwhile.
+* An expired (or missing) token is never sent: callers wait for the one refresh in
+  flight, bounded by their deadline. Nobody sends a request without a token.
+* On 401, :meth:`TokenCache.refresh_if_current` refreshes only if the token that was
+  sent is still the current one, so N concurrent 401s cause one refresh.
+* Across processes and hosts (a shared store: file, SQLite, Redis), refresh is
+  single-flight behind the store's lease. One thread per process goes to the store (the
+  others wait on the thread lock); it reads the token, and if it still needs a refresh,
+  tries the lease. The holder re-reads the token (another worker may have just
+  refreshed it), fetches, and writes the new token with a compare-and-set on its
+  version, so a holder whose lease ran out cannot overwrite a newer token (it adopts
+  that one instead). A thread renews the lease while the fetch runs. Everyone else
+  polls the token every 10-50 ms (jittered) until it changes or the lease comes free,
+  and gives up at the caller's deadline with :class:`~surefoot.DeadlineExceeded`.
+* The token carries its refresh token: a grant's request is built from the *current*
+  token (a :class:`~surefoot.RefreshTokenGrant` sends its refresh token), a rotated
+  refresh token is replaced in the same fenced write, and two refreshes never run at
+  once. A refresh answered ``invalid_grant`` re-reads the store: if another process
+  rotated the token meanwhile (a lease that ran out), its token is used — that is not an
+  error. Otherwise :class:`~surefoot.InvalidGrant` is raised, never retried, and the
+  rejected refresh token is remembered, so it is never sent again by this cache.
+* :meth:`TokenCache.revoke` (or ``close(revoke=True)``) revokes the token at the
+  grant's RFC 7009 endpoint and forgets it, here and in the store.
+* A store that fails (set to fail closed) raises :class:`~surefoot.StoreUnavailable`,
+  except for a token that is still valid (it is used) or one that was just obtained
+  (it is kept in this process, unshared). Secrets never reach logs, reprs or errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import hashlib
+import logging
+import os
+import random
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from surefoot._core._clock import Clock, default_clock
+from surefoot._core._history import FailureKind
+from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy, Verdict, decide
+from surefoot.errors import (
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidGrant,
+    StoreError,
+    TokenEndpointError,
+    TokenError,
+    TransportError,
+)
+from surefoot.events import Event, EventKind, Hook, LoggingHook
+from surefoot.oauth._grants import (
+    Freshness,
+    Grant,
+    HttpRequest,
+    HttpResponse,
+    RefreshTokenGrant,
+    RevocableGrant,
+    Token,
+    TokenFunction,
+    freshness,
+    parse_revocation_response,
+    token_from_callable_result,
+)
+from surefoot.stores._tokens import MemoryTokenStore, TokenStore
+
+__all__ = ["Sender", "TokenCache"]
+
+Sender = Callable[[HttpRequest, "float | None"], HttpResponse]
+
+
+class HasTokenStore(Protocol):
+    """A shared store (``SQLiteStore``, ``RedisStore`` ...): its ``tokens`` are used."""
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+logger = logging.getLogger("surefoot")
+
+_FETCH_POLICY = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.2, backoff_max=2.0)
+#: Waiters poll the store for the new token this often (seconds, jittered in between).
+_POLL_MIN = 0.01
+_POLL_MAX = 0.05
+
+
+def _default_sender(request: HttpRequest, timeout: float | None) -> HttpResponse:
+    from surefoot.oauth._sender import send
+
+    return send(request, timeout)
+
+
+class TokenCache:
+    """Holds the current bearer token for one source and refreshes it.
+
+    ``source`` is a grant (:class:`ClientCredentials`, :class:`RefreshTokenGrant`, or
+    any :class:`~surefoot.oauth._grants.Grant`) or a function returning a token
+    string, a :class:`Token` or a token-response-like mapping. ``store`` defaults to
+    memory; pass a :class:`FileTokenStore` (one host), or a shared store (SQLite for one
+    host, Redis for a fleet: its ``tokens`` are used) to persist and share the token
+    across processes. ``lease_ttl`` is how long a refresh lease lasts without renewal
+    (seconds): it is renewed every third of it while the token request runs, so it only
+    matters when its holder dies.
+    """
+
+    def __init__(
+        self,
+        source: Grant | TokenFunction,
+        *,
+        store: TokenStore | HasTokenStore | None = None,
+        key: str | None = None,
+        leeway: float = 60.0,
+        leeway_ratio: float = 0.1,
+        clock: Clock | None = None,
+        hook: Hook | None = None,
+        sender: Sender | None = None,
+        fetch_policy: RetryPolicy = _FETCH_POLICY,
+        rng: Callable[[], float] = random.random,
+        lease_ttl: float = 10.0,
+        revoke_on_close: bool = False,
+    ) -> None:
+        tokens = getattr(store, "tokens", None)
+        if not isinstance(store, TokenStore) and isinstance(tokens, TokenStore):
+            store = tokens  # a shared store (SQLiteStore, RedisStore ...): its token part
+        if store is not None and not isinstance(store, TokenStore):
+            raise ConfigurationError(
+                "store must implement TokenStore (load, save with expected_version, "
+                "delete, try_lease, renew_lease, release_lease)"
+            )
+        if not lease_ttl > 0:
+            raise ConfigurationError("lease_ttl must be positive")
+        self.source = source
+        self.store: TokenStore = store if store is not None else MemoryTokenStore()
+        self.lease_ttl = lease_ttl
+        self.revoke_on_close = revoke_on_close
+        if key is None:
+            key = source.cache_key if isinstance(source, Grant) else "default"
+        self.key = key
+        self.leeway = leeway
+        self.leeway_ratio = leeway_ratio
+        self.clock = clock or default_clock
+        self.hook: Hook = hook or LoggingHook()
+        self.sender: Sender = sender or _default_sender
+        self.fetch_policy = fetch_policy
+        self._rng = rng
+        self._lock = threading.Lock()
+        self._token: Token | None = None
+        self._loaded = False
+        self.refreshes = 0
+        #: Fingerprints of refresh tokens the server rejected (or we revoked): never sent
+        #: again by this cache.
+        self._dead_refresh: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"TokenCache(key={self.key!r}, store={self.store!r}, token={self._token!r})"
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _fresh(self, token: Token | None) -> Freshness:
+        return freshness(
+            token, self.clock.wall(), leeway=self.leeway, leeway_ratio=self.leeway_ratio
+        )
+
+    def peek(self) -> Token | None:
+        """The current token, without refreshing (loads the store once)."""
+        if not self._loaded:
+            with self._lock:
+                if not self._loaded:
+                    self._token = self.store.load(self.key)
+                    self._loaded = True
+        return self._token
+
+    def get(self, *, deadline: float | None = None) -> Token:
+        """A token that may be sent now. ``deadline`` is a ``clock.monotonic()`` instant."""
+        token = self.peek()
+        state = self._fresh(token)
+        if state is Freshness.FRESH:
+            assert token is not None
+            return token
+        if state is Freshness.REFRESH_SOON:
+            assert token is not None
+            if not self._lock.acquire(blocking=False):
+                return token  # someone is refreshing; ours is still valid
+            try:
+                new = self._refresh_locked(
+                    lambda cur: self._fresh(cur) is not Freshness.FRESH,
+                    deadline,
+                    "expiring",
+                    wait=False,
+                )
+            except (TokenError, DeadlineExceeded, StoreError) as exc:
+                self._emit(EventKind.TOKEN_REFRESH_FAILED, f"early refresh failed: {exc}")
+                return token
+            finally:
+                self._lock.release()
+            # None: another process is refreshing; ours is still valid meanwhile.
+            return token if new is None else new
+        return self._refresh(
+            lambda cur: self._fresh(cur) is Freshness.EXPIRED, deadline, "expired"
+        )
+
+    def refresh_if_current(self, stale: Token, *, deadline: float | None = None) -> Token:
+        """After a 401 for ``stale``: refresh unless someone already replaced it."""
+        self._emit(EventKind.TOKEN_INVALIDATED, "server answered 401")
+        return self._refresh(
+            lambda cur: cur is None
+            or cur.access_token == stale.access_token
+            or self._fresh(cur) is Freshness.EXPIRED,
+            deadline,
+            "401",
+        )
+
+    # -- async -----------------------------------------------------------------------
+    #
+    # The event loop never blocks: a fresh token is returned inline; anything else (the
+    # lock, the store's file lock, the token request) runs in a worker thread through the
+    # same single-flight path as the sync methods, so tasks, threads and several event
+    # loops sharing one cache still cause one refresh. A cancelled or timed-out caller
+    # only stops waiting: the refresh in the worker completes, and no lock stays held and
+    # no token is half-written.
+
+    async def get_async(self, *, deadline: float | None = None) -> Token:
+        if self._loaded:
+            token = self._token
+            state = self._fresh(token)
+            if state is Freshness.FRESH:
+                assert token is not None
+                return token
+            if state is Freshness.REFRESH_SOON and self._lock.locked():
+                assert token is not None
+                return token  # a refresh is running; ours is still valid
+        return await self._in_worker(self.get, deadline)
+
+    async def refresh_if_current_async(
+        self, stale: Token, *, deadline: float | None = None
+    ) -> Token:
+        return await self._in_worker(
+            lambda deadline: self.refresh_if_current(stale, deadline=deadline), deadline
+        )
+
+    async def _in_worker(
+        self, call: Callable[..., Token], deadline: float | None
+    ) -> Token:
+        work = asyncio.ensure_future(asyncio.to_thread(call, deadline=deadline))
+        # Nobody may be waiting any more when it ends: consume its outcome.
+        work.add_done_callback(lambda done: done.cancelled() or done.exception())
+        remaining = self._remaining(deadline)
+        try:
+            return await asyncio.wait_for(asyncio.shield(work), remaining)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded("deadline reached while waiting for a token") from None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._token = None
+            self._loaded = True
+            self.store.delete(self.key)
+
+    # -- refreshing ------------------------------------------------------------------
+
+    def _remaining(self, deadline: float | None) -> float | None:
+        if deadline is None:
+            return None
+        return deadline - self.clock.monotonic()
+
+    def _refresh(
+        self, needed: Callable[[Token | None], bool], deadline: float | None, why: str
+    ) -> Token:
+        remaining = self._remaining(deadline)
+        if remaining is not None and remaining <= 0:
+            raise DeadlineExceeded("deadline reached while waiting for a token")
+        acquired = self._lock.acquire(timeout=-1 if remaining is None else remaining)
+        if not acquired:
+            raise DeadlineExceeded("deadline reached while waiting for a token refresh")
+        try:
+            token = self._refresh_locked(needed, deadline, why)
+        finally:
+            self._lock.release()
+        assert token is not None  # waiting rounds end with a token or an exception
+        return token
+
+    def _refresh_locked(
+        self,
+        needed: Callable[[Token | None], bool],
+        deadline: float | None,
+        why: str,
+        *,
+        wait: bool = True,
+    ) -> Token | None:
+        """Holding the thread lock: lease-or-poll until the token no longer needs a refresh.
+
+        Each round reads the store; if the token there is good, it is adopted. Otherwise
+        this process tries the store's refresh lease: the holder re-reads and refreshes,
+        everyone else polls the token (not the lease) every 10-50 ms until it changes,
+        the lease comes free (its holder died or failed), or the deadline passes. With
+        ``wait=False`` (early refresh of a still-valid token) a held lease means
+        ``None``: keep using the current token.
+        """
+        if self._loaded and not needed(self._token):
+            return self._token  # another thread of this process just refreshed it
+        store = self.store
+        while True:
+            current = store.load(self.key)
+            self._loaded = True
+            if not needed(current):
+                return self._adopt(current)
+            owner = _new_owner()
+            if store.try_lease(self.key, owner, self.lease_ttl):
+                try:
+                    return self._refresh_leased(needed, deadline, why, owner)
+                except _LostRace:
+                    continue  # another holder rotated (or is rotating): read it again
+            if not wait:
+                return None
+            remaining = self._remaining(deadline)
+            if remaining is not None and remaining <= 0:
+                raise DeadlineExceeded(
+                    "deadline reached waiting for another process's token refresh"
+                )
+            pause = _POLL_MIN + (_POLL_MAX - _POLL_MIN) * self._rng()
+            self.clock.sleep(pause if remaining is None else min(pause, remaining))
+
+    def _adopt(self, token: Token | None) -> Token:
+        assert token is not None
+        self._token = token
+        return token
+
+    def _refresh_leased(
+        self,
+        needed: Callable[[Token | None], bool],
+        deadline: float | None,
+        why: str,
+        owner: str,
+    ) -> Token:
+        """Holding the store's lease: re-read, fetch if still due, write fenced."""
+        store = self.store
+        renewer: _LeaseRenewer | None = None
+        try:
+            current = store.load(self.key)
+            if not needed(current):
+                return self._adopt(current)  # another process refreshed meanwhile
+            base = current.version if current is not None else 0
+            self._check_not_dead(current)
+            renewer = _LeaseRenewer(store, self.key, owner, self.lease_ttl)
+            try:
+                fetched = self._fetch(current, deadline)
+            except InvalidGrant as exc:
+                self._after_invalid_grant(current, base, owner, renewer, why, exc)
+                raise
+            except (TokenError, DeadlineExceeded) as exc:
+                self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
+                raise
+            new = dataclasses.replace(fetched, version=base + 1)
+            return self._publish(new, base, why)
+        finally:
+            if renewer is not None:
+                renewer.stop()
+            with contextlib.suppress(StoreError):  # if so, the lease expires on its own
+                store.release_lease(self.key, owner)
+
+    def _check_not_dead(self, current: Token | None) -> None:
+        """A refresh token the server already rejected is not sent again."""
+        source = self.source
+        if not self._dead_refresh or not isinstance(source, RefreshTokenGrant):
+            return
+        refresh = source.refresh_token_for(current)
+        if refresh is not None and _fingerprint(refresh) in self._dead_refresh:
+            raise InvalidGrant(
+                "invalid_grant",
+                "this refresh token was already rejected (or revoked); a new "
+                "authorization is needed",
+            )
+
+    def _after_invalid_grant(
+        self,
+        current: Token | None,
+        base: int,
+        owner: str,
+        renewer: _LeaseRenewer,
+        why: str,
+        exc: InvalidGrant,
+    ) -> None:
+        """``invalid_grant`` for the refresh token of ``current``: if another holder
+        rotated it meanwhile (our lease ran out), raise :class:`_LostRace` so the caller
+        reads the store again; else remember the token as dead (the caller raises)."""
+        try:
+            stored = self.store.load(self.key)
+            moved = (stored.version if stored is not None else 0) != base
+            # Someone else holds the lease now: their rotation may not be stored yet.
+            lost = not moved and (
+                renewer.lost or not self.store.renew_lease(self.key, owner, self.lease_ttl)
+            )
+        except StoreError:
+            moved = lost = False
+        if moved or lost:
+            self._emit(
+                EventKind.TOKEN_REFRESHED,
+                f"{why}: the refresh token was rotated by another holder meanwhile; "
+                "using theirs",
+            )
+            raise _LostRace from exc
+        source = self.source
+        if isinstance(source, RefreshTokenGrant):
+            refresh = source.refresh_token_for(current)
+            if refresh is not None:
+                self._dead_refresh.add(_fingerprint(refresh))
+        self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
+
+    def _publish(self, new: Token, base: int, why: str) -> Token:
+        """Write ``new`` over version ``base`` (fenced). A newer stored token wins; a
+        token we obtained is never dropped because the store failed."""
+        store = self.store
+        for _ in range(2):
+            try:
+                written = store.save(self.key, new, expected_version=base)
+                stored = None if written else store.load(self.key)
+            except StoreError as exc:
+                # Fail-closed store down (a fail-open one falls back by itself): the
+                # token is good, keep it in this process.
+                logger.warning(
+                    "surefoot: the new token could not be stored (%s); this process keeps "
+                    "it without sharing it",
+                    exc,
+                )
+                return self._refreshed(new, f"{why}; now {new!r}, not stored")
+            if written:
+                return self._refreshed(new, f"{why}; now {new!r}")
+            if (
+                stored is not None
+                and stored.version > base
+                and self._fresh(stored) is not Freshness.EXPIRED
+            ):
+                # Fenced off: our lease ran out and another holder wrote a newer token.
+                self._emit(
+                    EventKind.TOKEN_REFRESHED,
+                    f"{why}; a newer token was stored meanwhile, using it: {stored!r}",
+                )
+                return self._adopt(stored)
+            # The stored token moved on but is unusable (or vanished): write over it.
+            base = stored.version if stored is not None else 0
+            new = dataclasses.replace(new, version=base + 1)
+        return self._refreshed(new, f"{why}; now {new!r}, not stored (kept losing the race)")
+
+    def _refreshed(self, new: Token, reason: str) -> Token:
+        self._token = new
+        self.refreshes += 1
+        self._emit(EventKind.TOKEN_REFRESHED, reason)
+        return new
+
+    def _emit(self, kind: EventKind, reason: str) -> None:
+        self.hook(Event(kind=kind, reason=reason))
+
+    def _fetch(self, current: Token | None, deadline: float | None) -> Token:
+        """A new token from the source; a grant's request is built from ``current``."""
+        source = self.source
+        if not isinstance(source, Grant):
+            try:
+                result: Any = source()
+            except TokenError:
+                raise
+            except Exception as exc:
+                raise TokenError(f"token function failed: {type(exc).__name__}") from exc
+            return token_from_callable_result(result, now=self.clock.wall())
+        response = self._exchange(
+            lambda: source.build_request(current, now=self.clock.wall()), deadline, "token"
+        )
+        return source.parse_response(response, now=self.clock.wall(), current=current)
+
+    def _exchange(
+        self, build: Callable[[], HttpRequest], deadline: float | None, what: str
+    ) -> HttpResponse:
+        """Send a request built afresh for each attempt (a client assertion is never
+        replayed), retrying 5xx/408/429 and transport failures under ``fetch_policy``.
+        Returns the answer to interpret."""
+        policy = self.fetch_policy
+        start = self.clock.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            timeout = self._remaining(deadline)
+            if policy.deadline is not None:
+                own = policy.deadline - (self.clock.monotonic() - start)
+                timeout = own if timeout is None else min(timeout, own)
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded(f"deadline reached while calling the {what} endpoint")
+            request = build()
+            response: HttpResponse | None = None
+            try:
+                response = self.sender(request, timeout)
+                outcome: ResponseInfo | Failure = ResponseInfo(response.status, response.headers)
+            except TransportError as exc:
+                outcome = Failure(FailureKind(exc.kind), str(exc))
+            if response is not None and response.status < 500 and response.status not in (
+                408,
+                429,
+            ):
+                return response
+            decision = decide(
+                policy,
+                outcome,
+                attempt=attempt,
+                idempotent=True,
+                elapsed=self.clock.monotonic() - start,
+                wall_now=self.clock.wall(),
+                rng=self._rng,
+            )
+            if decision.verdict is Verdict.RETRY:
+                if deadline is not None and self.clock.monotonic() + decision.wait >= deadline:
+                    raise DeadlineExceeded(f"{what} endpoint: {decision.reason}")
+                self.clock.sleep(decision.wait)
+                continue
+            if response is not None:
+                return response
+            raise TokenEndpointError("unreachable", f"{what} endpoint: {decision.reason}")
+
+    # -- revocation ------------------------------------------------------------------
+
+    def revoke(self, *, deadline: float | None = None) -> bool:
+        """Revoke the current token at the grant's RFC 7009 ``revocation_url`` — the
+        refresh token (the server then drops its access tokens too) and the access
+        token — and forget it, here and in the store. ``False`` if there was no token.
+
+        The token is shared through the store, so this ends it for every process using
+        it; with a :class:`RefreshTokenGrant` the grant is over (a new authorization is
+        needed). The store's lease is held meanwhile (waiting for a refresh in flight,
+        up to the deadline), so no refresh races the revocation. Raises
+        :class:`TokenEndpointError` if the server refuses to revoke the refresh token
+        (the token stays in place); a server that cannot revoke access tokens
+        (``unsupported_token_type``) is fine.
+        """
+        source = self.source
+        if not isinstance(source, RevocableGrant) or not source.revocation_url:
+            raise ConfigurationError("revocation needs a grant with a revocation_url")
+        if deadline is None:
+            deadline = self.clock.monotonic() + 30.0
+        acquired = self._lock.acquire(timeout=max(self._remaining(deadline) or 0.0, 0.0))
+        if not acquired:
+            raise DeadlineExceeded("deadline reached while waiting to revoke the token")
+        owner = _new_owner()
+        leased = False
+        try:
+            leased = self._lease_for_revocation(owner, deadline)
+            try:
+                token = self.store.load(self.key)
+            except StoreError:
+                token = None
+            token = token or self._token
+            if token is None:
+                return False
+            if token.refresh_token:  # first: the server ends its access tokens too
+                self._revoke_one(source, token.refresh_token, "refresh_token", deadline)
+                self._dead_refresh.add(_fingerprint(token.refresh_token))
+            failure: TokenEndpointError | None = None
+            try:
+                self._revoke_one(source, token.access_token, "access_token", deadline)
+            except TokenEndpointError as exc:
+                # RFC 7009 §2.2.1: a server may not revoke access tokens; it expires.
+                if exc.error != "unsupported_token_type":
+                    if not token.refresh_token:
+                        raise
+                    failure = exc  # the grant is revoked all the same: forget it
+            self._token = None
+            self._loaded = True
+            with contextlib.suppress(StoreError):
+                self.store.delete(self.key)
+            self._emit(EventKind.TOKEN_INVALIDATED, f"revoked {token!r}")
+            if failure is not None:
+                raise failure
+            return True
+        finally:
+            if leased:
+                with contextlib.suppress(StoreError):
+                    self.store.release_lease(self.key, owner)
+            self._lock.release()
+
+    def _revoke_one(
+        self, source: RevocableGrant, value: str, hint: str, deadline: float | None
+    ) -> None:
+        build = functools.partial(self._revocation_request, source, value, hint)
+        parse_revocation_response(self._exchange(build, deadline, "revocation"))
+
+    def _revocation_request(
+        self, source: RevocableGrant, value: str, hint: str
+    ) -> HttpRequest:
+        return source.build_revocation_request(value, hint, now=self.clock.wall())
+
+    def _lease_for_revocation(self, owner: str, deadline: float) -> bool:
+        while True:
+            try:
+                if self.store.try_lease(self.key, owner, self.lease_ttl):
+                    return True
+            except StoreError:
+                return False
+            remaining = self._remaining(deadline)
+            if remaining is None or remaining <= 0:
+                return False  # revoke anyway: the token we can see is the one to end
+            self.clock.sleep(min(_POLL_MAX, remaining))
+
+    def close(self, *, revoke: bool | None = None, deadline: float | None = None) -> None:
+        """Done with this cache. With ``revoke`` (default: ``revoke_on_close``), the
+        token is revoked first (see :meth:`revoke`)."""
+        if revoke is None:
+            revoke = self.revoke_on_close
+        if revoke:
+            self.revoke(deadline=deadline)
+
+
+class _LostRace(Exception):
+    """A refresh lost to another holder's rotation: read the store again."""
+
+
+def _fingerprint(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_owner() -> str:
+    """A lease owner id: unique per refresh, and says which process (never a secret)."""
+    return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+class _LeaseRenewer:
+    """Extends a refresh lease every ``ttl / 3`` seconds until stopped (or lost)."""
+
+    __slots__ = ("_done", "key", "lost", "owner", "store", "ttl")
+
+    def __init__(self, store: TokenStore, key: str, owner: str, ttl: float) -> None:
+        self.store = store
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+        self.lost = False
+        self._done = threading.Event()
+        threading.Thread(target=self._run, name="surefoot-lease-renewer", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.ttl / 3):
+            try:
+                held = self.store.renew_lease(self.key, self.owner, self.ttl)
+            except Exception as exc:  # a StoreError, or a bug in a user's store
+                held = False
+                reason = type(exc).__name__
+            else:
+                reason = "it expired or was taken"
+            if self._done.is_set():
+                return
+            if not held:
+                self.lost = True
+                logger.warning(
+                    "surefoot: lost the token refresh lease (%s); the new token will be "
+                    "stored only if no newer one was",
+                    reason,
+                )
+                return
+
+    def stop(self) -> None:
+        """Stop renewing (a renewal still in flight cannot outlive the release: it
+        needs the lease to be held by the same owner)."""
+        self._done.set()

@@ -1,0 +1,344 @@
+"""Client-side pacing: a GCRA rate limiter with reserve-and-wait. Pure.
+
+GCRA (the generic cell rate algorithm) keeps one number per partition and quota: the
+*theoretical arrival time* ``tat``. For a quota of ``rate`` requests per second with a
+``burst``, the emission interval is ``T = 1/rate`` and the tolerance ``tau = (burst-1)·T``.
+A request may go at ``max(now, tat - tau)``; sending moves ``tat`` to ``max(tat, slot) + T``.
+
+**Reserve and wait.** :meth:`RateLimiter.reserve` hands the caller its slot — the instant
+it may send — and books it at once, so callers are served in the order they asked (FIFO),
+each sleeps exactly until its own slot, and nobody polls. With several quotas on one
+partition (say 100/s and 5000/h) the slot is the latest any of them allows, and it is
+booked on all of them.
+
+**Pauses.** A 429 with Retry-After pauses the whole partition (:meth:`RateLimiter.pause`):
+no slot is handed out before the pause ends, and the slots after it are spaced by the
+rate — waiters are released paced, not all at once. Reservations made before the pause
+are void: :meth:`RateLimiter.still_valid` tells a waiter to reserve again when it wakes.
+
+**Learning.** :meth:`RateLimiter.learn` replaces the server-stated quota of a partition
+(from ``RateLimit-Policy``, ``X-RateLimit-Limit`` ...), and :meth:`RateLimiter.tighten`
+applies a ``remaining``/``reset`` observation: it may only push slots later (the local
+estimate never becomes more generous than the server says), never grant a burst.
+
+Not thread-safe by itself: adapters serialise calls with a lock (each call is O(1) and
+short). Memory is bounded: least recently used partitions beyond ``max_partitions`` are
+forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from surefoot.errors import ConfigurationError
+
+#: The paced release of a backlog after a pause never lasts longer than this (seconds
+#: after the pause ends), whatever the backlog.
+MAX_RECOVERY = 120.0
+
+__all__ = ["Quota", "RateLimiter", "Reservation"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Quota:
+    """``limit`` requests per ``period`` seconds, at most ``burst`` at once (default 1:
+    evenly spaced). ``safety`` slightly under-uses the quota (0.99 sends at 99 % of it) so
+    that jitter on the way does not turn into 429s."""
+
+    limit: float
+    period: float = 1.0
+    burst: int = 1
+    safety: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.limit) and self.limit > 0):
+            raise ConfigurationError("a quota's limit must be a positive number")
+        if not (math.isfinite(self.period) and self.period > 0):
+            raise ConfigurationError("a quota's period must be a positive number of seconds")
+        if self.burst < 1:
+            raise ConfigurationError("a quota's burst must be at least 1")
+        if not (0 < self.safety <= 1):
+            raise ConfigurationError("a quota's safety factor must be in (0, 1]")
+
+    @property
+    def rate(self) -> float:
+        return self.limit / self.period * self.safety
+
+    @property
+    def interval(self) -> float:
+        return 1.0 / self.rate
+
+    @classmethod
+    def per_second(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=1.0, burst=burst)
+
+    @classmethod
+    def per_minute(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=60.0, burst=burst)
+
+    @classmethod
+    def per_hour(cls, limit: float, *, burst: int = 1) -> Quota:
+        return cls(limit=limit, period=3600.0, burst=burst)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A booked slot: send at ``at`` (a ``now``-clock instant). ``generation`` identifies
+    the partition's state it was booked against (a pause voids older ones)."""
+
+    partition: str
+    at: float
+    generation: int
+
+
+@dataclass(slots=True)
+class _Partition:
+    configured: tuple[Quota, ...]
+    learned: Quota | None = None
+    tats: dict[str, float] = field(default_factory=dict)
+    pause_until: float = 0.0
+    generation: int = 0
+    #: Earliest slot from a "none remaining" observation.
+    floor_until: float = 0.0
+    #: From a remaining/reset observation: until ``[0]``, slots at least ``[1]`` apart.
+    window: tuple[float, float] | None = None
+    #: After a pause: slots at least ``[1]`` apart (the release rate) until ``[0]`` and
+    #: for as long after it as the paced schedule is still ahead of the clock (the
+    #: backlog is not yet released), but never past ``[2]``.
+    recovery: tuple[float, float, float] | None = None
+    #: Requests let go while no quota at all was known, and when the first of them went:
+    #: a quota learned later starts its schedule after them (they spent the server's
+    #: bucket already).
+    unpaced: int = 0
+    unpaced_since: float = 0.0
+
+    def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
+        for index, quota in enumerate(self.configured):
+            yield f"c{index}", quota
+        if self.learned is not None:
+            yield "learned", self.learned
+        if self.window is not None:
+            until, spacing = self.window
+            if now < until:
+                yield "window", Quota(limit=1.0, period=spacing)
+            else:
+                self.window = None
+                self.tats.pop("window", None)
+        if self.recovery is not None:
+            until, spacing, hard_until = self.recovery
+            if now < hard_until and (now < until or self.tats.get("recovery", now) > now):
+                yield "recovery", Quota(limit=1.0, period=spacing)
+            else:
+                self.recovery = None
+                self.tats.pop("recovery", None)
+
+    def to_state(self) -> dict[str, object]:
+        """A JSON-able snapshot (the configured quotas are not part of it)."""
+        learned = self.learned
+        return {
+            "l": None
+            if learned is None
+            else [learned.limit, learned.period, learned.burst, learned.safety],
+            "t": dict(self.tats),
+            "p": self.pause_until,
+            "g": self.generation,
+            "f": self.floor_until,
+            "w": None if self.window is None else list(self.window),
+            "r": None if self.recovery is None else list(self.recovery),
+            "u": [self.unpaced, self.unpaced_since],
+        }
+
+    @classmethod
+    def from_state(cls, configured: tuple[Quota, ...], state: object) -> _Partition:
+        """Rebuild a partition from :meth:`to_state`; garbage gives a fresh partition."""
+        part = cls(configured)
+        if not isinstance(state, dict):
+            return part
+        try:
+            learned = state.get("l")
+            if learned is not None:
+                limit, period, burst, safety = learned
+                part.learned = Quota(
+                    limit=float(limit), period=float(period), burst=int(burst),
+                    safety=float(safety),
+                )
+            part.tats = {str(k): float(v) for k, v in dict(state.get("t") or {}).items()}
+            part.pause_until = float(state.get("p", 0.0))
+            part.generation = int(state.get("g", 0))
+            part.floor_until = float(state.get("f", 0.0))
+            window = state.get("w")
+            part.window = None if window is None else (float(window[0]), float(window[1]))
+            recovery = state.get("r")
+            part.recovery = (
+                None
+                if recovery is None
+                else (float(recovery[0]), float(recovery[1]), float(recovery[2]))
+            )
+            unpaced = state.get("u") or (0, 0.0)
+            part.unpaced, part.unpaced_since = int(unpaced[0]), float(unpaced[1])
+        except (TypeError, ValueError, IndexError, ConfigurationError):
+            return cls(configured)
+        return part
+
+
+class RateLimiter:
+    """GCRA pacing per partition (a host, an API key, any caller-chosen string).
+
+    ``quotas`` apply to every partition (none: only what is learned from the server and
+    pauses apply).
+    """
+
+    __slots__ = ("_partitions", "max_partitions", "quotas")
+
+    def __init__(self, quotas: Iterable[Quota] = (), *, max_partitions: int = 10_000) -> None:
+        if max_partitions < 1:
+            raise ConfigurationError("max_partitions must be at least 1")
+        self.quotas = tuple(quotas)
+        self.max_partitions = max_partitions
+        self._partitions: OrderedDict[str, _Partition] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"RateLimiter(quotas={self.quotas!r}, partitions={len(self._partitions)})"
+
+    def _get(self, key: str) -> _Partition:
+        part = self._partitions.get(key)
+        if part is None:
+            part = _Partition(self.quotas)
+            self._partitions[key] = part
+            if len(self._partitions) > self.max_partitions:
+                self._partitions.popitem(last=False)
+        else:
+            self._partitions.move_to_end(key)
+        return part
+
+    def export_partition(self, partition: str) -> dict[str, object] | None:
+        """The partition's state as JSON-able data (``None``: never used)."""
+        part = self._partitions.get(partition)
+        return None if part is None else part.to_state()
+
+    def import_partition(self, partition: str, state: object) -> None:
+        """Replace the partition's state with :meth:`export_partition`'s data."""
+        self._partitions[partition] = _Partition.from_state(self.quotas, state)
+        self._partitions.move_to_end(partition)
+        if len(self._partitions) > self.max_partitions:
+            self._partitions.popitem(last=False)
+
+    def reserve(self, partition: str, now: float) -> Reservation:
+        """Book the earliest slot for one request on ``partition``."""
+        part = self._get(partition)
+        slot = max(now, part.pause_until, part.floor_until)
+        quotas = tuple(part.quotas(now))
+        if not quotas:
+            if part.unpaced == 0:
+                part.unpaced_since = slot
+            part.unpaced += 1
+        for name, quota in quotas:
+            tat = part.tats.get(name, now)
+            tau = (quota.burst - 1) * quota.interval
+            slot = max(slot, tat - tau)
+        for name, quota in quotas:
+            tat = part.tats.get(name, now)
+            part.tats[name] = max(tat, slot) + quota.interval
+        return Reservation(partition, slot, part.generation)
+
+    def still_valid(self, reservation: Reservation) -> bool:
+        """False if the partition was paused after the reservation: reserve again."""
+        part = self._partitions.get(reservation.partition)
+        return part is None or part.generation == reservation.generation
+
+    def pause(
+        self,
+        partition: str,
+        until: float,
+        now: float,
+        *,
+        release_rate: float | None = None,
+        recovery: float = 0.0,
+    ) -> None:
+        """Nothing goes out on ``partition`` before ``until`` (Retry-After); afterwards the
+        slots are spaced by the rate, starting with one request at ``until``. With
+        ``release_rate``, bookings are also spaced by at least ``1/release_rate`` for
+        ``recovery`` seconds after ``until``, and after that for as long as the backlog
+        booked at that spacing lasts (at most :data:`MAX_RECOVERY` seconds after
+        ``until``): the backlog is released paced, and new arrivals queue behind it
+        instead of being sent beside it at the full quota."""
+        part = self._get(partition)
+        if until <= part.pause_until:
+            return
+        part.pause_until = until
+        part.generation += 1
+        if release_rate is not None and release_rate > 0 and math.isfinite(release_rate):
+            part.recovery = (until + recovery, 1.0 / release_rate, until + MAX_RECOVERY)
+            part.tats.pop("recovery", None)
+        for name, quota in part.quotas(now):
+            tau = (quota.burst - 1) * quota.interval
+            # Every earlier booking is void (its holder reserves again), so the schedule
+            # restarts: the next slot is `until`, each one after it an interval later.
+            part.tats[name] = until + tau
+
+    def learn(self, partition: str, quota: Quota, now: float, *, guess: bool = False) -> None:
+        """Use the server-stated ``quota`` for ``partition`` from now on (``guess``: a rate
+        found by adaptive pacing, not stated: the sends made before it are not charged
+        to it, as it says nothing of the server's bucket)."""
+        part = self._get(partition)
+        if part.learned == quota:
+            return
+        previous = part.learned
+        part.learned = quota
+        if previous is None:
+            # Start paced: whatever the server's bucket holds, assume nothing to spare,
+            # and count what was sent before any quota was known as already spent.
+            start = max(part.tats.get("learned", now), now)
+            if part.unpaced and not guess:
+                tau = (quota.burst - 1) * quota.interval
+                start = max(start, part.unpaced_since + part.unpaced * quota.interval - tau)
+                part.unpaced = 0
+            part.tats["learned"] = start
+
+    def recovering(self, partition: str) -> bool:
+        """Is the partition releasing a backlog after a pause (see :meth:`pause`)?"""
+        part = self._partitions.get(partition)
+        return part is not None and part.recovery is not None
+
+    def speed_up_release(self, partition: str, release_rate: float) -> None:
+        """Demand grew during a paced release: release at least at ``release_rate``
+        (the spacing only ever shrinks within one recovery)."""
+        part = self._partitions.get(partition)
+        if part is None or part.recovery is None or not release_rate > 0:
+            return
+        until, spacing, hard_until = part.recovery
+        part.recovery = (until, min(spacing, 1.0 / release_rate), hard_until)
+
+    def tighten(
+        self, partition: str, *, remaining: int, reset_after: float, now: float
+    ) -> None:
+        """The server says ``remaining`` requests are left for the next ``reset_after``
+        seconds: make sure no more than that many slots fall in that time. It can only
+        make slots later; it never grants a burst."""
+        if remaining < 0 or not (math.isfinite(reset_after) and reset_after >= 0):
+            return
+        part = self._get(partition)
+        if remaining == 0:
+            part.floor_until = max(part.floor_until, now + reset_after)
+            return
+        if reset_after == 0:
+            return
+        # Spread what remains evenly over the window: at most one per reset/remaining.
+        # The latest observation is the server's latest word; it never lets slots go
+        # earlier than the quotas and bookings already allow (the schedule only moves on).
+        part.window = (now + reset_after, reset_after / remaining)
+
+    def snapshot(self, partition: str) -> dict[str, float]:
+        """The partition's state (for tests and instrumentation)."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return {}
+        state = {f"tat_{name}": tat for name, tat in part.tats.items()}
+        state["pause_until"] = part.pause_until
+        state["floor_until"] = part.floor_until
+        if part.learned is not None:
+            state["learned_rate"] = part.learned.rate
+        return state

@@ -1,0 +1,1319 @@
+"""RFC 9421 HTTP Message Signatures, sans-I/O: signature bases, signing, verifying.
+
+**Algorithms** (RFC 9421 §3.3). Each :class:`SignatureKey` is pinned to one:
+
+* ``hmac-sha256`` — HMAC-SHA256 with a shared secret (standard library);
+* ``ed25519`` — Ed25519 (RFC 8032);
+* ``ecdsa-p256-sha256`` — ECDSA over P-256 with SHA-256; the signature is the 64 bytes
+  ``r‖s`` (each big-endian, 32 bytes), not DER;
+* ``rsa-pss-sha512`` — RSASSA-PSS with SHA-512, MGF1-SHA-512 and a 64-byte salt;
+* ``rsa-v1_5-sha256`` — RSASSA-PKCS1-v1_5 with SHA-256.
+
+The asymmetric algorithms use ``cryptography``, imported only when such a key is built.
+
+**Components** (§2). Covered components are given as strings, in the order they are
+signed: a field name (``"content-type"``), a derived component (``"@method"``), or either
+with parameters (``'@query-param;name="Pet"'``, ``'"example-dict";key="a"'``,
+``"content-digest;req"``), or as :class:`Component` objects. Derived components:
+``@method``, ``@target-uri``, ``@authority``, ``@scheme``, ``@request-target``, ``@path``,
+``@query``, ``@query-param`` (its ``name`` is the *encoded* name, and its value is
+re-encoded as §2.2.8 says: form-decoded, then every byte but ``A-Z a-z 0-9 * - . _``
+percent-encoded in upper-case hex, a space as ``%20``; a name that occurs more than once
+cannot be covered) and ``@status``. Field parameters: ``sf`` (re-serialise a structured
+field of a known type, see :data:`SF_FIELD_TYPES`), ``key`` (one member of a Dictionary
+field), ``bs`` (each field line as a Byte Sequence) and ``req`` (the component of the
+request a response answers). ``tr`` (trailers) is not supported.
+
+**Field values** (§2.1): each field line is stripped of leading and trailing spaces and
+tabs, and the lines of one field are joined with ``", "``. Headers may be any mapping
+(case-insensitive ones such as ``requests``' and ``httpx``' are used as they are; a plain
+``dict`` is matched case-insensitively) or a sequence of ``(name, value)`` pairs, one per
+field line. A component value with a line break, or a base that is not ASCII, is refused.
+
+**Signature parameters** (§2.3): ``created``, ``expires``, ``nonce``, ``alg``, ``keyid``,
+``tag``. The signer writes them in that order except that ``keyid`` and ``alg`` come
+before ``nonce`` (``created``, ``expires``, ``keyid``, ``alg``, ``nonce``, ``tag``), which
+reproduces every example in the RFC.
+
+**Signing** builds the signature base once, serialising the identifiers and the
+``@signature-params`` by hand (they are precomputed per signer; only ``created``,
+``expires`` and ``nonce`` change per message). **Verifying** parses the untrusted
+``Signature-Input`` and ``Signature`` fields with ``http_sfv`` and rebuilds the
+``@signature-params`` line from the parsed value. The verifier's checks, in order:
+
+1. both fields present, parseable, with the chosen label (:class:`MissingHeader`,
+   :class:`MalformedSignature`);
+2. no unknown or mistyped signature parameter, no unknown, duplicate or malformed
+   component identifier (:class:`MalformedSignature`);
+3. policy: required components covered (a covered ``@target-uri`` covers its parts),
+   ``created`` (and ``nonce``, when required) present (:class:`InsufficientCoverage`),
+   the expected ``tag`` (:class:`TagMismatch`);
+4. time: ``created`` not in the future beyond ``skew``, not older than ``max_age``
+   (:class:`TimestampSkew`), ``expires`` not passed (:class:`SignatureExpired`);
+5. key: ``keyid`` resolves (:class:`UnknownKey`); the key's algorithm is allowed and
+   equal to ``alg`` if given (:class:`DisallowedAlgorithm`);
+6. every covered component is in the message (:class:`MissingComponent`); the signature
+   verifies (:class:`BadSignature`; HMAC compared in constant time);
+7. a body passed in is checked against a covered ``Content-Digest``
+   (:class:`BodyDigestMismatch`);
+8. the nonce, if any, is recorded in the nonce store as ``("rfc9421:" + keyid, nonce)``
+   only now, so that a replay is rejected (:class:`ReplayedNonce`).
+
+Error messages and reprs never contain keys, secrets or signature bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import unquote_to_bytes, urlsplit
+
+from http_sfv.dictionary import Dictionary as _SfDictionary
+from http_sfv.item import InnerList as _SfInnerList
+from http_sfv.item import Item as _SfItem
+from http_sfv.list import List as _SfList
+
+from surefoot._core._clock import Clock, default_clock
+from surefoot.errors import (
+    BadSignature,
+    ConfigurationError,
+    DisallowedAlgorithm,
+    InsufficientCoverage,
+    MalformedSignature,
+    MissingComponent,
+    MissingHeader,
+    ReplayedNonce,
+    SignatureExpired,
+    SigningError,
+    TagMismatch,
+    TimestampSkew,
+    UnknownKey,
+)
+from surefoot.signing._digest import DIGEST_ALGORITHMS, verify_content_digest
+from surefoot.signing._hmac import NonceCache, canonical_host
+
+__all__ = [
+    "ALGORITHMS",
+    "DEFAULT_REQUEST_COMPONENTS",
+    "SF_FIELD_TYPES",
+    "Algorithm",
+    "Component",
+    "MessageSigner",
+    "MessageVerifier",
+    "RelatedRequest",
+    "SignatureKey",
+    "VerifiedSignature",
+]
+
+Algorithm = Literal[
+    "hmac-sha256", "ed25519", "ecdsa-p256-sha256", "rsa-pss-sha512", "rsa-v1_5-sha256"
+]
+ALGORITHMS: tuple[Algorithm, ...] = (
+    "hmac-sha256",
+    "ed25519",
+    "ecdsa-p256-sha256",
+    "rsa-pss-sha512",
+    "rsa-v1_5-sha256",
+)
+
+#: Headers: a mapping (case-insensitive, or a plain dict) or ``(name, value)`` field lines.
+Headers = Mapping[str, str] | Sequence[tuple[str, str]]
+
+#: What ``sf`` re-serialises: the structured type of known fields (extend per verifier
+#: or signer with ``sf_types=``).
+SF_FIELD_TYPES: Mapping[str, Literal["item", "list", "dictionary"]] = {
+    "accept-signature": "dictionary",
+    "cache-status": "list",
+    "cdn-cache-control": "dictionary",
+    "client-cert": "item",
+    "client-cert-chain": "list",
+    "content-digest": "dictionary",
+    "priority": "dictionary",
+    "proxy-status": "list",
+    "repr-digest": "dictionary",
+    "signature": "dictionary",
+    "signature-input": "dictionary",
+    "want-content-digest": "dictionary",
+    "want-repr-digest": "dictionary",
+}
+
+#: What :class:`MessageSigner` covers by default in a request.
+DEFAULT_REQUEST_COMPONENTS: tuple[str, ...] = ("@method", "@authority", "@path", "@query")
+
+_DERIVED = frozenset({
+    "@method", "@target-uri", "@authority", "@scheme", "@request-target", "@path",
+    "@query", "@query-param", "@status",
+})
+_REQUEST_ONLY = _DERIVED - {"@status"}
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz")
+_FORM_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789*-._")
+_PARAM_TYPES: Mapping[str, type] = {
+    "created": int, "expires": int, "nonce": str, "alg": str, "keyid": str, "tag": str,
+}
+#: Derived components that contain others: covering the whole covers the part.
+_PART_OF: Mapping[str, tuple[str, ...]] = {
+    "@scheme": ("@target-uri",),
+    "@authority": ("@target-uri",),
+    "@request-target": ("@target-uri",),
+    "@path": ("@target-uri", "@request-target"),
+    "@query": ("@target-uri", "@request-target"),
+}
+_MAX_SF_LENGTH = 16384  # Signature-Input/Signature/sf fields; http_sfv is quadratic
+_MAX_STRING_PARAM = 1024
+_MAX_CACHED_IDENTIFIERS = 512
+
+
+# -- errors inside base building; the signer and the verifier map them ---------------
+
+
+class _Absent(Exception):
+    """A covered component is not in the message."""
+
+
+class _Invalid(Exception):
+    """A covered component cannot be canonicalised (bad value, not ASCII ...)."""
+
+
+# -- small serialisers ---------------------------------------------------------------
+
+
+def _sf_string(value: str) -> str:
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError("a structured-field String must be printable ASCII")
+    if "\\" in value or '"' in value:
+        value = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{value}"'
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+# -- keys ----------------------------------------------------------------------------
+
+
+def _load_pem(data: bytes, password: bytes | None) -> Any:
+    from cryptography.hazmat.primitives import serialization
+
+    if b"PRIVATE KEY" in data:
+        return serialization.load_pem_private_key(data, password)
+    return serialization.load_pem_public_key(data)
+
+
+class SignatureKey:
+    """A key pinned to one algorithm, with an optional key id (``keyid``).
+
+    ``SignatureKey("hmac-sha256", secret)`` takes ``bytes`` (or ``str``, UTF-8 encoded);
+    the asymmetric algorithms take a ``cryptography`` private key (signs and verifies)
+    or public key (verifies), or PEM text/bytes of either. The key must suit the
+    algorithm: an Ed25519 key for ``ed25519``, a P-256 key for ``ecdsa-p256-sha256``, an
+    RSA key of at least 2048 bits for the RSA algorithms — else :class:`ConfigurationError`.
+    """
+
+    __slots__ = ("_sign", "_verify", "algorithm", "can_sign", "key_id")
+
+    algorithm: Algorithm
+    key_id: str | None
+    can_sign: bool
+
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        key: Any,
+        *,
+        key_id: str | None = None,
+        password: bytes | None = None,
+    ) -> None:
+        if algorithm not in ALGORITHMS:
+            raise ConfigurationError(
+                f"unknown algorithm {algorithm!r}; use one of " + ", ".join(ALGORITHMS)
+            )
+        if key_id is not None:
+            try:
+                _sf_string(key_id)
+            except ValueError:
+                raise ConfigurationError("key_id must be printable ASCII") from None
+        self.algorithm = algorithm
+        self.key_id = key_id
+        if algorithm == "hmac-sha256":
+            self._hmac(key)
+        else:
+            self._asymmetric(algorithm, key, password)
+
+    @classmethod
+    def from_pem(
+        cls,
+        algorithm: Algorithm,
+        pem: str | bytes,
+        *,
+        key_id: str | None = None,
+        password: bytes | None = None,
+    ) -> SignatureKey:
+        """A key from PEM text (private: signs and verifies; public: verifies)."""
+        return cls(algorithm, pem.encode() if isinstance(pem, str) else pem,
+                   key_id=key_id, password=password)
+
+    def __repr__(self) -> str:
+        kind = "secret" if self.algorithm == "hmac-sha256" else (
+            "private" if self.can_sign else "public")
+        return (f"SignatureKey({self.algorithm!r}, key_id={self.key_id!r}, "
+                f"<{kind} key redacted>)")
+
+    def sign(self, data: bytes) -> bytes:
+        """The raw signature of ``data`` (the signature base)."""
+        if not self.can_sign:
+            raise SigningError("this key is a public key: it can only verify")
+        return self._sign(data)
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is valid for ``data`` (HMAC: compared in constant time)."""
+        return self._verify(data, signature)
+
+    # -- construction per algorithm ----------------------------------------------------
+
+    def _hmac(self, key: Any) -> None:
+        if isinstance(key, str):
+            key = key.encode()
+        if not isinstance(key, (bytes, bytearray, memoryview)) or not key:
+            raise ConfigurationError("hmac-sha256 needs a non-empty bytes secret")
+        secret = bytes(key)
+        digest = hmac.digest
+
+        def sign(data: bytes) -> bytes:
+            return digest(secret, data, "sha256")
+
+        def verify(data: bytes, signature: bytes) -> bool:
+            return hmac.compare_digest(digest(secret, data, "sha256"), signature)
+
+        self._sign, self._verify, self.can_sign = sign, verify, True
+
+    def _asymmetric(self, algorithm: Algorithm, key: Any, password: bytes | None) -> None:
+        try:
+            from cryptography.exceptions import InvalidSignature
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+            from cryptography.hazmat.primitives.asymmetric.utils import (
+                decode_dss_signature,
+                encode_dss_signature,
+            )
+        except ImportError:  # pragma: no cover - cryptography is an optional extra
+            raise ConfigurationError(
+                f"{algorithm} needs the 'cryptography' package (pip install surefoot[signing])"
+            ) from None
+        if isinstance(key, (bytes, bytearray, str)):
+            raw = key.encode() if isinstance(key, str) else bytes(key)
+            try:
+                key = _load_pem(raw, password)
+            except Exception as exc:  # ValueError, TypeError, UnsupportedAlgorithm ...
+                raise ConfigurationError(f"cannot load the {algorithm} key: {type(exc).__name__}"
+                                         ) from None
+        private: Any
+        public: Any
+        if algorithm == "ed25519":
+            if isinstance(key, ed25519.Ed25519PrivateKey):
+                private, public = key, key.public_key()
+            elif isinstance(key, ed25519.Ed25519PublicKey):
+                private, public = None, key
+            else:
+                raise ConfigurationError("ed25519 needs an Ed25519 key")
+
+            def sign(data: bytes) -> bytes:
+                out: bytes = private.sign(data)
+                return out
+
+            def check(data: bytes, signature: bytes) -> None:
+                public.verify(signature, data)
+
+        elif algorithm == "ecdsa-p256-sha256":
+            if isinstance(key, ec.EllipticCurvePrivateKey):
+                private, public = key, key.public_key()
+            elif isinstance(key, ec.EllipticCurvePublicKey):
+                private, public = None, key
+            else:
+                raise ConfigurationError("ecdsa-p256-sha256 needs an EC key")
+            if public.curve.name != "secp256r1":
+                raise ConfigurationError("ecdsa-p256-sha256 needs a P-256 (secp256r1) key")
+            ecdsa = ec.ECDSA(hashes.SHA256())
+
+            def sign(data: bytes) -> bytes:
+                r, s = decode_dss_signature(private.sign(data, ecdsa))
+                return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+            def check(data: bytes, signature: bytes) -> None:
+                if len(signature) != 64:
+                    raise InvalidSignature
+                r = int.from_bytes(signature[:32], "big")
+                s = int.from_bytes(signature[32:], "big")
+                public.verify(encode_dss_signature(r, s), data, ecdsa)
+
+        else:  # the two RSA algorithms
+            if isinstance(key, rsa.RSAPrivateKey):
+                private, public = key, key.public_key()
+            elif isinstance(key, rsa.RSAPublicKey):
+                private, public = None, key
+            else:
+                raise ConfigurationError(f"{algorithm} needs an RSA key")
+            if public.key_size < 2048:
+                raise ConfigurationError(f"{algorithm} needs an RSA key of at least 2048 bits")
+            if algorithm == "rsa-pss-sha512":
+                pad: Any = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+                algo: Any = hashes.SHA512()
+            else:
+                pad, algo = padding.PKCS1v15(), hashes.SHA256()
+
+            def sign(data: bytes) -> bytes:
+                out: bytes = private.sign(data, pad, algo)
+                return out
+
+            def check(data: bytes, signature: bytes) -> None:
+                public.verify(signature, data, pad, algo)
+
+        def verify(data: bytes, signature: bytes) -> bool:
+            try:
+                check(data, signature)
+            except (InvalidSignature, ValueError):
+                return False
+            return True
+
+        self._sign, self._verify, self.can_sign = sign, verify, private is not None
+
+
+# -- component identifiers -----------------------------------------------------------
+
+ParamValue = str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    """A component identifier: a name and its parameters, in order.
+
+    ``Component("@query-param", (("name", "Pet"),))``, ``Component("content-digest",
+    (("req", True),))``; or :meth:`parse` the string form. ``identifier`` is its
+    serialisation, as it appears in the signature base and ``Signature-Input``.
+    """
+
+    name: str
+    params: tuple[tuple[str, ParamValue], ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_component(self.name, self.params)
+
+    @classmethod
+    def parse(cls, text: str) -> Component:
+        """``"@method"``, ``"Content-Type"`` (field names are lower-cased),
+        ``'@query-param;name="Pet"'``, ``'"example-dict";key="a"'``, ``"date;req"``."""
+        text = text.strip()
+        if not text.startswith('"'):
+            name, sep, rest = text.partition(";")
+            name = name.strip()
+            if not name.startswith("@"):
+                name = name.lower()
+            if not sep:
+                return cls(name)
+            text = _sf_string(name) + sep + rest
+        item = _SfItem()
+        try:
+            item.parse(text.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigurationError("not a component identifier") from None
+        if type(item.value) is not str:
+            raise ConfigurationError("a component name must be a String")
+        return cls(item.value, tuple((str(k), v) for k, v in item.params.items()))
+
+    @property
+    def identifier(self) -> str:
+        out = [_sf_string(self.name)]
+        for key, value in self.params:
+            out.append(f";{key}" if value is True else f";{key}={_sf_string(str(value))}")
+        return "".join(out)
+
+    def param(self, key: str) -> ParamValue | None:
+        for k, v in self.params:
+            if k == key:
+                return v
+        return None
+
+    @property
+    def canonical(self) -> tuple[str, frozenset[tuple[str, ParamValue]]]:
+        """Identity regardless of parameter order (for duplicates and required sets)."""
+        return (self.name, frozenset(self.params))
+
+    def __str__(self) -> str:
+        return self.identifier
+
+
+def _check_component(name: str, params: tuple[tuple[str, ParamValue], ...]) -> None:
+    """Raise ConfigurationError for an identifier RFC 9421 does not define."""
+    if not name:
+        raise ConfigurationError("empty component name")
+    if name == "@signature-params":
+        raise ConfigurationError("@signature-params cannot be a covered component")
+    derived = name.startswith("@")
+    if derived and name not in _DERIVED:
+        raise ConfigurationError(f"unknown derived component {name!r}")
+    if not derived and not all(c in _TCHAR for c in name):
+        raise ConfigurationError("a field name must be a lower-case token")
+    seen: set[str] = set()
+    for key, value in params:
+        if key in seen:
+            raise ConfigurationError(f"component parameter {key!r} given twice")
+        seen.add(key)
+        if key in ("sf", "bs", "req", "tr"):
+            if value is not True:
+                raise ConfigurationError(f"component parameter {key!r} must be a flag")
+        elif key in ("key", "name"):
+            if type(value) is not str:
+                raise ConfigurationError(f"component parameter {key!r} must be a String")
+        else:
+            raise ConfigurationError(f"unknown component parameter {key!r}")
+    if "tr" in seen:
+        raise ConfigurationError("trailer components (tr) are not supported")
+    if derived:
+        if seen & {"sf", "key", "bs"}:
+            raise ConfigurationError("sf, key and bs apply to fields, not derived components")
+        if ("name" in seen) != (name == "@query-param"):
+            raise ConfigurationError("@query-param needs exactly its name parameter")
+        if name == "@status" and "req" in seen:
+            raise ConfigurationError("@status has no req form")
+    else:
+        if "name" in seen:
+            raise ConfigurationError("the name parameter is only for @query-param")
+        if "bs" in seen and seen & {"sf", "key"}:
+            raise ConfigurationError("bs cannot be combined with sf or key")
+
+
+def _component(spec: str | Component) -> Component:
+    return spec if isinstance(spec, Component) else Component.parse(spec)
+
+
+# -- messages ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedRequest:
+    """The request a response answers, for components with the ``req`` parameter."""
+
+    method: str
+    url: str
+    headers: Headers = ()
+
+
+def _field_table(headers: Headers) -> Callable[[str], list[str] | None]:
+    """A lookup: lower-case field name → its field lines (``None``: absent)."""
+    if isinstance(headers, Mapping):
+        if type(headers) is dict:
+            table = {k.lower(): v for k, v in headers.items()}
+
+            def from_dict(name: str) -> list[str] | None:
+                value = table.get(name)
+                return None if value is None else [value]
+
+            return from_dict
+        get_list = getattr(headers, "get_list", None)  # httpx.Headers: the real lines
+        if callable(get_list):
+
+            def from_lines(name: str) -> list[str] | None:
+                lines: list[str] = get_list(name)
+                return lines or None
+
+            return from_lines
+        mapping = headers
+
+        def from_mapping(name: str) -> list[str] | None:
+            value = mapping.get(name)
+            if value is None:  # not case-insensitive after all? look once more
+                for key, val in mapping.items():
+                    if key.lower() == name:
+                        return [val]
+                return None
+            return [value]
+
+        return from_mapping
+    pairs: dict[str, list[str]] = {}
+    for key, val in headers:
+        pairs.setdefault(key.lower(), []).append(val)
+    return pairs.get
+
+
+class _Message:
+    """A request or a response as the base builder sees it; the header lookup and the
+    URL parts are built lazily, on first use."""
+
+    __slots__ = ("_fields", "_headers", "_overrides", "_parts", "_query", "method",
+                 "request", "status", "url")
+
+    def __init__(
+        self,
+        method: str | None,
+        url: str | None,
+        headers: Headers | None,
+        status: int | None = None,
+        request: _Message | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.status = status
+        self.request = request
+        self._headers = headers
+        self._fields: Callable[[str], list[str] | None] | None = None
+        self._overrides = overrides
+        self._parts: Any = None
+        self._query: dict[str, list[str]] | None = None
+
+    def lines(self, name: str) -> list[str] | None:
+        overrides = self._overrides
+        if overrides is not None and name in overrides:
+            return [overrides[name]]
+        fields = self._fields
+        if fields is None:
+            if self._headers is None:
+                return None
+            fields = self._fields = _field_table(self._headers)
+        return fields(name)
+
+    def parts(self) -> Any:
+        if self._parts is None:
+            if self.url is None:
+                raise _Absent("no target URI")
+            self._parts = urlsplit(self.url)
+        return self._parts
+
+    def query_params(self) -> dict[str, list[str]]:
+        if self._query is None:
+            table: dict[str, list[str]] = {}
+            for item in self.parts().query.split("&"):
+                if not item:
+                    continue
+                name, _, value = item.partition("=")
+                table.setdefault(_form_reencode(name), []).append(_form_reencode(value))
+            self._query = table
+        return self._query
+
+
+def _form_reencode(text: str) -> str:
+    """application/x-www-form-urlencoded parsing, then percent-encode-after-encoding with
+    the form set and spaceAsPlus false (RFC 9421 §2.2.8)."""
+    raw = unquote_to_bytes(text.replace("+", " "))
+    raw = raw.decode("utf-8", "replace").encode("utf-8")
+    return "".join(chr(b) if b in _FORM_SAFE else f"%{b:02X}" for b in raw)
+
+
+# -- component values: one resolver per component, built once ------------------------
+
+Resolver = Callable[[_Message], str]
+
+
+def _clean(line: str) -> str:
+    line = line.strip(" \t")
+    if "\n" in line or "\r" in line:
+        raise _Invalid("a field value contains a line break")
+    return line
+
+
+def _field_lines(msg: _Message, name: str) -> list[str]:
+    lines = msg.lines(name)
+    if lines is None:
+        raise _Absent(f"field {name} is absent")
+    return lines
+
+
+def _parse_sf(value: str, kind: str, name: str) -> Any:
+    if len(value) > _MAX_SF_LENGTH or not value.isascii():
+        raise _Invalid(f"field {name} is not a valid structured field")
+    parsed: Any = {"dictionary": _SfDictionary, "list": _SfList, "item": _SfItem}[kind]()
+    try:
+        parsed.parse(value.encode("ascii"))
+    except Exception:  # http_sfv raises ValueError; any failure means invalid
+        raise _Invalid(f"field {name} is not a valid structured field") from None
+    return parsed
+
+
+def _field_resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
+    name = comp.name
+    key = comp.param("key")
+    if comp.param("bs") is True:
+
+        def byte_sequences(msg: _Message) -> str:
+            out = []
+            for line in _field_lines(msg, name):
+                cleaned = _clean(line)
+                try:
+                    raw = cleaned.encode("latin-1")
+                except UnicodeEncodeError:
+                    raw = cleaned.encode("utf-8")
+                out.append(f":{_b64(raw)}:")
+            return ", ".join(out)
+
+        return byte_sequences
+    if key is not None:
+        member_key = str(key)
+
+        def member(msg: _Message) -> str:
+            value = ", ".join([_clean(line) for line in _field_lines(msg, name)])
+            found = _parse_sf(value, "dictionary", name).get(member_key)
+            if found is None:
+                raise _Absent(f"field {name} has no such member")
+            return str(found)
+
+        return member
+    if comp.param("sf") is True:
+        kind = sf_types.get(name)
+
+        def structured(msg: _Message) -> str:
+            if kind is None:
+                raise _Invalid(f"field {name} is not a structured field of a known type")
+            value = ", ".join([_clean(line) for line in _field_lines(msg, name)])
+            return str(_parse_sf(value, kind, name))
+
+        return structured
+
+    def plain(msg: _Message) -> str:
+        lines = msg.lines(name)
+        if lines is None:
+            raise _Absent(f"field {name} is absent")
+        if len(lines) == 1:
+            return _clean(lines[0])
+        return ", ".join([_clean(line) for line in lines])
+
+    return plain
+
+
+def _authority(msg: _Message) -> str:
+    parts = msg.parts()
+    netloc: str = parts.netloc
+    if "@" in netloc or "[" in netloc or ":" in netloc:
+        return canonical_host(parts.scheme, netloc)
+    return netloc.lower()
+
+
+def _method(msg: _Message) -> str:
+    if msg.method is None:
+        raise _Absent("@method needs a request")
+    return msg.method
+
+
+def _target_uri(msg: _Message) -> str:
+    if msg.url is None:
+        raise _Absent("@target-uri needs a request")
+    return msg.url
+
+
+def _scheme(msg: _Message) -> str:
+    return str(msg.parts().scheme).lower()
+
+
+def _path(msg: _Message) -> str:
+    return str(msg.parts().path or "/")
+
+
+def _query(msg: _Message) -> str:
+    return "?" + str(msg.parts().query)
+
+
+def _request_target(msg: _Message) -> str:
+    parts = msg.parts()
+    target = str(parts.path or "/")
+    if parts.query or (msg.url or "").partition("#")[0].endswith("?"):
+        target += "?" + str(parts.query)
+    return target
+
+
+def _status(msg: _Message) -> str:
+    if msg.status is None:
+        raise _Absent("@status is for responses")
+    if not 100 <= msg.status <= 999:
+        raise _Invalid("@status must be three digits")
+    return str(msg.status)
+
+
+def _query_param_resolver(comp: Component) -> Resolver:
+    wanted = str(comp.param("name"))
+
+    def query_param(msg: _Message) -> str:
+        values = msg.query_params().get(wanted)
+        if not values:
+            raise _Absent("the query has no such parameter")
+        if len(values) > 1:
+            raise _Invalid("a query parameter that occurs more than once cannot be covered")
+        return values[0]
+
+    return query_param
+
+
+_DERIVERS: Mapping[str, Resolver] = {
+    "@method": _method,
+    "@target-uri": _target_uri,
+    "@authority": _authority,
+    "@scheme": _scheme,
+    "@path": _path,
+    "@query": _query,
+    "@request-target": _request_target,
+    "@status": _status,
+}
+
+
+def _resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
+    """The function that gives ``comp``'s value in a message (raising ``_Absent`` or
+    ``_Invalid``)."""
+    name = comp.name
+    derived = name.startswith("@")
+    if not derived:
+        get = _field_resolver(comp, sf_types)
+    elif name == "@query-param":
+        get = _query_param_resolver(comp)
+    else:
+        get = _DERIVERS[name]
+    if derived:
+        inner = get
+        request_only = name in _REQUEST_ONLY
+
+        def checked(msg: _Message) -> str:
+            if request_only and msg.method is None:
+                raise _Absent(f"{name} in a response needs the req parameter")
+            value = inner(msg)
+            if "\n" in value or "\r" in value:
+                raise _Invalid("a derived component contains a line break")
+            return value
+
+        get = checked
+    if comp.param("req") is True:
+        direct = get
+
+        def from_request(msg: _Message) -> str:
+            if msg.request is None:
+                raise _Absent(f"{name};req needs the related request")
+            return direct(msg.request)
+
+        return from_request
+    return get
+
+
+def _message(
+    method: str | None,
+    url: str | None,
+    headers: Headers | None,
+    status: int | None,
+    request: RelatedRequest | None,
+    overrides: Mapping[str, str] | None = None,
+) -> _Message:
+    related = None
+    if request is not None:
+        related = _Message(request.method, request.url, request.headers)
+    return _Message(method, url, headers, status, related, overrides)
+
+
+# -- signer --------------------------------------------------------------------------
+
+
+def _default_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+class MessageSigner:
+    """Signs requests and responses with one key, one label and one set of covered
+    components. Pure: give it ``now`` (or a clock).
+
+    ``sign_request(method, url, headers)`` / ``sign_response(status, headers,
+    request=...)`` return the two fields to add: ``{"Signature-Input": ...,
+    "Signature": ...}``. A fresh ``created`` and (unless ``nonce=False``) nonce every call;
+    ``expires_in`` adds ``expires = created + expires_in``; ``include_alg`` adds ``alg``;
+    ``tag`` adds ``tag``. ``key_id`` defaults to the key's.
+    """
+
+    __slots__ = ("_inner", "_label", "_nonce_factory", "_plan", "_post", "_pre",
+                 "_sf_types", "clock", "components", "created", "expires_in", "key",
+                 "key_id", "label", "nonce", "tag")
+
+    def __init__(
+        self,
+        key: SignatureKey,
+        *,
+        components: Iterable[str | Component] = DEFAULT_REQUEST_COMPONENTS,
+        label: str = "sig1",
+        key_id: str | None = None,
+        created: bool = True,
+        expires_in: float | None = None,
+        nonce: bool = True,
+        nonce_factory: Callable[[], str] | None = None,
+        include_alg: bool = False,
+        tag: str | None = None,
+        sf_types: Mapping[str, Literal["item", "list", "dictionary"]] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(key, SignatureKey):
+            raise ConfigurationError("key must be a SignatureKey")
+        if not key.can_sign:
+            raise ConfigurationError("a public key cannot sign")
+        if not label or label[0] not in "abcdefghijklmnopqrstuvwxyz*" or not all(
+            c in "abcdefghijklmnopqrstuvwxyz0123456789_-.*" for c in label
+        ):
+            raise ConfigurationError("label must be a structured-field key (lower case)")
+        if expires_in is not None and not expires_in > 0:
+            raise ConfigurationError("expires_in must be positive")
+        comps = tuple(_component(c) for c in components)
+        seen: set[object] = set()
+        for comp in comps:
+            if comp.canonical in seen:
+                raise ConfigurationError(f"component {comp.identifier} is listed twice")
+            seen.add(comp.canonical)
+        self.key = key
+        self.key_id = key_id if key_id is not None else key.key_id
+        try:
+            keyid_part = "" if self.key_id is None else f";keyid={_sf_string(self.key_id)}"
+            tag_part = "" if tag is None else f";tag={_sf_string(tag)}"
+        except ValueError:
+            raise ConfigurationError("key_id and tag must be printable ASCII") from None
+        self.components = comps
+        self.label = label
+        self.created = created
+        self.expires_in = expires_in
+        self.nonce = nonce
+        self.tag = tag
+        self.clock = clock or default_clock
+        self._nonce_factory = nonce_factory or _default_nonce
+        self._sf_types = {**SF_FIELD_TYPES, **(sf_types or {})}
+        self._label = label
+        self._plan = tuple(
+            (comp.identifier + ": ", _resolver(comp, self._sf_types)) for comp in comps
+        )
+        self._inner = "(" + " ".join(comp.identifier for comp in comps) + ")"
+        self._pre = keyid_part + (f';alg="{key.algorithm}"' if include_alg else "")
+        self._post = tag_part
+
+    def __repr__(self) -> str:
+        return (f"MessageSigner({self.key!r}, label={self.label!r}, "
+                f"components={self._inner})")
+
+    def sign_request(
+        self,
+        method: str,
+        url: str,
+        headers: Headers | None = None,
+        *,
+        now: float | None = None,
+        nonce: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """``Signature-Input`` and ``Signature`` for a request. ``overrides`` (lower-case
+        names) are field values that take precedence over ``headers`` (fields about to be
+        added along with the signature, such as a fresh ``Content-Digest``)."""
+        return self._fields(_Message(method, url, headers, None, None, overrides), now, nonce)
+
+    def sign_response(
+        self,
+        status: int,
+        headers: Headers | None = None,
+        *,
+        request: RelatedRequest | None = None,
+        now: float | None = None,
+        nonce: str | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """``Signature-Input`` and ``Signature`` for a response (``request``: the request
+        it answers, for ``req`` components)."""
+        msg = _message(None, None, headers, status, request, overrides)
+        return self._fields(msg, now, nonce)
+
+    def request_base(
+        self,
+        method: str,
+        url: str,
+        headers: Headers | None = None,
+        *,
+        now: float | None = None,
+        nonce: str | None = None,
+    ) -> tuple[str, str]:
+        """The signature base and the ``@signature-params`` value a request would be
+        signed with (for debugging and tests; signs nothing)."""
+        return self._base(_Message(method, url, headers), now, nonce)
+
+    def response_base(
+        self,
+        status: int,
+        headers: Headers | None = None,
+        *,
+        request: RelatedRequest | None = None,
+        now: float | None = None,
+        nonce: str | None = None,
+    ) -> tuple[str, str]:
+        """Like :meth:`request_base`, for a response."""
+        return self._base(_message(None, None, headers, status, request), now, nonce)
+
+    def _base(self, msg: _Message, now: float | None, nonce: str | None) -> tuple[str, str]:
+        parts: list[str] = []
+        try:
+            for prefix, resolve in self._plan:
+                parts.append(prefix)
+                parts.append(resolve(msg))
+                parts.append("\n")
+        except (_Absent, _Invalid) as exc:
+            raise SigningError(f"cannot sign: {exc}") from None
+        params = self._inner
+        if self.created or self.expires_in is not None:
+            when = int(self.clock.wall() if now is None else now)
+            if self.created:
+                params += f";created={when}"
+            if self.expires_in is not None:
+                params += f";expires={when + int(self.expires_in)}"
+        params += self._pre
+        if nonce is None and self.nonce:
+            nonce = self._nonce_factory()
+        if nonce is not None:
+            try:
+                params += f";nonce={_sf_string(nonce)}"
+            except ValueError:
+                raise SigningError("the nonce must be printable ASCII") from None
+        params += self._post
+        parts.append('"@signature-params": ')
+        parts.append(params)
+        return "".join(parts), params
+
+    def _fields(self, msg: _Message, now: float | None, nonce: str | None) -> dict[str, str]:
+        base, params = self._base(msg, now, nonce)
+        try:
+            data = base.encode("ascii")
+        except UnicodeEncodeError:
+            raise SigningError("cannot sign: a component value is not ASCII (use bs)") from None
+        signature = self.key._sign(data)
+        label = self._label
+        return {
+            "Signature-Input": f"{label}={params}",
+            "Signature": f"{label}=:{_b64(signature)}:",
+        }
+
+
+# -- verifier ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """What a verified signature said: its label, key and parameters, and the
+    identifiers it covers (serialised, in order)."""
+
+    label: str
+    key_id: str
+    algorithm: Algorithm
+    covered: tuple[str, ...]
+    created: int | None = None
+    expires: int | None = None
+    nonce: str | None = None
+    tag: str | None = None
+
+    def covers(self, component: str | Component) -> bool:
+        wanted = _component(component).canonical
+        return any(Component.parse(c).canonical == wanted for c in self.covered)
+
+
+KeyResolver = Mapping[str, SignatureKey] | Callable[[str], SignatureKey | None]
+
+
+def _parse_dictionary(lines: list[str], field: str) -> _SfDictionary:
+    text = ", ".join(line.strip(" \t") for line in lines)
+    if len(text) > _MAX_SF_LENGTH or not text.isascii():
+        raise MalformedSignature(f"{field} is not a valid structured field")
+    parsed = _SfDictionary()
+    try:
+        parsed.parse(text.encode("ascii"))
+    except Exception:  # http_sfv raises ValueError; any failure means malformed
+        raise MalformedSignature(f"{field} is not a valid structured field") from None
+    return parsed
+
+
+class MessageVerifier:
+    """Server (or client) side of RFC 9421: returns a :class:`VerifiedSignature` or raises
+    a :class:`surefoot.SignatureError` (see the module documentation for the checks).
+
+    * ``keys`` — ``{keyid: SignatureKey}`` or a function ``keyid -> SignatureKey | None``;
+      each key is pinned to its algorithm.
+    * ``required_components`` — must all be covered; default ``@method``, ``@authority``,
+      ``@path`` and ``@query`` for requests and ``@status`` for responses (``()``: none).
+      A covered ``@target-uri`` stands for ``@scheme``, ``@authority``,
+      ``@request-target``, ``@path`` and ``@query``, and a covered ``@request-target`` for
+      ``@path`` and ``@query`` (they are parts of it).
+    * ``require_content_digest`` — a request or response verified with a ``body`` must
+      cover ``content-digest`` (which is then checked against the body).
+    * ``max_age`` — seconds a signature stays acceptable after its ``created``
+      (``None``: no limit); ``skew`` — tolerated clock difference, seconds.
+    * ``expected_tag`` — the ``tag`` the signature must carry (``None``: any or none).
+    * ``allowed_algorithms`` — algorithms accepted at all.
+    * ``nonces`` — a :class:`~surefoot.NonceCache` (``MemoryNonceCache()``, or a shared
+      store's ``store.nonces``, or the store itself); with one, a nonce is required unless
+      ``require_nonce=False``, and each is accepted once per key id.
+    * ``label`` — verify the signature with this label (default: the only one, else the
+      first one carrying ``expected_tag``, else the first one).
+    """
+
+    __slots__ = ("_identifiers", "_keys", "_required_request", "_required_response",
+                 "_sf_types",
+                 "allowed_algorithms", "clock", "expected_tag", "label", "max_age", "nonces",
+                 "require_content_digest", "require_created", "require_nonce", "skew")
+
+    def __init__(
+        self,
+        keys: KeyResolver,
+        *,
+        required_components: Iterable[str | Component] | None = None,
+        require_content_digest: bool = False,
+        max_age: float | None = 300.0,
+        skew: float = 30.0,
+        expected_tag: str | None = None,
+        allowed_algorithms: Collection[str] = ALGORITHMS,
+        nonces: NonceCache | Any | None = None,
+        require_nonce: bool | None = None,
+        require_created: bool = True,
+        label: str | None = None,
+        sf_types: Mapping[str, Literal["item", "list", "dictionary"]] | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        if max_age is not None and max_age <= 0:
+            raise ConfigurationError("max_age must be positive (or None)")
+        if skew < 0:
+            raise ConfigurationError("skew must not be negative")
+        unknown = set(allowed_algorithms) - set(ALGORITHMS)
+        if unknown:
+            raise ConfigurationError(f"unknown algorithms: {', '.join(sorted(unknown))}")
+        if nonces is not None and not hasattr(nonces, "add_if_absent"):
+            nonces = getattr(nonces, "nonces", None)  # a store: use its nonce cache
+            if nonces is None:
+                raise ConfigurationError("nonces must be a NonceCache or a store")
+        if nonces is not None and max_age is None:
+            raise ConfigurationError("a nonce store needs max_age (how long to remember)")
+        self._keys = keys
+        if required_components is None:
+            self._required_request = tuple(
+                Component(n) for n in ("@method", "@authority", "@path", "@query"))
+            self._required_response: tuple[Component, ...] = (Component("@status"),)
+        else:
+            required = tuple(_component(c) for c in required_components)
+            self._required_request = self._required_response = required
+        self.require_content_digest = require_content_digest
+        self.max_age = max_age
+        self.skew = skew
+        self.expected_tag = expected_tag
+        self.allowed_algorithms = frozenset(allowed_algorithms)
+        self.nonces: NonceCache | None = nonces
+        self.require_nonce = nonces is not None if require_nonce is None else require_nonce
+        self.require_created = require_created
+        self.label = label
+        self._sf_types = {**SF_FIELD_TYPES, **(sf_types or {})}
+        self.clock = clock or default_clock
+        self._identifiers: dict[object, tuple[str, Component, Resolver]] = {}
+
+    def __repr__(self) -> str:
+        return (f"MessageVerifier(keys=<redacted>, max_age={self.max_age}, skew={self.skew}, "
+                f"allowed_algorithms={sorted(self.allowed_algorithms)})")
+
+    def verify_request(
+        self,
+        method: str,
+        url: str,
+        headers: Headers,
+        *,
+        body: bytes | None = None,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Verify a received request. ``url`` is its absolute target URI; ``body``, if
+        given, is checked against a covered ``Content-Digest``."""
+        msg = _Message(method, url, headers)
+        return self._verify(msg, self._required_request, body, now)
+
+    def verify_response(
+        self,
+        status: int,
+        headers: Headers,
+        *,
+        request: RelatedRequest | None = None,
+        body: bytes | None = None,
+        now: float | None = None,
+    ) -> VerifiedSignature:
+        """Verify a received response (``request``: the request it answers, needed when
+        the signature covers ``req`` components)."""
+        msg = _message(None, None, headers, status, request)
+        return self._verify(msg, self._required_response, body, now)
+
+    def _known(self, name: str, params: Mapping[str, Any]) -> tuple[str, Component, Resolver]:
+        """A received identifier, checked, with its resolver (cached: bounded, keyed by
+        the parameters' types too, so that a Token never passes for a String)."""
+        key = (name, tuple((k, type(v), v) for k, v in params.items()))
+        found = self._identifiers.get(key)
+        if found is None:
+            try:
+                comp = Component(name, tuple((str(k), v) for k, v in params.items()))
+            except ConfigurationError as exc:
+                raise MalformedSignature(f"invalid component identifier: {exc}") from None
+            found = (comp.identifier, comp, _resolver(comp, self._sf_types))
+            if len(self._identifiers) >= _MAX_CACHED_IDENTIFIERS:
+                self._identifiers.clear()
+            self._identifiers[key] = found
+        return found
+
+    # -- the checks, in order ------------------------------------------------------------
+
+    def _choose(self, inputs: _SfDictionary, signatures: _SfDictionary) -> str:
+        labels = [str(label) for label in inputs if label in signatures]
+        if self.label is not None:
+            if self.label not in labels:
+                raise MissingHeader("no signature with the expected label")
+            return self.label
+        if not labels:
+            raise MissingHeader("no label has both Signature-Input and Signature")
+        if len(labels) > 1 and self.expected_tag is not None:
+            tagged = [
+                label for label in labels
+                if getattr(inputs[label], "params", {}).get("tag") == self.expected_tag
+            ]
+            if tagged:
+                return tagged[0]
+        return labels[0]
+
+    def _verify(
+        self,
+        msg: _Message,
+        required: tuple[Component, ...],
+        body: bytes | None,
+        now: float | None,
+    ) -> VerifiedSignature:
+        when = self.clock.wall() if now is None else now
+        input_lines = msg.lines("signature-input")
+        signature_lines = msg.lines("signature")
+        if not input_lines or not signature_lines:
+            raise MissingHeader("missing Signature-Input or Signature")
+        inputs = _parse_dictionary(input_lines, "Signature-Input")
+        signatures = _parse_dictionary(signature_lines, "Signature")
+        label = self._choose(inputs, signatures)
+        member = inputs[label]
+        sig_item = signatures[label]
+        if not isinstance(member, _SfInnerList):
+            raise MalformedSignature("a Signature-Input member must be an inner list")
+        if not isinstance(sig_item, _SfItem) or type(sig_item.value) is not bytes:
+            raise MalformedSignature("a Signature member must be a byte sequence")
+        signature: bytes = sig_item.value
+
+        # 2. parameters and components
+        params: dict[str, Any] = {}
+        for key, value in member.params.items():
+            expected_type = _PARAM_TYPES.get(key)
+            if expected_type is None:
+                raise MalformedSignature(f"unknown signature parameter {key!r}")
+            if type(value) is not expected_type:
+                raise MalformedSignature(f"signature parameter {key!r} has the wrong type")
+            if isinstance(value, str) and len(value) > _MAX_STRING_PARAM:
+                raise MalformedSignature(f"signature parameter {key!r} is too long")
+            params[key] = value
+        covered: list[tuple[str, Component, Resolver]] = []
+        seen: set[object] = set()
+        for item in member:
+            if not isinstance(item, _SfItem) or type(item.value) is not str:
+                raise MalformedSignature("a component identifier must be a String")
+            identifier, comp, resolve = self._known(item.value, item.params)
+            if comp.canonical in seen:
+                raise MalformedSignature(f"component {identifier} is covered twice")
+            seen.add(comp.canonical)
+            covered.append((identifier, comp, resolve))
+
+        # 3. policy
+        for comp in required:
+            if comp.canonical not in seen and not any(
+                Component(whole, comp.params).canonical in seen
+                for whole in _PART_OF.get(comp.name, ())
+            ):
+                raise InsufficientCoverage(f"the signature does not cover {comp.identifier}")
+        digest_covered = Component("content-digest").canonical in seen
+        if body is not None and self.require_content_digest and not digest_covered:
+            raise InsufficientCoverage("the signature does not cover content-digest")
+        created: int | None = params.get("created")
+        expires: int | None = params.get("expires")
+        nonce: str | None = params.get("nonce")
+        tag: str | None = params.get("tag")
+        if created is None and self.require_created:
+            raise InsufficientCoverage("the signature has no created parameter")
+        if nonce is None and self.require_nonce:
+            raise InsufficientCoverage("the signature has no nonce parameter")
+        if self.expected_tag is not None and tag != self.expected_tag:
+            raise TagMismatch("the signature's tag is not the expected one")
+
+        # 4. time
+        skew = self.skew
+        if created is not None:
+            if created > when + skew:
+                raise TimestampSkew("created is in the future")
+            if self.max_age is not None and when - created > self.max_age + skew:
+                raise TimestampSkew(f"the signature is older than {self.max_age:g} s")
+        if expires is not None:
+            if created is not None and expires < created:
+                raise MalformedSignature("expires is before created")
+            if when > expires + skew:
+                raise SignatureExpired("the signature has expired")
+
+        # 5. key and algorithm
+        key_id: str | None = params.get("keyid")
+        if key_id is None:
+            raise UnknownKey("the signature has no keyid")
+        keys = self._keys
+        key = keys(key_id) if callable(keys) else keys.get(key_id)
+        if key is None:
+            raise UnknownKey("unknown key id")
+        if not isinstance(key, SignatureKey):
+            raise TypeError("the key resolver must return SignatureKey objects")
+        if key.algorithm not in self.allowed_algorithms:
+            raise DisallowedAlgorithm("the key's algorithm is not allowed")
+        alg: str | None = params.get("alg")
+        if alg is not None and alg != key.algorithm:
+            raise DisallowedAlgorithm("alg is not the key's algorithm")
+
+        # 6. the base and the signature
+        lines: list[str] = []
+        try:
+            for identifier, _, resolve in covered:
+                lines.append(f"{identifier}: {resolve(msg)}\n")
+        except _Absent as exc:
+            raise MissingComponent(f"covered component missing: {exc}") from None
+        except _Invalid as exc:
+            raise MalformedSignature(f"covered component invalid: {exc}") from None
+        # The canonical serialisation of the parsed member: every identifier and parameter
+        # was checked above to be a String with flag/String parameters, or an Integer.
+        lines.append('"@signature-params": (' + " ".join(c[0] for c in covered) + ")")
+        lines.extend(
+            f";{key}={value}" if type(value) is int else f";{key}={_sf_string(value)}"
+            for key, value in params.items()
+        )
+        try:
+            data = "".join(lines).encode("ascii")
+        except UnicodeEncodeError:
+            raise MalformedSignature("a covered component value is not ASCII") from None
+        if not key.verify(data, signature):
+            raise BadSignature("signature does not match")
+
+        # 7. the body
+        if body is not None and digest_covered:
+            verify_content_digest(_joined(msg, "content-digest"), body,
+                                  algorithms=DIGEST_ALGORITHMS)
+
+        # 8. the nonce, recorded only for a valid signature
+        if nonce is not None and self.nonces is not None:
+            assert self.max_age is not None
+            ttl = self.max_age + 2 * skew + 1
+            if not self.nonces.add_if_absent(f"rfc9421:{key_id}", nonce, now=when, ttl=ttl):
+                raise ReplayedNonce("nonce already used")
+
+        return VerifiedSignature(
+            label=label,
+            key_id=key_id,
+            algorithm=key.algorithm,
+            covered=tuple(c[0] for c in covered),
+            created=created,
+            expires=expires,
+            nonce=nonce,
+            tag=tag,
+        )
+
+
+def _joined(msg: _Message, name: str) -> str | None:
+    lines = msg.lines(name)
+    return None if lines is None else ", ".join(line.strip(" \t") for line in lines)
+

@@ -1,0 +1,120 @@
+"""The Redis connection shared by the Redis store's parts.
+
+Scripts are registered once (``SCRIPT LOAD`` on first use) and called by SHA
+(``EVALSHA``), with redis-py's fallback to loading them again after ``NOSCRIPT`` (a
+restarted or flushed server). Every redis-py exception is translated here: callers see
+:class:`~surefoot.StoreUnavailable` (down, slow, loading, read-only) or
+:class:`~surefoot.StoreError` (anything else), never a raw ``redis`` exception.
+
+Keys are ``<prefix>{<partition>}:<name>``: the braces are a Redis Cluster hash tag, so
+all the keys of one partition (or one token) live in one slot and one script may touch
+them together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
+
+__all__ = ["RedisConnection"]
+
+
+def _redis() -> Any:
+    try:
+        import redis
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigurationError(
+            "the Redis store needs redis-py: pip install 'surefoot[redis]'"
+        ) from exc
+    return redis
+
+
+class RedisConnection:
+    """A redis-py client with short timeouts, no hidden retries, and error translation."""
+
+    __slots__ = ("_lock", "_scripts", "client", "prefix", "timeout")
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "surefoot:",
+        timeout: float = 0.5,
+    ) -> None:
+        redis = _redis()
+        if (url is None) == (client is None):
+            raise ConfigurationError("give the Redis store either url= or client=")
+        if not timeout > 0:
+            raise ConfigurationError("timeout must be positive")
+        if client is None:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            client = redis.Redis.from_url(
+                url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                # No silent retries: a dead server costs one timeout, and the store's
+                # failure mode (open or closed) decides what happens next.
+                retry=Retry(NoBackoff(), 0),
+                health_check_interval=30,
+            )
+        self.client = client
+        self.prefix = prefix
+        self.timeout = timeout
+        self._scripts: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        # The URL may hold a password: show only where it points.
+        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        return f"RedisConnection({where}, prefix={self.prefix!r})"
+
+    def key(self, tag: str, name: str) -> str:
+        """``<prefix>{<tag>}:<name>`` — one Cluster slot per tag."""
+        safe = tag.replace("{", "(").replace("}", ")")
+        return f"{self.prefix}{{{safe}}}:{name}"
+
+    def run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run a Lua script by SHA (loading it on ``NOSCRIPT``)."""
+        script = self._scripts.get(name)
+        if script is None:
+            with self._lock:
+                script = self._scripts.get(name)
+                if script is None:
+                    script = self._scripts[name] = self.client.register_script(source)
+        return self.call(script, keys=list(keys), args=list(args))
+
+    def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``function`` (a client method or a script), translating errors."""
+        redis = _redis()
+        exceptions = redis.exceptions
+        try:
+            return function(*args, **kwargs)
+        except (
+            exceptions.ConnectionError,
+            exceptions.TimeoutError,
+            exceptions.BusyLoadingError,
+            exceptions.ReadOnlyError,
+            exceptions.ClusterDownError,
+            OSError,
+        ) as exc:
+            raise StoreUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
+        except exceptions.RedisError as exc:
+            # A script error or a wrong type: a bug or a foreign key under our prefix.
+            raise StoreError(f"Redis error: {type(exc).__name__}: {_short(exc)}") from None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a broken connection
+            self.client.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."

@@ -1,0 +1,347 @@
+"""Token stores: where a token cache keeps its token between calls and processes.
+
+* :class:`MemoryTokenStore` — in-process (the default).
+* :class:`FileTokenStore` — a JSON file, written atomically (temporary file in the same
+  directory, fsync, ``os.replace``) with mode 0600, and a cross-process lease (``flock`` on
+  a sibling ``.lock`` file) around refreshes. A corrupt, empty or unreadable file means
+  "no token"; it never crashes a request.
+* ``SQLiteTokenStore`` (one host) and ``RedisTokenStore`` (a fleet) live in
+  ``surefoot._backends``.
+
+The protocol (:class:`TokenStore`) has two parts:
+
+**Tokens, fenced by version.** Every stored :class:`Token` carries a ``version`` (0 when
+there is none). ``save(key, token, expected_version=v)`` is a compare-and-set: it writes
+only if the stored version is still ``v`` and returns ``False`` otherwise (another holder
+wrote a newer token: load it and use it). ``expected_version=None`` writes
+unconditionally. A refresh writes ``version = v + 1`` with ``expected_version=v``, so a
+holder whose lease ran out cannot overwrite the token its successor wrote.
+
+**Refresh leases.** ``try_lease(key, owner, ttl)`` takes the refresh lease of ``key`` for
+``owner`` (a random id per refresh) for ``ttl`` seconds unless another owner holds a live
+one; it returns whether ``owner`` now holds it (asking again as the holder extends it).
+``renew_lease`` extends a lease the owner still holds (``False``: it expired or was
+taken). ``release_lease`` drops it if the owner still holds it. A lease only decides who
+refreshes; the version check on ``save`` is what keeps the token safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from surefoot.errors import DeadlineExceeded, StoreError
+from surefoot.oauth._grants import Token
+
+fcntl: Any
+try:  # POSIX
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
+__all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore"]
+
+logger = logging.getLogger("surefoot")
+_FORMAT = "surefoot-tokens/1"
+#: How long a write to a :class:`FileTokenStore` waits for another process's lease.
+_FILE_WRITE_WAIT = 10.0
+#: The pseudo-key of the file lock taken just for one write.
+_WRITING = "\x00writing"
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """Keeps tokens by key, fenced by version, and hands out refresh leases.
+
+    See the module documentation for the semantics. Stores backed by a shared service
+    raise :class:`~surefoot.StoreUnavailable` when it is down and set to fail closed
+    (fail open: they fall back to local state); nothing else but
+    :class:`~surefoot.StoreError` comes out of them.
+    """
+
+    def load(self, key: str) -> Token | None: ...
+
+    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
+        """Write ``token``; with ``expected_version``, only if the stored version (0 when
+        none is stored) equals it. ``True`` if written."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take (or, for the same owner, extend) the refresh lease for ``ttl`` seconds."""
+        ...
+
+    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Extend the lease if ``owner`` still holds it; ``False`` if it expired or moved."""
+        ...
+
+    def release_lease(self, key: str, owner: str) -> None:
+        """Drop the lease if ``owner`` still holds it (else do nothing)."""
+        ...
+
+
+def stored_version(token: Token | None) -> int:
+    return token.version if token is not None else 0
+
+
+class MemoryTokenStore:
+    """In-process store, with in-process leases (monotonic time)."""
+
+    __slots__ = ("_guard", "_leases", "_tokens")
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._guard = threading.Lock()
+
+    def load(self, key: str) -> Token | None:
+        return self._tokens.get(key)
+
+    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
+        with self._guard:
+            if expected_version is not None and (
+                stored_version(self._tokens.get(key)) != expected_version
+            ):
+                return False
+            self._tokens[key] = token
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            self._tokens.pop(key, None)
+
+    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._guard:
+            held = self._leases.get(key)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._guard:
+            held = self._leases.get(key)
+            if held is None or held[0] != owner or held[1] <= now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self._guard:
+            held = self._leases.get(key)
+            if held is not None and held[0] == owner:
+                del self._leases[key]
+
+    @contextlib.contextmanager
+    def lock(self, key: str, *, timeout: float | None) -> Iterator[None]:
+        """Kept for compatibility: a no-op (a cache serialises its refreshes itself)."""
+        yield
+
+    def __repr__(self) -> str:
+        return f"MemoryTokenStore(keys={sorted(self._tokens)!r})"
+
+
+class FileTokenStore:
+    """A JSON token file shared by the processes of one host.
+
+    The refresh lease is an exclusive ``flock`` on the sibling ``.lock`` file, taken
+    without blocking and held until released; it does not expire (``ttl`` is ignored)
+    but ends with the process that holds it, so a crashed holder never blocks the
+    others. There is one lock file per token file: one refresh at a time per file.
+    Every write (``save``, ``delete``) happens under that lock, so the version check
+    and the write are one step for every process.
+    """
+
+    __slots__ = ("_guard", "_leases", "_warned", "lock_path", "path")
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._warned: set[tuple[int, int]] = set()
+        #: key -> (owner, fd of the flock) for the leases this instance holds
+        self._leases: dict[str, tuple[str, int]] = {}
+        #: serialises this instance's read-modify-write of the file between threads
+        self._guard = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"FileTokenStore({str(self.path)!r})"
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _read_all(self) -> dict[str, object]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            self._warn_once(f"token file {self.path} is unreadable ({exc.strerror}); ignoring it")
+            return {}
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            data = None
+        if not (isinstance(data, dict) and isinstance(data.get("tokens"), dict)):
+            if raw.strip():
+                self._warn_once(f"token file {self.path} is corrupt; treating it as empty")
+            return {}
+        tokens: dict[str, object] = data["tokens"]
+        return tokens
+
+    def _warn_once(self, message: str) -> None:
+        try:
+            st = self.path.stat()
+            marker = (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            marker = (0, 0)
+        if marker not in self._warned:
+            self._warned.add(marker)
+            logger.warning("%s", message)
+
+    def load(self, key: str) -> Token | None:
+        return Token.from_json(self._read_all().get(key))
+
+    # -- writing (always under the file lock) --------------------------------------------
+
+    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
+        with self._write_locked():
+            tokens = self._read_all()
+            if expected_version is not None and (
+                stored_version(Token.from_json(tokens.get(key))) != expected_version
+            ):
+                return False
+            tokens[key] = token.to_json()
+            self._write({"format": _FORMAT, "tokens": tokens})
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._write_locked():
+            tokens = self._read_all()
+            if tokens.pop(key, None) is not None:
+                self._write({"format": _FORMAT, "tokens": tokens})
+
+    @contextlib.contextmanager
+    def _write_locked(self) -> Iterator[None]:
+        """This instance's thread guard, plus the file lock unless it holds a lease."""
+        with self._guard:
+            if self._leases or fcntl is None:
+                yield  # we hold the flock already (or there is none on this platform)
+                return
+            owner = _owner()
+            give_up = time.monotonic() + _FILE_WRITE_WAIT
+            delay = 0.001
+            while not self.try_lease(_WRITING, owner, 0.0):
+                if time.monotonic() >= give_up:
+                    raise StoreError(
+                        f"token file {self.path} stayed locked by another process"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            try:
+                yield
+            finally:
+                self.release_lease(_WRITING, owner)
+
+    def _write(self, document: dict[str, object]) -> None:
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+        except OSError as exc:
+            raise StoreError(f"cannot write token file {self.path}: {exc.strerror}") from exc
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                os.fchmod(handle.fileno(), 0o600)
+                json.dump(document, handle, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            if isinstance(exc, OSError):
+                raise StoreError(f"cannot write token file {self.path}: {exc.strerror}") from exc
+            raise
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    # -- leases ------------------------------------------------------------------------
+
+    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
+        """Take the file lock without blocking (``ttl`` is ignored: see the class)."""
+        with self._guard:
+            held = self._leases.get(key)
+            if held is not None:
+                return held[0] == owner
+            if fcntl is None:  # pragma: no cover - no cross-process lock on this platform
+                self._leases[key] = (owner, -1)
+                return True
+            try:
+                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot open lock file {self.lock_path}: {exc.strerror}"
+                ) from exc
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # BlockingIOError: another process (or instance) holds it
+                os.close(fd)
+                return False
+            self._leases[key] = (owner, fd)
+            return True
+
+    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        with self._guard:
+            held = self._leases.get(key)
+            return held is not None and held[0] == owner
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self._guard:
+            held = self._leases.get(key)
+            if held is None or held[0] != owner:
+                return
+            del self._leases[key]
+            fd = held[1]
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    @contextlib.contextmanager
+    def lock(self, key: str, *, timeout: float | None) -> Iterator[None]:
+        """The refresh lease as a context manager, polled until ``timeout``
+        (:class:`~surefoot.DeadlineExceeded` then)."""
+        owner = _owner()
+        give_up = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while not self.try_lease(key, owner, 0.0):
+            if give_up is not None and time.monotonic() >= give_up:
+                raise DeadlineExceeded(
+                    "deadline reached waiting for another process's token refresh"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        try:
+            yield
+        finally:
+            self.release_lease(key, owner)
+
+
+def _owner() -> str:
+    return f"{os.getpid()}-{uuid.uuid4().hex}"
