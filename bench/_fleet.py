@@ -9,11 +9,11 @@ The processes are ``spawn``-ed, build their client, then all start together (a b
 Clients, side by side in one run, one after another against the same sandbox (reset
 before each) and the same ``redis-server`` (flushed before each):
 
-* ``surefoot_redis``: every process has a ``Pacer(Pacing(), store=RedisStore(url))``:
+* ``surefoot_redis``: every process has a ``Pacer(PacingPolicy(), store=RedisStore(url))``:
   one shared limiter (GCRA slots, the quota learned from the RateLimit headers, pauses)
   and one retry budget;
 * ``surefoot_sqlite``: the same through ``SQLiteStore(path)`` (a new file per run);
-* ``surefoot_unshared``: each process with its own in-memory ``Pacing()`` (what a fleet
+* ``surefoot_unshared``: each process with its own in-memory ``PacingPolicy()`` (what a fleet
   gets without a store: every process paces itself at the full quota);
 * ``tenacity``: quota.py's tenacity client, one per process;
 * ``pyrate_redis``: quota.py's naive loop with a blocking ``Limiter.try_acquire`` before
@@ -170,7 +170,7 @@ class FleetSurefootClient(SurefootClient):
 
     def __init__(self, name: str, setup: Setup, store: Any) -> None:
         self.store = store
-        pacer = surefoot.Pacer(surefoot.Pacing(), store=store)
+        pacer = surefoot.Pacer(surefoot.PacingPolicy(), store=store)
         super().__init__(name, setup, pacer)  # type: ignore[arg-type]
 
     def close(self) -> None:
@@ -180,11 +180,11 @@ class FleetSurefootClient(SurefootClient):
 
 def _build(name: str, setup: Setup, redis_url: str, sqlite_path: str) -> Any:
     if name == "surefoot_redis":
-        return FleetSurefootClient(name, setup, surefoot.RedisStore(redis_url))
+        return FleetSurefootClient(name, setup, surefoot.stores.RedisStore(redis_url))
     if name == "surefoot_sqlite":
-        return FleetSurefootClient(name, setup, surefoot.SQLiteStore(sqlite_path))
+        return FleetSurefootClient(name, setup, surefoot.stores.SQLiteStore(sqlite_path))
     if name == "surefoot_unshared":
-        return SurefootClient(name, setup, surefoot.Pacing())
+        return SurefootClient(name, setup, surefoot.PacingPolicy())
     if name == "tenacity":
         return TenacityClient(setup)
     if name in ("pyrate_redis", "pyrate_redis_window"):

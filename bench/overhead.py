@@ -271,7 +271,7 @@ def _no_hook(event: surefoot.Event) -> None:
 def _surefoot_session(**adapter_options: Any) -> Callable[[], requests.Session]:
     def factory() -> requests.Session:
         session = requests.Session()
-        session.mount("http://", surefoot.SurefootAdapter(**adapter_options))
+        session.mount("http://", surefoot.requests.SurefootAdapter(**adapter_options))
         return session
 
     return factory
@@ -299,12 +299,12 @@ def _urllib3_retry_session() -> requests.Session:
 class TutorialHmacAuth(requests.auth.AuthBase):
     """The hand-rolled tutorial way: a requests auth adding the HMAC headers.
 
-    It signs through :class:`surefoot.HmacSigner` directly, so comparing it with
+    It signs through :class:`surefoot.signing.HmacSigner` directly, so comparing it with
     ``HmacAuth`` on the adapter isolates the pipeline's overhead from the signing cost.
     """
 
     def __init__(self, key_id: str, secret: str) -> None:
-        self.signer = surefoot.HmacSigner(key_id, secret)
+        self.signer = surefoot.signing.HmacSigner(key_id, secret)
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         body = request.body

@@ -178,13 +178,14 @@ class Recorder:
         return entry
 
     # surefoot: an event hook (ATTEMPT_SENT opens an entry, ATTEMPT_DONE gives its status)
-    def wants(self, kind: surefoot.EventKind) -> bool:
-        return kind in (surefoot.EventKind.ATTEMPT_SENT, surefoot.EventKind.ATTEMPT_DONE)
+    def wants(self, kind: surefoot.events.EventKind) -> bool:
+        kinds = surefoot.events.EventKind
+        return kind in (kinds.ATTEMPT_SENT, kinds.ATTEMPT_DONE)
 
     def __call__(self, event: surefoot.Event) -> None:
-        if event.kind is surefoot.EventKind.ATTEMPT_SENT:
+        if event.kind is surefoot.events.EventKind.ATTEMPT_SENT:
             self._local.pending = self.sent()
-        elif event.kind is surefoot.EventKind.ATTEMPT_DONE:
+        elif event.kind is surefoot.events.EventKind.ATTEMPT_DONE:
             entry = getattr(self._local, "pending", None)
             if entry is not None:
                 entry[1] = event.status if event.status is not None else 0
@@ -431,7 +432,7 @@ class SurefootClient:
     """One ``surefoot.Client`` shared by every thread, its adapter re-mounted with a pool
     as large as the concurrency (as in the docs' many-threads recipe)."""
 
-    def __init__(self, name: str, setup: Setup, pacing: surefoot.Pacing) -> None:
+    def __init__(self, name: str, setup: Setup, pacing: surefoot.PacingPolicy) -> None:
         self.name = name
         self.path = setup.path
         retry = surefoot.RetryPolicy(max_attempts=MAX_ATTEMPTS, deadline=setup.deadline)
@@ -440,7 +441,7 @@ class SurefootClient:
             timeout=ATTEMPT_TIMEOUT,
         )
         self.client.session.trust_env = False
-        adapter = surefoot.SurefootAdapter(
+        adapter = surefoot.requests.SurefootAdapter(
             pacing=self.client.adapter.pacer, retry=retry, hook=setup.recorder,
             pool_maxsize=setup.pool,
         )
@@ -468,19 +469,19 @@ def build_client(name: str, setup: Setup, scen: Scenario) -> Client:
         return PyrateClient(setup, window=True)
     if name == "surefoot":
         if isinstance(scen, OutageScenario):
-            pacing = surefoot.Pacing(
-                budget=surefoot.RetryBudgetConfig(),
-                breaker=surefoot.BreakerConfig(failure_threshold=5, open_for=1.0),
+            pacing = surefoot.PacingPolicy(
+                budget=surefoot.pacing.RetryBudgetPolicy(),
+                breaker=surefoot.pacing.BreakerPolicy(failure_threshold=5, open_for=1.0),
             )
         elif setup.unknown:
-            pacing = surefoot.Pacing(
-                adaptive=surefoot.AdaptiveConfig(initial_rate=scen.rate / 4)
+            pacing = surefoot.PacingPolicy(
+                adaptive=surefoot.pacing.AdaptivePolicy(initial_rate=scen.rate / 4)
             )
         else:
-            pacing = surefoot.Pacing()
+            pacing = surefoot.PacingPolicy()
         return SurefootClient(name, setup, pacing)
     if name == "surefoot_no_guard":
-        return SurefootClient(name, setup, surefoot.Pacing(budget=None, breaker=None))
+        return SurefootClient(name, setup, surefoot.PacingPolicy(budget=None, breaker=None))
     raise ValueError(f"unknown client {name!r}")
 
 
@@ -1026,7 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Load the lazily imported requests integration now, so that a run uses one version of
     # surefoot even if its files change on disk meanwhile.
-    _ = surefoot.Client, surefoot.SurefootAdapter
+    _ = surefoot.Client, surefoot.requests.SurefootAdapter
     info = machine_info()
     print(f"surefoot at {info['commit']}"
           + (" (src/ modified)" if info["src_modified"] else ""))

@@ -174,7 +174,7 @@ class OffsetClock:
 
 def make_store(contender: str, where: dict[str, str]) -> Any:
     if contender == "surefoot_file":
-        return surefoot.FileTokenStore(where["file"])
+        return surefoot.stores.FileTokenStore(where["file"])
     failure = FailureMode("closed", contender)
     if contender == "surefoot_sqlite":
         return SQLiteTokenStore(SQLiteConnection(where["sqlite"]), failure)
@@ -197,10 +197,10 @@ def worker(contender: str, where: dict[str, str], base_url: str, threads: int,
         if contender == "tutorial":
             manager: Any = TutorialTokenManager(where["tutorial"])
         else:
-            grant = surefoot.ClientCredentials(
+            grant = surefoot.oauth.ClientCredentials(
                 token_url=f"{base_url}/oauth/token", client_id=CLIENT_ID,
                 client_secret=CLIENT_SECRET)
-            manager = surefoot.TokenCache(grant, store=make_store(contender, where),
+            manager = surefoot.oauth.TokenCache(grant, store=make_store(contender, where),
                                           clock=OffsetClock(offset), hook=lambda e: None)
             manager.peek()  # loads the stored (expired) token, as a running worker has it
     except BaseException:
@@ -287,7 +287,7 @@ def seed_expired(contender: str, where: dict[str, str], base_url: str) -> None:
             json.dump({"access_token": "expired-token", "expires_at": past}, handle)
         return
     store = make_store(contender, where)
-    store.save(cache_key(base_url), surefoot.Token(
+    store.save(cache_key(base_url), surefoot.oauth.Token(
         access_token="expired-token", expires_at=past, obtained_at=past - LIFETIME))
 
 

@@ -5,13 +5,13 @@ and three headers; a fresh timestamp and nonce per call where the scheme has the
 
 * **raw primitives** (baselines): HMAC-SHA256 of the tutorial's canonical string,
   Ed25519 sign and verify of an RFC 9421 signature base (``cryptography``).
-* **tutorial HMAC scheme**: ``surefoot.HmacSigner`` / ``HmacVerifier`` against a bare
+* **tutorial HMAC scheme**: ``surefoot.signing.HmacSigner`` / ``HmacVerifier`` against a bare
   hand-written implementation of the same canonical string (target: within 2x).
-* **RFC 9421 hmac-sha256 and ed25519**: ``surefoot.MessageSigner`` (plus
-  ``surefoot.content_digest``) / ``MessageVerifier`` against pyauth's
+* **RFC 9421 hmac-sha256 and ed25519**: ``surefoot.signing.MessageSigner`` (plus
+  ``surefoot.signing.content_digest``) / ``MessageVerifier`` against pyauth's
   ``http-message-signatures`` (``HTTPMessageSigner.sign(..., body=...)`` /
   ``HTTPMessageVerifier.verify(..., body=...)``), covering the same components.
-* **AWS SigV4**: ``surefoot.SigV4Signer.sign`` against botocore's
+* **AWS SigV4**: ``surefoot.signing.SigV4Signer.sign`` against botocore's
   ``SigV4Auth.add_auth`` on an ``AWSRequest`` and ``requests_aws4auth.AWS4Auth`` on a
   prepared ``requests`` request, signing the same headers; ``SigV4Verifier`` (no peer
   verifies SigV4).
@@ -259,12 +259,12 @@ def bare_tutorial_verify(
 
 
 def tutorial_contenders() -> list[Contender]:
-    signer = surefoot.HmacSigner(HMAC_KEY_ID, HMAC_SECRET)
-    verifier = surefoot.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET})
+    signer = surefoot.signing.HmacSigner(HMAC_KEY_ID, HMAC_SECRET)
+    verifier = surefoot.signing.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET})
     # cross-checks: each implementation's output verifies with the other
     bare = bare_tutorial_sign(HMAC_KEY_ID, HMAC_SECRET, METHOD, URL, BODY)
     if (
-        surefoot.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET}).verify(METHOD, URL, bare, BODY)
+        surefoot.signing.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET}).verify(METHOD, URL, bare, BODY)
         != HMAC_KEY_ID
     ):
         _fail("tutorial.bare", "surefoot does not verify it")
@@ -318,20 +318,20 @@ def tutorial_contenders() -> list[Contender]:
 # -- RFC 9421 -----------------------------------------------------------------------------------
 
 
-def ed25519_key(private: ed25519.Ed25519PrivateKey) -> surefoot.SignatureKey:
-    return surefoot.SignatureKey("ed25519", private, key_id=ED_KEY_ID)
+def ed25519_key(private: ed25519.Ed25519PrivateKey) -> surefoot.signing.SignatureKey:
+    return surefoot.signing.SignatureKey("ed25519", private, key_id=ED_KEY_ID)
 
 
-def _rfc9421_base(key: surefoot.SignatureKey) -> str:
-    signer = surefoot.MessageSigner(key, components=COMPONENTS)
-    headers = {**HEADERS, "Content-Digest": surefoot.content_digest(BODY)}
+def _rfc9421_base(key: surefoot.signing.SignatureKey) -> str:
+    signer = surefoot.signing.MessageSigner(key, components=COMPONENTS)
+    headers = {**HEADERS, "Content-Digest": surefoot.signing.content_digest(BODY)}
     base, _ = signer.request_base(METHOD, URL, headers)
     return base
 
 
 def rfc9421_contenders(
     scheme: str,
-    key: surefoot.SignatureKey,
+    key: surefoot.signing.SignatureKey,
     algorithm: type[algorithms.HTTPSignatureAlgorithm],
     private: Any,
     public: Any,
@@ -340,15 +340,15 @@ def rfc9421_contenders(
 ) -> list[Contender]:
     key_id = key.key_id
     assert key_id is not None
-    signer = surefoot.MessageSigner(key, components=COMPONENTS)
-    verifier = surefoot.MessageVerifier(
-        {key_id: key}, nonces=surefoot.MemoryNonceCache(), require_content_digest=True
+    signer = surefoot.signing.MessageSigner(key, components=COMPONENTS)
+    verifier = surefoot.signing.MessageVerifier(
+        {key_id: key}, nonces=surefoot.stores.MemoryNonceCache(), require_content_digest=True
     )
     resolver = MappingKeyResolver(public_keys={key_id: public}, private_keys={key_id: private})
     peer_signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=resolver)
     peer_verifier = HTTPMessageVerifier(signature_algorithm=algorithm, key_resolver=resolver)
     peer_components = COMPONENTS[:-1]  # with body=..., pyauth adds content-digest itself
-    content_digest = surefoot.content_digest
+    content_digest = surefoot.signing.content_digest
 
     def sign() -> dict[str, str]:
         digest = content_digest(BODY)
@@ -381,7 +381,8 @@ def rfc9421_contenders(
     if len(peer_result) != 1 or peer_result[0].body != BODY:
         _fail(f"{scheme}.surefoot", "pyauth does not verify its signature and body")
     theirs = peer_sign().headers
-    got = surefoot.MessageVerifier({key_id: key}, require_content_digest=True).verify_request(
+    verifier = surefoot.signing.MessageVerifier({key_id: key}, require_content_digest=True)
+    got = verifier.verify_request(
         METHOD, URL, theirs, body=BODY
     )
     ours = verifier.verify_request(METHOD, URL, signed_headers(), body=BODY)
@@ -434,13 +435,13 @@ def rfc9421_contenders(
 
 
 def sigv4_contenders() -> list[Contender]:
-    signer = surefoot.SigV4Signer(
-        surefoot.SigV4Credentials(AWS_ACCESS_KEY, AWS_SECRET),
+    signer = surefoot.signing.SigV4Signer(
+        surefoot.signing.SigV4Credentials(AWS_ACCESS_KEY, AWS_SECRET),
         AWS_REGION,
         AWS_SERVICE,
         signed_headers=SIGV4_SIGNED,
     )
-    verifier = surefoot.SigV4Verifier(
+    verifier = surefoot.signing.SigV4Verifier(
         {AWS_ACCESS_KEY: AWS_SECRET}, region=AWS_REGION, service=AWS_SERVICE
     )
     boto = BotocoreSigV4Auth(
@@ -528,7 +529,7 @@ def sigv4_contenders() -> list[Contender]:
 def build_contenders() -> list[Contender]:
     """All contenders, in reporting order (each checked once here)."""
     ed_private = ed25519.Ed25519PrivateKey.generate()
-    hmac_key = surefoot.SignatureKey("hmac-sha256", HMAC_SECRET, key_id=HMAC_KEY_ID)
+    hmac_key = surefoot.signing.SignatureKey("hmac-sha256", HMAC_SECRET, key_id=HMAC_KEY_ID)
     return [
         *raw_contenders(ed_private),
         *tutorial_contenders(),

@@ -37,7 +37,7 @@ def no_wait() -> Iterator[object]:
     """surefoot's public test mode: no real waiting, virtual clock returned."""
     import surefoot
 
-    with surefoot.testing() as clock:
+    with surefoot.testing.testing() as clock:
         yield clock
 
 

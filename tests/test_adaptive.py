@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot.pacing._adaptive import AdaptiveConfig, AdaptiveRate
+from surefoot.pacing import AdaptivePolicy
+from surefoot.pacing._adaptive import AdaptiveRate
 
 
 def busy(ar: AdaptiveRate, start: float, end: float, per_second: float) -> float:
@@ -30,7 +31,7 @@ def cubic(w_max: float, c: float, k: float, t: float) -> float:
 
 
 def test_defaults():
-    config = AdaptiveConfig()
+    config = AdaptivePolicy()
     assert (config.initial_rate, config.floor, config.ceiling) == (10.0, 0.5, None)
     assert (config.beta, config.c, config.max_growth) == (0.7, 0.4, 2.0)
     ar = AdaptiveRate(None, 100.0)
@@ -59,18 +60,18 @@ def test_defaults():
 )
 def test_bad_config(changes: dict[str, float]):
     with pytest.raises(ConfigurationError):
-        AdaptiveConfig(**changes)
+        AdaptivePolicy(**changes)
 
 
 def test_ceiling_equal_to_initial_is_fine():
-    AdaptiveConfig(initial_rate=5.0, floor=5.0, ceiling=5.0)
+    AdaptivePolicy(initial_rate=5.0, floor=5.0, ceiling=5.0)
 
 
 # --- decrease ----------------------------------------------------------------------
 
 
 def test_concurrent_throttles_cut_once():
-    ar = AdaptiveRate(AdaptiveConfig(), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(), 0.0)
     sent = [0.0, 0.01, 0.02, 0.03, 0.04]  # five requests in flight
     results = [ar.on_throttle(s, 1.0 + i * 0.01) for i, s in enumerate(sent)]
     assert results == [True, False, False, False, False]
@@ -79,7 +80,7 @@ def test_concurrent_throttles_cut_once():
 
 
 def test_throttle_for_request_sent_after_cut_counts():
-    ar = AdaptiveRate(AdaptiveConfig(), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(), 0.0)
     assert ar.on_throttle(0.0, 1.0)
     assert ar.on_throttle(1.0, 1.5)  # sent at the cut instant: at the new rate
     assert ar.rate == pytest.approx(10 * 0.7 * 0.7)
@@ -89,7 +90,7 @@ def test_throttle_for_request_sent_after_cut_counts():
 
 
 def test_floor():
-    config = AdaptiveConfig(initial_rate=10.0, floor=2.0)
+    config = AdaptivePolicy(initial_rate=10.0, floor=2.0)
     ar = AdaptiveRate(config, 0.0)
     for i in range(20):
         ar.on_throttle(float(i), float(i))
@@ -103,7 +104,7 @@ def test_floor():
 
 
 def test_floored_cut_recovers_from_the_floor():
-    config = AdaptiveConfig(initial_rate=4.0, floor=3.5, beta=0.5)
+    config = AdaptivePolicy(initial_rate=4.0, floor=3.5, beta=0.5)
     ar = AdaptiveRate(config, 0.0)
     ar.on_throttle(0.0, 0.0)
     assert ar.rate == 3.5  # beta * 4 = 2 is below the floor
@@ -119,7 +120,7 @@ def test_floored_cut_recovers_from_the_floor():
 
 
 def test_recovery_follows_the_cubic_curve():
-    config = AdaptiveConfig()  # w_max 10, beta 0.7, c 0.4
+    config = AdaptivePolicy()  # w_max 10, beta 0.7, c 0.4
     ar = AdaptiveRate(config, 0.0)
     busy(ar, 0.0, 3.0, 100.0)  # measured ~100/s: the growth cap (200/s) stays out of the way
     assert ar.on_throttle(3.0, 3.0)
@@ -153,7 +154,7 @@ def test_recovery_follows_the_cubic_curve():
 
 
 def test_success_never_lowers_the_rate_under_load():
-    ar = AdaptiveRate(AdaptiveConfig(), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(), 0.0)
     busy(ar, 0.0, 2.0, 50.0)
     ar.on_throttle(2.0, 2.0)
     last = ar.rate
@@ -166,7 +167,7 @@ def test_success_never_lowers_the_rate_under_load():
 
 
 def test_ceiling():
-    config = AdaptiveConfig(initial_rate=10.0, ceiling=12.0)
+    config = AdaptivePolicy(initial_rate=10.0, ceiling=12.0)
     ar = AdaptiveRate(config, 0.0)
     for i in range(1000):
         now = i * 0.01
@@ -180,7 +181,7 @@ def test_ceiling():
 
 
 def test_growth_is_capped_at_twice_the_measured_send_rate():
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=10.0), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=10.0), 0.0)
     # The cubic curve alone would allow 10 + 0.4 * 30**3 = 10810/s after 30 s.
     for i in range(600):  # 20 requests/second for 30 s
         now = i * 0.05
@@ -192,7 +193,7 @@ def test_growth_is_capped_at_twice_the_measured_send_rate():
 
 
 def test_low_traffic_does_not_grow_the_rate():
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=10.0), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=10.0), 0.0)
     for i in range(60):  # 1 request/second for a minute
         ar.on_send(float(i))
         ar.on_success(float(i) + 0.1)
@@ -200,7 +201,7 @@ def test_low_traffic_does_not_grow_the_rate():
 
 
 def test_no_burst_after_idle():
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=10.0), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=10.0), 0.0)
     end = busy(ar, 0.0, 10.0, 100.0)
     for i in range(100):
         ar.on_success(end - 1 + i * 0.01)
@@ -211,7 +212,7 @@ def test_no_burst_after_idle():
 
 
 def test_max_growth_is_configurable():
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=1.0, floor=0.5, max_growth=1.5), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=1.0, floor=0.5, max_growth=1.5), 0.0)
     for i in range(400):
         now = i * 0.05  # 20/s for 20 s
         ar.on_send(now)
@@ -223,7 +224,7 @@ def test_max_growth_is_configurable():
 def test_paced_sender_ramps_up_by_doubling():
     # A sender that always has work goes as fast as the rate allows: the cap does not
     # hold it back, it only bounds each step to max_growth x what was sent.
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=10.0, c=100.0), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=10.0, c=100.0), 0.0)
     now = 0.0
     while now < 10.0 and ar.rate <= 500.0:
         ar.on_send(now)
@@ -234,7 +235,7 @@ def test_paced_sender_ramps_up_by_doubling():
 
 def test_converges_near_an_unstated_capacity():
     capacity = 50.0
-    ar = AdaptiveRate(AdaptiveConfig(initial_rate=10.0), 0.0)
+    ar = AdaptiveRate(AdaptivePolicy(initial_rate=10.0), 0.0)
     now, sent, throttles = 0.0, 0, 0
     while now < 120.0:
         ar.on_send(now)
@@ -253,7 +254,7 @@ def test_converges_near_an_unstated_capacity():
 # --- property ----------------------------------------------------------------------
 
 configs = st.builds(
-    lambda floor, extra, span, beta, c, growth, capped: AdaptiveConfig(
+    lambda floor, extra, span, beta, c, growth, capped: AdaptivePolicy(
         floor=floor,
         initial_rate=floor + extra,
         ceiling=floor + extra + span if capped else None,
@@ -283,7 +284,7 @@ events = st.lists(
 
 @settings(max_examples=300)
 @given(configs, st.floats(-1e6, 1e9), events)
-def test_rate_stays_in_bounds(config: AdaptiveConfig, start: float, steps):
+def test_rate_stays_in_bounds(config: AdaptivePolicy, start: float, steps):
     ar = AdaptiveRate(config, start)
     ceiling = config.ceiling if config.ceiling is not None else math.inf
     now = start

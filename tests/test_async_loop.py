@@ -12,8 +12,10 @@ import threading
 import time
 
 import surefoot
-from surefoot import BearerAuth, FileTokenStore, RetryPolicy, Token
+from surefoot import BearerAuth, RetryPolicy
 from surefoot.httpx import AsyncClient
+from surefoot.oauth import Token
+from surefoot.stores import FileTokenStore
 
 BEAT = 0.005
 BOUND = 0.25  # seconds: well below the 0.5 s refresh and the 1 s Retry-After waits

@@ -9,10 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot.pacing._breaker import Admission, BreakerConfig, CircuitBreaker
+from surefoot.pacing import BreakerPolicy
+from surefoot.pacing._breaker import Admission, CircuitBreaker
 
-CONSECUTIVE_ONLY = BreakerConfig(failure_ratio=None)
-RATIO_ONLY = BreakerConfig(failure_threshold=1000)
+CONSECUTIVE_ONLY = BreakerPolicy(failure_ratio=None)
+RATIO_ONLY = BreakerPolicy(failure_threshold=1000)
 
 
 def fail(breaker: CircuitBreaker, now: float, n: int = 1) -> None:
@@ -27,8 +28,8 @@ def succeed(breaker: CircuitBreaker, now: float, n: int = 1) -> None:
         breaker.on_result(now, True, False)
 
 
-def opened(config: BreakerConfig | None = None, at: float = 0.0) -> CircuitBreaker:
-    breaker = CircuitBreaker(config or BreakerConfig())
+def opened(config: BreakerPolicy | None = None, at: float = 0.0) -> CircuitBreaker:
+    breaker = CircuitBreaker(config or BreakerPolicy())
     fail(breaker, at, breaker.config.failure_threshold)
     assert breaker.state(at) == "open"
     return breaker
@@ -38,7 +39,7 @@ def opened(config: BreakerConfig | None = None, at: float = 0.0) -> CircuitBreak
 
 
 def test_defaults():
-    config = BreakerConfig()
+    config = BreakerPolicy()
     assert config.failure_threshold == 5
     assert config.failure_ratio == 0.5
     assert (config.window, config.min_throughput, config.open_for) == (10.0, 10, 5.0)
@@ -67,7 +68,7 @@ def test_defaults():
 )
 def test_bad_config(changes: dict[str, object]):
     with pytest.raises(ConfigurationError):
-        BreakerConfig(**changes)  # type: ignore[arg-type]
+        BreakerPolicy(**changes)  # type: ignore[arg-type]
 
 
 def test_admission_is_frozen():
@@ -132,7 +133,7 @@ def test_ratio_counts_only_the_window():
 
 
 def test_ratio_off():
-    breaker = CircuitBreaker(BreakerConfig(failure_ratio=None, failure_threshold=3))
+    breaker = CircuitBreaker(BreakerPolicy(failure_ratio=None, failure_threshold=3))
     for i in range(50):
         fail(breaker, i, 2)
         succeed(breaker, i)
@@ -154,7 +155,7 @@ def test_open_refuses_until_open_for_then_half_opens():
 
 @pytest.mark.parametrize("probes", [1, 2, 3])
 def test_half_open_allows_exactly_the_probes(probes: int):
-    breaker = opened(BreakerConfig(half_open_probes=probes, close_after=probes + 1))
+    breaker = opened(BreakerPolicy(half_open_probes=probes, close_after=probes + 1))
     admissions = [breaker.allow(5.0) for _ in range(probes)]
     assert all(a.allowed and a.probe and a.state == "half_open" for a in admissions)
     refused = breaker.allow(5.5)
@@ -191,7 +192,7 @@ def test_probe_success_closes_and_resets_counters():
 
 
 def test_close_after_several_probe_successes():
-    breaker = opened(BreakerConfig(half_open_probes=1, close_after=3))
+    breaker = opened(BreakerPolicy(half_open_probes=1, close_after=3))
     for i in range(2):
         assert breaker.allow(5.0 + i).probe
         breaker.on_result(5.5 + i, True, True)
@@ -233,7 +234,7 @@ def test_lost_probe_frees_its_slot_after_open_for():
 
 
 def test_late_probe_result_after_closing_counts_as_closed_outcome():
-    breaker = opened(BreakerConfig(half_open_probes=2, failure_ratio=None))
+    breaker = opened(BreakerPolicy(half_open_probes=2, failure_ratio=None))
     first = breaker.allow(5.0)
     second = breaker.allow(5.0)
     assert first.probe
@@ -249,7 +250,7 @@ def test_late_probe_result_after_closing_counts_as_closed_outcome():
 # --- property ----------------------------------------------------------------------
 
 configs = st.builds(
-    BreakerConfig,
+    BreakerPolicy,
     failure_threshold=st.integers(1, 6),
     failure_ratio=st.one_of(st.none(), st.floats(0.05, 1.0)),
     window=st.floats(0.5, 20.0),
@@ -272,7 +273,7 @@ events = st.lists(
 
 @settings(max_examples=300)
 @given(configs, st.floats(-1e6, 1e6), events)
-def test_random_events_keep_the_breaker_consistent(config: BreakerConfig, start: float, steps):
+def test_random_events_keep_the_breaker_consistent(config: BreakerPolicy, start: float, steps):
     breaker = CircuitBreaker(config)
     outstanding: list[Admission] = []
     now = start

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot.pacing._budget import RetryBudget, RetryBudgetConfig, WindowCounts
+from surefoot.pacing import RetryBudgetPolicy
+from surefoot.pacing._budget import RetryBudget, WindowCounts
 
 # --- WindowCounts ------------------------------------------------------------------
 
@@ -73,7 +74,7 @@ def test_window_counts_validation(window: float, buckets: int, series: int):
 
 
 def test_defaults():
-    config = RetryBudgetConfig()
+    config = RetryBudgetPolicy()
     assert (config.ratio, config.min_retries_per_second, config.window) == (0.1, 1.0, 10.0)
     assert RetryBudget().config == config
 
@@ -94,11 +95,11 @@ def test_defaults():
 )
 def test_bad_config(changes: dict[str, float]):
     with pytest.raises(ConfigurationError):
-        RetryBudgetConfig(**changes)
+        RetryBudgetPolicy(**changes)
 
 
 def test_zero_budget_is_allowed_and_never_retries():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.0, min_retries_per_second=0.0))
     for i in range(100):
         budget.on_request(i * 0.01)
     assert not budget.try_spend(1.0)
@@ -116,7 +117,7 @@ def test_floor_lets_idle_clients_retry():
 
 
 def test_available_is_fractional():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.1, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.1, min_retries_per_second=0.0))
     for _ in range(5):
         budget.on_request(0.0)
     assert budget.available(0.0) == pytest.approx(0.5)
@@ -128,14 +129,14 @@ def test_available_is_fractional():
 
 
 def test_float_ratios_are_not_short_changed():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.1, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.1, min_retries_per_second=0.0))
     for _ in range(30):  # 0.1 * 30 == 3.0000000000000004, but 0.1 * 3 sums may fall short
         budget.on_request(0.0)
     assert sum(budget.try_spend(0.0) for _ in range(5)) == 3
 
 
 def test_steady_traffic_allows_about_ratio_retries():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.1, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.1, min_retries_per_second=0.0))
     granted_late = 0
     for i in range(3000):  # 100 requests/second for 30 s, every one wants a retry
         now = i * 0.01
@@ -148,7 +149,7 @@ def test_steady_traffic_allows_about_ratio_retries():
 
 
 def test_occasional_failures_are_all_retried():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.1, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.1, min_retries_per_second=0.0))
     refused = 0
     for i in range(3000):  # 100/s, 5 % failing: well under the 10 % budget
         now = i * 0.01
@@ -197,7 +198,7 @@ def test_budget_recovers_over_time():
 
 
 def test_old_traffic_stops_funding_retries():
-    budget = RetryBudget(RetryBudgetConfig(ratio=0.5, min_retries_per_second=0.0))
+    budget = RetryBudget(RetryBudgetPolicy(ratio=0.5, min_retries_per_second=0.0))
     for _ in range(100):
         budget.on_request(0.0)
     assert budget.available(5.0) == 50.0
@@ -228,7 +229,7 @@ def test_on_success_changes_nothing():
 def test_retries_never_exceed_the_rule(ratio: float, floor: float, steps):
     """Over any 9 s (0.9 x window) ending at a granted retry, the retries granted are at
     most floor x window + ratio x the first attempts of the 10 s before it."""
-    config = RetryBudgetConfig(ratio=ratio, min_retries_per_second=floor, window=10.0)
+    config = RetryBudgetPolicy(ratio=ratio, min_retries_per_second=floor, window=10.0)
     budget = RetryBudget(config)
     requests: list[int] = []  # times in 1/100 s, exact
     retries: list[int] = []

@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import surefoot
-from surefoot import HmacVerifier, MessageVerifier, SignatureKey, SigV4Verifier
 from surefoot.cli._main import EXIT_AUTH, EXIT_HTTP, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
+from surefoot.signing import HmacVerifier, MessageVerifier, SignatureKey, SigV4Verifier
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -214,7 +214,7 @@ def test_sign_rfc9421_ed25519_custom_components(sandbox, tmp_path):
                                 '"content-digest"')
     assert echo["headers"]["Content-Digest"].startswith("sha-512=:")
     # tampering with the body is caught through the covered Content-Digest
-    with pytest.raises(surefoot.BodyDigestMismatch):
+    with pytest.raises(surefoot.errors.BodyDigestMismatch):
         MessageVerifier({"ed-key": public}, label="cli").verify_request(
             "POST", echo["url"], echo["headers"], body=body + b" ")
     assert b"PRIVATE KEY" not in result.stderr
@@ -277,7 +277,7 @@ def test_sign_sigv4_from_environment_with_session_token(sandbox):
                              service="execute-api")
     assert verifier.verify("POST", echo["url"], echo["headers"], body) == AWS_KEY_ID
     auth = echo["headers"]["Authorization"]
-    assert "SignedHeaders=content-type;host;x-amz-date;x-amz-meta-color;x-amz-security-token," \
+    assert "SignedHeaders=content-type;host;x-amz-date;x-amz-meta-color;x-amz-security-token,"\
         in auth
     assert echo["headers"]["X-Amz-Security-Token"] == AWS_TOKEN
     assert b"* signing: AWS SigV4, access key AKIDEXAMPLECLI, region eu-west-1" in result.stderr

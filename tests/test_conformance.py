@@ -21,17 +21,16 @@ from adapters import KINDS, Api, echoed_headers, recording_transport
 from surefoot import (
     BearerAuth,
     DeadlineExceeded,
-    FileTokenStore,
     HmacAuth,
-    InvalidClient,
     RetriesExhausted,
-    RetryAfterTooLong,
     RetryPolicy,
-    SurefootAdapter,
-    Token,
     TransportError,
     Unauthorized,
 )
+from surefoot.errors import InvalidClient, RetryAfterTooLong
+from surefoot.oauth import Token
+from surefoot.requests import SurefootAdapter
+from surefoot.stores import FileTokenStore
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
 CREDENTIAL_HEADERS = {"x-api-key", "x-signature", "x-nonce", "authorization"}
@@ -104,7 +103,7 @@ def test_retry_after_is_honoured_and_no_sleep_after_last_attempt(make_api, no_wa
 
 
 def test_test_mode_removes_real_waiting(make_api):
-    with surefoot.testing():
+    with surefoot.testing.testing():
         api = make_api(retry=RetryPolicy(max_attempts=3))
         start = time.monotonic()
         response = api.get("/status/429", params={"retry_after": "5"})
@@ -410,18 +409,12 @@ def test_secrets_never_in_errors_or_their_history(sandbox, make_api, closed_port
 
 # -- pacing, retry budget, circuit breaker (on every adapter) -------------------------------
 
-from surefoot import (  # noqa: E402
-    BreakerConfig,
-    CircuitOpen,
-    Pacing,
-    Quota,
-    RetryBudgetConfig,
-    RetryBudgetExhausted,
-)
+from surefoot import CircuitOpen, PacingPolicy, RetryBudgetExhausted  # noqa: E402
+from surefoot.pacing import BreakerPolicy, Quota, RetryBudgetPolicy  # noqa: E402
 
 
 def test_client_side_quota_paces_attempts(make_api, sandbox, no_wait):
-    api = make_api(pacing=Pacing(quotas=(Quota.per_second(20),), budget=None))
+    api = make_api(pacing=PacingPolicy(quotas=(Quota.per_second(20),), budget=None))
     for _ in range(6):
         assert api.get("/get").status_code == 200
     assert sum(no_wait.slept) == pytest.approx(0.25, abs=1e-6)  # 5 gaps of 50 ms
@@ -429,7 +422,7 @@ def test_client_side_quota_paces_attempts(make_api, sandbox, no_wait):
 
 
 def test_retry_after_pauses_the_whole_partition(make_api, no_wait):
-    api = make_api(pacing=Pacing(budget=None), retry=FAST.replace(max_attempts=1))
+    api = make_api(pacing=PacingPolicy(budget=None), retry=FAST.replace(max_attempts=1))
     assert api.get("/status/429", params={"retry_after": "2"}).status_code == 429
     assert no_wait.slept == []
     assert api.get("/get").status_code == 200  # another request, same host: waits
@@ -438,7 +431,7 @@ def test_retry_after_pauses_the_whole_partition(make_api, no_wait):
 
 def test_pacing_slot_past_the_deadline_fails_at_once(make_api, no_wait):
     policy = FAST.replace(max_attempts=1, deadline=1.0, on_exhausted="raise")
-    api = make_api(pacing=Pacing(budget=None), retry=policy)
+    api = make_api(pacing=PacingPolicy(budget=None), retry=policy)
     with pytest.raises(RetriesExhausted):
         api.get("/status/429", params={"retry_after": "5"})
     with pytest.raises(DeadlineExceeded):
@@ -447,8 +440,8 @@ def test_pacing_slot_past_the_deadline_fails_at_once(make_api, no_wait):
 
 
 def test_retry_budget_stops_a_retry_storm(make_api, sandbox, no_wait):
-    budget = RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.1, window=10.0)
-    api = make_api(pacing=Pacing(budget=budget), retry=FAST.replace(on_exhausted="raise"))
+    budget = RetryBudgetPolicy(ratio=0.0, min_retries_per_second=0.1, window=10.0)
+    api = make_api(pacing=PacingPolicy(budget=budget), retry=FAST.replace(on_exhausted="raise"))
     with pytest.raises(RetryBudgetExhausted) as first:
         api.get("/status/503")
     assert [a.status for a in first.value.history] == [503, 503]  # the one retry it had
@@ -460,9 +453,9 @@ def test_retry_budget_stops_a_retry_storm(make_api, sandbox, no_wait):
 
 
 def test_open_breaker_fails_fast_past_the_deadline(make_api, sandbox):
-    breaker = BreakerConfig(failure_threshold=2, failure_ratio=None, open_for=30.0)
+    breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=30.0)
     policy = FAST.replace(max_attempts=1, deadline=5.0)
-    api = make_api(pacing=Pacing(breaker=breaker, budget=None), retry=policy)
+    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None), retry=policy)
     for _ in range(2):
         assert api.get("/status/503").status_code == 503
     start = time.monotonic()
@@ -474,9 +467,9 @@ def test_open_breaker_fails_fast_past_the_deadline(make_api, sandbox):
 
 
 def test_open_breaker_waits_for_the_probe_within_the_deadline(make_api, sandbox, no_wait):
-    breaker = BreakerConfig(failure_threshold=2, failure_ratio=None, open_for=3.0)
+    breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
     policy = FAST.replace(max_attempts=1, deadline=30.0)
-    api = make_api(pacing=Pacing(breaker=breaker, budget=None), retry=policy)
+    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None), retry=policy)
     for _ in range(2):
         api.get("/status/503")
     assert api.get("/get").status_code == 200  # waited for the half-open probe
@@ -490,7 +483,7 @@ def test_attempt_timeout_longer_than_deadline_is_rejected():
 
 def test_learned_quota_means_no_429s(make_api, sandbox):
     # the session sandbox enforces 50/s with a burst of 10 on /limited, and says so
-    api = make_api(pacing=Pacing(), retry=FAST.replace(max_attempts=1))
+    api = make_api(pacing=PacingPolicy(), retry=FAST.replace(max_attempts=1))
     statuses = [api.get("/limited/q", params={"dialect": "ietf"}).status_code
                 for _ in range(40)]
     assert statuses == [200] * 40
@@ -500,9 +493,9 @@ def test_learned_quota_means_no_429s(make_api, sandbox):
 def test_adaptive_pacing_when_the_server_states_no_quota(make_api, sandbox):
     # no quota headers: the adaptive rate probes up from 20/s and backs off on 429s
     # (each carrying Retry-After, which also pauses the partition)
-    from surefoot import AdaptiveConfig
+    from surefoot.pacing import AdaptivePolicy
 
-    api = make_api(pacing=Pacing(adaptive=AdaptiveConfig(initial_rate=20.0)),
+    api = make_api(pacing=PacingPolicy(adaptive=AdaptivePolicy(initial_rate=20.0)),
                    retry=FAST.replace(max_attempts=4))
     statuses = [api.get("/limited/r", params={"dialect": "none"}).status_code
                 for _ in range(60)]
@@ -523,11 +516,12 @@ def test_two_clients_sharing_a_store_pace_as_one(make_api, sandbox, store_kind, 
     import surefoot
 
     if store_kind == "sqlite":
-        store = surefoot.SQLiteStore(tmp_path / "state.db", on_failure="closed")
+        store = surefoot.stores.SQLiteStore(tmp_path / "state.db", on_failure="closed")
     else:
-        store = surefoot.RedisStore(request.getfixturevalue("redis_url"), on_failure="closed")
-    first = make_api(pacing=surefoot.Pacer(Pacing(), store=store))
-    second = make_api(pacing=surefoot.Pacer(Pacing(), store=store))
+        url = request.getfixturevalue("redis_url")
+        store = surefoot.stores.RedisStore(url, on_failure="closed")
+    first = make_api(pacing=surefoot.Pacer(PacingPolicy(), store=store))
+    second = make_api(pacing=surefoot.Pacer(PacingPolicy(), store=store))
     start = _time.monotonic()
     statuses = [api.get("/limited/shared").status_code for _ in range(15)
                 for api in (first, second)]

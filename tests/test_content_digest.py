@@ -13,7 +13,8 @@ from surefoot.errors import (
     MissingHeader,
     SignatureError,
 )
-from surefoot.signing._digest import DIGEST_ALGORITHMS, content_digest, verify_content_digest
+from surefoot.signing import content_digest, verify_content_digest
+from surefoot.signing._digest import DIGEST_ALGORITHMS
 
 HELLO = b'{"hello": "world"}'
 # RFC 9530 §2 / RFC 9421 Appendix B: the digests of {"hello": "world"}

@@ -10,29 +10,25 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surefoot import (
+from surefoot import ConfigurationError, HmacAuth, SignatureError
+from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
-    ConfigurationError,
-    FakeClock,
-    HmacAuth,
-    HmacHeaders,
-    HmacSigner,
-    HmacVerifier,
     MalformedSignature,
-    MemoryNonceCache,
     MissingHeader,
     ReplayedNonce,
-    SignatureError,
     TimestampSkew,
     UnknownKey,
 )
+from surefoot.signing import HmacHeaders, HmacSigner, HmacVerifier
 from surefoot.signing._hmac import (
     canonical_host,
     canonical_path,
     canonical_query,
     canonical_string,
 )
+from surefoot.stores import MemoryNonceCache
+from surefoot.testing import FakeClock
 
 SECRET = "s3cr3t-value-that-must-not-leak"
 KEY_ID = "key-1"

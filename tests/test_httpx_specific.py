@@ -189,7 +189,7 @@ def test_transport_strips_hmac_credentials_on_cross_origin_redirect(sandbox):
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [302]
     assert not echoed(response) & (HMAC_HEADERS | {"authorization"})
-    assert any(e.kind == surefoot.EventKind.CREDENTIALS_WITHHELD for e in seen)
+    assert any(e.kind == surefoot.events.EventKind.CREDENTIALS_WITHHELD for e in seen)
 
 
 def test_transport_strips_bearer_credentials_on_cross_origin_redirect(sandbox):

@@ -34,18 +34,6 @@ import requests
 from http_sfv.dictionary import Dictionary
 
 import surefoot
-from surefoot import (
-    HmacSigner,
-    HmacVerifier,
-    MemoryNonceCache,
-    MessageSigner,
-    MessageVerifier,
-    SignatureKey,
-    SigV4Credentials,
-    SigV4Signer,
-    SigV4Verifier,
-    content_digest,
-)
 from surefoot.middleware import (
     Identity,
     RequestVerifier,
@@ -56,6 +44,18 @@ from surefoot.middleware import (
 )
 from surefoot.sandbox import Sandbox
 from surefoot.sandbox._server import SandboxHTTPServer
+from surefoot.signing import (
+    HmacSigner,
+    HmacVerifier,
+    MessageSigner,
+    MessageVerifier,
+    SignatureKey,
+    SigV4Credentials,
+    SigV4Signer,
+    SigV4Verifier,
+    content_digest,
+)
+from surefoot.stores import MemoryNonceCache
 
 KEY_ID = "test-key"
 SECRET = "s3cr3t-never-shown"
@@ -482,7 +482,7 @@ def test_unprotected_paths_pass_through_untouched(case: tuple[Target, Scheme]) -
 def test_store_down_is_503(server: str, scheme_name: str, redis_server: Any,
                            redis_url: str) -> None:
     scheme = SCHEMES[scheme_name]
-    store = surefoot.RedisStore(redis_url, on_failure="closed", timeout=0.3)
+    store = surefoot.stores.RedisStore(redis_url, on_failure="closed", timeout=0.3)
     rejected: list[str] = []
     target = make_target(server, scheme.verifier(store.nonces), protect=[PROTECTED],
                          on_reject=lambda error, request: rejected.append(type(error).__name__))
@@ -830,7 +830,7 @@ class TokenVerifier:
         for name, value in request.headers:
             if name == "authorization" and value == "Token good":
                 return Identity("token", "client-1")
-        raise surefoot.BadSignature("no good token")
+        raise surefoot.errors.BadSignature("no good token")
 
     def challenge(self, error: surefoot.SignatureError) -> list[tuple[str, str]]:
         return [("WWW-Authenticate", "Token")]
@@ -926,7 +926,7 @@ def test_sandbox_signed_routes_use_the_middleware() -> None:
 
         rfc = requests.Session()
         rfc.trust_env = False
-        rfc.auth = surefoot.MessageSignatureAuth(
+        rfc.auth = surefoot.signing.MessageSignatureAuth(
             SignatureKey("hmac-sha256", "demo-secret", key_id="demo-rfc9421"))
         body = {"amount": 5, "note": "x" * 5000}
         r = rfc.post(sandbox.url + "/signed-rfc9421/orders?b=2&a=1", json=body)
@@ -945,7 +945,7 @@ def test_sandbox_signed_routes_use_the_middleware() -> None:
         # the HMAC scheme's key is not an RFC 9421 key, and the other way round
         wrong = requests.Session()
         wrong.trust_env = False
-        wrong.auth = surefoot.MessageSignatureAuth(
+        wrong.auth = surefoot.signing.MessageSignatureAuth(
             SignatureKey("hmac-sha256", "demo-secret", key_id="demo-key"))
         assert wrong.get(sandbox.url + "/signed-rfc9421/x").json()["reason"] == "unknown_key"
         stats = app.stats()

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 
-from surefoot import HmacSigner, HmacVerifier, MemoryNonceCache, ReplayedNonce, SignatureError
-from surefoot.errors import ConfigurationError, StoreUnavailable
-from surefoot.stores import _failure
+from surefoot import SignatureError
+from surefoot.errors import ConfigurationError, ReplayedNonce, StoreUnavailable
+from surefoot.signing import HmacSigner, HmacVerifier
+from surefoot.stores import MemoryNonceCache, _failure
 from surefoot.stores._failure import FailureMode
-from surefoot.stores._nonces import RedisNonceCache, SQLiteNonceCache
 from surefoot.stores._redis._connection import RedisConnection
+from surefoot.stores._redis._nonces import RedisNonceCache
 from surefoot.stores._sqlite._connection import SQLiteConnection
+from surefoot.stores._sqlite._nonces import SQLiteNonceCache
 
 TTL = 60.0
 Factory = Callable[[], Any]

@@ -26,25 +26,21 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 import surefoot
 from _oauth_server import BASIC_SECRET, POST_SECRET, OAuthServer
-from surefoot import (
-    BearerAuth,
+from surefoot import BearerAuth, ConfigurationError, TokenError
+from surefoot.errors import InvalidGrant
+from surefoot.oauth import (
     ClientCredentials,
-    ConfigurationError,
-    InvalidGrant,
-    MemoryTokenStore,
-    Token,
-    TokenCache,
-    TokenError,
-)
-from surefoot.oauth._grants import (
     ClientSecretPost,
     HttpRequest,
     HttpResponse,
     PrivateKeyJwt,
     PublicClient,
     RefreshTokenGrant,
+    Token,
+    TokenCache,
 )
 from surefoot.sandbox import Sandbox
+from surefoot.stores import MemoryTokenStore
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -291,7 +287,7 @@ def test_revocation_outcomes() -> None:
     store.save(grant.cache_key, token)
     sender = ScriptedSender(_answer(401, {"error": "invalid_client"}))
     cache = TokenCache(grant, store=store, sender=sender, hook=quiet)
-    with pytest.raises(surefoot.InvalidClient):
+    with pytest.raises(surefoot.errors.InvalidClient):
         cache.close(revoke=True)
     assert store.load(grant.cache_key) == token
     cache.close()  # revoke_on_close is off: nothing sent
@@ -339,7 +335,7 @@ def test_client_secret_basic_against_authlib(oauth_server: OAuthServer) -> None:
     assert entry["status"] == 200
     assert entry["auth_method"] == "client_secret_basic"
     assert entry["client_id"] == "basic-client"
-    with pytest.raises(surefoot.InvalidClient):
+    with pytest.raises(surefoot.errors.InvalidClient):
         BearerAuth.client_credentials(oauth_server.token_url, "basic-client", "wrong",
                                       hook=quiet).cache.get()
     assert oauth_server.counts["requests:client_credentials"] == 2  # not retried
@@ -543,7 +539,8 @@ def test_64_threads_expired_token_rotating_refresh_one_call(oauth_server: OAuthS
 
 def _fleet_worker(kind: str, where: str, token_url: str, initial: str, threads: int,
                   barrier: Any, results: Any) -> None:
-    shared = surefoot.SQLiteStore(where) if kind == "sqlite" else surefoot.RedisStore(where)
+    stores = surefoot.stores
+    shared = stores.SQLiteStore(where) if kind == "sqlite" else stores.RedisStore(where)
     grant = RefreshTokenGrant(token_url=token_url, client_id="basic-client",
                               client_secret=BASIC_SECRET, refresh_token=initial)
     cache = TokenCache(grant, store=shared, hook=quiet)
@@ -563,7 +560,8 @@ def test_four_processes_share_one_rotating_refresh(
     issued = oauth_server.issue("basic-client")
     grant = RefreshTokenGrant(token_url=oauth_server.token_url, client_id="basic-client",
                               client_secret=BASIC_SECRET, refresh_token=issued["refresh_token"])
-    seed = surefoot.SQLiteStore(where) if kind == "sqlite" else surefoot.RedisStore(where)
+    stores = surefoot.stores
+    seed = stores.SQLiteStore(where) if kind == "sqlite" else stores.RedisStore(where)
     seed.tokens.save(grant.cache_key, expired(issued, version=5))
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from surefoot import (
-    AdaptiveConfig,
-    BreakerConfig,
-    ConfigurationError,
-    Pacer,
-    Pacing,
-    Quota,
-    RetryBudgetConfig,
-)
+from surefoot import ConfigurationError, Pacer, PacingPolicy
 from surefoot._core._history import FailureKind
 from surefoot._core._policy import Failure, ResponseInfo
+from surefoot.pacing import AdaptivePolicy, BreakerPolicy, Quota, RetryBudgetPolicy
 
 WALL = 1_800_000_000.0
 
@@ -32,14 +25,14 @@ def slots(pacer: Pacer, n: int, now: float, partition: str = "p") -> list[float]
 
 
 def test_learns_the_ietf_policy():
-    pacer = Pacer(Pacing(safety=1.0))
+    pacer = Pacer(PacingPolicy(safety=1.0))
     report(pacer, ok({"RateLimit-Policy": '"default";q=100;w=10',
                       "RateLimit": '"default";r=100;t=10'}), 0.0)
     assert slots(pacer, 3, 0.0) == pytest.approx([0.0, 0.1, 0.2])
 
 
 def test_infers_the_window_from_reset_jumps():
-    pacer = Pacer(Pacing(safety=1.0))
+    pacer = Pacer(PacingPolicy(safety=1.0))
     github = {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "50",
               "x-ratelimit-resource": "core"}
     report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 1)}), 0.0)
@@ -49,27 +42,27 @@ def test_infers_the_window_from_reset_jumps():
 
 
 def test_retry_after_pauses_the_partition_and_wins():
-    pacer = Pacer(Pacing(budget=None))
+    pacer = Pacer(PacingPolicy(budget=None))
     report(pacer, ok({"retry-after": "3", "RateLimit-Policy": '"d";q=100;w=1'}, 429), 0.0)
     assert pacer.reserve("p", now=0.5).at == pytest.approx(3.0)
     assert pacer.reserve("other", now=0.5).at == 0.5  # other partitions are not held
 
 
 def test_pause_is_bounded_by_max_pause():
-    pacer = Pacer(Pacing(max_pause=10.0))
+    pacer = Pacer(PacingPolicy(max_pause=10.0))
     report(pacer, ok({"retry-after": "999999"}, 429), 0.0)
     assert pacer.reserve("p", now=0.0).at == pytest.approx(10.0)
 
 
 def test_remaining_zero_waits_for_the_reset():
-    pacer = Pacer(Pacing())
+    pacer = Pacer(PacingPolicy())
     report(pacer, ok({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0",
                       "x-ratelimit-reset": "7"}), 0.0)
     assert pacer.reserve("p", now=0.0).at == pytest.approx(7.0)
 
 
 def test_adaptive_rate_cuts_once_for_concurrent_throttles():
-    pacer = Pacer(Pacing(adaptive=AdaptiveConfig(initial_rate=100), learn=False, budget=None))
+    pacer = Pacer(PacingPolicy(adaptive=AdaptivePolicy(initial_rate=100), learn=False, budget=None))
     slots(pacer, 10, 0.0)
     for _ in range(5):  # five 429s for requests sent at the same time
         pacer.report("p", ok(status=429), sent_at=0.0, now=0.1, wall_now=WALL, probe=False)
@@ -77,8 +70,8 @@ def test_adaptive_rate_cuts_once_for_concurrent_throttles():
 
 
 def test_budget_and_breaker_through_the_pacer():
-    pacer = Pacer(Pacing(budget=RetryBudgetConfig(ratio=0.0, min_retries_per_second=0.1),
-                         breaker=BreakerConfig(failure_threshold=2, failure_ratio=None,
+    pacer = Pacer(PacingPolicy(budget=RetryBudgetPolicy(ratio=0.0, min_retries_per_second=0.1),
+                         breaker=BreakerPolicy(failure_threshold=2, failure_ratio=None,
                                                open_for=5.0)))
     pacer.on_request("p", now=0.0)
     assert pacer.try_retry(0.0) is True
@@ -102,12 +95,12 @@ def test_budget_and_breaker_through_the_pacer():
     ],
 )
 def test_partitions(how, headers, expected):
-    pacer = Pacer(Pacing(partition_by=how))
+    pacer = Pacer(PacingPolicy(partition_by=how))
     assert pacer.partition_of("https://API.example.com:8443/x?y=1", headers) == expected
 
 
 def test_custom_partition_function():
-    pacer = Pacer(Pacing(partition_by=lambda url, headers: "everything"))
+    pacer = Pacer(PacingPolicy(partition_by=lambda url, headers: "everything"))
     assert pacer.partition_of("https://a/", {}) == "everything"
 
 
@@ -115,16 +108,16 @@ def test_custom_partition_function():
                                     {"partition_by": "nonsense"}])
 def test_pacing_validation(kwargs):
     with pytest.raises(ConfigurationError):
-        Pacing(**kwargs)
+        PacingPolicy(**kwargs)
 
 
 def test_configured_quotas_apply_with_learning_on():
-    pacer = Pacer(Pacing(quotas=(Quota.per_second(2),)))
+    pacer = Pacer(PacingPolicy(quotas=(Quota.per_second(2),)))
     assert slots(pacer, 3, 0.0) == pytest.approx([0.0, 0.5, 1.0])
 
 
 def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand():
-    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    pacer = Pacer(PacingPolicy(budget=None, release_factor=1.5))
     report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)  # a fast quota
     for i in range(50):  # demand: 10 requests/s over the last 5 s
         pacer.on_request("p", now=i * 0.1)
@@ -141,7 +134,7 @@ def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand():
 def test_recovery_lasts_until_the_backlog_is_released():
     # A long backlog (100 waiters at 15/s = 6.7 s) outlives the 2 s pause: arrivals after
     # the pause queue behind it at the release spacing, not beside it at the full quota.
-    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    pacer = Pacer(PacingPolicy(budget=None, release_factor=1.5))
     report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
     for i in range(50):
         pacer.on_request("p", now=i * 0.1)
@@ -157,12 +150,12 @@ def test_recovery_lasts_until_the_backlog_is_released():
 
 def test_release_factor_must_let_a_backlog_drain():
     with pytest.raises(ConfigurationError, match="greater than 1"):
-        Pacing(release_factor=1.0)
+        PacingPolicy(release_factor=1.0)
 
 
 def test_release_rate_of_a_young_partition_is_its_real_demand():
     # 100 requests/s for only 2 s, then an outage: demand is 100/s, not 200/5 = 40/s
-    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    pacer = Pacer(PacingPolicy(budget=None, release_factor=1.5))
     report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
     for i in range(200):
         pacer.on_request("p", now=i * 0.01)
@@ -174,7 +167,7 @@ def test_release_rate_of_a_young_partition_is_its_real_demand():
 
 def test_release_follows_demand_measured_during_the_recovery():
     # A closed loop that had just started when the pause came: its demand looked small.
-    pacer = Pacer(Pacing(budget=None, release_factor=1.5))
+    pacer = Pacer(PacingPolicy(budget=None, release_factor=1.5))
     report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
     for i in range(10):
         pacer.on_request("p", now=i * 0.01)  # 100/s over 0.1 s

@@ -14,19 +14,11 @@ import uuid
 
 import pytest
 
-from surefoot import (
-    AdaptiveConfig,
-    BreakerConfig,
-    MemoryStore,
-    Pacer,
-    Pacing,
-    Quota,
-    RedisStore,
-    RetryBudgetConfig,
-    SQLiteStore,
-    StoreUnavailable,
-)
-from surefoot.pacing._pacer import Report
+from surefoot import Pacer, PacingPolicy
+from surefoot.errors import StoreUnavailable
+from surefoot.pacing import AdaptivePolicy, BreakerPolicy, Quota, RetryBudgetPolicy
+from surefoot.pacing._config import Report
+from surefoot.stores import MemoryStore, RedisStore, SQLiteStore
 
 TOL = 0.04  # seconds of scheduling slack on a loaded 2-core machine
 
@@ -40,7 +32,7 @@ def store_factory(request, tmp_path):
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
 
-    def make(pacing: Pacing, **options):
+    def make(pacing: PacingPolicy, **options):
         if request.param == "memory":
             store = MemoryStore()
         elif request.param == "sqlite":
@@ -67,19 +59,19 @@ def delays(state, n, *, adaptive=False, partition="p"):
 
 
 def test_reserve_books_fifo_slots_at_the_quota(store_factory):
-    state = store_factory(Pacing(quotas=(Quota.per_second(10, burst=2),), budget=None))
+    state = store_factory(PacingPolicy(quotas=(Quota.per_second(10, burst=2),), budget=None))
     got = delays(state, 5)
     assert got == pytest.approx([0.0, 0.0, 0.1, 0.2, 0.3], abs=TOL)
 
 
 def test_partitions_are_independent(store_factory):
-    state = store_factory(Pacing(quotas=(Quota.per_second(10),), budget=None))
+    state = store_factory(PacingPolicy(quotas=(Quota.per_second(10),), budget=None))
     assert delays(state, 2, partition="a") == pytest.approx([0.0, 0.1], abs=TOL)
     assert delays(state, 1, partition="b") == pytest.approx([0.0], abs=TOL)
 
 
 def test_pause_holds_the_partition_and_voids_earlier_reservations(store_factory):
-    state = store_factory(Pacing(quotas=(Quota.per_second(100),), budget=None))
+    state = store_factory(PacingPolicy(quotas=(Quota.per_second(100),), budget=None))
     before = state.reserve("p", None, now=time.monotonic(), adaptive=False)
     reported = time.monotonic()
     state.report("p", Report(None, False, pause=0.5), now=reported)
@@ -94,7 +86,7 @@ def test_pause_holds_the_partition_and_voids_earlier_reservations(store_factory)
 
 def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand(store_factory):
     state = store_factory(
-        Pacing(quotas=(Quota.per_second(1000),), budget=None, release_factor=2.0)
+        PacingPolicy(quotas=(Quota.per_second(1000),), budget=None, release_factor=2.0)
     )
     now = time.monotonic()
     for _ in range(10):  # 10 requests over ~0.5 s observed: demand ~20/s
@@ -107,7 +99,7 @@ def test_backlog_after_a_pause_is_released_at_a_multiple_of_demand(store_factory
 
 
 def test_learned_quota_and_remaining_zero(store_factory):
-    state = store_factory(Pacing(budget=None))
+    state = store_factory(PacingPolicy(budget=None))
     now = time.monotonic()
     state.report("p", Report(None, False, learned=(Quota(limit=20.0),)), now=now)
     got = delays(state, 3)
@@ -117,7 +109,7 @@ def test_learned_quota_and_remaining_zero(store_factory):
 
 
 def test_sends_before_the_quota_was_known_count_against_it(store_factory):
-    state = store_factory(Pacing(budget=None))
+    state = store_factory(PacingPolicy(budget=None))
     assert delays(state, 5) == pytest.approx([0.0] * 5, abs=TOL)  # nothing known yet
     start = time.monotonic()
     state.report("p", Report(None, False, learned=(Quota(limit=20.0),)), now=start)
@@ -126,7 +118,7 @@ def test_sends_before_the_quota_was_known_count_against_it(store_factory):
 
 
 def test_retry_budget_is_shared_and_refuses_when_spent(store_factory):
-    pacing = Pacing(budget=RetryBudgetConfig(ratio=0.5, min_retries_per_second=0.0))
+    pacing = PacingPolicy(budget=RetryBudgetPolicy(ratio=0.5, min_retries_per_second=0.0))
     first, second = store_factory(pacing), store_factory(pacing)
     now = time.monotonic()
     for _ in range(4):
@@ -140,9 +132,9 @@ def test_retry_budget_is_shared_and_refuses_when_spent(store_factory):
 
 
 def test_breaker_opens_half_opens_and_closes(store_factory):
-    pacing = Pacing(
+    pacing = PacingPolicy(
         budget=None,
-        breaker=BreakerConfig(failure_threshold=3, failure_ratio=None, open_for=0.3),
+        breaker=BreakerPolicy(failure_threshold=3, failure_ratio=None, open_for=0.3),
     )
     state = store_factory(pacing)
     for _ in range(3):
@@ -166,8 +158,8 @@ def test_breaker_opens_half_opens_and_closes(store_factory):
 
 
 def test_adaptive_rate_cuts_once_for_concurrent_throttles(store_factory):
-    pacing = Pacing(
-        learn=False, budget=None, adaptive=AdaptiveConfig(initial_rate=100.0, beta=0.5)
+    pacing = PacingPolicy(
+        learn=False, budget=None, adaptive=AdaptivePolicy(initial_rate=100.0, beta=0.5)
     )
     state = store_factory(pacing)
     now = time.monotonic()
@@ -186,7 +178,7 @@ def test_adaptive_rate_cuts_once_for_concurrent_throttles(store_factory):
 
 def _reserve_worker(kind, where, namespace, barrier, results):
     store = SQLiteStore(where) if kind == "sqlite" else RedisStore(where)
-    state = store.pacer_state(Pacing(quotas=(Quota.per_second(100),), budget=None),
+    state = store.pacer_state(PacingPolicy(quotas=(Quota.per_second(100),), budget=None),
                               namespace=namespace)
     barrier.wait()
     # this process's monotonic clock, mapped once onto the wall clock all processes share
@@ -231,7 +223,7 @@ def test_four_processes_share_one_quota(kind, tmp_path, request):
 
 def test_redis_down_fail_closed_raises_fast(redis_server, redis_url):
     store = RedisStore(redis_url, on_failure="closed", timeout=0.3)
-    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)))
+    state = store.pacer_state(PacingPolicy(quotas=(Quota.per_second(10),)))
     delays(state, 1)
     redis_server.kill()
     start = time.monotonic()
@@ -245,7 +237,7 @@ def test_redis_down_fail_closed_raises_fast(redis_server, redis_url):
 
 def test_redis_down_fail_open_uses_local_state_and_logs_once(redis_server, redis_url, caplog):
     store = RedisStore(redis_url, on_failure="open", timeout=0.3)
-    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)))
+    state = store.pacer_state(PacingPolicy(quotas=(Quota.per_second(10),)))
     delays(state, 1)
     redis_server.kill()
     with caplog.at_level(logging.ERROR, logger="surefoot"):
@@ -268,7 +260,7 @@ def test_chaos_redis_killed_mid_run(redis_server, redis_url):
     import threading
 
     store = RedisStore(redis_url, on_failure="open", timeout=0.2)
-    pacer = Pacer(Pacing(quotas=(Quota.per_second(200),)), store=store)
+    pacer = Pacer(PacingPolicy(quotas=(Quota.per_second(200),)), store=store)
     errors: list[BaseException] = []
     done = []
     stop = time.monotonic() + 2.5
@@ -308,7 +300,7 @@ def test_chaos_redis_killed_mid_run(redis_server, redis_url):
 def test_redis_hosts_with_skewed_clocks_share_one_schedule(redis_url):
     """Two hosts whose clocks disagree by 50 s: the scripts read Redis TIME and hand back
     delays, so the slots interleave at the quota on both hosts' real timelines."""
-    pacing = Pacing(quotas=(Quota.per_second(20),), budget=None)
+    pacing = PacingPolicy(quotas=(Quota.per_second(20),), budget=None)
     namespace = uuid.uuid4().hex
     a = RedisStore(redis_url).pacer_state(pacing, namespace=namespace)
     b = RedisStore(redis_url).pacer_state(pacing, namespace=namespace)
@@ -325,7 +317,7 @@ def test_redis_hosts_with_skewed_clocks_share_one_schedule(redis_url):
 def test_redis_script_is_reloaded_after_noscript(redis_url):
     import redis
 
-    state = RedisStore(redis_url).pacer_state(Pacing(quotas=(Quota.per_second(10),)),
+    state = RedisStore(redis_url).pacer_state(PacingPolicy(quotas=(Quota.per_second(10),)),
                                                namespace=uuid.uuid4().hex)
     assert delays(state, 1) == pytest.approx([0.0], abs=TOL)
     redis.Redis.from_url(redis_url).script_flush()  # as after a restart or failover
@@ -336,7 +328,7 @@ def test_redis_keys_are_prefixed_hash_tagged_and_expire(redis_url):
     import redis
 
     store = RedisStore(redis_url, prefix="myapp:")
-    state = store.pacer_state(Pacing(quotas=(Quota.per_second(10),)), namespace="ns")
+    state = store.pacer_state(PacingPolicy(quotas=(Quota.per_second(10),)), namespace="ns")
     state.on_request("api.example.com", now=time.monotonic())
     delays(state, 1, partition="api.example.com")
     client = redis.Redis.from_url(redis_url)

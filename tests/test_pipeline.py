@@ -14,18 +14,12 @@ from hypothesis import strategies as st
 from surefoot import (
     BearerAuth,
     DeadlineExceeded,
-    EventKind,
     FailureKind,
-    FakeClock,
     HmacAuth,
-    HmacVerifier,
-    NotRetryable,
     RetriesExhausted,
-    RetryAfterTooLong,
     RetryPolicy,
     TransportError,
     Unauthorized,
-    redact_url,
 )
 from surefoot._core._pipeline import (
     FetchToken,
@@ -36,6 +30,10 @@ from surefoot._core._pipeline import (
     request_flow,
 )
 from surefoot._core._policy import Failure, ResponseInfo
+from surefoot.errors import NotRetryable, RetryAfterTooLong
+from surefoot.events import EventKind, redact_url
+from surefoot.signing import HmacVerifier
+from surefoot.testing import FakeClock
 
 T0 = 1_700_000_000.0
 SECRET = "hmac-secret-never-in-events"

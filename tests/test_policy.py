@@ -13,9 +13,7 @@ from surefoot import (
     ConfigurationError,
     DeadlineExceeded,
     FailureKind,
-    NotRetryable,
     RetriesExhausted,
-    RetryAfterTooLong,
     RetryPolicy,
     TransportError,
 )
@@ -28,6 +26,7 @@ from surefoot._core._policy import (
     backoff_delay,
     decide,
 )
+from surefoot.errors import NotRetryable, RetryAfterTooLong
 
 WALL = 1_700_000_000.0
 

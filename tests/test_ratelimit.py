@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from surefoot import ConfigurationError
-from surefoot.pacing._gcra import Quota, RateLimiter
+from surefoot.pacing import Quota, RateLimiter
 
 
 def slots(limiter: RateLimiter, n: int, now: float = 0.0, key: str = "p") -> list[float]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from surefoot import HmacSigner, HmacVerifier
+from surefoot.signing import HmacSigner, HmacVerifier
 from surefoot.signing._hmac import body_digest, canonical_string
 
 README = (Path(__file__).parent.parent / "README.md").read_text()

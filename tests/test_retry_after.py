@@ -13,12 +13,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surefoot import parse_http_date, parse_retry_after
 from surefoot._core._retry_after import (
     _CLAMP,
     parse_retry_after_ms,
     retry_after_from_headers,
 )
+from surefoot.pacing import parse_http_date, parse_retry_after
 
 NOW = float(calendar.timegm((2019, 6, 3, 11, 0, 0, 0, 0, 0)))  # 2019-06-03 11:00:00 UTC
 

@@ -32,16 +32,17 @@ from surefoot.errors import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.signing._digest import content_digest, verify_content_digest
-from surefoot.signing._hmac import MemoryNonceCache
-from surefoot.signing._rfc9421 import (
-    ALGORITHMS,
+from surefoot.signing import (
     Component,
     MessageSigner,
     MessageVerifier,
     RelatedRequest,
     SignatureKey,
+    content_digest,
+    verify_content_digest,
 )
+from surefoot.signing._rfc9421 import ALGORITHMS
+from surefoot.stores import MemoryNonceCache
 
 VECTORS = Path(__file__).parent / "vectors" / "rfc9421"
 CREATED = 1618884473  # the examples' created time
@@ -932,7 +933,7 @@ def test_nonce_required_with_a_nonce_store():
 
 
 def test_nonces_through_the_sqlite_store(tmp_path):
-    from surefoot import SQLiteStore
+    from surefoot.stores import SQLiteStore
 
     store = SQLiteStore(tmp_path / "state.db")
     try:
@@ -1047,7 +1048,7 @@ def test_core_module_imports_no_http_library_nor_cryptography():
 
 # --- the auth object, through real clients against the sandbox -----------------------
 
-from surefoot.signing._auth_rfc9421 import MessageSignatureAuth  # noqa: E402
+from surefoot.signing import MessageSignatureAuth  # noqa: E402
 
 ED_PRIVATE = ed25519.Ed25519PrivateKey.generate()
 AUTH_KEY = SignatureKey("ed25519", ED_PRIVATE, key_id="client-ed")
@@ -1181,7 +1182,7 @@ def test_streaming_body_cannot_be_signed(sandbox):
     def chunks():
         yield b"a"
 
-    with surefoot.Client(sandbox.url, auth=MessageSignatureAuth(AUTH_KEY)) as api, \
+    with surefoot.Client(sandbox.url, auth=MessageSignatureAuth(AUTH_KEY)) as api,\
             pytest.raises(SigningError):
         api.post("/anything", data=chunks())
 

@@ -17,7 +17,7 @@ import requests
 from surefoot.errors import ConfigurationError
 from surefoot.sandbox import Sandbox, SandboxConfig
 from surefoot.sandbox._cli import main as cli_main
-from surefoot.signing._hmac import HmacSigner
+from surefoot.signing import HmacSigner
 
 
 @pytest.fixture(scope="module")

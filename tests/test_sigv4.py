@@ -20,28 +20,22 @@ from requests.structures import CaseInsensitiveDict
 import surefoot
 import surefoot.httpx
 from adapters import Api, recording_transport
-from surefoot import (
+from surefoot import ConfigurationError, RetryPolicy, SignatureError
+from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
-    ConfigurationError,
-    FakeClock,
+    CredentialScopeMismatch,
+    InsufficientCoverage,
     MalformedSignature,
-    MemoryNonceCache,
     MissingHeader,
+    PolicyViolation,
     ReplayedNonce,
-    RetryPolicy,
-    SignatureError,
+    SignatureExpired,
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.errors import InsufficientCoverage, PolicyViolation, SignatureExpired
-from surefoot.signing import _sigv4
-from surefoot.signing._auth_sigv4 import SigV4Auth
+from surefoot.signing import SigV4Auth, SigV4Credentials, SigV4Signer, SigV4Verifier, _sigv4
 from surefoot.signing._sigv4 import (
-    CredentialScopeMismatch,
-    SigV4Credentials,
-    SigV4Signer,
-    SigV4Verifier,
     canonical_headers,
     canonical_query,
     canonical_request,
@@ -49,6 +43,8 @@ from surefoot.signing._sigv4 import (
     signing_key,
     string_to_sign,
 )
+from surefoot.stores import MemoryNonceCache
+from surefoot.testing import FakeClock
 
 # -- the AWS SigV4 test suite ---------------------------------------------------------------
 

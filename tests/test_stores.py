@@ -12,14 +12,10 @@ import time
 
 import pytest
 
-from surefoot import (
-    DeadlineExceeded,
-    FileTokenStore,
-    MemoryTokenStore,
-    StoreError,
-    Token,
-    TokenCache,
-)
+from surefoot import DeadlineExceeded
+from surefoot.errors import StoreError
+from surefoot.oauth import Token, TokenCache
+from surefoot.stores import FileTokenStore, MemoryTokenStore
 
 T0 = 1_700_000_000.0
 ACCESS = "file-store-access-token"

@@ -8,20 +8,12 @@ import time
 
 import pytest
 
-from surefoot import (
-    ClientCredentials,
-    DeadlineExceeded,
-    EventKind,
-    FakeClock,
-    InvalidClient,
-    MemoryTokenStore,
-    Token,
-    TokenCache,
-    TokenEndpointError,
-    TokenError,
-    TransportError,
-)
-from surefoot.oauth._grants import HttpRequest, HttpResponse
+from surefoot import DeadlineExceeded, TokenError, TransportError
+from surefoot.errors import InvalidClient, TokenEndpointError
+from surefoot.events import EventKind
+from surefoot.oauth import ClientCredentials, HttpRequest, HttpResponse, Token, TokenCache
+from surefoot.stores import MemoryTokenStore
+from surefoot.testing import FakeClock
 
 T0 = 1_700_000_000.0
 SECRET = "client-secret-do-not-leak"
@@ -392,7 +384,7 @@ def test_early_refresh_failing_on_deadline_returns_still_valid_token():
 def test_deadline_while_another_process_holds_the_store_lock(tmp_path):
     """The deadline also bounds the wait for the cross-process (file) lock, and running out
     of it is reported like every other deadline: DeadlineExceeded."""
-    from surefoot import FileTokenStore
+    from surefoot.stores import FileTokenStore
 
     path = tmp_path / "tokens.json"
     clock = FakeClock(start_wall=T0)

@@ -16,22 +16,17 @@ from typing import Any
 
 import pytest
 
-from surefoot import (
-    ClientCredentials,
-    DeadlineExceeded,
-    EventKind,
-    FakeClock,
-    FileTokenStore,
-    MemoryTokenStore,
-    Token,
-    TokenCache,
-)
+from surefoot import DeadlineExceeded
 from surefoot.errors import StoreError, StoreUnavailable
+from surefoot.events import EventKind
+from surefoot.oauth import ClientCredentials, Token, TokenCache
+from surefoot.stores import FileTokenStore, MemoryTokenStore
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection
 from surefoot.stores._redis._tokens import RedisTokenStore
 from surefoot.stores._sqlite._connection import SQLiteConnection
 from surefoot.stores._sqlite._tokens import SQLiteTokenStore
+from surefoot.testing import FakeClock
 
 ACCESS = "fleet-access-token-secret"
 REFRESH = "fleet-refresh-token-secret"
@@ -250,7 +245,7 @@ def test_fencing_holder_whose_lease_expired_cannot_overwrite(backend: Backend) -
 
 _HOLD_FLOCK = """
 import sys
-from surefoot import FileTokenStore
+from surefoot.stores import FileTokenStore
 store = FileTokenStore(sys.argv[1])
 assert store.try_lease("k", "child", 1.0)
 print("held", flush=True)

@@ -11,24 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surefoot import (
-    ClientCredentials,
-    ConfigurationError,
-    InvalidClient,
-    InvalidGrant,
-    Token,
-    TokenEndpointError,
-    TokenError,
-    TokenResponseError,
-)
-from surefoot.oauth._grants import (
-    Freshness,
-    HttpRequest,
-    HttpResponse,
-    freshness,
-    leeway_for,
-    token_from_callable_result,
-)
+from surefoot import ConfigurationError, TokenError
+from surefoot.errors import InvalidClient, InvalidGrant, TokenEndpointError, TokenResponseError
+from surefoot.oauth import ClientCredentials, HttpRequest, HttpResponse, Token
+from surefoot.oauth._token import Freshness, freshness, leeway_for, token_from_callable_result
 
 ACCESS = "at-very-secret-access-token"
 REFRESH = "rt-very-secret-refresh-token"

@@ -131,14 +131,15 @@ async def drive_async(
 
 
 def make_pacer(pacing: Any) -> Any:
-    """An adapter's ``pacing=`` option: ``None``, a ``Pacing`` configuration (a pacer of
+    """An adapter's ``pacing=`` option: ``None``, a ``PacingPolicy`` configuration (a pacer of
     its own) or a ``Pacer`` (shared with other clients)."""
     if pacing is None:
         return None
-    from surefoot.pacing._pacer import Pacer, Pacing
+    from surefoot.pacing._config import PacingPolicy
+    from surefoot.pacing._pacer import Pacer
 
     if isinstance(pacing, Pacer):
         return pacing
-    if isinstance(pacing, Pacing):
+    if isinstance(pacing, PacingPolicy):
         return Pacer(pacing)
-    raise TypeError("pacing must be a surefoot.Pacing or a surefoot.Pacer")
+    raise TypeError("pacing must be a surefoot.PacingPolicy or a surefoot.Pacer")

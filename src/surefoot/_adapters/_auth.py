@@ -4,28 +4,16 @@ for surefoot's adapters and, used on its own, a requests auth (``session.auth = 
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import AsyncGenerator, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from surefoot._core._clock import Clock
 from surefoot._core._origin import origin_of
 from surefoot._core._pipeline import FetchToken
-from surefoot.events import Hook
-from surefoot.oauth._cache import HasTokenStore, Sender, TokenCache
-from surefoot.oauth._grants import (
-    ClientAuth,
-    ClientCredentials,
-    ExtraParams,
-    Grant,
-    RefreshTokenGrant,
-    Token,
-    TokenFunction,
-)
-from surefoot.signing._hmac import HmacHeaders, HmacSigner
-from surefoot.stores._tokens import TokenStore
+from surefoot.oauth._cache import TokenCache
+from surefoot.oauth._token import Token
 
-__all__ = ["BearerAuth", "HmacAuth"]
+__all__ = []
 
 
 try:  # with httpx installed, the auth objects are httpx.Auth too: httpx.Client(auth=...)
@@ -144,177 +132,5 @@ class _AuthObject(_HttpxAuth):
                 value = yield effect.request
 
 
-class HmacAuth(_AuthObject):
-    """Signs every attempt with the API-key + timestamp + nonce + HMAC scheme.
-
-    See :mod:`surefoot.signing._hmac` (and the README) for the canonical string.
-    """
-
-    signs_body = True
-
-    def __init__(
-        self,
-        key_id: str,
-        secret: str | bytes,
-        *,
-        headers: HmacHeaders | None = None,
-        clock: Clock | None = None,
-        nonce_factory: Callable[[], str] | None = None,
-    ) -> None:
-        self.signer = HmacSigner(
-            key_id, secret, headers=headers, clock=clock, nonce_factory=nonce_factory
-        )
-
-    def __repr__(self) -> str:
-        return f"HmacAuth(key_id={self.signer.key_id!r}, secret=<redacted>)"
-
-    @property
-    def credential_headers(self) -> tuple[str, ...]:
-        return self.signer.headers.names()
-
-    def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
-        return self.signer.sign(method, url, body, now=now)  # signs no other header
 
 
-class BearerAuth(_AuthObject):
-    """``Authorization: Bearer <token>`` from a self-refreshing :class:`TokenCache`.
-
-    ``source`` is a :class:`TokenCache`, a grant (:class:`ClientCredentials`,
-    :class:`RefreshTokenGrant`), or a function returning a token (string, :class:`Token`
-    or token-response mapping). The other options are the :class:`TokenCache`'s
-    (ignored when ``source`` already is one).
-    """
-
-    @property
-    def credential_headers(self) -> tuple[str, ...]:
-        return ("Authorization",)
-
-    def __init__(
-        self,
-        source: TokenCache | Grant | TokenFunction,
-        *,
-        store: TokenStore | HasTokenStore | None = None,
-        key: str | None = None,
-        leeway: float = 60.0,
-        leeway_ratio: float = 0.1,
-        clock: Clock | None = None,
-        hook: Hook | None = None,
-        sender: Sender | None = None,
-        revoke_on_close: bool = False,
-    ) -> None:
-        if isinstance(source, TokenCache):
-            self.cache = source
-        else:
-            self.cache = TokenCache(
-                source,
-                store=store,
-                key=key,
-                leeway=leeway,
-                leeway_ratio=leeway_ratio,
-                clock=clock,
-                hook=hook,
-                sender=sender,
-                revoke_on_close=revoke_on_close,
-            )
-
-    @classmethod
-    def client_credentials(
-        cls,
-        token_url: str,
-        client_id: str = "",
-        client_secret: str = "",
-        *,
-        auth_method: Literal["client_secret_basic", "client_secret_post"] = (
-            "client_secret_basic"
-        ),
-        client_auth: ClientAuth | None = None,
-        scope: str | None = None,
-        extra: ExtraParams | None = None,
-        revocation_url: str | None = None,
-        store: TokenStore | HasTokenStore | None = None,
-        key: str | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        sender: Sender | None = None,
-        revoke_on_close: bool = False,
-    ) -> BearerAuth:
-        """The client-credentials grant. Authenticate with ``client_secret`` (Basic or
-        POST) or with ``client_auth=PrivateKeyJwt(client_id, private_key)``."""
-        grant = ClientCredentials(
-            token_url=token_url,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method=auth_method,
-            client_auth=client_auth,
-            scope=scope,
-            extra=dict(extra or {}),
-            revocation_url=revocation_url,
-        )
-        return cls(grant, store=store, key=key, hook=hook, clock=clock, sender=sender,
-                   revoke_on_close=revoke_on_close)
-
-    @classmethod
-    def refresh_token(
-        cls,
-        token_url: str,
-        client_id: str = "",
-        client_secret: str = "",
-        *,
-        refresh_token: str | None,
-        auth_method: Literal["client_secret_basic", "client_secret_post", "none"] = (
-            "client_secret_basic"
-        ),
-        client_auth: ClientAuth | None = None,
-        scope: str | None = None,
-        extra: ExtraParams | None = None,
-        revocation_url: str | None = None,
-        store: TokenStore | HasTokenStore | None = None,
-        key: str | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        sender: Sender | None = None,
-        revoke_on_close: bool = False,
-    ) -> BearerAuth:
-        """The refresh-token grant with rotation, starting from the ``refresh_token``
-        your authorization flow obtained (``None``: the store already holds a token).
-        Use a persistent ``store`` — a rotated refresh token lives only there."""
-        grant = RefreshTokenGrant(
-            token_url=token_url,
-            refresh_token=refresh_token,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method=auth_method,
-            client_auth=client_auth,
-            scope=scope,
-            extra=dict(extra or {}),
-            revocation_url=revocation_url,
-        )
-        return cls(grant, store=store, key=key, hook=hook, clock=clock, sender=sender,
-                   revoke_on_close=revoke_on_close)
-
-    def __repr__(self) -> str:
-        return f"BearerAuth({self.cache!r})"
-
-    @property
-    def token_cache(self) -> TokenCache:
-        return self.cache
-
-    def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
-        assert token is not None
-        return {"Authorization": f"Bearer {token.access_token}"}

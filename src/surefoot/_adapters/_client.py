@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
-from urllib.parse import urljoin, urlsplit
 
-import requests
-
-from surefoot._adapters._requests import SurefootAdapter
-from surefoot._core._clock import Clock
-from surefoot._core._pipeline import AuthStrategy
-from surefoot._core._policy import RetryPolicy
-from surefoot.errors import ConfigurationError
-from surefoot.events import Hook
-
-__all__ = ["Client", "SyncVerbs"]
+__all__ = ["SyncVerbs"]
 
 R = TypeVar("R")
 
@@ -42,67 +31,4 @@ class SyncVerbs(Generic[R]):
         return self.request("DELETE", path, **kwargs)
 
 
-class Client(SyncVerbs[requests.Response]):
-    """``Client(base_url, auth=..., retry=RetryPolicy(...))`` with ``get/post/put/patch/
-    delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
-
-    Every request runs through :class:`SurefootAdapter`. The caller's dicts (headers,
-    params, json) are never mutated. Credentials only ever go to ``base_url``'s origin:
-    a redirect elsewhere is followed without them.
-    """
-
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: AuthStrategy | None = None,
-        retry: RetryPolicy | None = None,
-        timeout: float | tuple[float, float] | None = 30.0,
-        headers: Mapping[str, str] | None = None,
-        hook: Hook | None = None,
-        clock: Clock | None = None,
-        rng: Callable[[], float] | None = None,
-        session: requests.Session | None = None,
-        pacing: Any = None,
-    ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError("base_url must be an absolute http(s) URL")
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
-        self.timeout = timeout
-        self.session = session or requests.Session()
-        self.adapter = SurefootAdapter(
-            retry=retry,
-            auth=auth,
-            hook=hook,
-            clock=clock,
-            rng=rng,
-            credential_origins=[self.base_url],
-            pacing=pacing,
-        )
-        self.session.mount("http://", self.adapter)
-        self.session.mount("https://", self.adapter)
-        if headers:
-            self.session.headers.update(headers)
-
-    def __repr__(self) -> str:
-        return f"Client({self.base_url!r}, adapter={self.adapter!r})"
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.session.close()
-
-    def url_for(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path
-        return urljoin(self.base_url, path.lstrip("/"))
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(method.upper(), self.url_for(path), **kwargs)
 

@@ -35,7 +35,7 @@ from surefoot.errors import SigningError
 from surefoot.events import Event, EventKind, Hook, LoggingHook, redact_url
 from surefoot.oauth._cache import TokenCache
 
-__all__ = ["SurefootAdapter", "apply_auth", "classify_requests_error", "origin_of"]
+__all__ = ["SurefootAdapter", "apply_auth", "classify_requests_error"]
 
 class _OriginMarker:
     """A no-op response hook recording the origin a logical request started at.

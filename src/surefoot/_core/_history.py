@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["Attempt", "FailureKind"]
+__all__ = ["Attempt", "FailureKind", "history_of"]
 
 
 class FailureKind(str, enum.Enum):
@@ -58,3 +58,14 @@ class Attempt(NamedTuple):
         if self.decision:
             text += f" [{self.decision}]"
         return text
+
+
+def history_of(response: object) -> tuple[Attempt, ...]:
+    """The attempts surefoot recorded for a response (``requests.Response`` or
+    ``httpx.Response``), oldest first; empty for a response surefoot did not handle."""
+    history = getattr(response, "surefoot_history", None)
+    if history is None:
+        extensions = getattr(response, "extensions", None)
+        if isinstance(extensions, dict):
+            history = extensions.get("surefoot.history")
+    return tuple(history or ())

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from surefoot._core._clock import Clock
 from surefoot._core._history import Attempt
@@ -43,7 +43,10 @@ from surefoot.errors import (
     Unauthorized,
 )
 from surefoot.events import Event, EventKind, Hook, redact_url
-from surefoot.oauth._grants import Token
+
+if TYPE_CHECKING:
+    from surefoot.oauth._token import Token
+
 
 __all__ = [
     "AuthStrategy",

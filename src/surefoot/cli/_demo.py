@@ -19,17 +19,19 @@ from typing import Any
 
 import requests
 
-from surefoot._adapters._auth import BearerAuth, HmacAuth
-from surefoot._adapters._client import Client
 from surefoot._core._policy import RetryPolicy
 from surefoot.errors import RetryAfterTooLong, TransportError
 from surefoot.events import Event, EventKind
-from surefoot.pacing._pacer import Pacer, Pacing
+from surefoot.oauth._auth import BearerAuth
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
+from surefoot.requests import Client
 from surefoot.sandbox import Sandbox
+from surefoot.signing._auth import HmacAuth
 from surefoot.signing._auth_rfc9421 import MessageSignatureAuth
 from surefoot.signing._rfc9421 import SignatureKey
-from surefoot.stores._facades import SQLiteStore
-from surefoot.stores._tokens import FileTokenStore
+from surefoot.stores._file import FileTokenStore
+from surefoot.stores._sqlite import SQLiteStore
 
 __all__ = ["run_demo"]
 
@@ -254,7 +256,7 @@ def _scenario_standards_and_sharing(n: _Narrator, base: str, tmp: Path) -> None:
     n.say("   10/s (burst 5) in turns; they learn it together and stay under it together:")
     before = _stats(base)["429s"]
     store = SQLiteStore(tmp / "state.db", on_failure="closed")
-    clients = [Client(base, pacing=Pacer(Pacing(), store=store)) for _ in range(2)]
+    clients = [Client(base, pacing=Pacer(PacingPolicy(), store=store)) for _ in range(2)]
     try:
         (codes, took) = _timed(
             lambda: [c.get("/limited/shared").status_code for _ in range(8) for c in clients]
@@ -272,7 +274,7 @@ def run_demo(*, quiet: bool = False) -> int:
     n = _Narrator(quiet)
     started = time.monotonic()
     keys = {"demo-key": "demo-secret", "quota-demo": "quota-secret"}
-    with Sandbox(rate=10.0, burst=5, hmac_keys=keys) as sandbox, \
+    with Sandbox(rate=10.0, burst=5, hmac_keys=keys) as sandbox,\
             tempfile.TemporaryDirectory(prefix="surefoot-demo-") as tmp:
         n.say(f"surefoot demo — sandbox API running at {sandbox.url}")
         _scenario_signing(n, sandbox.url)

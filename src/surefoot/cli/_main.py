@@ -129,8 +129,9 @@ def _read_data(value: str | None) -> bytes | None:
 
 
 def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
-    from surefoot._adapters._auth import BearerAuth, HmacAuth
-    from surefoot.stores._tokens import FileTokenStore
+    from surefoot.oauth._auth import BearerAuth
+    from surefoot.signing._auth import HmacAuth
+    from surefoot.stores._file import FileTokenStore
 
     chosen = [name for name, given in (("--hmac", args.hmac), ("--sign", args.sign),
                                        ("--oauth2-token-url", args.oauth2_token_url)) if given]
@@ -167,8 +168,8 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from surefoot._adapters._client import Client
     from surefoot._core._policy import RetryPolicy
+    from surefoot.requests import Client
 
     if not args.url.startswith(("http://", "https://")):
         raise _Usage("URL must be absolute http(s)")

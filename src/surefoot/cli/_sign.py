@@ -210,7 +210,7 @@ def sign_auth(args: argparse.Namespace) -> Any:
 
 
 def _hmac(rest: str, args: argparse.Namespace) -> Any:
-    from surefoot._adapters._auth import HmacAuth
+    from surefoot.signing._auth import HmacAuth
 
     key_id, _, source = rest.partition(":")
     if not key_id:

@@ -74,9 +74,10 @@ from surefoot.errors import (
     SignatureError,
     StoreError,
 )
-from surefoot.signing._hmac import HmacVerifier, MemoryNonceCache
+from surefoot.signing._hmac import HmacVerifier
 from surefoot.signing._rfc9421 import Component, MessageVerifier, VerifiedSignature, _sf_string
 from surefoot.signing._sigv4 import SigV4Verifier
+from surefoot.stores._memory import MemoryNonceCache
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

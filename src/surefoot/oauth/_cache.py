@@ -40,10 +40,8 @@ import dataclasses
 import functools
 import hashlib
 import logging
-import os
 import random
 import threading
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -61,19 +59,23 @@ from surefoot.errors import (
 )
 from surefoot.events import Event, EventKind, Hook, LoggingHook
 from surefoot.oauth._grants import (
-    Freshness,
     Grant,
-    HttpRequest,
-    HttpResponse,
     RefreshTokenGrant,
     RevocableGrant,
+    parse_revocation_response,
+)
+from surefoot.oauth._lease import LeaseRenewer, new_owner
+from surefoot.oauth._token import (
+    Freshness,
+    HttpRequest,
+    HttpResponse,
     Token,
     TokenFunction,
     freshness,
-    parse_revocation_response,
     token_from_callable_result,
 )
-from surefoot.stores._tokens import MemoryTokenStore, TokenStore
+from surefoot.stores._memory import MemoryTokenStore
+from surefoot.stores._protocols import TokenStore
 
 __all__ = ["Sender", "TokenCache"]
 
@@ -314,7 +316,7 @@ class TokenCache:
             self._loaded = True
             if not needed(current):
                 return self._adopt(current)
-            owner = _new_owner()
+            owner = new_owner()
             if store.try_lease(self.key, owner, self.lease_ttl):
                 try:
                     return self._refresh_leased(needed, deadline, why, owner)
@@ -344,14 +346,14 @@ class TokenCache:
     ) -> Token:
         """Holding the store's lease: re-read, fetch if still due, write fenced."""
         store = self.store
-        renewer: _LeaseRenewer | None = None
+        renewer: LeaseRenewer | None = None
         try:
             current = store.load(self.key)
             if not needed(current):
                 return self._adopt(current)  # another process refreshed meanwhile
             base = current.version if current is not None else 0
             self._check_not_dead(current)
-            renewer = _LeaseRenewer(store, self.key, owner, self.lease_ttl)
+            renewer = LeaseRenewer(store, self.key, owner, self.lease_ttl)
             try:
                 fetched = self._fetch(current, deadline)
             except InvalidGrant as exc:
@@ -386,7 +388,7 @@ class TokenCache:
         current: Token | None,
         base: int,
         owner: str,
-        renewer: _LeaseRenewer,
+        renewer: LeaseRenewer,
         why: str,
         exc: InvalidGrant,
     ) -> None:
@@ -546,7 +548,7 @@ class TokenCache:
         acquired = self._lock.acquire(timeout=max(self._remaining(deadline) or 0.0, 0.0))
         if not acquired:
             raise DeadlineExceeded("deadline reached while waiting to revoke the token")
-        owner = _new_owner()
+        owner = new_owner()
         leased = False
         try:
             leased = self._lease_for_revocation(owner, deadline)
@@ -623,46 +625,5 @@ def _fingerprint(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _new_owner() -> str:
-    """A lease owner id: unique per refresh, and says which process (never a secret)."""
-    return f"{os.getpid()}-{uuid.uuid4().hex}"
 
 
-class _LeaseRenewer:
-    """Extends a refresh lease every ``ttl / 3`` seconds until stopped (or lost)."""
-
-    __slots__ = ("_done", "key", "lost", "owner", "store", "ttl")
-
-    def __init__(self, store: TokenStore, key: str, owner: str, ttl: float) -> None:
-        self.store = store
-        self.key = key
-        self.owner = owner
-        self.ttl = ttl
-        self.lost = False
-        self._done = threading.Event()
-        threading.Thread(target=self._run, name="surefoot-lease-renewer", daemon=True).start()
-
-    def _run(self) -> None:
-        while not self._done.wait(self.ttl / 3):
-            try:
-                held = self.store.renew_lease(self.key, self.owner, self.ttl)
-            except Exception as exc:  # a StoreError, or a bug in a user's store
-                held = False
-                reason = type(exc).__name__
-            else:
-                reason = "it expired or was taken"
-            if self._done.is_set():
-                return
-            if not held:
-                self.lost = True
-                logger.warning(
-                    "surefoot: lost the token refresh lease (%s); the new token will be "
-                    "stored only if no newer one was",
-                    reason,
-                )
-                return
-
-    def stop(self) -> None:
-        """Stop renewing (a renewal still in flight cannot outlive the release: it
-        needs the lease to be held by the same owner)."""
-        self._done.set()

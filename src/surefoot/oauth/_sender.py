@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from surefoot._core._history import FailureKind
 from surefoot.errors import TransportError
-from surefoot.oauth._grants import HttpRequest, HttpResponse
+from surefoot.oauth._token import HttpRequest, HttpResponse
 
 __all__ = ["send"]
 

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from surefoot.errors import ConfigurationError
 from surefoot.pacing._budget import WindowCounts
 
-__all__ = ["AdaptiveConfig", "AdaptiveRate"]
+__all__ = ["AdaptivePolicy", "AdaptiveRate"]
 
 #: Before the first throttle the rate doubles this often (seconds).
 _SLOW_START_DOUBLING = 0.5
@@ -64,7 +64,7 @@ _MEASURE_BUCKETS = 8
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AdaptiveConfig:
+class AdaptivePolicy:
     """How the adaptive rate moves.
 
     * ``initial_rate`` — requests/second to start with, and the most the rate may be
@@ -128,8 +128,8 @@ class AdaptiveRate:
         "_config", "_epoch", "_k", "_last_cut", "_rate", "_sends", "_started", "_w_max"
     )
 
-    def __init__(self, config: AdaptiveConfig | None, now: float) -> None:
-        self._config = config if config is not None else AdaptiveConfig()
+    def __init__(self, config: AdaptivePolicy | None, now: float) -> None:
+        self._config = config if config is not None else AdaptivePolicy()
         self._rate = self._config.initial_rate
         self._w_max = self._rate
         self._k = 0.0
@@ -140,7 +140,7 @@ class AdaptiveRate:
         self._sends = WindowCounts(_MEASURE_WINDOW, buckets=_MEASURE_BUCKETS)
 
     @property
-    def config(self) -> AdaptiveConfig:
+    def config(self) -> AdaptivePolicy:
         return self._config
 
     @property

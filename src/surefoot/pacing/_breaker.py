@@ -45,7 +45,7 @@ from typing import Literal
 from surefoot.errors import ConfigurationError
 from surefoot.pacing._budget import WindowCounts
 
-__all__ = ["Admission", "BreakerConfig", "BreakerState", "CircuitBreaker"]
+__all__ = ["Admission", "BreakerPolicy", "BreakerState", "CircuitBreaker"]
 
 BreakerState = Literal["closed", "open", "half_open"]
 
@@ -58,7 +58,7 @@ def _is_int(value: object) -> bool:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BreakerConfig:
+class BreakerPolicy:
     """When the breaker opens and how it recovers.
 
     * ``failure_threshold`` — consecutive failures (while closed) that open it.
@@ -145,8 +145,8 @@ class CircuitBreaker:
         "_window",
     )
 
-    def __init__(self, config: BreakerConfig | None = None) -> None:
-        self._config = config if config is not None else BreakerConfig()
+    def __init__(self, config: BreakerPolicy | None = None) -> None:
+        self._config = config if config is not None else BreakerPolicy()
         self._state: BreakerState = "closed"
         self._open_until = -math.inf
         self._consecutive = 0
@@ -156,7 +156,7 @@ class CircuitBreaker:
         self._probe_successes = 0
 
     @property
-    def config(self) -> BreakerConfig:
+    def config(self) -> BreakerPolicy:
         return self._config
 
     def state(self, now: float) -> BreakerState:

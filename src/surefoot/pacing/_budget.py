@@ -35,7 +35,7 @@ from typing import Any, cast
 
 from surefoot.errors import ConfigurationError
 
-__all__ = ["RetryBudget", "RetryBudgetConfig", "WindowCounts"]
+__all__ = ["RetryBudget", "RetryBudgetPolicy", "WindowCounts"]
 
 
 class WindowCounts:
@@ -136,7 +136,7 @@ class WindowCounts:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RetryBudgetConfig:
+class RetryBudgetPolicy:
     """How many retries the budget allows.
 
     * ``ratio`` — retries may be at most this fraction of the first attempts made in the
@@ -178,13 +178,13 @@ class RetryBudget:
 
     __slots__ = ("_config", "_counts", "_reserve")
 
-    def __init__(self, config: RetryBudgetConfig | None = None) -> None:
-        self._config = config if config is not None else RetryBudgetConfig()
+    def __init__(self, config: RetryBudgetPolicy | None = None) -> None:
+        self._config = config if config is not None else RetryBudgetPolicy()
         self._counts = WindowCounts(self._config.window, buckets=10, series=2)
         self._reserve = self._config.min_retries_per_second * self._config.window
 
     @property
-    def config(self) -> RetryBudgetConfig:
+    def config(self) -> RetryBudgetPolicy:
         return self._config
 
     def on_request(self, now: float) -> None:

@@ -53,8 +53,9 @@ from urllib.parse import parse_qs, quote, unquote_plus
 from surefoot._core._clock import SystemClock
 from surefoot.errors import ConfigurationError, ReplayedNonce, SignatureError, StoreError
 from surefoot.middleware import SignedRequest, VerifyWSGI, identity
-from surefoot.signing._hmac import HmacVerifier, MemoryNonceCache
+from surefoot.signing._hmac import HmacVerifier
 from surefoot.signing._rfc9421 import MessageVerifier, SignatureKey
+from surefoot.stores._memory import MemoryNonceCache
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from surefoot._adapters._auth import _AuthObject
 from surefoot._core._clock import Clock
 from surefoot.errors import ConfigurationError
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
 from surefoot.signing._digest import DigestAlgorithm, content_digest
 from surefoot.signing._rfc9421 import (
     DEFAULT_REQUEST_COMPONENTS,

@@ -14,7 +14,7 @@ from typing import Any
 
 from surefoot._adapters._auth import _AuthObject
 from surefoot._core._clock import Clock
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
 from surefoot.signing._sigv4 import CredentialsLike, SigV4Credentials, SigV4Signer
 
 __all__ = ["SigV4Auth"]

@@ -42,11 +42,8 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes, urlsplit
 
 from surefoot._core._clock import Clock, default_clock
@@ -60,15 +57,10 @@ from surefoot.errors import (
     TimestampSkew,
     UnknownKey,
 )
+from surefoot.stores._memory import MemoryNonceCache
+from surefoot.stores._protocols import NonceCache
 
-__all__ = [
-    "HmacHeaders",
-    "HmacSigner",
-    "HmacVerifier",
-    "MemoryNonceCache",
-    "NonceCache",
-    "canonical_string",
-]
+__all__ = ["HmacHeaders", "HmacSigner", "HmacVerifier", "canonical_string"]
 
 ALGORITHM = "SUREFOOT-HMAC-SHA256"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -218,39 +210,8 @@ class HmacSigner:
         }
 
 
-class NonceCache(Protocol):
-    """Remembers (key id, nonce) pairs for ``ttl`` seconds."""
-
-    def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
-        """Record the pair; False if it was already there (a replay)."""
-        ...
 
 
-@dataclass(slots=True)
-class MemoryNonceCache:
-    """In-process nonce cache, bounded: expired entries are dropped in insertion order."""
-
-    max_entries: int = 1_000_000
-    _seen: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
-        with self._lock:
-            seen = self._seen
-            while seen:
-                oldest_key, expires = next(iter(seen.items()))
-                if expires > now and len(seen) < self.max_entries:
-                    break
-                del seen[oldest_key]
-            pair = (key_id, nonce)
-            expires_at = seen.get(pair)
-            if expires_at is not None and expires_at > now:
-                return False
-            seen[pair] = now + ttl
-            return True
-
-    def __len__(self) -> int:
-        return len(self._seen)
 
 
 KeyLookup = Mapping[str, "str | bytes"] | Callable[[str], "str | bytes | None"]

@@ -94,7 +94,8 @@ from surefoot.errors import (
     UnknownKey,
 )
 from surefoot.signing._digest import DIGEST_ALGORITHMS, verify_content_digest
-from surefoot.signing._hmac import NonceCache, canonical_host
+from surefoot.signing._hmac import canonical_host
+from surefoot.stores._protocols import NonceCache
 
 __all__ = [
     "ALGORITHMS",

@@ -52,13 +52,13 @@ from surefoot.errors import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.signing._hmac import NonceCache, canonical_host
+from surefoot.signing._hmac import canonical_host
+from surefoot.stores._protocols import NonceCache
 
 __all__ = [
     "ALGORITHM",
     "S3_SERVICES",
     "UNSIGNED_PAYLOAD",
-    "CredentialScopeMismatch",
     "CredentialsLike",
     "SigV4Credentials",
     "SigV4Parts",

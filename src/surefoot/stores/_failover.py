@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
 from surefoot.stores._failure import FailureMode
-from surefoot.stores._tokens import MemoryTokenStore
+from surefoot.stores._memory import MemoryTokenStore
 
 __all__ = ["FailoverTokenStore"]
 

@@ -1,0 +1,45 @@
+"""The Redis store: state shared by a fleet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from surefoot.pacing._config import PacingPolicy
+from surefoot.stores._failure import FailureMode, OnFailure
+
+
+class RedisStore:
+    """State shared by a fleet through one Redis server (or Cluster).
+
+    ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` ...) or ``client`` (a
+    ``redis.Redis``). ``prefix`` starts every key. ``timeout`` bounds every call.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        client: Any = None,
+        prefix: str = "surefoot:",
+        timeout: float = 0.5,
+        on_failure: OnFailure = "open",
+    ) -> None:
+        from surefoot.stores._redis._connection import RedisConnection
+        from surefoot.stores._redis._nonces import RedisNonceCache
+        from surefoot.stores._redis._tokens import RedisTokenStore
+
+        self._conn = RedisConnection(url, client=client, prefix=prefix, timeout=timeout)
+        self.failure = FailureMode(on_failure, "Redis store")
+        self.tokens = RedisTokenStore(self._conn, self.failure)
+        self.nonces = RedisNonceCache(self._conn, self.failure)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._conn!r}, on_failure={self.failure.mode!r})"
+
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> Any:
+        from surefoot.stores._redis._pacing import RedisPacerState
+
+        return RedisPacerState(self._conn, self.failure, pacing, namespace=namespace)
+
+    def close(self) -> None:
+        self._conn.close()

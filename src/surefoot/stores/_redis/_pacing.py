@@ -17,8 +17,9 @@ from typing import Any
 
 from surefoot.errors import StoreError
 from surefoot.pacing._breaker import Admission
+from surefoot.pacing._config import PacingPolicy, Report
 from surefoot.pacing._gcra import Reservation
-from surefoot.pacing._pacer import LocalPacerState, Pacing, Report
+from surefoot.pacing._state import LocalPacerState
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection
 
@@ -40,7 +41,7 @@ class RedisPacerState:
         self,
         conn: RedisConnection,
         failure: FailureMode,
-        pacing: Pacing,
+        pacing: PacingPolicy,
         *,
         namespace: str = "default",
     ) -> None:

@@ -9,7 +9,7 @@ Per token key ``k`` (both keys in one Cluster slot, through the ``{k}`` hash tag
 * ``<prefix>{k}:lease`` — the refresh lease: the owner's id, ``SET NX PX``; renewed and
   released only by its owner (a Lua compare-then-``PEXPIRE``/``DEL``).
 
-See :mod:`surefoot.stores._tokens` for the protocol, and :class:`FailoverTokenStore` for what
+See :mod:`surefoot.stores._file` for the protocol, and :class:`FailoverTokenStore` for what
 happens when Redis is down.
 """
 
@@ -19,7 +19,7 @@ import json
 from typing import Any
 
 from surefoot.errors import StoreError
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
 from surefoot.stores._failover import FailoverTokenStore
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection

@@ -1,0 +1,40 @@
+"""The SQLite store: state shared by the processes of one host."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from surefoot.pacing._config import PacingPolicy
+from surefoot.stores._failure import FailureMode, OnFailure
+
+
+class SQLiteStore:
+    """State shared by the processes of one host, in one SQLite database file."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 5.0,
+        on_failure: OnFailure = "open",
+    ) -> None:
+        from surefoot.stores._sqlite._connection import SQLiteConnection
+        from surefoot.stores._sqlite._nonces import SQLiteNonceCache
+        from surefoot.stores._sqlite._tokens import SQLiteTokenStore
+
+        self.failure = FailureMode(on_failure, f"SQLite store {os.fspath(path)}")
+        self._conn = SQLiteConnection(path, busy_timeout=busy_timeout)
+        self.tokens = SQLiteTokenStore(self._conn, self.failure)
+        self.nonces = SQLiteNonceCache(self._conn, self.failure)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self._conn.path)!r}, on_failure={self.failure.mode!r})"
+
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> Any:
+        from surefoot.stores._sqlite._pacing import SQLitePacerState
+
+        return SQLitePacerState(self._conn, self.failure, pacing, namespace=namespace)
+
+    def close(self) -> None:
+        self._conn.close()

@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from surefoot.pacing._breaker import Admission
+from surefoot.pacing._config import PacingPolicy, Report
 from surefoot.pacing._gcra import Reservation
-from surefoot.pacing._pacer import LocalPacerState, Pacing, Report
+from surefoot.pacing._state import LocalPacerState
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._sqlite._connection import SQLiteConnection
 
@@ -42,7 +43,7 @@ class SQLitePacerState:
         self,
         conn: SQLiteConnection,
         failure: FailureMode,
-        pacing: Pacing,
+        pacing: PacingPolicy,
         *,
         namespace: str = "default",
     ) -> None:

@@ -6,7 +6,7 @@ time: every process is on the same host, so on the same clock). Every change is 
 ``BEGIN IMMEDIATE`` transaction, so reading the version (or the lease) and writing are
 one step; reads need no transaction (WAL).
 
-See :mod:`surefoot.stores._tokens` for the protocol, and :class:`FailoverTokenStore` for what
+See :mod:`surefoot.stores._file` for the protocol, and :class:`FailoverTokenStore` for what
 happens when the database cannot be used.
 """
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
 from surefoot.stores._failover import FailoverTokenStore
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._sqlite._connection import SQLiteConnection

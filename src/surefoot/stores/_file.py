@@ -37,10 +37,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from surefoot.errors import DeadlineExceeded, StoreError
-from surefoot.oauth._grants import Token
+from surefoot.oauth._token import Token
+from surefoot.stores._protocols import stored_version
 
 fcntl: Any
 try:  # POSIX
@@ -48,7 +49,7 @@ try:  # POSIX
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore"]
+__all__ = ["FileTokenStore"]
 
 logger = logging.getLogger("surefoot")
 _FORMAT = "surefoot-tokens/1"
@@ -58,99 +59,10 @@ _FILE_WRITE_WAIT = 10.0
 _WRITING = "\x00writing"
 
 
-@runtime_checkable
-class TokenStore(Protocol):
-    """Keeps tokens by key, fenced by version, and hands out refresh leases.
-
-    See the module documentation for the semantics. Stores backed by a shared service
-    raise :class:`~surefoot.StoreUnavailable` when it is down and set to fail closed
-    (fail open: they fall back to local state); nothing else but
-    :class:`~surefoot.StoreError` comes out of them.
-    """
-
-    def load(self, key: str) -> Token | None: ...
-
-    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
-        """Write ``token``; with ``expected_version``, only if the stored version (0 when
-        none is stored) equals it. ``True`` if written."""
-        ...
-
-    def delete(self, key: str) -> None: ...
-
-    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
-        """Take (or, for the same owner, extend) the refresh lease for ``ttl`` seconds."""
-        ...
-
-    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
-        """Extend the lease if ``owner`` still holds it; ``False`` if it expired or moved."""
-        ...
-
-    def release_lease(self, key: str, owner: str) -> None:
-        """Drop the lease if ``owner`` still holds it (else do nothing)."""
-        ...
 
 
-def stored_version(token: Token | None) -> int:
-    return token.version if token is not None else 0
 
 
-class MemoryTokenStore:
-    """In-process store, with in-process leases (monotonic time)."""
-
-    __slots__ = ("_guard", "_leases", "_tokens")
-
-    def __init__(self) -> None:
-        self._tokens: dict[str, Token] = {}
-        self._leases: dict[str, tuple[str, float]] = {}
-        self._guard = threading.Lock()
-
-    def load(self, key: str) -> Token | None:
-        return self._tokens.get(key)
-
-    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
-        with self._guard:
-            if expected_version is not None and (
-                stored_version(self._tokens.get(key)) != expected_version
-            ):
-                return False
-            self._tokens[key] = token
-            return True
-
-    def delete(self, key: str) -> None:
-        with self._guard:
-            self._tokens.pop(key, None)
-
-    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
-        now = time.monotonic()
-        with self._guard:
-            held = self._leases.get(key)
-            if held is not None and held[0] != owner and held[1] > now:
-                return False
-            self._leases[key] = (owner, now + ttl)
-            return True
-
-    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
-        now = time.monotonic()
-        with self._guard:
-            held = self._leases.get(key)
-            if held is None or held[0] != owner or held[1] <= now:
-                return False
-            self._leases[key] = (owner, now + ttl)
-            return True
-
-    def release_lease(self, key: str, owner: str) -> None:
-        with self._guard:
-            held = self._leases.get(key)
-            if held is not None and held[0] == owner:
-                del self._leases[key]
-
-    @contextlib.contextmanager
-    def lock(self, key: str, *, timeout: float | None) -> Iterator[None]:
-        """Kept for compatibility: a no-op (a cache serialises its refreshes itself)."""
-        yield
-
-    def __repr__(self) -> str:
-        return f"MemoryTokenStore(keys={sorted(self._tokens)!r})"
 
 
 class FileTokenStore:

@@ -1,0 +1,121 @@
+"""In-process state: the default store of every kind (tokens, nonces, pacing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from surefoot.oauth._token import Token
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._state import LocalPacerState
+from surefoot.stores._protocols import stored_version
+
+__all__ = ["MemoryNonceCache", "MemoryStore", "MemoryTokenStore"]
+
+
+class MemoryTokenStore:
+    """In-process store, with in-process leases (monotonic time)."""
+
+    __slots__ = ("_guard", "_leases", "_tokens")
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, Token] = {}
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._guard = threading.Lock()
+
+    def load(self, key: str) -> Token | None:
+        return self._tokens.get(key)
+
+    def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
+        with self._guard:
+            if expected_version is not None and (
+                stored_version(self._tokens.get(key)) != expected_version
+            ):
+                return False
+            self._tokens[key] = token
+            return True
+
+    def delete(self, key: str) -> None:
+        with self._guard:
+            self._tokens.pop(key, None)
+
+    def try_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._guard:
+            held = self._leases.get(key)
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def renew_lease(self, key: str, owner: str, ttl: float) -> bool:
+        now = time.monotonic()
+        with self._guard:
+            held = self._leases.get(key)
+            if held is None or held[0] != owner or held[1] <= now:
+                return False
+            self._leases[key] = (owner, now + ttl)
+            return True
+
+    def release_lease(self, key: str, owner: str) -> None:
+        with self._guard:
+            held = self._leases.get(key)
+            if held is not None and held[0] == owner:
+                del self._leases[key]
+
+    @contextlib.contextmanager
+    def lock(self, key: str, *, timeout: float | None) -> Iterator[None]:
+        """Kept for compatibility: a no-op (a cache serialises its refreshes itself)."""
+        yield
+
+    def __repr__(self) -> str:
+        return f"MemoryTokenStore(keys={sorted(self._tokens)!r})"
+
+
+@dataclass(slots=True)
+class MemoryNonceCache:
+    """In-process nonce cache, bounded: expired entries are dropped in insertion order."""
+
+    max_entries: int = 1_000_000
+    _seen: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
+        with self._lock:
+            seen = self._seen
+            while seen:
+                oldest_key, expires = next(iter(seen.items()))
+                if expires > now and len(seen) < self.max_entries:
+                    break
+                del seen[oldest_key]
+            pair = (key_id, nonce)
+            expires_at = seen.get(pair)
+            if expires_at is not None and expires_at > now:
+                return False
+            seen[pair] = now + ttl
+            return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class MemoryStore:
+    """In-process state (what every client uses when given no store)."""
+
+    def __init__(self) -> None:
+        self.tokens = MemoryTokenStore()
+        self.nonces = MemoryNonceCache()
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
+
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> LocalPacerState:
+        return LocalPacerState(pacing)
+
+    def close(self) -> None:
+        pass
