@@ -15,7 +15,7 @@ before each) and the same ``redis-server`` (flushed before each):
 * ``surefoot_sqlite``: the same through ``SQLiteStore(path)`` (a new file per run);
 * ``surefoot_unshared``: each process with its own in-memory ``PacingPolicy()`` (what a fleet
   gets without a store: every process paces itself at the full quota);
-* ``tenacity``: quota.py's tenacity client, one per process;
+* ``tenacity``: quota.py's tenacity client (``_quota_clients``), one per process;
 * ``pyrate_redis``: quota.py's naive loop with a blocking ``Limiter.try_acquire`` before
   every attempt, on pyrate-limiter's token bucket with a Redis state store,
   ``StateBucket([Rate(1, 1000/R ms)], algorithm=TokenBucket(), store=RedisStateStore(...))``
@@ -24,6 +24,9 @@ before each) and the same ``redis-server`` (flushed before each):
 
 Every process timestamps every attempt and every logical request; the sandbox's
 ``/stats`` counts the attempts and 429s (in all, and per process by ``X-Client-Id``).
+
+The clients and the recorder are quota.py's (``_quota_clients``), and so are the bounds,
+metrics, table and plot (``_quota_metrics``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ import multiprocessing as mp
 import os
 import queue
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -49,26 +51,31 @@ import pyrate_limiter
 import redis
 
 import surefoot
-from quota import (
-    OK,
-    QUICK_BOX,
-    ClosedScenario,
+from _env import output
+from _env import version as _version
+from _quota_clients import (
     NaiveClient,
     Recorder,
-    Run,
-    Sandbox,
     Setup,
     SurefootClient,
     TenacityClient,
-    _fmt,
-    _join_all,
-    _pyrate_rate,
-    _round,
-    _safe_request,
-    _version,
-    closed_metrics,
-    plot,
+    join_all,
+    pyrate_rate,
+    safe_request,
 )
+from _quota_metrics import (
+    OK,
+    QUICK_BOX,
+    ClosedScenario,
+    Run,
+    closed_metrics,
+    meets,
+    plot,
+    print_closed_rows,
+    print_failures,
+    round_figures,
+)
+from _sandbox_process import QuotaSandbox
 
 FLEET_CLIENTS = (
     "surefoot_redis",
@@ -113,7 +120,7 @@ class FleetScenario:
     @property
     def box(self) -> float:
         """No request is started after this (quota.py's bound: 10x ideal + 30 s)."""
-        return self.time_box if self.time_box is not None else 10 * self.ideal_s + 30
+        return self.closed().box
 
     def share(self, process: int) -> int:
         base, extra = divmod(self.n, self.processes)
@@ -144,7 +151,7 @@ class PyrateRedisClient(NaiveClient):
         super().__init__(setup)
         self.name = name
         self.redis = redis.Redis.from_url(redis_url)
-        rate = _pyrate_rate(setup.rate)
+        rate = pyrate_rate(setup.rate)
         bucket: pyrate_limiter.AbstractBucket
         if name == "pyrate_redis":  # token bucket (GCRA), its state in a Redis hash
             store = pyrate_limiter.RedisStateStore(self.redis, key="pyrate:fleet")
@@ -248,7 +255,7 @@ def _run_share(index: int, client: Any, scen: FleetScenario, recorder: Recorder)
                     return
                 taken[0] += 1
             started = time.monotonic() - recorder.t0
-            verdict = _safe_request(client)
+            verdict = safe_request(client)
             ended = time.monotonic() - recorder.t0
             with lock:
                 requests_done.append((started, ended, verdict, worker_id))
@@ -263,10 +270,10 @@ def _run_share(index: int, client: Any, scen: FleetScenario, recorder: Recorder)
         thread.start()
     cut_at = None
     unfinished = 0
-    if _join_all(threads, recorder.t0 + scen.box):
+    if join_all(threads, recorder.t0 + scen.box):
         stop.set()
         cut_at = scen.box
-        unfinished = _join_all(threads, time.monotonic() + scen.deadline + 30)
+        unfinished = join_all(threads, time.monotonic() + scen.deadline + 30)
     with lock:
         return {
             "process": index,
@@ -283,7 +290,7 @@ def _run_share(index: int, client: Any, scen: FleetScenario, recorder: Recorder)
 
 
 def run_fleet_client(
-    name: str, scen: FleetScenario, sandbox: Sandbox, redis_url: str, workdir: str
+    name: str, scen: FleetScenario, sandbox: QuotaSandbox, redis_url: str, workdir: str
 ) -> Run:
     """Start the fleet for one client, wait for it, merge what its processes did."""
     ctx = mp.get_context("spawn")
@@ -355,50 +362,25 @@ def fleet_metrics(run: Run, scen: FleetScenario) -> dict[str, Any]:
     return metrics
 
 
-def check_targets(metrics: dict[str, Any]) -> dict[str, bool]:
-    checks = {}
-    for metric, (op, bound) in TARGETS.items():
-        value = metrics.get(metric)
-        checks[metric] = value is not None and (value >= bound if op == ">=" else value <= bound)
-    return checks
-
-
 def print_table(scen: FleetScenario, figures: dict[str, dict[str, Any]]) -> None:
     print(f"\nfleet: {scen.processes} processes x {scen.threads} threads share one quota, "
           f"dialect={scen.dialect}, N={scen.n}, R={scen.rate:g}/s, B={scen.burst}, "
           f"ideal {scen.ideal_s:.2f} s")
-    print(f"{'client':<21} {'eff':>6} {'429s/N':>8} {'att/N':>7} {'client':>7} "
-          f"{'jain':>6} {'p50 s':>7} {'p99 s':>7} {'ok':>7} {'time s':>7} {'N':>5}")
-    for name, m in figures.items():
-        print(f"{name:<21} {_fmt(m['efficiency'], '6.3f')} {_fmt(m['429s_per_N'], '8.2%')} "
-              f"{_fmt(m['attempts_per_N'], '7.3f')} {_fmt(m['client_attempts_per_N'], '7.3f')}"
-              f" {_fmt(m['jain'], '6.3f')} {_fmt(m['p50_wait'], '7.3f')} "
-              f"{_fmt(m['p99_wait'], '7.3f')} {_fmt(m['success_ratio'], '7.1%')} "
-              f"{_fmt(m['elapsed_s'], '7.2f')} {m['requests']:>5d}"
-              + (" (time-boxed)" if m["time_boxed"] else ""))
-    if any(m["time_boxed"] for m in figures.values()):
-        print(f"(time box: no request started after {scen.box:g} s; a time-boxed client's "
-              "eff is its throughput in the box, its per-N figures per request started)")
-    for name, m in figures.items():
-        failures = m.get("failures")
-        if failures:
-            shown = ", ".join(f"{k}: {v}" for k, v in list(failures.items())[:4])
-            print(f"  {name} failures: {shown}")
+    print_closed_rows(figures, scen.box)
+    print_failures(figures)
 
 
 def _redis_server_version() -> str | None:
     binary = os.environ.get("SUREFOOT_REDIS_SERVER") or shutil.which("redis-server")
     if not binary:
         return None
-    try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = output(binary, "--version")
+    if out is None:
         return None
     for word in out.split():
         if word.startswith("v="):
             return word[2:]
-    return out.strip() or None
+    return out or None
 
 
 def main(args: Any, info: dict[str, Any]) -> int:
@@ -414,7 +396,7 @@ def main(args: Any, info: dict[str, Any]) -> int:
     started = time.monotonic()
     runs: dict[str, Run] = {}
     workdir = tempfile.mkdtemp(prefix="surefoot-fleet-")
-    sandbox = Sandbox(scen.rate, scen.burst)
+    sandbox = QuotaSandbox(scen.rate, scen.burst)
     sandbox.options += ["--quota-partition", "global"]
     try:
         with RedisServer() as server, sandbox:
@@ -436,14 +418,14 @@ def main(args: Any, info: dict[str, Any]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     figures = {c: fleet_metrics(run, scen) for c, run in runs.items()}
     print_table(scen, figures)
-    checks = {c: check_targets(figures[c]) for c in figures if c == TARGET_CLIENT}
+    checks = {c: meets(TARGETS, figures[c]) for c in figures if c == TARGET_CLIENT}
     for client, check in checks.items():
         verdicts = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in check.items())
         print(f"  targets ({client}): {verdicts}")
     png = output.with_suffix(".png")
     plot(scen.closed(), runs, png)
     print(f"wrote {png}")
-    result: dict[str, Any] = {name: _round(m) for name, m in figures.items()}
+    result: dict[str, Any] = {name: round_figures(m) for name, m in figures.items()}
     result["parameters"] = {
         **asdict(scen),
         "workers": scen.workers,

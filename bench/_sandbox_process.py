@@ -1,7 +1,8 @@
 """The sandbox API as a subprocess, for the benchmarks.
 
 Running the server in another process keeps it off the benchmark's GIL. Its base URL is the
-first line it prints; it is stopped on exit, also on error.
+first line it prints; it is stopped on exit, also on error. :class:`QuotaSandbox` is one
+with a quota, and the admin calls the quota benchmarks make.
 """
 
 from __future__ import annotations
@@ -11,8 +12,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SandboxProcess"]
+if TYPE_CHECKING:
+    import requests
+
+__all__ = ["QuotaSandbox", "SandboxProcess"]
 
 
 class SandboxProcess:
@@ -71,3 +76,37 @@ class SandboxProcess:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+class QuotaSandbox(SandboxProcess):
+    """The sandbox subprocess with a quota of ``rate``/s and ``burst``, plus its admin
+    calls."""
+
+    def __init__(self, rate: float, burst: int, timeout: float = 20.0) -> None:
+        import requests  # here: the benchmarks without a quota do not load requests
+
+        super().__init__(["--rate", repr(rate), "--burst", str(burst)], timeout)
+        self.rate, self.burst = rate, burst
+        self.admin: requests.Session = requests.Session()
+        self.admin.trust_env = False
+
+    def __enter__(self) -> QuotaSandbox:
+        super().__enter__()
+        return self
+
+    def reset(self) -> None:
+        self.admin.post(f"{self.url}/admin/reset", timeout=10).raise_for_status()
+
+    def outage(self, seconds: float) -> None:
+        response = self.admin.post(f"{self.url}/admin/outage", params={"seconds": seconds},
+                                   timeout=10)
+        response.raise_for_status()
+
+    def stats(self) -> dict[str, Any]:
+        response = self.admin.get(f"{self.url}/stats", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        self.admin.close()
+        super().stop()

@@ -19,8 +19,6 @@ import asyncio
 import datetime as dt
 import gc
 import json
-import os
-import platform
 import random
 import statistics
 import sys
@@ -40,8 +38,10 @@ import urllib3.util
 
 import surefoot
 import surefoot.httpx
+from _env import platform_info
 from _env import version as _version
 from _sandbox_process import SandboxProcess
+from _stats import quartiles
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 BASELINE = "bare_requests"
@@ -374,11 +374,6 @@ def build_contenders(base_url: str) -> list[Contender]:
     ]
 
 
-# -- the sandbox subprocess ----------------------------------------------------------------
-
-Sandbox = SandboxProcess
-
-
 # -- measuring -----------------------------------------------------------------------------
 
 
@@ -415,13 +410,6 @@ class Figure:
     ratio_vs_baseline_iqr: tuple[float, float]
 
 
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[0], q[2]
-
-
 def _median_ratio(mine: list[float], base: list[float]) -> float:
     return statistics.median(m / b for m, b in zip(mine, base, strict=True))
 
@@ -446,7 +434,7 @@ def summarize(contenders: list[Contender], samples: Samples) -> list[Figure]:
                 overhead_vs_bare_us=_median_diff_us(mine, bare),
                 ratio_vs_baseline=_median_ratio(mine, base),
                 overhead_vs_baseline_us=_median_diff_us(mine, base),
-                ratio_vs_baseline_iqr=_quartiles([m / b for m, b in zip(mine, base, strict=True)]),
+                ratio_vs_baseline_iqr=quartiles([m / b for m, b in zip(mine, base, strict=True)]),
             )
         )
     return figures
@@ -457,11 +445,7 @@ def summarize(contenders: list[Contender], samples: Samples) -> list[Figure]:
 
 def machine_info() -> dict[str, Any]:
     return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **platform_info(),
         "requests": metadata.version("requests"),
         "urllib3": metadata.version("urllib3"),
         "httpx": metadata.version("httpx"),
@@ -565,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         f"httpx {info['httpx']}, surefoot {info['surefoot']}"
     )
     print(f"{rounds} rounds x {n} sequential requests per contender, shuffled order per round")
-    with Sandbox() as sandbox:
+    with SandboxProcess() as sandbox:
         print(f"sandbox (subprocess) at {sandbox.url}")
         contenders = build_contenders(sandbox.url)
         ready: list[Contender] = []

@@ -44,7 +44,6 @@ import multiprocessing
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,7 +54,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import surefoot
-from _env import git as _git
+from _env import output, source_state
 from _env import version as _version
 from _sandbox_process import SandboxProcess
 from surefoot.sandbox import RedisServer
@@ -392,15 +391,9 @@ def print_table(figures: dict[str, dict[str, Any]], rounds: int) -> None:
 
 
 def machine_info(redis_binary: str) -> dict[str, Any]:
-    changed = _git("status", "--porcelain", "--", "../src")
-    try:
-        redis_version = subprocess.run([redis_binary, "--version"], capture_output=True,
-                                       check=False, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        redis_version = None
+    redis_version = output(redis_binary, "--version", check=False)
     return {
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "src_modified": None if changed is None else bool(changed),
+        **source_state(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

@@ -35,8 +35,6 @@ import gc
 import hashlib
 import hmac
 import json
-import os
-import platform
 import random
 import secrets
 import statistics
@@ -62,7 +60,9 @@ from http_message_signatures import (
 from requests_aws4auth import AWS4Auth
 
 import surefoot
+from _env import platform_info
 from _env import version as _version
+from _stats import quartiles
 from surefoot.signing._hmac import canonical_string
 
 RESULTS = Path(__file__).resolve().parent / "results" / "signing.json"
@@ -594,13 +594,6 @@ class Figure:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _quartiles(values: list[float]) -> tuple[float, float]:
-    if len(values) < 2:
-        return values[0], values[0]
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return q[0], q[2]
-
-
 def summarize(contenders: list[Contender], samples: dict[str, list[float]]) -> list[Figure]:
     figures = []
     for c in contenders:
@@ -608,9 +601,9 @@ def summarize(contenders: list[Contender], samples: dict[str, list[float]]) -> l
         ratio = ratio_iqr = None
         if c.baseline:
             ratios = [m / b for m, b in zip(mine, samples[c.baseline], strict=True)]
-            ratio, ratio_iqr = statistics.median(ratios), _quartiles(ratios)
+            ratio, ratio_iqr = statistics.median(ratios), quartiles(ratios)
         us = statistics.median(mine) / 1000
-        low, high = _quartiles(mine)
+        low, high = quartiles(mine)
         figure = Figure(
             c.name,
             c.scheme,
@@ -641,11 +634,7 @@ def summarize(contenders: list[Contender], samples: dict[str, list[float]]) -> l
 
 def machine_info() -> dict[str, Any]:
     return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
+        **platform_info(),
         "cryptography": _version("cryptography"),
         "http-message-signatures": _version("http-message-signatures"),
         "botocore": _version("botocore"),
