@@ -1,11 +1,22 @@
-"""A sync facade over surefoot's three adapters, for the conformance suite.
+"""A sync facade over every way of attaching surefoot, for the conformance suite.
 
-``Api(kind, base_url, **client_kwargs)`` with ``kind`` one of :data:`KINDS`:
+``Api(kind, base_url, **client_kwargs)`` with ``kind`` one of :data:`KINDS` (surefoot's
+clients, which run the pipeline in their transport or adapter):
 
 * ``"requests"``    -- :class:`surefoot.Client` (requests);
 * ``"httpx_sync"``  -- :class:`surefoot.httpx.Client`;
 * ``"httpx_async"`` -- :class:`surefoot.httpx.AsyncClient`, driven on a private event loop
-  (every call is ``loop.run_until_complete``), so tests are written once, synchronously.
+  (every call is ``loop.run_until_complete``), so tests are written once, synchronously;
+
+or of :data:`AUTH_KINDS` (the auth object used alone, on the HTTP library's own client,
+which runs the same pipeline with the no-retry policy; only ``auth``, ``timeout``,
+``headers`` and ``transport`` of the client kwargs apply):
+
+* ``"requests_auth"``    -- a plain ``requests.Session`` with ``session.auth = auth``;
+* ``"httpx_sync_auth"``  -- ``httpx.Client(auth=auth, follow_redirects=True)`` over
+  surefoot's ``Transport`` with no retries (what the README prescribes for following
+  redirects with an auth object alone: httpx strips only ``Authorization`` itself);
+* ``"httpx_async_auth"`` -- the same on ``httpx.AsyncClient``.
 
 Responses are the native ones (``requests.Response`` / ``httpx.Response``).
 """
@@ -16,15 +27,19 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
+import requests
 
 import surefoot
 import surefoot.httpx
 
-__all__ = ["KINDS", "Api", "echoed_headers", "recording_transport"]
+__all__ = ["ALL_KINDS", "AUTH_KINDS", "KINDS", "Api", "echoed_headers", "recording_transport"]
 
 KINDS = ("requests", "httpx_sync", "httpx_async")
+AUTH_KINDS = ("requests_auth", "httpx_sync_auth", "httpx_async_auth")
+ALL_KINDS = KINDS + AUTH_KINDS
 
 
 def _sync_chunks(chunks: list[bytes]) -> Iterator[bytes]:
@@ -72,23 +87,65 @@ def recording_transport(kind: str, sent: list[Any]) -> dict[str, Any]:
     an inner transport under surefoot's). For requests nothing is needed: its
     ``response.request`` already is the request of the last attempt, as sent; httpx always
     sets ``response.request`` to the request the caller made, before surefoot's copies."""
-    if kind == "httpx_sync":
+    if kind in ("httpx_sync", "httpx_sync_auth"):
         return {"transport": _Recording(sent)}
-    if kind == "httpx_async":
+    if kind in ("httpx_async", "httpx_async_auth"):
         return {"transport": _AsyncRecording(sent)}
     return {}
+
+
+class _Session:
+    """A plain requests.Session with a base URL, ``session.auth`` the auth object."""
+
+    def __init__(self, base_url: str, auth: Any, headers: Any, timeout: Any) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.session = requests.Session()
+        self.session.auth = auth
+        if headers:
+            self.session.headers.update(headers)
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self.timeout)
+        return self.session.request(method, urljoin(self.base_url, path.lstrip("/")), **kwargs)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _standalone(kind: str, base_url: str, kw: dict[str, Any]) -> Any:
+    auth, timeout, headers = kw.get("auth"), kw.get("timeout", 30.0), kw.get("headers")
+    if kind == "requests_auth":
+        return _Session(base_url, auth, headers, timeout)
+    no_retries = surefoot.RetryPolicy.no_retries()
+    if kind == "httpx_sync_auth":
+        transport = surefoot.httpx.Transport(kw.get("transport"), retry=no_retries)
+        return httpx.Client(base_url=base_url, auth=auth, transport=transport,
+                            follow_redirects=True, timeout=timeout, headers=headers)
+    transport = surefoot.httpx.AsyncTransport(kw.get("transport"), retry=no_retries)
+    return httpx.AsyncClient(base_url=base_url, auth=auth, transport=transport,
+                             follow_redirects=True, timeout=timeout, headers=headers)
 
 
 class Api:
     """One sync API over the three adapters; see the module docstring."""
 
     def __init__(self, kind: str, base_url: str, **client_kwargs: Any) -> None:
-        if kind not in KINDS:
+        if kind not in ALL_KINDS:
             raise ValueError(f"unknown adapter kind {kind!r}")
         self.kind = kind
         self.loop: asyncio.AbstractEventLoop | None = None
         self.client: Any
-        if kind == "requests":
+        if kind == "httpx_async_auth":
+            self.loop = asyncio.new_event_loop()
+
+            async def build_async() -> Any:
+                return _standalone(kind, base_url, client_kwargs)
+
+            self.client = self.loop.run_until_complete(build_async())
+        elif kind in AUTH_KINDS:
+            self.client = _standalone(kind, base_url, client_kwargs)
+        elif kind == "requests":
             self.client = surefoot.Client(base_url, **client_kwargs)
         elif kind == "httpx_sync":
             self.client = surefoot.httpx.Client(base_url, **client_kwargs)
@@ -102,6 +159,11 @@ class Api:
 
     def __repr__(self) -> str:
         return f"Api({self.kind!r}, {self.client!r})"
+
+    @property
+    def standalone(self) -> bool:
+        """The auth object alone: no retries, no pacing, no deadline of surefoot's."""
+        return self.kind in AUTH_KINDS
 
     @property
     def is_async(self) -> bool:
@@ -130,7 +192,7 @@ class Api:
             kwargs["timeout"] = timeout
         if body is not None and stream_body is not None:
             raise ValueError("pass body or stream_body, not both")
-        body_key = "data" if self.kind == "requests" else "content"
+        body_key = "data" if self.kind.startswith("requests") else "content"
         if body is not None:
             kwargs[body_key] = body
         elif stream_body is not None:

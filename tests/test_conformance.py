@@ -1,8 +1,11 @@
-"""One behaviour suite, run against the sandbox on all three adapters.
+"""One behaviour suite, run against the sandbox on every way of attaching surefoot.
 
 Each test runs on requests (``surefoot.Client``), httpx sync (``surefoot.httpx.Client``)
 and httpx async (``surefoot.httpx.AsyncClient``, through the sync facade in
-``tests/adapters.py``): same options, same typed errors, same history.
+``tests/adapters.py``): same options, same typed errors, same history. The tests of auth,
+tokens and redirects (``make_auth_api``) also run on the auth objects used alone
+(``session.auth = auth``, ``httpx.Client(auth=auth)``, ``httpx.AsyncClient(auth=auth)``),
+which run the same pipeline with the no-retry policy.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import pytest
 import requests
 
 import surefoot
-from adapters import KINDS, Api, echoed_headers, recording_transport
+from adapters import ALL_KINDS, KINDS, Api, echoed_headers, recording_transport
 from surefoot import (
     BearerAuth,
     DeadlineExceeded,
@@ -59,6 +62,28 @@ def make_api(kind: str, sandbox: Any) -> Iterator[MakeApi]:
         kw.setdefault("hook", quiet)
         kw.setdefault("retry", FAST)
         api = Api(kind, base_url or sandbox.url, **kw)
+        made.append(api)
+        return api
+
+    yield make
+    for api in made:
+        api.close()
+
+
+@pytest.fixture(params=ALL_KINDS)
+def auth_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_auth_api(auth_kind: str, sandbox: Any) -> Iterator[MakeApi]:
+    """``make_api`` over every attachment mode, the standalone auth objects included."""
+    made: list[Api] = []
+
+    def make(*, base_url: str | None = None, **kw: Any) -> Api:
+        kw.setdefault("hook", quiet)
+        kw.setdefault("retry", FAST)
+        api = Api(auth_kind, base_url or sandbox.url, **kw)
         made.append(api)
         return api
 
@@ -223,8 +248,8 @@ def test_caller_dicts_are_never_mutated(make_api):
 # -- tokens --------------------------------------------------------------------------------
 
 
-def test_one_401_causes_exactly_one_token_request(sandbox, make_api):
-    api = make_api(auth=cc_auth(sandbox))
+def test_one_401_causes_exactly_one_token_request(sandbox, make_auth_api):
+    api = make_auth_api(auth=cc_auth(sandbox))
     assert api.get("/protected").status_code == 200
     requests.post(sandbox.url + "/admin/revoke-tokens", timeout=5)
     response = api.get("/protected")
@@ -233,30 +258,37 @@ def test_one_401_causes_exactly_one_token_request(sandbox, make_api):
     assert [a.status for a in surefoot.history_of(response)] == [401, 200]
 
 
-def test_second_401_ends_the_request_without_a_loop(sandbox, make_api):
+def test_second_401_ends_the_request_without_a_loop(sandbox, make_auth_api):
     calls = []
 
     def bogus() -> str:
         calls.append(1)
         return f"not-a-token-{len(calls)}"
 
-    api = make_api(auth=BearerAuth(bogus, hook=quiet), retry=FAST.replace(on_exhausted="raise"))
-    with pytest.raises(Unauthorized) as info:
-        api.get("/protected")
+    api = make_auth_api(auth=BearerAuth(bogus, hook=quiet),
+                        retry=FAST.replace(on_exhausted="raise"))
+    if api.standalone:  # the no-retry policy hands the second 401 back
+        response = api.get("/protected")
+        assert response.status_code == 401
+        history = surefoot.history_of(response)
+    else:
+        with pytest.raises(Unauthorized) as info:
+            api.get("/protected")
+        history = info.value.history
     assert len(calls) == 2
-    assert [a.status for a in info.value.history] == [401, 401]
+    assert [a.status for a in history] == [401, 401]
     assert endpoint(sandbox, "/protected")["requests"] == 2
 
 
 def test_64_concurrent_callers_sharing_an_expired_token_cause_one_token_request(
-    sandbox, make_api, kind, tmp_path
+    sandbox, make_auth_api, auth_kind, tmp_path
 ):
     store = FileTokenStore(tmp_path / "token.json")
     key = f"client_credentials:demo-client@{sandbox.url}/oauth/token"
     store.save(key, Token(access_token="expired", expires_at=time.time() - 10, obtained_at=0))
     auth = cc_auth(sandbox, store=store)
-    api = make_api(auth=auth)
-    if kind == "requests":  # requests' default pool keeps 10 connections per host
+    api = make_auth_api(auth=auth)
+    if auth_kind == "requests":  # requests' default pool keeps 10 connections per host
         adapter = SurefootAdapter(
             retry=FAST,
             auth=auth,
@@ -272,35 +304,35 @@ def test_64_concurrent_callers_sharing_an_expired_token_cause_one_token_request(
     assert endpoint(sandbox, "/protected")["statuses"] == {"200": 64}
 
 
-def test_token_file_is_private_and_atomic(sandbox, make_api, tmp_path):
+def test_token_file_is_private_and_atomic(sandbox, make_auth_api, tmp_path):
     path = tmp_path / "t" / "token.json"
-    api = make_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
+    api = make_auth_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
     assert api.get("/protected").status_code == 200
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert sorted(p.name for p in path.parent.iterdir()) == ["token.json", "token.json.lock"]
 
 
-def test_corrupt_token_file_means_no_token(sandbox, make_api, tmp_path):
+def test_corrupt_token_file_means_no_token(sandbox, make_auth_api, tmp_path):
     path = tmp_path / "token.json"
     path.write_bytes(b"\x00garbage{")
-    api = make_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
+    api = make_auth_api(auth=cc_auth(sandbox, store=FileTokenStore(path)))
     assert api.get("/protected").status_code == 200
     assert sandbox.stats()["tokens_issued"] == 1
 
 
-def test_invalid_client_is_typed_and_not_retried(sandbox, make_api):
+def test_invalid_client_is_typed_and_not_retried(sandbox, make_auth_api):
     auth = BearerAuth.client_credentials(
         sandbox.url + "/oauth/token", "demo-client", "wrong-secret", hook=quiet
     )
     with pytest.raises(InvalidClient) as info:
-        make_api(auth=auth).get("/protected")
+        make_auth_api(auth=auth).get("/protected")
     assert "wrong-secret" not in str(info.value)
     assert "wrong-secret" not in repr(info.value)
     assert endpoint(sandbox, "/oauth/token")["requests"] == 1
     assert endpoint(sandbox, "/protected")["requests"] == 0
 
 
-def test_client_secret_post(sandbox, make_api):
+def test_client_secret_post(sandbox, make_auth_api):
     auth = BearerAuth.client_credentials(
         sandbox.url + "/oauth/token",
         "demo-client",
@@ -308,7 +340,7 @@ def test_client_secret_post(sandbox, make_api):
         auth_method="client_secret_post",
         hook=quiet,
     )
-    assert make_api(auth=auth).get("/protected").status_code == 200
+    assert make_auth_api(auth=auth).get("/protected").status_code == 200
     assert sandbox.stats()["tokens_issued"] == 1
 
 
@@ -327,9 +359,10 @@ def test_signed_request_accepted_and_fresh_per_attempt_after_outage(sandbox, mak
     assert sandbox.stats()["signature_rejections"] == {}
 
 
-def test_replayed_signature_is_rejected(sandbox, make_api, kind):
+def test_replayed_signature_is_rejected(sandbox, make_auth_api, auth_kind):
     sent: list[Any] = []
-    api = make_api(auth=HmacAuth("demo-key", "demo-secret"), **recording_transport(kind, sent))
+    api = make_auth_api(auth=HmacAuth("demo-key", "demo-secret"),
+                        **recording_transport(auth_kind, sent))
     response = api.get("/signed/y")
     assert response.status_code == 200
     wire = sent[-1] if sent else response.request
@@ -340,16 +373,16 @@ def test_replayed_signature_is_rejected(sandbox, make_api, kind):
 
 
 @pytest.mark.parametrize("scheme", ["hmac", "bearer"])
-def test_credentials_do_not_cross_origins_on_redirect(sandbox, make_api, scheme):
+def test_credentials_do_not_cross_origins_on_redirect(sandbox, make_auth_api, scheme):
     auth = HmacAuth("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
-    response = make_api(auth=auth).get("/redirect-to", params={"url": elsewhere(sandbox)})
+    response = make_auth_api(auth=auth).get("/redirect-to", params={"url": elsewhere(sandbox)})
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [302]
     assert not echoed_headers(response) & CREDENTIAL_HEADERS
 
 
-def test_same_origin_redirect_is_signed_afresh(make_api):
-    api = make_api(auth=HmacAuth("demo-key", "demo-secret"))
+def test_same_origin_redirect_is_signed_afresh(make_auth_api):
+    api = make_auth_api(auth=HmacAuth("demo-key", "demo-secret"))
     response = api.get("/redirect-to", params={"url": "/signed/target"})
     assert response.status_code == 200, response.text
     assert [r.status_code for r in response.history] == [302]
@@ -372,12 +405,12 @@ def test_streaming_body_is_sent_once_and_not_retried(sandbox, make_api):
     assert endpoint(sandbox, "/status")["requests"] == 1
 
 
-def test_secrets_never_in_events_or_errors(sandbox, make_api):
+def test_secrets_never_in_events_or_errors(sandbox, make_auth_api):
     seen: list[surefoot.Event] = []
     auth = BearerAuth.client_credentials(
         sandbox.url + "/oauth/token", "demo-client", "demo-secret", hook=seen.append
     )
-    api = make_api(auth=auth, hook=seen.append)
+    api = make_auth_api(auth=auth, hook=seen.append)
     assert api.get("/protected", params={"api_key": "leak-me"}).status_code == 200
     token = auth.cache.peek()
     assert token is not None

@@ -21,14 +21,8 @@ from surefoot import (
     TransportError,
     Unauthorized,
 )
-from surefoot._core._pipeline import (
-    FetchToken,
-    FlowResult,
-    RequestView,
-    Send,
-    Sleep,
-    request_flow,
-)
+from surefoot._core._effects import FetchToken, Send, Sleep
+from surefoot._core._pipeline import FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.errors import NotRetryable, RetryAfterTooLong
 from surefoot.events import EventKind, redact_url
@@ -100,10 +94,7 @@ def drive(
                 clock.sleep(effect.seconds)
                 value = None
             elif isinstance(effect, FetchToken):
-                if effect.stale is not None:
-                    value = effect.cache.refresh_if_current(effect.stale, deadline=effect.deadline)
-                else:
-                    value = effect.cache.get(deadline=effect.deadline)
+                value = effect.run()
             else:  # pragma: no cover
                 raise AssertionError(effect)
             effect = flow.send(value)

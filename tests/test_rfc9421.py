@@ -1065,18 +1065,22 @@ def server_verify(payload: dict, **kwargs):
 
 
 def test_auth_attempt_headers_unit():
+    from surefoot.oauth import HttpRequest
+
     auth = MessageSignatureAuth(AUTH_KEY)
     assert auth.signs_body
     assert set(auth.credential_headers) == {"Signature-Input", "Signature", "Content-Digest"}
-    out = auth.attempt_headers("POST", URL, BODY, None, NOW, {"Content-Type": "a/b"})
+    out = auth.attempt_headers(HttpRequest("POST", URL, {"Content-Type": "a/b"}, BODY), None,
+                               now=NOW)
     assert out["Content-Digest"] == content_digest(BODY)
     assert '("@method" "@authority" "@path" "@query" "content-digest")' in out[
         "Signature-Input"]
-    again = auth.attempt_headers("POST", URL, BODY, None, NOW, {})
+    again = auth.attempt_headers(HttpRequest("POST", URL, {}, BODY), None, now=NOW)
     assert again["Signature-Input"] != out["Signature-Input"]  # a fresh nonce
     no_digest = MessageSignatureAuth(AUTH_KEY, content_digest=None)
     assert not no_digest.signs_body
-    assert "Content-Digest" not in no_digest.attempt_headers("GET", URL, None, None, NOW, {})
+    assert "Content-Digest" not in no_digest.attempt_headers(HttpRequest("GET", URL, {}), None,
+                                                             now=NOW)
     assert "<private key redacted>" in repr(auth)
     with pytest.raises(ConfigurationError):
         MessageSignatureAuth(AUTH_KEY, content_digest="md5")  # type: ignore[arg-type]

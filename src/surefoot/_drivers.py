@@ -1,144 +1,188 @@
-"""The synchronous driver of :func:`~surefoot._core._pipeline.request_flow`.
+"""The drivers of :func:`~surefoot._core._pipeline.request_flow`: one for blocking code,
+one for an event loop.
 
-Adapters give it two callables: ``send`` (one attempt → an outcome and the native
-response or exception) and ``discard`` (release a response that will not be returned).
+Both carry out every effect but :class:`Send` themselves (waits, token work, the pacer's
+operations) and stop at each :class:`Send` for the caller to send the attempt its own
+way: :func:`advance` / :func:`advance_async` are the step ("send this value in, run until
+the flow wants an attempt sent or ends"); :func:`drive_sync` / :func:`drive_async` are
+the loops for a transport that sends attempts itself. The standalone auth objects drive
+the same flow with the same steps, yielding their attempts to httpx or sending them
+through requests' connection (:mod:`surefoot._adapters._auth`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Generator
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from surefoot._core._clock import Clock
-from surefoot._core._pipeline import FetchToken, FlowResult, PacerCall, Send, Sleep
+from surefoot._core._effects import PACER_EFFECTS, Effect, FetchToken, Send, Sleep
+from surefoot._core._pipeline import Flow, FlowResult
 from surefoot._core._policy import Failure, ResponseInfo
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
 
-__all__ = ["drive_async", "drive_sync", "make_pacer"]
+__all__ = [
+    "Outcome",
+    "advance",
+    "advance_async",
+    "drive_async",
+    "drive_sync",
+    "finish",
+    "make_pacer",
+]
 
-def drive_sync(
-    flow: Generator[Any, Any, FlowResult],
-    *,
-    send: Callable[[Send], tuple[ResponseInfo | Failure, Any]],
-    discard: Callable[[Any], None],
-    clock: Clock,
-) -> tuple[Any, FlowResult]:
-    """Run the flow to its end. Returns the last native response and the result; raises
-    the flow's error (with ``.response`` and ``.exception`` set: the last native response
-    and the last exception of the HTTP library, which is not chained because its message
-    may carry the full URL)."""
-    native: Any = None
-    cause: BaseException | None = None
-    try:
-        effect = next(flow)
-        while True:
-            value: Any
-            if isinstance(effect, Send):
-                if native is not None:
-                    discard(native)
-                    native = None
-                outcome, obj = send(effect)
-                if isinstance(outcome, ResponseInfo):
-                    native, cause = obj, None
-                else:
-                    cause = obj
-                value = outcome
-            elif isinstance(effect, PacerCall):
-                value = effect.run(clock)
-            elif isinstance(effect, Sleep):
-                clock.sleep(effect.seconds)
-                value = None
-            elif isinstance(effect, FetchToken):
-                cache = effect.cache
-                if effect.stale is not None:
-                    value = cache.refresh_if_current(effect.stale, deadline=effect.deadline)
-                else:
-                    value = cache.get(deadline=effect.deadline)
-            else:  # pragma: no cover - programming error
-                raise TypeError(f"unknown effect {effect!r}")
+N = TypeVar("N")
+
+#: What sending one attempt gives: the outcome the core sees, and the native response
+#: (or the HTTP library's exception).
+Outcome = tuple["ResponseInfo | Failure", object]
+
+
+def _carry_out(effect: Effect, clock: Clock) -> object:
+    if isinstance(effect, Sleep):
+        clock.sleep(effect.seconds)
+        return None
+    if isinstance(effect, FetchToken):
+        return effect.run()
+    if isinstance(effect, PACER_EFFECTS):
+        return effect.run(clock)
+    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - programming error
+
+
+async def _carry_out_async(effect: Effect, clock: Clock) -> object:
+    if isinstance(effect, Sleep):
+        await clock.asleep(effect.seconds)
+        return None
+    if isinstance(effect, FetchToken):
+        return await effect.run_async()  # token work runs off the loop
+    if isinstance(effect, PACER_EFFECTS):
+        if effect.pacer.does_io:  # a shared store (Redis, SQLite): one round trip, off the loop
+            return await asyncio.to_thread(effect.run, clock)
+        return effect.run(clock)  # O(1), microseconds: stay on the loop
+    raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - programming error
+
+
+def advance(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
+    """Send ``value`` into the flow (``None`` to start it) and carry out its effects until
+    it asks for an attempt to be sent (returned) or ends (its result returned)."""
+    while True:
+        try:
             effect = flow.send(value)
-    except StopIteration as stop:
-        result: FlowResult = stop.value
-    except BaseException:
-        if native is not None:
-            discard(native)
-        raise
+        except StopIteration as stop:
+            result: FlowResult = stop.value
+            return result
+        if isinstance(effect, Send):
+            return effect
+        value = _carry_out(effect, clock)
+
+
+async def advance_async(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
+    """:func:`advance` on an event loop: waits are ``clock.asleep``, token work and store
+    round trips run in worker threads."""
+    while True:
+        try:
+            effect = flow.send(value)
+        except StopIteration as stop:
+            result: FlowResult = stop.value
+            return result
+        if isinstance(effect, Send):
+            return effect
+        value = await _carry_out_async(effect, clock)
+
+
+class _Last(Generic[N]):
+    """The last native response (released when another attempt is sent) and the last
+    exception of the HTTP library."""
+
+    __slots__ = ("cause", "native")
+
+    def __init__(self) -> None:
+        self.native: N | None = None
+        self.cause: BaseException | None = None
+
+    def take(self, outcome: Outcome) -> ResponseInfo | Failure:
+        info, obj = outcome
+        if isinstance(info, ResponseInfo):
+            self.native, self.cause = obj, None  # type: ignore[assignment]
+        else:
+            self.cause = obj if isinstance(obj, BaseException) else None
+        return info
+
+    def pop(self) -> N | None:
+        native, self.native = self.native, None
+        return native
+
+
+def finish(result: FlowResult, native: object, cause: BaseException | None) -> None:
+    """Raise the flow's error, if any, with ``.response`` (the last native response) and
+    ``.exception`` (the HTTP library's last exception) set. Not chained: the library's
+    message may carry the full URL and its query."""
     if result.error is not None:
         result.error.response = native
         result.error.exception = cause
-        # Not chained: the HTTP library's message may carry the full URL and its query.
         raise result.error from None
-    return native, result
+
+
+def drive_sync(
+    flow: Flow,
+    *,
+    send: Callable[[Send], Outcome],
+    discard: Callable[[N], None],
+    clock: Clock,
+) -> tuple[N, FlowResult]:
+    """Run the flow to its end, sending each attempt with ``send`` (``discard`` releases
+    a response that will not be returned). Returns the last native response and the
+    result; raises the flow's error (see :func:`finish`)."""
+    last: _Last[N] = _Last()
+    try:
+        step = advance(flow, None, clock)
+        while isinstance(step, Send):
+            stale = last.pop()
+            if stale is not None:
+                discard(stale)
+            step = advance(flow, last.take(send(step)), clock)
+    except BaseException:
+        stale = last.pop()
+        if stale is not None:
+            discard(stale)
+        raise
+    finish(step, last.native, last.cause)
+    assert last.native is not None  # no error: the last attempt got a response
+    return last.native, step
 
 
 async def drive_async(
-    flow: Generator[Any, Any, FlowResult],
+    flow: Flow,
     *,
-    send: Callable[[Send], Awaitable[tuple[ResponseInfo | Failure, Any]]],
-    discard: Callable[[Any], Awaitable[None]],
+    send: Callable[[Send], Awaitable[Outcome]],
+    discard: Callable[[N], Awaitable[None]],
     clock: Clock,
-) -> tuple[Any, FlowResult]:
-    """The same as :func:`drive_sync` for an event loop: waits are ``clock.asleep``,
-    token work runs off the loop (``TokenCache.get_async``)."""
-    native: Any = None
-    cause: BaseException | None = None
+) -> tuple[N, FlowResult]:
+    """:func:`drive_sync` on an event loop."""
+    last: _Last[N] = _Last()
     try:
-        effect = next(flow)
-        while True:
-            value: Any
-            if isinstance(effect, Send):
-                if native is not None:
-                    await discard(native)
-                    native = None
-                outcome, obj = await send(effect)
-                if isinstance(outcome, ResponseInfo):
-                    native, cause = obj, None
-                else:
-                    cause = obj
-                value = outcome
-            elif isinstance(effect, PacerCall):
-                if effect.pacer.does_io:
-                    # A shared store (Redis, SQLite): one round trip, off the loop.
-                    value = await asyncio.to_thread(effect.run, clock)
-                else:
-                    value = effect.run(clock)  # O(1), microseconds: stay on the loop
-            elif isinstance(effect, Sleep):
-                await clock.asleep(effect.seconds)
-                value = None
-            elif isinstance(effect, FetchToken):
-                cache = effect.cache
-                if effect.stale is not None:
-                    value = await cache.refresh_if_current_async(
-                        effect.stale, deadline=effect.deadline
-                    )
-                else:
-                    value = await cache.get_async(deadline=effect.deadline)
-            else:  # pragma: no cover - programming error
-                raise TypeError(f"unknown effect {effect!r}")
-            effect = flow.send(value)
-    except StopIteration as stop:
-        result: FlowResult = stop.value
+        step = await advance_async(flow, None, clock)
+        while isinstance(step, Send):
+            stale = last.pop()
+            if stale is not None:
+                await discard(stale)
+            step = await advance_async(flow, last.take(await send(step)), clock)
     except BaseException:
-        if native is not None:
-            await discard(native)
+        stale = last.pop()
+        if stale is not None:
+            await discard(stale)
         raise
-    if result.error is not None:
-        result.error.response = native
-        result.error.exception = cause
-        # Not chained: the HTTP library's message may carry the full URL and its query.
-        raise result.error from None
-    return native, result
+    finish(step, last.native, last.cause)
+    assert last.native is not None  # no error: the last attempt got a response
+    return last.native, step
 
 
-def make_pacer(pacing: Any) -> Any:
-    """An adapter's ``pacing=`` option: ``None``, a ``PacingPolicy`` configuration (a pacer of
-    its own) or a ``Pacer`` (shared with other clients)."""
-    if pacing is None:
-        return None
-    from surefoot.pacing._config import PacingPolicy
-    from surefoot.pacing._pacer import Pacer
-
-    if isinstance(pacing, Pacer):
+def make_pacer(pacing: PacingPolicy | Pacer | None) -> Pacer | None:
+    """A front door's ``pacing=`` option: ``None``, a :class:`PacingPolicy` (a pacer of its
+    own) or a :class:`Pacer` (shared with other clients)."""
+    if pacing is None or isinstance(pacing, Pacer):
         return pacing
     if isinstance(pacing, PacingPolicy):
         return Pacer(pacing)

@@ -28,7 +28,7 @@ import httpx
 from surefoot._adapters._client import SyncVerbs
 from surefoot._adapters._httpx import AsyncTransport, Transport, classify_httpx_error
 from surefoot._core._clock import Clock
-from surefoot._core._pipeline import AuthStrategy
+from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
 from surefoot.errors import ConfigurationError
 from surefoot.events import Hook

@@ -23,7 +23,7 @@ import requests
 from surefoot._adapters._client import SyncVerbs
 from surefoot._adapters._requests import SurefootAdapter, classify_requests_error
 from surefoot._core._clock import Clock
-from surefoot._core._pipeline import AuthStrategy
+from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
 from surefoot.errors import ConfigurationError
 from surefoot.events import Hook

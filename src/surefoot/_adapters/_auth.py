@@ -1,136 +1,101 @@
-"""The public auth objects. Each is an :class:`~surefoot._core._pipeline.AuthStrategy`
-for surefoot's adapters and, used on its own, a requests auth (``session.auth = ...``).
+"""The base of the auth objects: one object, attachable every way.
+
+An auth object (:class:`~surefoot.BearerAuth`, the signing auth objects) is an
+:class:`~surefoot._core._effects.AuthStrategy` for surefoot's clients, transports and
+adapter, and attaches on its own too:
+
+* ``session.auth = auth`` (requests): :func:`surefoot._adapters._requests.attach_auth`;
+* ``httpx.Client(auth=auth)`` / ``httpx.AsyncClient(auth=auth)``: it is an ``httpx.Auth``
+  (when httpx is installed) whose auth flows are in :mod:`surefoot._adapters._httpx`.
+
+Used alone, it runs the same pipeline as everywhere else with a no-retry policy
+(:data:`STANDALONE`): credentials for each attempt, one refresh-and-replay on 401, and
+credentials kept on their origin across redirects. Nothing here imports an HTTP library
+but httpx's ``Auth`` base class, the only way httpx accepts an auth object.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Generator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from surefoot._core._origin import origin_of
-from surefoot._core._pipeline import FetchToken
-from surefoot.oauth._cache import TokenCache
-from surefoot.oauth._token import Token
+from surefoot._core._clock import Clock, default_clock
+from surefoot._core._effects import TokenSource
+from surefoot._core._messages import HttpRequest
+from surefoot._core._policy import RetryPolicy
+from surefoot.events import Hook, LoggingHook
 
-__all__ = []
+if TYPE_CHECKING:
+    import httpx
+    import requests
 
+    from surefoot.oauth._token import Token
 
 try:  # with httpx installed, the auth objects are httpx.Auth too: httpx.Client(auth=...)
     from httpx import Auth as _HttpxAuth
 except ImportError:  # pragma: no cover - httpx is optional
     _HttpxAuth = object  # type: ignore[assignment,misc]
 
+__all__ = ["STANDALONE", "AuthBase"]
 
-@dataclass(frozen=True, slots=True)
-class _SendRequest:
-    request: Any
+#: The policy of an auth object used alone: no retries (the HTTP client's own business),
+#: no deadline; the 401 refresh-and-replay is not a retry and still happens once.
+STANDALONE = RetryPolicy(max_attempts=1, deadline=None)
 
 
-class _AuthObject(_HttpxAuth):
-    """What both auth objects share: requests' callable protocol (``session.auth =
-    auth``) and httpx's generator auth flow (``httpx.Client(auth=auth)``).
-
-    The httpx flow — attach, send, on 401 refresh once and replay once — is written once
-    (:meth:`_challenge`) and driven by both the sync and the async httpx loops; only
-    token work differs (blocking in the sync flow, in a worker thread in the async one).
-    """
+class AuthBase(_HttpxAuth):
+    """What every auth object is: an :class:`~surefoot._core._effects.AuthStrategy`, a
+    requests auth and an ``httpx.Auth``. Subclasses provide ``credential_headers`` and
+    ``attempt_headers`` (and ``token_source``, ``signs_body``, ``clock``, ``hook`` when
+    they differ from the defaults)."""
 
     requires_request_body = True  # the body is signed, and replayed after a 401
-    signs_body = False
-
-    def __call__(self, request: Any) -> Any:
-        from surefoot._adapters._requests import apply_auth
-
-        return apply_auth(self, request)
 
     @property
     def credential_headers(self) -> tuple[str, ...]:
         raise NotImplementedError
 
     @property
-    def token_cache(self) -> TokenCache | None:
+    def signs_body(self) -> bool:
+        return False
+
+    @property
+    def token_source(self) -> TokenSource | None:
         return None
 
+    @property
+    def clock(self) -> Clock:
+        """The clock of the attempts' ``now`` (and of the standalone flow's waits)."""
+        source = self.token_source
+        return source.clock if source is not None else default_clock
+
+    @property
+    def hook(self) -> Hook:
+        """Where the standalone flow's events go."""
+        return LoggingHook()
+
     def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
+        self, request: HttpRequest, token: Token | None, *, now: float
+    ) -> Mapping[str, str]:
         raise NotImplementedError
 
-    def _apply(self, request: Any, token: Token | None, now: float) -> None:
-        request.headers.update(
-            self.attempt_headers(request.method, str(request.url), request.content or None,
-                                 token, now, request.headers)
-        )
-        # Marks where these credentials belong: surefoot's httpx transports strip them
-        # from a redirect hop to another origin (httpx itself strips only Authorization).
-        request.extensions["surefoot.credentials"] = (
-            origin_of(str(request.url)),
-            self.credential_headers,
-            self,
-            (request.method, str(request.url)),
-        )
+    # -- used alone ----------------------------------------------------------------------
 
-    def _challenge(self, request: Any) -> Generator[Any, Any, None]:
-        cache = self.token_cache
-        token: Token | None = None
-        if cache is not None:
-            token = yield FetchToken(cache, None)
-        self._apply(request, token, self._wall())
-        response = yield _SendRequest(request)
-        if response.status_code == 401 and cache is not None and token is not None:
-            token = yield FetchToken(cache, None, stale=token)
-            self._apply(request, token, self._wall())
-            yield _SendRequest(request)
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        from surefoot._adapters._requests import attach_auth
 
-    def _wall(self) -> float:
-        cache = self.token_cache
-        if cache is not None:
-            return float(cache.clock.wall())
-        return float(getattr(self, "signer").clock.wall())  # noqa: B009
+        return attach_auth(self, request)
 
-    def sync_auth_flow(self, request: Any) -> Generator[Any, Any, None]:
-        flow = self._challenge(request)
-        value: Any = None
-        while True:
-            try:
-                effect = flow.send(value)
-            except StopIteration:
-                return
-            if isinstance(effect, FetchToken):
-                cache = effect.cache
-                value = (
-                    cache.refresh_if_current(effect.stale)
-                    if effect.stale is not None
-                    else cache.get()
-                )
-            else:
-                value = yield effect.request
+    def sync_auth_flow(
+        self, request: httpx.Request
+    ) -> Generator[httpx.Request, httpx.Response, None]:
+        from surefoot._adapters._httpx import sync_auth_flow
 
-    async def async_auth_flow(self, request: Any) -> AsyncGenerator[Any, Any]:
-        flow = self._challenge(request)
-        value: Any = None
-        while True:
-            try:
-                effect = flow.send(value)
-            except StopIteration:
-                return
-            if isinstance(effect, FetchToken):
-                cache = effect.cache
-                value = await (
-                    cache.refresh_if_current_async(effect.stale)
-                    if effect.stale is not None
-                    else cache.get_async()
-                )
-            else:
-                value = yield effect.request
+        return sync_auth_flow(self, request)
 
+    def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        from surefoot._adapters._httpx import async_auth_flow
 
-
-
+        return async_auth_flow(self, request)

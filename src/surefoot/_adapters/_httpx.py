@@ -15,34 +15,91 @@ Redirects: httpx follows them above the transport, building each hop from the or
 request (which never carries surefoot's credentials: every attempt is a copy) and sharing
 its ``extensions``. The transport marks the logical request's origin there, so a hop to
 another origin is sent without credentials and a same-origin hop is signed afresh.
+
+An auth object used alone (``httpx.Client(auth=auth)``) runs the same flow with the
+no-retry policy (:func:`sync_auth_flow`, :func:`async_auth_flow`): each attempt it asks
+for is yielded to httpx. httpx itself strips only ``Authorization`` from a cross-origin
+hop; under surefoot's transports, the hops of a request such an auth object signed run
+the flow again with that auth object, so they get the same origin rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+from typing import Any, NamedTuple
 
 import httpx
 
+from surefoot._adapters._auth import STANDALONE, AuthBase
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
-from surefoot._core._origin import Origin, origin_of
-from surefoot._core._pipeline import AuthStrategy, RequestView, Send, request_flow
+from surefoot._core._origin import Origin, credentials_allowed, origin_of
+from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
-from surefoot._drivers import drive_async, drive_sync, make_pacer
+from surefoot._drivers import (
+    Outcome,
+    advance,
+    advance_async,
+    drive_async,
+    drive_sync,
+    finish,
+    make_pacer,
+)
 from surefoot.errors import SigningError
-from surefoot.events import Event, EventKind, Hook, LoggingHook, redact_url
+from surefoot.events import Hook, LoggingHook
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
 
-__all__ = ["AsyncTransport", "Transport", "classify_httpx_error"]
+__all__ = [
+    "AsyncTransport",
+    "Transport",
+    "async_auth_flow",
+    "classify_httpx_error",
+    "sync_auth_flow",
+]
 
 _ORIGIN_KEY = "surefoot.origin"
 _CREDENTIALS_KEY = "surefoot.credentials"
 _HISTORY_KEY = "surefoot.history"
 
 
-def _origin(url: httpx.URL) -> Origin:
-    return origin_of(str(url))
+class _Signed(NamedTuple):
+    """What an auth object used alone marks on the request it signed (``extensions``,
+    shared with the redirect hops httpx builds from it)."""
+
+    origin: Origin
+    auth: AuthBase
+    signed_for: tuple[str, str]
+
+
+def _copy(request: httpx.Request) -> httpx.Request:
+    """A shallow copy (same URL, body stream and content): building a new httpx.Request
+    would re-parse the URL and re-normalise every header."""
+    copy = object.__new__(httpx.Request)
+    copy.__dict__.update(request.__dict__)
+    return copy
+
+
+def _apply(request: httpx.Request, send: Send) -> None:
+    for name in send.remove:
+        request.headers.pop(name, None)
+    request.headers.update(send.headers)
+
+
+def _info(response: httpx.Response) -> ResponseInfo:
+    return ResponseInfo(response.status_code, response.headers)
+
+
+def _view(request: httpx.Request, auth: AuthStrategy | None, allowed: bool) -> RequestView:
+    replayable = isinstance(request.stream, httpx.ByteStream)
+    body = request.read() if replayable else None
+    if auth is not None and allowed and not replayable and auth.signs_body:
+        raise SigningError("cannot sign a streaming request body; pass bytes")
+    return RequestView(method=request.method, url=str(request.url), headers=request.headers,
+                       body=body or None, replayable=replayable, credentials_allowed=allowed)
 
 
 def classify_httpx_error(exc: BaseException) -> FailureKind:
@@ -84,7 +141,7 @@ class _Common:
         rng: Callable[[], float] | None = None,
         credential_origins: Iterable[str] | None = None,
         buffer_limit: int = 1 << 20,
-        pacing: Any = None,
+        pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
         self.transport = transport if transport is not None else self._default_inner()
         self.retry = retry or RetryPolicy()
@@ -96,77 +153,43 @@ class _Common:
         self.credential_origins = (
             None
             if credential_origins is None
-            else frozenset(_origin(httpx.URL(u)) for u in credential_origins)
+            else frozenset(origin_of(u) for u in credential_origins)
         )
         self.buffer_limit = buffer_limit
 
-    def _guard(self, request: httpx.Request) -> httpx.Request:
-        """Redirect hops of a request signed by surefoot's httpx ``Auth`` (which marks the
-        credentials' origin, names and signer in ``extensions``, shared with the hops):
-        credentials never go to another origin, and a same-origin hop is signed afresh."""
-        marked = request.extensions.get(_CREDENTIALS_KEY)
-        if marked is None:
-            return request
-        origin, names, auth, signed_for = marked
-        if signed_for == (request.method, str(request.url)):
-            return request  # the request the auth signed, not a hop
-        headers = request.headers.copy()
-        if origin == _origin(request.url):
-            if getattr(auth, "token_cache", None) is not None:
-                return request  # a bearer token stays valid on the same origin
-            body = request.read() if isinstance(request.stream, httpx.ByteStream) else None
-            headers.update(
-                auth.attempt_headers(
-                    request.method, str(request.url), body or None, None, self.clock.wall(),
-                    headers,
-                )
-            )
-        else:
-            if not any(n in request.headers for n in names):
-                return request
-            for name in names:
-                headers.pop(name, None)
-            self.hook(Event(EventKind.CREDENTIALS_WITHHELD, request.method,
-                            redact_url(str(request.url)), reason="redirected to another origin"))
-        hop = object.__new__(httpx.Request)
-        hop.__dict__.update(request.__dict__)
-        hop.headers = headers
-        return hop
-
-    def _flow(self, request: httpx.Request) -> Any:
-        auth = self.auth
+    def _flow(self, request: httpx.Request) -> Flow:
+        """The pipeline for ``request``: with the transport's auth, or, on a redirect hop of
+        a request an auth object signed on its own, with that auth object."""
+        auth, started_at, request = self._hop_auth(request)
         allowed = True
         if auth is not None:
-            origin = _origin(request.url)
-            started_at = request.extensions.get(_ORIGIN_KEY)
+            if started_at is None:
+                started_at = request.extensions.get(_ORIGIN_KEY)
             if started_at is None:
                 # httpx shares this dict with the redirect hops built from this request.
-                request.extensions[_ORIGIN_KEY] = origin
-            allowed = (started_at is None or started_at == origin) and (
-                self.credential_origins is None or origin in self.credential_origins
-            )
-        stream = request.stream
-        replayable = isinstance(stream, httpx.ByteStream)
-        body = request.read() if replayable else None
-        if auth is not None and allowed and not replayable and getattr(auth, "signs_body", False):
-            raise SigningError("cannot sign a streaming request body; pass bytes")
-        view = RequestView(
-            method=request.method,
-            url=str(request.url),
-            headers=request.headers,
-            body=body or None,
-            replayable=replayable,
-            credentials_allowed=allowed,
-        )
-        return request_flow(
-            view,
-            policy=self.retry,
-            auth=auth,
-            clock=self.clock,
-            hook=self.hook,
-            rng=self.rng,
-            pacer=self.pacer,
-        )
+                request.extensions[_ORIGIN_KEY] = origin_of(str(request.url))
+            allowed = credentials_allowed(str(request.url), started_at=started_at,
+                                          allowed=self.credential_origins)
+        view = _view(request, auth, allowed)
+        return request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
+                            hook=self.hook, rng=self.rng, pacer=self.pacer)
+
+    def _hop_auth(
+        self, request: httpx.Request
+    ) -> tuple[AuthStrategy | None, Origin | None, httpx.Request]:
+        """(auth, the origin its logical request started at, the request to run)."""
+        marked: _Signed | None = request.extensions.get(_CREDENTIALS_KEY)
+        if self.auth is not None or marked is None or marked.signed_for == (
+            request.method, str(request.url)
+        ):
+            return self.auth, None, request
+        # A hop httpx built from a request the auth object signed: without its credentials
+        # (copied from that request), for the flow to attach this hop's, or none.
+        hop = _copy(request)
+        hop.headers = request.headers.copy()
+        for name in marked.auth.credential_headers:
+            hop.headers.pop(name, None)
+        return marked.auth, marked.origin, hop
 
     @staticmethod
     def _attempt_request(request: httpx.Request, effect: Send) -> httpx.Request:
@@ -183,15 +206,11 @@ class _Common:
             return request
         # A shallow copy for this attempt (same URL, body stream and content); building a
         # new httpx.Request would re-parse the URL and re-normalise every header.
-        attempt = object.__new__(httpx.Request)
-        attempt.__dict__.update(request.__dict__)
+        attempt = _copy(request)
         attempt.extensions = extensions
         if effect.headers or effect.remove:
-            headers = request.headers.copy()
-            for name in effect.remove:
-                headers.pop(name, None)
-            headers.update(effect.headers)
-            attempt.headers = headers
+            attempt.headers = request.headers.copy()
+            _apply(attempt, effect)
         return attempt
 
     def _wants_buffer(self, response: httpx.Response) -> bool:
@@ -228,9 +247,8 @@ class Transport(_Common, httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         inner = self.transport
-        request = self._guard(request)
 
-        def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
+        def attempt(effect: Send) -> Outcome:
             try:
                 response = inner.handle_request(self._attempt_request(request, effect))
                 if self._wants_buffer(response):
@@ -245,7 +263,7 @@ class Transport(_Common, httpx.BaseTransport):
                     response.stream = httpx.ByteStream(raw)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
-            return ResponseInfo(response.status_code, response.headers), response
+            return _info(response), response
 
         native, result = drive_sync(
             self._flow(request), send=attempt, discard=_discard, clock=self.clock
@@ -271,9 +289,8 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         inner = self.transport
-        request = self._guard(request)
 
-        async def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
+        async def attempt(effect: Send) -> Outcome:
             try:
                 response = await inner.handle_async_request(
                     self._attempt_request(request, effect)
@@ -288,7 +305,7 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
                     response.stream = httpx.ByteStream(raw)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
-            return ResponseInfo(response.status_code, response.headers), response
+            return _info(response), response
 
         native, result = await drive_async(
             self._flow(request), send=attempt, discard=_adiscard, clock=self.clock
@@ -305,3 +322,56 @@ def _discard(response: httpx.Response) -> None:
 
 async def _adiscard(response: httpx.Response) -> None:
     await response.aclose()
+
+
+# -- httpx.Client(auth=auth) ----------------------------------------------------------------
+
+
+def _standalone(auth: AuthBase, request: httpx.Request) -> Flow:
+    view = _view(request, auth, True)
+    # The flow sees the request as it is now: each attempt's credentials are applied to it.
+    view = dataclasses.replace(view, headers=request.headers.copy())
+    return request_flow(view, policy=STANDALONE, auth=auth, clock=auth.clock, hook=auth.hook,
+                        rng=random.random)
+
+
+def _signed(auth: AuthBase, request: httpx.Request, send: Send) -> httpx.Request:
+    """``request`` with this attempt's credentials, marked for surefoot's transports."""
+    _apply(request, send)
+    url = str(request.url)
+    request.extensions[_CREDENTIALS_KEY] = _Signed(origin_of(url), auth, (request.method, url))
+    return request
+
+
+def _done(result: FlowResult, response: httpx.Response | None) -> None:
+    """The flow's end: raise its error, or record its history on the response (the
+    outermost flow's: the auth object's attempts, over any surefoot transport's)."""
+    finish(result, response, None)
+    if response is not None:
+        response.extensions[_HISTORY_KEY] = result.history
+
+
+def sync_auth_flow(
+    auth: AuthBase, request: httpx.Request
+) -> Generator[httpx.Request, httpx.Response, None]:
+    """``auth.sync_auth_flow``: the pipeline with the no-retry policy, each attempt it asks
+    for yielded to httpx."""
+    flow, clock = _standalone(auth, request), auth.clock
+    step, response = advance(flow, None, clock), None
+    while isinstance(step, Send):
+        response = yield _signed(auth, request, step)
+        step = advance(flow, _info(response), clock)
+    _done(step, response)
+
+
+async def async_auth_flow(
+    auth: AuthBase, request: httpx.Request
+) -> AsyncGenerator[httpx.Request, httpx.Response]:
+    """``auth.async_auth_flow``: :func:`sync_auth_flow` on the event loop (token work in
+    worker threads)."""
+    flow, clock = _standalone(auth, request), auth.clock
+    step, response = await advance_async(flow, None, clock), None
+    while isinstance(step, Send):
+        response = yield _signed(auth, request, step)
+        step = await advance_async(flow, _info(response), clock)
+    _done(step, response)

@@ -1,4 +1,5 @@
-"""requests integration: a transport adapter that drives the pipeline, and auth hooks.
+"""requests integration: a transport adapter that drives the pipeline, and the auth
+objects' standalone hook — both run :func:`~surefoot._core._pipeline.request_flow`.
 
 ``SurefootAdapter`` is mounted on a plain :class:`requests.Session`; every request
 through it runs the whole per-attempt pipeline (auth re-applied per attempt, retry
@@ -6,14 +7,22 @@ decisions, Retry-After, the deadline, idempotency keys, 401 refresh-and-replay).
 Responses stay :class:`requests.Response`; their attempt history is
 ``surefoot.history_of(response)``.
 
-Redirects: requests follows them *after* the adapter returns, copying the original
-prepared request. surefoot never puts credentials on that original (each attempt is a
-copy), and it marks the logical request with its origin, so a redirect hop to another
-origin is sent without credentials and a same-origin hop is signed afresh.
+``session.auth = auth`` (:func:`attach_auth`) runs the same flow with the no-retry
+policy: requests calls the auth once, before sending; the flow's first attempt is
+applied to the request then, and the response hook feeds it each response (a 401 is
+refreshed and replayed through the same connection).
+
+Redirects: requests follows them *after* the adapter returns (and after the response
+hooks ran), copying the request it just sent. The adapter never puts credentials on that
+request (each attempt is a copy) and marks it with the origin the logical request started
+at, so every hop runs the pipeline again: credentials are attached afresh on the same
+origin and withheld from any other (:func:`~surefoot._core._origin.credentials_allowed`).
+The standalone hook prepares the next hop the same way, on the request requests copies.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -25,17 +34,21 @@ import requests.adapters
 import requests.exceptions as rexc
 import urllib3.exceptions as u3exc
 
+from surefoot._adapters._auth import STANDALONE, AuthBase
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
-from surefoot._core._origin import origin_of
-from surefoot._core._pipeline import AuthStrategy, RequestView, Send, request_flow
+from surefoot._core._origin import Origin, credentials_allowed, origin_of
+from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
-from surefoot._drivers import drive_sync, make_pacer
+from surefoot._drivers import Outcome, advance, drive_sync, finish, make_pacer
 from surefoot.errors import SigningError
-from surefoot.events import Event, EventKind, Hook, LoggingHook, redact_url
-from surefoot.oauth._cache import TokenCache
+from surefoot.events import Hook, LoggingHook
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
 
-__all__ = ["SurefootAdapter", "apply_auth", "classify_requests_error"]
+__all__ = ["SurefootAdapter", "attach_auth", "classify_requests_error"]
+
 
 class _OriginMarker:
     """A no-op response hook recording the origin a logical request started at.
@@ -46,30 +59,53 @@ class _OriginMarker:
 
     __slots__ = ("origin",)
 
-    def __init__(self, origin: tuple[str, str, int | None]) -> None:
+    def __init__(self, origin: Origin) -> None:
         self.origin = origin
 
-    def __call__(self, response: Any, *args: Any, **kwargs: Any) -> None:
+    def __call__(self, response: object, *args: object, **kwargs: object) -> None:
         return None
 
 
-def _start_origin(request: requests.PreparedRequest, marker_type: type[Any]) -> Any:
-    hooks = request.hooks.setdefault("response", []) if request.hooks is not None else []
+def _started_at(request: requests.PreparedRequest) -> Origin | None:
+    """The origin the logical request started at (``None``: this is its first hop, which
+    is marked now)."""
+    if request.hooks is None:
+        request.hooks = {"response": []}
+    hooks = request.hooks.setdefault("response", [])
     for hook in hooks:
-        if isinstance(hook, marker_type):
-            return hook
+        if isinstance(hook, _OriginMarker):
+            return hook.origin
+    hooks.append(_OriginMarker(origin_of(request.url or "")))
     return None
 
 
-def _credentials_allowed(request: requests.PreparedRequest) -> bool:
-    url = request.url or ""
-    marker = _start_origin(request, _OriginMarker)
-    if marker is None:
-        if request.hooks is None:
-            request.hooks = {"response": []}
-        request.hooks.setdefault("response", []).append(_OriginMarker(origin_of(url)))
-        return True
-    return bool(marker.origin == origin_of(url))
+def _view(
+    request: requests.PreparedRequest, auth: AuthStrategy | None, allowed: bool
+) -> tuple[RequestView, int | None]:
+    """The core's view of ``request``, and the position to rewind a file body to before
+    each attempt."""
+    body, replayable, position = _body_of(request)
+    if auth is not None and allowed and auth.signs_body and not replayable:
+        raise SigningError("cannot sign a streaming request body; pass bytes or a file")
+    view = RequestView(
+        method=request.method or "GET",
+        url=request.url or "",
+        headers=request.headers,
+        body=body,
+        replayable=replayable,
+        credentials_allowed=allowed,
+    )
+    return view, position
+
+
+def _info(response: requests.Response) -> ResponseInfo:
+    return ResponseInfo(response.status_code, response.headers)
+
+
+def _apply(request: requests.PreparedRequest, send: Send) -> None:
+    for name in send.remove:
+        request.headers.pop(name, None)
+    request.headers.update(send.headers)
 
 
 def _body_of(request: requests.PreparedRequest) -> tuple[bytes | None, bool, int | None]:
@@ -189,7 +225,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         pool_maxsize: int = 10,
         pool_block: bool = False,
         credential_origins: Iterable[str] | None = None,
-        pacing: Any = None,
+        pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.pacer = make_pacer(pacing)
@@ -222,42 +258,17 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         auth = self.auth
-        allowed = auth is None or (
-            _credentials_allowed(request)
-            and (
-                self.credential_origins is None
-                or origin_of(request.url or "") in self.credential_origins
-            )
+        allowed = auth is None or credentials_allowed(
+            request.url or "", started_at=_started_at(request), allowed=self.credential_origins
         )
-        body, replayable, position = _body_of(request)
-        if auth is not None and allowed and getattr(auth, "signs_body", False) and (
-            not replayable
-        ):
-            raise SigningError("cannot sign a streaming request body; pass bytes or a file")
-        view = RequestView(
-            method=request.method or "GET",
-            url=request.url or "",
-            headers=request.headers,
-            body=body,
-            replayable=replayable,
-            credentials_allowed=allowed,
-        )
-        flow = request_flow(
-            view,
-            policy=self.retry,
-            auth=auth,
-            clock=self.clock,
-            hook=self.hook,
-            rng=self.rng,
-            pacer=self.pacer,
-        )
+        view, position = _view(request, auth, allowed)
+        flow = request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
+                            hook=self.hook, rng=self.rng, pacer=self.pacer)
         parent_send = super().send
 
-        def attempt(effect: Send) -> tuple[ResponseInfo | Failure, Any]:
+        def attempt(effect: Send) -> Outcome:
             prepared = _attempt_copy(request) if effect.headers or effect.remove else request
-            for name in effect.remove:
-                prepared.headers.pop(name, None)
-            prepared.headers.update(effect.headers)
+            _apply(prepared, effect)
             if position is not None:
                 request.body.seek(position)  # type: ignore[union-attr]
             try:
@@ -274,10 +285,10 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
             except rexc.RequestException as exc:
                 kind = classify_requests_error(exc)
                 return Failure(kind, type(exc).__name__), exc
-            return ResponseInfo(response.status_code, response.headers), response
+            return _info(response), response
 
-        native, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
-        response: requests.Response = native
+        response: requests.Response
+        response, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
         response.surefoot_history = result.history  # type: ignore[attr-defined]
         return response
 
@@ -285,44 +296,61 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
 # -- session.auth = auth --------------------------------------------------------------------
 
 
-class _AuthHook:
-    """Response hook installed by :func:`apply_auth`: keeps credentials on their origin
-    across redirects, and refreshes-and-replays once on 401 for bearer tokens."""
+class _StandaloneHook:
+    """The response hook :func:`attach_auth` installs: it feeds each response to the
+    logical request's flow, replays the attempts the flow asks for (after a 401), and
+    prepares each redirect hop with a flow of its own."""
 
-    __slots__ = ("auth", "origin", "replayed", "token")
+    __slots__ = ("auth", "flow", "origin", "position")
 
-    def __init__(self, auth: Any, origin: tuple[str, str, int | None], token: Any) -> None:
+    def __init__(self, auth: AuthBase, request: requests.PreparedRequest) -> None:
         self.auth = auth
-        self.origin = origin
-        self.token = token
-        self.replayed = False
+        self.origin = origin_of(request.url or "")
+        self.flow: Flow | None = None
+        self.position: int | None = None
+        self._start(request)
+
+    def _start(self, request: requests.PreparedRequest, view: RequestView | None = None) -> None:
+        """Run a flow for ``request`` (``view``: what a redirect hop will send) up to its
+        first attempt, and apply that attempt's credentials to the request."""
+        if view is None:
+            view, self.position = _view(request, self.auth, True)
+        # The flow sees the request as it is now: credentials are applied to it later.
+        view = dataclasses.replace(view, headers=request.headers.copy())
+        self.flow = request_flow(view, policy=STANDALONE, auth=self.auth,
+                                 clock=self.auth.clock, hook=self.auth.hook,
+                                 rng=random.random)
+        step = advance(self.flow, None, self.auth.clock)
+        if isinstance(step, FlowResult):  # pragma: no cover - no deadline, nothing to pace
+            finish(step, None, None)
+            return
+        _apply(request, step)
 
     def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        request = response.request
-        if response.is_redirect and request is not None:
+        flow, request, clock = self.flow, response.request, self.auth.clock
+        if flow is None or request is None:
+            return response
+        step = advance(flow, _info(response), clock)
+        while isinstance(step, Send):  # the flow replays (a 401 with a refreshed token)
+            response = self._replay(response, request, step, kwargs)
+            step = advance(flow, _info(response), clock)
+        self.flow = None
+        finish(step, response, None)
+        # the outermost flow's history: the auth object's attempts, over the adapter's
+        response.surefoot_history = step.history  # type: ignore[attr-defined]
+        if response.is_redirect:
             self._prepare_next_hop(response, request)
-            return response
-        cache: TokenCache | None = self.auth.token_cache
-        if response.status_code != 401 or cache is None or self.replayed or request is None:
-            return response
-        body, replayable, position = _body_of(request)
-        if not replayable:
-            return response
-        self.replayed = True
-        self.token = cache.refresh_if_current(self.token)
+        return response
+
+    def _replay(self, response: requests.Response, request: requests.PreparedRequest,
+                step: Send, kwargs: Mapping[str, Any]) -> requests.Response:
         _ = response.content
         response.close()
         replay = request.copy()
-        replay.headers.update(
-            self.auth.attempt_headers(
-                replay.method or "GET", replay.url or "", body, self.token, cache.clock.wall(),
-                replay.headers,
-            )
-        )
-        if position is not None:
-            replay.body.seek(position)  # type: ignore[union-attr]
-        connection = response.connection
-        new: requests.Response = connection.send(replay, **kwargs)
+        _apply(replay, step)
+        if self.position is not None:
+            replay.body.seek(self.position)  # type: ignore[union-attr]
+        new: requests.Response = response.connection.send(replay, **kwargs)
         new.history.append(response)
         new.request = replay
         return new
@@ -330,55 +358,25 @@ class _AuthHook:
     def _prepare_next_hop(
         self, response: requests.Response, request: requests.PreparedRequest
     ) -> None:
-        """requests builds the next hop from a copy of ``request``: strip or re-sign it."""
-        location = response.headers.get("location", "")
-        target = urljoin(response.url, location)
-        for name in self.auth.credential_headers:
-            request.headers.pop(name, None)
-        if origin_of(target) != self.origin:
-            hook = getattr(self.auth, "hook", None) or LoggingHook()
-            hook(Event(kind=EventKind.CREDENTIALS_WITHHELD, url=redact_url(target),
-                       reason="redirected to another origin"))
-            return
-        # Same origin: sign what requests will send (its rebuild_method rules).
+        """requests builds the next hop from a copy of ``request``: give it that hop's
+        credentials (its own flow), or none if it goes to another origin."""
+        target = urljoin(response.url, response.headers.get("location", ""))
+        # requests' rebuild_method rules, and the body it keeps (307/308 only)
         method = (request.method or "GET").upper()
         status = response.status_code
         if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
             method = "GET"
-        body, _, _ = _body_of(request)
-        if status not in (307, 308):
-            body = None
-        token = self.token
-        cache: TokenCache | None = self.auth.token_cache
-        if cache is not None:
-            token = cache.get()
-        request.headers.update(
-            self.auth.attempt_headers(
-                method, target, body, token, _wall(self.auth), request.headers
-            )
-        )
+        body = _body_of(request)[0] if status in (307, 308) else None
+        for name in self.auth.credential_headers:  # this hop's, or none
+            request.headers.pop(name, None)
+        allowed = credentials_allowed(target, started_at=self.origin)
+        self.position = None
+        self._start(request, RequestView(method, target, request.headers, body,
+                                         credentials_allowed=allowed))
 
 
-def _wall(auth: Any) -> float:
-    cache = getattr(auth, "token_cache", None)
-    clock = cache.clock if cache is not None else getattr(auth.signer, "clock", default_clock)
-    return float(clock.wall())
-
-
-def apply_auth(auth: AuthStrategy, request: requests.PreparedRequest) -> requests.PreparedRequest:
-    """Auth for ``session.auth = auth``: attach credentials to this request and install
-    the redirect/401 hook."""
-    body, replayable, _ = _body_of(request)
-    if getattr(auth, "signs_body", False) and not replayable:
-        raise SigningError("cannot sign a streaming request body; pass bytes or a file")
-    cache: TokenCache | None = auth.token_cache
-    token = cache.get() if cache is not None else None
-    request.headers.update(
-        auth.attempt_headers(
-            request.method or "GET", request.url or "", body, token, _wall(auth), request.headers
-        )
-    )
-    request.register_hook(  # type: ignore[no-untyped-call]
-        "response", _AuthHook(auth, origin_of(request.url or ""), token)
-    )
+def attach_auth(auth: AuthBase, request: requests.PreparedRequest) -> requests.PreparedRequest:
+    """Auth for ``session.auth = auth``: the first attempt's credentials on ``request``, and
+    the hook that carries the flow on (401 replay, redirect hops)."""
+    request.register_hook("response", _StandaloneHook(auth, request))  # type: ignore[no-untyped-call]
     return request

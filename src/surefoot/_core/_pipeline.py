@@ -1,38 +1,50 @@
 """The per-request pipeline as a generator of effects — sans-I/O.
 
-``request_flow`` runs one *logical* request. It yields effects that a driver (sync for
-requests and httpx.Client, async for httpx.AsyncClient) carries out, and receives their
-results back:
+``request_flow`` runs one *logical* request. It yields effects (:mod:`._effects`) that a
+driver carries out — sync for requests and ``httpx.Client``, async for
+``httpx.AsyncClient`` — and is sent back their results. It returns a
+:class:`~._state.FlowResult`: hand the last response to the caller, or raise the error.
 
-* :class:`Send` — send one attempt with these extra headers and this timeout; the driver
-  sends back a :class:`ResponseInfo` or a :class:`Failure`.
-* :class:`Sleep` — wait this long; the driver sends back ``None``.
-* :class:`FetchToken` — get a token from a cache (refreshing it if ``stale`` is the
-  current one); the driver sends back the :class:`Token`.
+Per attempt: pacing (wait for a rate-limit slot) → the breaker (may this attempt go?) →
+auth (sign, or attach a token: fresh for each attempt) → send → classify → decide. The
+idempotency key belongs to the logical request, the signature to the attempt.
 
-It returns a :class:`FlowResult`: hand the last response to the caller, or raise the
-error. Per attempt: auth (sign or attach a token, fresh each time) → send → classify →
-decide. The idempotency key belongs to the logical request, the signature to the attempt.
+Every way of attaching surefoot runs this flow: the transports and the transport adapter
+with the caller's policy, the auth objects used alone (``session.auth``,
+``httpx.Client(auth=...)``) with a no-retry policy, and the token cache's calls to the
+token endpoint.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Callable, Generator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, cast
 
 from surefoot._core._clock import Clock
-from surefoot._core._history import Attempt
+from surefoot._core._effects import (
+    Admit,
+    AuthStrategy,
+    Effect,
+    FetchToken,
+    OnRequest,
+    ReportOutcome,
+    Reserve,
+    Send,
+    Sleep,
+    TryRetry,
+)
+from surefoot._core._messages import HttpRequest
 from surefoot._core._policy import (
     Decision,
     Failure,
     ResponseInfo,
     RetryPolicy,
     Verdict,
-    case_insensitive,
     decide,
 )
+from surefoot._core._state import FlowResult, RequestState, RequestView
 from surefoot.errors import (
     CircuitOpen,
     DeadlineExceeded,
@@ -42,167 +54,19 @@ from surefoot.errors import (
     TransportError,
     Unauthorized,
 )
-from surefoot.events import Event, EventKind, Hook, redact_url
+from surefoot.events import EventKind, Hook
 
 if TYPE_CHECKING:
+    from surefoot._core._history import Attempt
     from surefoot.oauth._token import Token
+    from surefoot.pacing._breaker import Admission
+    from surefoot.pacing._gcra import Reservation
+    from surefoot.pacing._pacer import Pacer
 
+__all__ = ["Flow", "FlowResult", "RequestView", "request_flow"]
 
-__all__ = [
-    "AuthStrategy",
-    "FetchToken",
-    "FlowResult",
-    "RequestView",
-    "Send",
-    "Sleep",
-    "request_flow",
-]
-
-
-class AuthStrategy(Protocol):
-    """What the pipeline needs of an auth object.
-
-    ``token_cache`` is opaque to the core (``None`` for pure signers): the driver calls
-    its ``get``/``refresh_if_current``. ``credential_headers`` are the header names that
-    must never reach another origin. ``attempt_headers`` gets the attempt's other
-    headers (``headers``, as they will be sent, names in any case) for schemes that sign
-    some of them (RFC 9421, SigV4).
-    """
-
-    @property
-    def credential_headers(self) -> tuple[str, ...]: ...
-
-    @property
-    def token_cache(self) -> Any | None: ...
-
-    def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
-    ) -> dict[str, str]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class RequestView:
-    """What the core sees of a request. ``body`` is the bytes to sign (``None``: empty)."""
-
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = None
-    replayable: bool = True
-    #: False on a redirect hop to another origin: no credentials are attached.
-    credentials_allowed: bool = True
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", case_insensitive(self.headers))
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
-class Send(NamedTuple):
-    attempt: int
-    headers: Mapping[str, str]
-    #: Header names to remove from the request (credentials on a cross-origin hop).
-    remove: tuple[str, ...]
-    #: Cap for this attempt's timeouts: what is left of the deadline (None: no cap).
-    timeout: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Sleep:
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class FetchToken:
-    cache: Any
-    deadline: float | None
-    stale: Token | None = None
-
-
-class PacerCall(NamedTuple):
-    """Call ``pacer.<method>(*args, now=..., ...)`` now: O(1) and never waits. With the
-    in-process state it does no I/O either; with a shared store (``pacer.does_io``) it is
-    one round trip, which the async driver runs off the event loop. The driver passes
-    the clock's readings and sends back the result."""
-
-    pacer: Any
-    method: str
-    args: tuple[Any, ...] = ()
-
-    def run(self, clock: Clock) -> Any:
-        method = self.method
-        pacer = self.pacer
-        now = clock.monotonic()
-        if method == "reserve":
-            return pacer.reserve(*self.args, now=now)
-        if method == "admit":
-            return pacer.admit(*self.args, now=now)
-        if method == "report":
-            partition, outcome, sent_at, probe = self.args
-            return pacer.report(partition, outcome, sent_at=sent_at, now=now,
-                                wall_now=clock.wall(), probe=probe)
-        if method == "on_request":
-            return pacer.on_request(*self.args, now=now)
-        if method == "try_retry":
-            return pacer.try_retry(now)
-        raise ValueError(f"unknown pacer call {method!r}")  # pragma: no cover
-
-
-Effect = Send | Sleep | FetchToken | PacerCall
-
-
-class FlowResult(NamedTuple):
-    """``error`` set: raise it (the driver attaches the last response). Else return the
-    last response."""
-
-    history: tuple[Attempt, ...]
-    error: RequestFailed | None = None
-
-
-def _summary(method: str, url: str, history: list[Attempt], reason: str) -> str:
-    n = len(history)
-    return f"{method} {redact_url(url)} failed after {n} attempt{'s' * (n != 1)}: {reason}"
-
-
-class _Emitter:
-    """Builds events only for hooks that want them (a hook may expose
-    ``wants(kind) -> bool``; :class:`LoggingHook` does, from the logger's level), and
-    redacts the URL once, on first use."""
-
-    __slots__ = ("_shown", "hook", "method", "url", "wants")
-
-    def __init__(self, hook: Hook, method: str, url: str) -> None:
-        self.hook = hook
-        self.wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
-        self.method = method
-        self.url = url
-        self._shown: str | None = None
-
-    def emit(
-        self,
-        kind: EventKind,
-        *,
-        attempt: int = 0,
-        status: int | None = None,
-        error: str | None = None,
-        wait: float | None = None,
-        elapsed: float | None = None,
-        reason: str = "",
-    ) -> None:
-        if self.wants is not None and not self.wants(kind):
-            return
-        if self._shown is None:
-            self._shown = redact_url(self.url)
-        self.hook(
-            Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed, reason)
-        )
+#: A flow: yields effects, is sent each one's result, returns a FlowResult.
+Flow = Generator[Effect, object, FlowResult]
 
 
 def request_flow(
@@ -214,224 +78,231 @@ def request_flow(
     hook: Hook,
     rng: Callable[[], float],
     key_factory: Callable[[], str] = lambda: str(uuid.uuid4()),
-    pacer: Any | None = None,
-) -> Generator[Effect, Any, FlowResult]:
+    pacer: Pacer | None = None,
+) -> Flow:
     method = request.method.upper()
-    url = request.url
-    events = _Emitter(hook, method, url)
-    start = clock.monotonic()
-    deadline = start + policy.deadline if policy.deadline is not None else None
-
-    base_headers: dict[str, str] = {}
-    idempotent = method in policy.idempotent_methods
-    if not idempotent:
-        key = request.header(policy.idempotency_header)
-        if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
-            key = key_factory()
-            base_headers[policy.idempotency_header] = key
-        idempotent = key is not None
-
+    state = RequestState(method, request.url, policy, clock, hook)
+    base_headers, idempotent = _idempotency(request, method, policy, key_factory)
     use_auth = auth if request.credentials_allowed else None
     remove: tuple[str, ...] = ()
     if auth is not None and not request.credentials_allowed:
         remove = auth.credential_headers
-        events.emit(EventKind.CREDENTIALS_WITHHELD,
-                    reason="not the origin the credentials belong to")
-    signs = use_auth is not None and bool(getattr(use_auth, "signs_body", False))
+        state.events.emit(EventKind.CREDENTIALS_WITHHELD,
+                          reason="not the origin the credentials belong to")
 
     partition = ""
     if pacer is not None:
-        partition = pacer.partition_of(url, request.headers)
-        yield PacerCall(pacer, "on_request", (partition,))
-
-    def gate() -> Generator[Effect, Any, FlowResult | bool]:
-        """Pacing, then the breaker: wait for this attempt's slot and admission.
-        Returns the probe flag, or a FlowResult when the request must give up."""
-        assert pacer is not None
-        while True:
-            reservation = None
-            while True:
-                reservation = yield PacerCall(pacer, "reserve", (partition, reservation))
-                now = clock.monotonic()
-                wait = reservation.at - now
-                if wait <= 0:
-                    break
-                if deadline is not None and now + wait >= deadline:
-                    return give_up_before(
-                        DeadlineExceeded,
-                        f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
-                    )
-                yield Sleep(wait)
-            admission = yield PacerCall(pacer, "admit", (partition,))
-            if admission.allowed:
-                return bool(admission.probe)
-            now = clock.monotonic()
-            retry_in = max(admission.retry_at - now, 0.0)
-            if deadline is not None and admission.retry_at >= deadline:
-                events.emit(EventKind.GAVE_UP, attempt=number,
-                            reason=f"circuit open; next probe in {retry_in:.3f} s")
-                return FlowResult(
-                    tuple(history),
-                    CircuitOpen(
-                        _summary(method, url, history,
-                                 f"the circuit is open and its next probe (in {retry_in:.3f} s)"
-                                 " is past the deadline"),
-                        retry_in=retry_in,
-                        history=history,
-                    ),
-                )
-            yield Sleep(retry_in)  # the deadline outlasts the outage: wait for the probe
-
-    def give_up_before(error_type: type[RequestFailed], reason: str) -> FlowResult:
-        events.emit(EventKind.GAVE_UP, attempt=number, reason=reason)
-        return FlowResult(
-            tuple(history), error_type(_summary(method, url, history, reason), history=history)
-        )
-
-    history: list[Attempt] = []
-    tries = 0  # attempts that count against max_attempts
-    number = 0
-    wait_before = 0.0
-    refreshed = False
-
-    def record(status: int | None, error: str | None, started: float, decision: str) -> None:
-        history.append(
-            Attempt(number, method, status, error, wait_before, started, ended - started,
-                    decision)
-        )
-
-    def finish(decision: Decision, outcome: ResponseInfo | Failure) -> FlowResult:
-        is_response = isinstance(outcome, ResponseInfo)
-        events.emit(
-            EventKind.GAVE_UP,
-            attempt=number,
-            status=outcome.status if isinstance(outcome, ResponseInfo) else None,
-            error=outcome.kind.value if isinstance(outcome, Failure) else None,
-            reason=decision.reason,
-        )
-        error_type = decision.error or RequestFailed
-        message = _summary(method, url, history, decision.reason)
-        if isinstance(outcome, Failure):
-            if error_type is TransportError:
-                error: RequestFailed = TransportError(
-                    message, kind=outcome.kind.value, history=history
-                )
-            else:
-                error = error_type(message, history=history)
-            return FlowResult(tuple(history), error)
-        if error_type is RetryAfterTooLong:
-            assert decision.requested_wait is not None
-            return FlowResult(
-                tuple(history),
-                RetryAfterTooLong(
-                    message, requested_wait=decision.requested_wait, history=history
-                ),
-            )
-        if is_response and policy.on_exhausted == "raise":
-            return FlowResult(tuple(history), error_type(message, history=history))
-        return FlowResult(tuple(history))
+        partition = pacer.partition_of(request.url, request.headers)
+        yield OnRequest(pacer, partition)
 
     while True:
         probe = False
         if pacer is not None:
-            gated = yield from gate()
+            gated = yield from _gate(state, pacer, partition, clock)
             if isinstance(gated, FlowResult):
                 return gated
             probe = gated
-        number += 1
-        tries += 1
+        state.next_attempt()
         token: Token | None = None
         headers = dict(base_headers)
         if use_auth is not None:
-            cache = use_auth.token_cache
-            if cache is not None:
-                token = yield FetchToken(cache, deadline)
-            headers.update(
-                use_auth.attempt_headers(
-                    method, url, request.body, token, clock.wall(), {**request.headers, **headers}
-                )
-            )
-            if signs:
-                events.emit(EventKind.SIGNATURE_APPLIED, attempt=number)
+            token = yield from _authorize(state, use_auth, request, method, headers, clock)
         started = clock.monotonic()
-        timeout: float | None = policy.attempt_timeout
-        if deadline is not None:
-            left = deadline - started
-            timeout = left if timeout is None else min(timeout, left)
-            if left <= 0:
-                reason = f"the {policy.deadline:g} s deadline was reached before the attempt"
-                events.emit(EventKind.GAVE_UP, attempt=number, reason=reason)
-                return FlowResult(
-                    tuple(history),
-                    DeadlineExceeded(_summary(method, url, history, reason), history=history),
-                )
-        events.emit(EventKind.ATTEMPT_SENT, attempt=number, wait=wait_before or None)
-        outcome: ResponseInfo | Failure = yield Send(number, headers, remove, timeout)
+        timeout = state.timeout_at(started)
+        if state.deadline is not None and state.deadline - started <= 0:
+            return state.give_up(
+                _error(DeadlineExceeded),
+                f"the {policy.deadline:g} s deadline was reached before the attempt",
+            )
+        state.events.emit(EventKind.ATTEMPT_SENT, attempt=state.number,
+                          wait=state.wait_before or None)
+        outcome = cast("ResponseInfo | Failure", (
+            yield Send(state.number, headers, remove, timeout)
+        ))
         ended = clock.monotonic()
         if pacer is not None:
-            yield PacerCall(pacer, "report", (partition, outcome, started, probe))
+            yield ReportOutcome(pacer, partition, outcome, started, probe)
 
-        if (
-            isinstance(outcome, ResponseInfo)
-            and outcome.status == 401
-            and token is not None
-            and use_auth is not None
-        ):
-            events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=401,
-                        elapsed=ended - started, reason="unauthorized")
-            if refreshed or not request.replayable:
-                why = ("401 again after a token refresh" if refreshed
-                       else "401 and the body cannot be replayed")
-                record(401, None, started, f"gave up: {why}")
-                events.emit(EventKind.GAVE_UP, attempt=number, status=401, reason=why)
-                if policy.on_exhausted == "raise":
-                    return FlowResult(
-                        tuple(history),
-                        Unauthorized(_summary(method, url, history, why), history=history),
-                    )
-                return FlowResult(tuple(history))
-            refreshed = True
-            tries -= 1  # the replay after a refresh does not spend a retry
-            record(401, None, started, "refresh token and replay")
-            yield FetchToken(use_auth.token_cache, deadline, stale=token)
-            wait_before = 0.0
+        if (isinstance(outcome, ResponseInfo) and outcome.status == 401
+                and token is not None and use_auth is not None):
+            result = _after_401(state, request, started, ended)
+            if result is not None:
+                return result
+            source = use_auth.token_source
+            assert source is not None  # a token was attached
+            yield FetchToken(source, state.deadline, stale=token)
+            state.wait_before = 0.0
             continue
 
         decision = decide(
-            policy,
-            outcome,
-            attempt=tries,
-            idempotent=idempotent,
-            replayable=request.replayable,
-            elapsed=ended - start,
-            wall_now=clock.wall(),
-            rng=rng,
+            policy, outcome, attempt=state.tries, idempotent=idempotent,
+            replayable=request.replayable, elapsed=ended - state.start,
+            wall_now=clock.wall(), rng=rng,
         )
-        status = outcome.status if isinstance(outcome, ResponseInfo) else None
-        error = outcome.kind.value if isinstance(outcome, Failure) else None
-        verdict = decision.verdict
-        if verdict is Verdict.DONE:
-            record(status, error, started, "done")
-            events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status,
-                        elapsed=ended - started, reason=decision.reason)
-            return FlowResult(tuple(history))
-        events.emit(EventKind.ATTEMPT_DONE, attempt=number, status=status, error=error,
-                    elapsed=ended - started, reason=decision.reason)
-        if verdict is Verdict.RETRY and pacer is not None:
-            allowed = yield PacerCall(pacer, "try_retry")
-            if not allowed:
+        if decision.verdict is Verdict.RETRY and pacer is not None and not (
+            yield TryRetry(pacer)
+        ):
                 decision = Decision(
                     Verdict.GIVE_UP,
-                    f"{decision.reason.split(':')[0]}: the retry budget is spent "
+                    f"{decision.cause}: the retry budget is spent "
                     "(retries are over their share of recent traffic)",
                     error=RetryBudgetExhausted,
                 )
-                verdict = Verdict.GIVE_UP
-        if verdict is Verdict.GIVE_UP:
-            record(status, error, started, f"gave up: {decision.reason}")
-            return finish(decision, outcome)
-        record(status, error, started, f"retry: {decision.reason}")
-        events.emit(EventKind.RETRY_SCHEDULED, attempt=number, status=status, error=error,
-                    wait=decision.wait, reason=decision.reason)
-        wait_before = decision.wait
+        result = _conclude(state, decision, outcome, started, ended)
+        if result is not None:
+            return result
+        state.wait_before = decision.wait
         yield Sleep(decision.wait)
+
+
+def _idempotency(
+    request: RequestView, method: str, policy: RetryPolicy, key_factory: Callable[[], str]
+) -> tuple[dict[str, str], bool]:
+    """The logical request's own headers (an idempotency key, generated once) and whether
+    it may be repeated."""
+    headers: dict[str, str] = {}
+    if method in policy.idempotent_methods:
+        return headers, True
+    key = request.header(policy.idempotency_header)
+    if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
+        key = key_factory()
+        headers[policy.idempotency_header] = key
+    return headers, key is not None
+
+
+def _gate(
+    state: RequestState, pacer: Pacer, partition: str, clock: Clock
+) -> Generator[Effect, object, FlowResult | bool]:
+    """Pacing, then the breaker: wait for this attempt's slot and its admission. Returns
+    whether the attempt is the breaker's probe, or a FlowResult when it must give up."""
+    deadline = state.deadline
+    while True:
+        reservation: Reservation | None = None
+        while True:
+            reservation = cast("Reservation", (yield Reserve(pacer, partition, reservation)))
+            now = clock.monotonic()
+            wait = reservation.at - now
+            if wait <= 0:
+                break
+            if deadline is not None and now + wait >= deadline:
+                return state.give_up(
+                    _error(DeadlineExceeded),
+                    f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
+                )
+            yield Sleep(wait)
+        admission = cast("Admission", (yield Admit(pacer, partition)))
+        if admission.allowed:
+            return bool(admission.probe)
+        retry_at = admission.retry_at
+        assert retry_at is not None  # refused: the breaker says when to come back
+        retry_in = max(retry_at - clock.monotonic(), 0.0)
+        if deadline is not None and retry_at >= deadline:
+            return state.give_up(
+                functools.partial(_circuit_open, retry_in=retry_in),
+                f"the circuit is open and its next probe (in {retry_in:.3f} s) is past the "
+                "deadline",
+                event_reason=f"circuit open; next probe in {retry_in:.3f} s",
+            )
+        yield Sleep(retry_in)  # the deadline outlasts the outage: wait for the probe
+
+
+def _authorize(
+    state: RequestState,
+    auth: AuthStrategy,
+    request: RequestView,
+    method: str,
+    headers: dict[str, str],
+    clock: Clock,
+) -> Generator[Effect, object, Token | None]:
+    """Attach this attempt's credentials to ``headers``: a token (fetched for each
+    attempt: it may have been refreshed meanwhile) or a fresh signature."""
+    token: Token | None = None
+    source = auth.token_source
+    if source is not None:
+        token = cast("Token", (yield FetchToken(source, state.deadline)))
+    # The attempt's other headers as sent: the request's own (repeated fields kept) and
+    # the logical request's (an idempotency key).
+    sent = {**request.headers, **headers} if headers else request.headers
+    attempt = HttpRequest(method, request.url, sent, request.body or b"")
+    headers.update(auth.attempt_headers(attempt, token, now=clock.wall()))
+    if auth.signs_body:
+        state.events.emit(EventKind.SIGNATURE_APPLIED, attempt=state.number)
+    return token
+
+
+def _after_401(
+    state: RequestState, request: RequestView, started: float, ended: float
+) -> FlowResult | None:
+    """A 401 for the token we sent: refresh it and replay once (``None``), or give up."""
+    state.events.emit(EventKind.ATTEMPT_DONE, attempt=state.number, status=401,
+                      elapsed=ended - started, reason="unauthorized")
+    if state.refreshed or not request.replayable:
+        why = ("401 again after a token refresh" if state.refreshed
+               else "401 and the body cannot be replayed")
+        state.record(401, None, started, ended, f"gave up: {why}")
+        raising = state.policy.on_exhausted == "raise"
+        return state.give_up(_error(Unauthorized) if raising else None, why, status=401)
+    state.refreshed = True
+    state.tries -= 1  # the replay after a refresh does not spend a retry
+    state.record(401, None, started, ended, "refresh token and replay")
+    return None
+
+
+def _conclude(
+    state: RequestState,
+    decision: Decision,
+    outcome: ResponseInfo | Failure,
+    started: float,
+    ended: float,
+) -> FlowResult | None:
+    """Record the attempt and act on the decision: the result when the request is over,
+    ``None`` when it is retried (after ``decision.wait``)."""
+    status = outcome.status if isinstance(outcome, ResponseInfo) else None
+    kind = outcome.kind.value if isinstance(outcome, Failure) else None
+    verdict = decision.verdict
+    if verdict is Verdict.DONE:
+        state.record(status, kind, started, ended, "done")
+        state.events.emit(EventKind.ATTEMPT_DONE, attempt=state.number, status=status,
+                          elapsed=ended - started, reason=decision.reason)
+        return FlowResult(tuple(state.history))
+    state.events.emit(EventKind.ATTEMPT_DONE, attempt=state.number, status=status,
+                      error=kind, elapsed=ended - started, reason=decision.reason)
+    if verdict is Verdict.GIVE_UP:
+        state.record(status, kind, started, ended, f"gave up: {decision.reason}")
+        return state.give_up(
+            _failure_error(state, decision, outcome), decision.reason, status=status, kind=kind
+        )
+    state.record(status, kind, started, ended, f"retry: {decision.reason}")
+    state.events.emit(EventKind.RETRY_SCHEDULED, attempt=state.number, status=status,
+                      error=kind, wait=decision.wait, reason=decision.reason)
+    return None
+
+
+ErrorFactory = Callable[[str, "tuple[Attempt, ...]"], RequestFailed]
+
+
+def _error(error_type: type[RequestFailed]) -> ErrorFactory:
+    return lambda message, history: error_type(message, history=history)
+
+
+def _circuit_open(message: str, history: tuple[Attempt, ...], *, retry_in: float) -> CircuitOpen:
+    return CircuitOpen(message, retry_in=retry_in, history=history)
+
+
+def _failure_error(
+    state: RequestState, decision: Decision, outcome: ResponseInfo | Failure
+) -> ErrorFactory | None:
+    """The error a GIVE_UP decision raises (``None``: hand the response back)."""
+    error_type = decision.error or RequestFailed
+    if isinstance(outcome, Failure):
+        if error_type is TransportError:
+            kind = outcome.kind.value
+            return lambda message, history: TransportError(message, kind=kind, history=history)
+        return _error(error_type)
+    if error_type is RetryAfterTooLong:
+        requested = decision.requested_wait
+        assert requested is not None
+        return lambda message, history: RetryAfterTooLong(
+            message, requested_wait=requested, history=history
+        )
+    return _error(error_type) if state.policy.on_exhausted == "raise" else None

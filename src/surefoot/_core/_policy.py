@@ -200,6 +200,8 @@ class Decision:
     error: type[RequestFailed] | None = None
     #: On GIVE_UP because of RetryAfterTooLong: what the server asked for.
     requested_wait: float | None = None
+    #: What the attempt ended with, in a few words (``"status 503"``, ``"reset error"``).
+    cause: str = ""
 
 
 _SUCCESS = Decision(Verdict.DONE, "success")
@@ -301,4 +303,6 @@ def decide(
             error=DeadlineExceeded,
             requested_wait=wait,
         )
-    return Decision(Verdict.RETRY, f"{why}: retry in {wait:.3f} s ({source})", wait=wait)
+    return Decision(
+        Verdict.RETRY, f"{why}: retry in {wait:.3f} s ({source})", wait=wait, cause=why
+    )

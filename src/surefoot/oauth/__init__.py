@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
+    from surefoot._core._messages import HttpRequest, HttpResponse
     from surefoot.oauth._auth import BearerAuth
     from surefoot.oauth._cache import Sender, TokenCache
     from surefoot.oauth._client_auth import (
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
         PublicClient,
     )
     from surefoot.oauth._grants import ClientCredentials, Grant, RefreshTokenGrant, RevocableGrant
-    from surefoot.oauth._token import HttpRequest, HttpResponse, Token, TokenFunction
+    from surefoot.oauth._token import Token, TokenFunction
 
 __all__ = [
     "BearerAuth",
@@ -55,8 +56,8 @@ if not TYPE_CHECKING:  # names are imported on first use
             "ClientSecretBasic": "surefoot.oauth._client_auth",
             "ClientSecretPost": "surefoot.oauth._client_auth",
             "Grant": "surefoot.oauth._grants",
-            "HttpRequest": "surefoot.oauth._token",
-            "HttpResponse": "surefoot.oauth._token",
+            "HttpRequest": "surefoot._core._messages",
+            "HttpResponse": "surefoot._core._messages",
             "PrivateKeyJwt": "surefoot.oauth._client_auth",
             "PublicClient": "surefoot.oauth._client_auth",
             "RefreshTokenGrant": "surefoot.oauth._grants",

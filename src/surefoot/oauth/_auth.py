@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Literal
 
-from surefoot._adapters._auth import _AuthObject
+from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
+from surefoot._core._messages import HttpRequest
 from surefoot.events import Hook
 from surefoot.oauth._cache import HasTokenStore, Sender, TokenCache
 from surefoot.oauth._client_auth import ClientAuth
@@ -18,7 +18,7 @@ from surefoot.stores._protocols import TokenStore
 __all__ = ["BearerAuth"]
 
 
-class BearerAuth(_AuthObject):
+class BearerAuth(AuthBase):
     """``Authorization: Bearer <token>`` from a self-refreshing :class:`TokenCache`.
 
     ``source`` is a :class:`TokenCache`, a grant (:class:`ClientCredentials`,
@@ -138,17 +138,15 @@ class BearerAuth(_AuthObject):
         return f"BearerAuth({self.cache!r})"
 
     @property
-    def token_cache(self) -> TokenCache:
+    def token_source(self) -> TokenCache:
         return self.cache
 
+    @property
+    def hook(self) -> Hook:
+        return self.cache.hook
+
     def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
+        self, request: HttpRequest, token: Token | None, *, now: float
     ) -> dict[str, str]:
-        assert token is not None
+        assert token is not None  # the pipeline fetched it from token_source
         return {"Authorization": f"Bearer {token.access_token}"}

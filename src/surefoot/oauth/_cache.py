@@ -46,12 +46,17 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._effects import Send
 from surefoot._core._history import FailureKind
-from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy, Verdict, decide
+from surefoot._core._messages import HttpRequest, HttpResponse
+from surefoot._core._pipeline import RequestView, request_flow
+from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
+from surefoot._drivers import Outcome, drive_sync
 from surefoot.errors import (
     ConfigurationError,
     DeadlineExceeded,
     InvalidGrant,
+    RequestFailed,
     StoreError,
     TokenEndpointError,
     TokenError,
@@ -67,8 +72,6 @@ from surefoot.oauth._grants import (
 from surefoot.oauth._lease import LeaseRenewer, new_owner
 from surefoot.oauth._token import (
     Freshness,
-    HttpRequest,
-    HttpResponse,
     Token,
     TokenFunction,
     freshness,
@@ -94,6 +97,10 @@ _FETCH_POLICY = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.2, 
 #: Waiters poll the store for the new token this often (seconds, jittered in between).
 _POLL_MIN = 0.01
 _POLL_MAX = 0.05
+
+
+def _keep(response: HttpResponse) -> None:
+    """A buffered answer holds no connection: nothing to release."""
 
 
 def _default_sender(request: HttpRequest, timeout: float | None) -> HttpResponse:
@@ -482,48 +489,51 @@ class TokenCache:
         self, build: Callable[[], HttpRequest], deadline: float | None, what: str
     ) -> HttpResponse:
         """Send a request built afresh for each attempt (a client assertion is never
-        replayed), retrying 5xx/408/429 and transport failures under ``fetch_policy``.
-        Returns the answer to interpret."""
-        policy = self.fetch_policy
-        start = self.clock.monotonic()
-        attempt = 0
-        while True:
-            attempt += 1
-            timeout = self._remaining(deadline)
-            if policy.deadline is not None:
-                own = policy.deadline - (self.clock.monotonic() - start)
-                timeout = own if timeout is None else min(timeout, own)
-            if timeout is not None and timeout <= 0:
-                raise DeadlineExceeded(f"deadline reached while calling the {what} endpoint")
-            request = build()
-            response: HttpResponse | None = None
+        replayed) through the pipeline, retrying 5xx/408/429 and transport failures under
+        ``fetch_policy`` (bounded by ``deadline`` too). Returns the answer to interpret."""
+        first = build()
+        policy = self._policy_for(first.method, deadline, what)
+        view = RequestView(first.method, first.url, first.headers, first.body or None)
+        flow = request_flow(view, policy=policy, auth=None, clock=self.clock, hook=self.hook,
+                            rng=self._rng)
+        pending = [first]
+
+        def send(attempt: Send) -> Outcome:
+            request = pending.pop() if pending else build()
             try:
-                response = self.sender(request, timeout)
-                outcome: ResponseInfo | Failure = ResponseInfo(response.status, response.headers)
+                response = self.sender(request, attempt.timeout)
             except TransportError as exc:
-                outcome = Failure(FailureKind(exc.kind), str(exc))
-            if response is not None and response.status < 500 and response.status not in (
-                408,
-                429,
-            ):
-                return response
-            decision = decide(
-                policy,
-                outcome,
-                attempt=attempt,
-                idempotent=True,
-                elapsed=self.clock.monotonic() - start,
-                wall_now=self.clock.wall(),
-                rng=self._rng,
-            )
-            if decision.verdict is Verdict.RETRY:
-                if deadline is not None and self.clock.monotonic() + decision.wait >= deadline:
-                    raise DeadlineExceeded(f"{what} endpoint: {decision.reason}")
-                self.clock.sleep(decision.wait)
-                continue
-            if response is not None:
-                return response
-            raise TokenEndpointError("unreachable", f"{what} endpoint: {decision.reason}")
+                return Failure(FailureKind(exc.kind), str(exc)), exc
+            return ResponseInfo(response.status, response.headers), response
+
+        try:
+            answer: HttpResponse
+            answer, _ = drive_sync(flow, send=send, discard=_keep, clock=self.clock)
+        except RequestFailed as exc:
+            if isinstance(exc.response, HttpResponse):
+                return exc.response  # the server's last answer: its error is interpreted
+            if isinstance(exc, DeadlineExceeded):
+                raise DeadlineExceeded(
+                    f"deadline reached while calling the {what} endpoint", history=exc.history
+                ) from None
+            raise TokenEndpointError("unreachable", f"{what} endpoint: {exc}") from None
+        return answer
+
+    def _policy_for(self, method: str, deadline: float | None, what: str) -> RetryPolicy:
+        """``fetch_policy`` for a token-endpoint call: its method may be repeated (token
+        requests are: a refresh-token grant answers ``invalid_grant`` to a consumed refresh
+        token, handled above), and its deadline is cut to what is left of the caller's."""
+        policy = self.fetch_policy.replace(
+            idempotent_methods=self.fetch_policy.idempotent_methods | {method}
+        )
+        if deadline is None:
+            return policy
+        left = deadline - self.clock.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded(f"deadline reached while calling the {what} endpoint")
+        if policy.deadline is None or left < policy.deadline:
+            return policy.replace(deadline=left)
+        return policy
 
     # -- revocation ------------------------------------------------------------------
 

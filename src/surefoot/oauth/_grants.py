@@ -24,6 +24,7 @@ from types import MappingProxyType
 from typing import Any, Literal, Protocol, runtime_checkable
 from urllib.parse import urlencode
 
+from surefoot._core._messages import HttpRequest, HttpResponse
 from surefoot.errors import (
     ConfigurationError,
     TokenError,
@@ -33,14 +34,7 @@ from surefoot.oauth._client_auth import (
     Form,
     _resolve_client_auth,
 )
-from surefoot.oauth._token import (
-    HttpRequest,
-    HttpResponse,
-    Token,
-    _json_body,
-    _raise_endpoint_error,
-    parse_token_response,
-)
+from surefoot.oauth._token import Token, _json_body, _raise_endpoint_error, parse_token_response
 
 __all__ = [
     "ClientCredentials",

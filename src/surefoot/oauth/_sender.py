@@ -11,8 +11,8 @@ import ssl
 from urllib.parse import urlsplit
 
 from surefoot._core._history import FailureKind
+from surefoot._core._messages import HttpRequest, HttpResponse
 from surefoot.errors import TransportError
-from surefoot.oauth._token import HttpRequest, HttpResponse
 
 __all__ = ["send"]
 

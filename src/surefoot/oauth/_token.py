@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from surefoot._core._messages import HttpResponse
 from surefoot.errors import (
     InvalidClient,
     InvalidGrant,
@@ -21,8 +22,6 @@ from surefoot.errors import (
 
 __all__ = [
     "Freshness",
-    "HttpRequest",
-    "HttpResponse",
     "Token",
     "TokenFunction",
     "freshness",
@@ -137,25 +136,8 @@ def freshness(
     return Freshness.FRESH
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
-    method: str
-    url: str
-    headers: Mapping[str, str]
-    body: bytes = b""
-
-    def __repr__(self) -> str:  # headers may hold credentials
-        return f"HttpRequest({self.method} {self.url})"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def __repr__(self) -> str:
-        return f"HttpResponse({self.status}, {len(self.body)} bytes)"
 
 
 _ERRORS: dict[str, type[TokenEndpointError]] = {

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -15,7 +15,7 @@ from surefoot.pacing._gcra import Quota
 
 __all__ = ["PacingPolicy", "PartitionBy", "Report"]
 
-PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "dict[str, str]"], str]
+PartitionBy = Literal["host", "origin", "api_key"] | Callable[[str, "Mapping[str, str]"], str]
 
 
 _THROTTLE_STATUSES = frozenset({429, 503})

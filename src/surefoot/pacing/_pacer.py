@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -92,7 +93,7 @@ class Pacer:
             )
         return state.limiter
 
-    def partition_of(self, url: str, headers: dict[str, str]) -> str:
+    def partition_of(self, url: str, headers: Mapping[str, str]) -> str:
         how = self.pacing.partition_by
         if callable(how):
             return how(url, headers)

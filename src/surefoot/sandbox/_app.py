@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from surefoot.errors import ConfigurationError
 from surefoot.sandbox._group import RouteGroup, Traffic
 from surefoot.sandbox._http import (
-    ConnectionControlProtocol,
     Handler,
     Route,
     _BadRequest,
@@ -65,7 +64,7 @@ from surefoot.sandbox._routes_signed import SignedRoutes
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
-__all__ = ["ConnectionControlProtocol", "SandboxApp", "SandboxConfig"]
+__all__ = ["SandboxApp", "SandboxConfig"]
 
 
 QuotaPartition = Literal["credential", "global", "client"]

@@ -11,6 +11,8 @@ from typing import Any
 
 from surefoot.sandbox._http import Route
 
+__all__ = ["RouteGroup", "Traffic"]
+
 
 class RouteGroup:
     """Routes with their own state. ``clear`` and ``stats`` are called with the lock held."""

@@ -9,6 +9,8 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, quote
 
+__all__ = ["ConnectionControlProtocol", "Handler", "Headers", "Route"]
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 

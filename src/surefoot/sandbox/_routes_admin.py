@@ -21,6 +21,8 @@ from surefoot.sandbox._http import (
     _Resp,
 )
 
+__all__ = ["AdminRoutes"]
+
 if TYPE_CHECKING:
     from surefoot.sandbox._routes_oauth import OAuthRoutes
 

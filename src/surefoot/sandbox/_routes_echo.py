@@ -22,6 +22,8 @@ from surefoot.sandbox._http import (
     _Resp,
 )
 
+__all__ = ["EchoRoutes"]
+
 _MAX_SLEEP = 10.0
 
 

@@ -20,6 +20,8 @@ from surefoot.sandbox._http import (
     _Taken,
 )
 
+__all__ = ["FaultRoutes"]
+
 if TYPE_CHECKING:
     from surefoot.sandbox._app import SandboxConfig
 

@@ -27,6 +27,8 @@ from surefoot.sandbox._http import (
     _Resp,
 )
 
+__all__ = ["OAuthRoutes"]
+
 if TYPE_CHECKING:
     from surefoot.sandbox._app import SandboxConfig
 

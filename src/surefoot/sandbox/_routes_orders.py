@@ -22,6 +22,8 @@ from surefoot.sandbox._http import (
     _Taken,
 )
 
+__all__ = ["OrderRoutes"]
+
 if TYPE_CHECKING:
     from surefoot.sandbox._routes_faults import FaultRoutes
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from surefoot.sandbox._group import RouteGroup
 from surefoot.sandbox._http import Headers, Route, _BadRequest, _bearer, _error, _json, _Req, _Resp
 
+__all__ = ["QuotaRoutes"]
+
 if TYPE_CHECKING:
     from surefoot.sandbox._app import SandboxConfig
     from surefoot.sandbox._routes_oauth import OAuthRoutes

@@ -20,6 +20,8 @@ from surefoot.signing._hmac import HmacVerifier
 from surefoot.signing._rfc9421 import MessageVerifier, SignatureKey
 from surefoot.stores._memory import MemoryNonceCache
 
+__all__ = ["SignedRoutes"]
+
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 

@@ -3,23 +3,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
-from surefoot._adapters._auth import _AuthObject
+from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
+from surefoot._core._messages import HttpRequest
 from surefoot.oauth._token import Token
 from surefoot.signing._hmac import HmacHeaders, HmacSigner
 
 __all__ = ["HmacAuth"]
 
 
-class HmacAuth(_AuthObject):
+class HmacAuth(AuthBase):
     """Signs every attempt with the API-key + timestamp + nonce + HMAC scheme.
 
     See :mod:`surefoot.signing._hmac` (and the README) for the canonical string.
     """
 
-    signs_body = True
+    @property
+    def signs_body(self) -> bool:
+        return True
+
+    @property
+    def clock(self) -> Clock:
+        return self.signer.clock
 
     def __init__(
         self,
@@ -42,12 +49,7 @@ class HmacAuth(_AuthObject):
         return self.signer.headers.names()
 
     def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
+        self, request: HttpRequest, token: Token | None, *, now: float
     ) -> dict[str, str]:
-        return self.signer.sign(method, url, body, now=now)  # signs no other header
+        # signs no other header
+        return self.signer.sign(request.method, request.url, request.body or None, now=now)

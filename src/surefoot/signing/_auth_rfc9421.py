@@ -11,10 +11,11 @@ it, so the signature protects the body.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
-from surefoot._adapters._auth import _AuthObject
+from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
+from surefoot._core._messages import HttpRequest
 from surefoot.errors import ConfigurationError
 from surefoot.oauth._token import Token
 from surefoot.signing._digest import DigestAlgorithm, content_digest
@@ -30,7 +31,7 @@ __all__ = ["MessageSignatureAuth"]
 _CONTENT_DIGEST = Component("content-digest")
 
 
-class MessageSignatureAuth(_AuthObject):
+class MessageSignatureAuth(AuthBase):
     """Signs every attempt with RFC 9421 HTTP Message Signatures.
 
     ``MessageSignatureAuth(SignatureKey("ed25519", private_key, key_id="my-key"))`` covers
@@ -77,7 +78,7 @@ class MessageSignatureAuth(_AuthObject):
         )
         self.content_digest: DigestAlgorithm | None = content_digest
         #: The body is signed (through Content-Digest): a streaming body cannot be sent.
-        self.signs_body = _CONTENT_DIGEST.canonical in {c.canonical for c in comps}
+        self._signs_body = _CONTENT_DIGEST.canonical in {c.canonical for c in comps}
         names = ("Signature-Input", "Signature")
         self._credential_headers = names + (("Content-Digest",) if content_digest else ())
 
@@ -85,24 +86,27 @@ class MessageSignatureAuth(_AuthObject):
         return f"MessageSignatureAuth({self.signer.key!r}, label={self.signer.label!r})"
 
     @property
+    def signs_body(self) -> bool:
+        return self._signs_body
+
+    @property
+    def clock(self) -> Clock:
+        return self.signer.clock
+
+    @property
     def credential_headers(self) -> tuple[str, ...]:
         return self._credential_headers
 
     def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
+        self, request: HttpRequest, token: Token | None, *, now: float
     ) -> dict[str, str]:
         algorithm = self.content_digest
         if algorithm is None:
-            return self.signer.sign_request(method, url, headers, now=now)
-        digest = content_digest(body, algorithm)
+            return self.signer.sign_request(request.method, request.url, request.headers, now=now)
+        digest = content_digest(request.body or None, algorithm)
         signed = self.signer.sign_request(
-            method, url, headers, now=now, overrides={"content-digest": digest}
+            request.method, request.url, request.headers, now=now,
+            overrides={"content-digest": digest},
         )
         signed["Content-Digest"] = digest
         return signed

@@ -9,18 +9,19 @@ another origin.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from surefoot._adapters._auth import _AuthObject
+from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
+from surefoot._core._messages import HttpRequest
 from surefoot.oauth._token import Token
 from surefoot.signing._sigv4 import CredentialsLike, SigV4Credentials, SigV4Signer
 
 __all__ = ["SigV4Auth"]
 
 
-class SigV4Auth(_AuthObject):
+class SigV4Auth(AuthBase):
     """Signs every attempt with AWS Signature Version 4 (``AWS4-HMAC-SHA256``).
 
     ``SigV4Auth(access_key, secret_key, region, service, session_token=None)``, or
@@ -36,7 +37,13 @@ class SigV4Auth(_AuthObject):
     when sent, ``content-type``, ``content-md5`` and every ``x-amz-*`` header of the request.
     """
 
-    signs_body = True
+    @property
+    def signs_body(self) -> bool:
+        return True
+
+    @property
+    def clock(self) -> Clock:
+        return self.signer.clock
 
     def __init__(
         self,
@@ -88,15 +95,10 @@ class SigV4Auth(_AuthObject):
         return ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256")
 
     def attempt_headers(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        token: Token | None,
-        now: float,
-        headers: Mapping[str, str] | None = None,
+        self, request: HttpRequest, token: Token | None, *, now: float
     ) -> dict[str, str]:
-        return self.signer.sign(method, url, body, headers=headers, now=now)
+        return self.signer.sign(request.method, request.url, request.body or None,
+                                headers=request.headers, now=now)
 
     def presign(self, method: str, url: str, *, expires: int = 3600) -> str:
         """A presigned URL for ``url`` (query authentication), valid ``expires`` seconds."""

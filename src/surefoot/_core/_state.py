@@ -1,0 +1,162 @@
+"""The state of one logical request, and the one way it gives up (sans-I/O).
+
+:class:`RequestState` is to :func:`~surefoot._core._pipeline.request_flow` what h11's
+``_state.py`` is to its connection: the bookkeeping (attempt numbers, retries spent, the
+deadline, the history, the events), so that the flow itself reads as the decisions it
+makes. Every way a request ends without a final response goes through
+:meth:`RequestState.give_up`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from surefoot._core._clock import Clock
+from surefoot._core._history import Attempt
+from surefoot._core._policy import RetryPolicy, case_insensitive
+from surefoot.errors import RequestFailed
+from surefoot.events import Event, EventKind, Hook, redact_url
+
+__all__ = ["FlowResult", "RequestState", "RequestView"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestView:
+    """What the core sees of a request. ``body`` is the bytes to sign (``None``: empty)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    replayable: bool = True
+    #: False on a redirect hop to another origin: no credentials are attached.
+    credentials_allowed: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "headers", case_insensitive(self.headers))
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class FlowResult(NamedTuple):
+    """``error`` set: raise it (the driver attaches the last response). Else return the
+    last response."""
+
+    history: tuple[Attempt, ...]
+    error: RequestFailed | None = None
+
+
+class _Emitter:
+    """Builds events only for hooks that want them (a hook may expose
+    ``wants(kind) -> bool``; :class:`~surefoot.events.LoggingHook` does, from the logger's
+    level), and redacts the URL once, on first use."""
+
+    __slots__ = ("_shown", "hook", "method", "url", "wants")
+
+    def __init__(self, hook: Hook, method: str, url: str) -> None:
+        self.hook = hook
+        self.wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
+        self.method = method
+        self.url = url
+        self._shown: str | None = None
+
+    def emit(
+        self,
+        kind: EventKind,
+        *,
+        attempt: int = 0,
+        status: int | None = None,
+        error: str | None = None,
+        wait: float | None = None,
+        elapsed: float | None = None,
+        reason: str = "",
+    ) -> None:
+        if self.wants is not None and not self.wants(kind):
+            return
+        if self._shown is None:
+            self._shown = redact_url(self.url)
+        self.hook(
+            Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed, reason)
+        )
+
+
+class RequestState:
+    """Attempt numbers, retries spent, the deadline, the history and the events of one
+    logical request."""
+
+    __slots__ = (
+        "deadline",
+        "events",
+        "history",
+        "method",
+        "number",
+        "policy",
+        "refreshed",
+        "start",
+        "tries",
+        "url",
+        "wait_before",
+    )
+
+    def __init__(self, method: str, url: str, policy: RetryPolicy, clock: Clock,
+                 hook: Hook) -> None:
+        self.method = method
+        self.url = url
+        self.policy = policy
+        self.events = _Emitter(hook, method, url)
+        self.start = clock.monotonic()
+        self.deadline = self.start + policy.deadline if policy.deadline is not None else None
+        self.history: list[Attempt] = []
+        #: the attempt being made (1-based; 0 before the first)
+        self.number = 0
+        #: attempts that count against ``max_attempts`` (a replay after a refresh does not)
+        self.tries = 0
+        #: the wait before the attempt being made
+        self.wait_before = 0.0
+        #: the token was already refreshed after a 401
+        self.refreshed = False
+
+    def next_attempt(self) -> None:
+        self.number += 1
+        self.tries += 1
+
+    def timeout_at(self, started: float) -> float | None:
+        """The attempt's timeout: the policy's, capped by what is left of the deadline."""
+        timeout = self.policy.attempt_timeout
+        if self.deadline is not None:
+            left = self.deadline - started
+            timeout = left if timeout is None else min(timeout, left)
+        return timeout
+
+    def record(self, status: int | None, error: str | None, started: float, ended: float,
+               decision: str) -> None:
+        self.history.append(
+            Attempt(self.number, self.method, status, error, self.wait_before, started,
+                    ended - started, decision)
+        )
+
+    def summary(self, reason: str) -> str:
+        n = len(self.history)
+        return (f"{self.method} {redact_url(self.url)} failed after {n} "
+                f"attempt{'s' * (n != 1)}: {reason}")
+
+    def give_up(
+        self,
+        error: Callable[[str, tuple[Attempt, ...]], RequestFailed] | None,
+        reason: str,
+        *,
+        status: int | None = None,
+        kind: str | None = None,
+        event_reason: str | None = None,
+    ) -> FlowResult:
+        """End the request: emit ``GAVE_UP`` and return the result, with the error built
+        by ``error(message, history)`` (``None``: hand the last response back)."""
+        self.events.emit(EventKind.GAVE_UP, attempt=self.number, status=status, error=kind,
+                         reason=reason if event_reason is None else event_reason)
+        history = tuple(self.history)
+        if error is None:
+            return FlowResult(history)
+        return FlowResult(history, error(self.summary(reason), history))
