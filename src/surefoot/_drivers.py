@@ -64,32 +64,31 @@ async def _carry_out_async(effect: Effect, clock: Clock) -> object:
     raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - programming error
 
 
+def _resume(flow: Flow, value: object) -> Effect | FlowResult:
+    """The flow's next effect, or its result when it ends."""
+    try:
+        return flow.send(value)
+    except StopIteration as stop:
+        result: FlowResult = stop.value
+        return result
+
+
 def advance(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
     """Send ``value`` into the flow (``None`` to start it) and carry out its effects until
     it asks for an attempt to be sent (returned) or ends (its result returned)."""
-    while True:
-        try:
-            effect = flow.send(value)
-        except StopIteration as stop:
-            result: FlowResult = stop.value
-            return result
-        if isinstance(effect, Send):
-            return effect
-        value = _carry_out(effect, clock)
+    step = _resume(flow, value)
+    while not isinstance(step, (Send, FlowResult)):
+        step = _resume(flow, _carry_out(step, clock))
+    return step
 
 
 async def advance_async(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
     """:func:`advance` on an event loop: waits are ``clock.asleep``, token work and store
     round trips run in worker threads."""
-    while True:
-        try:
-            effect = flow.send(value)
-        except StopIteration as stop:
-            result: FlowResult = stop.value
-            return result
-        if isinstance(effect, Send):
-            return effect
-        value = await _carry_out_async(effect, clock)
+    step = _resume(flow, value)
+    while not isinstance(step, (Send, FlowResult)):
+        step = _resume(flow, await _carry_out_async(step, clock))
+    return step
 
 
 class _Last(Generic[N]):

@@ -48,7 +48,6 @@ from surefoot._drivers import (
     finish,
     make_pacer,
 )
-from surefoot.errors import SigningError
 from surefoot.events import Hook, LoggingHook
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
@@ -93,11 +92,9 @@ def _info(response: httpx.Response) -> ResponseInfo:
     return ResponseInfo(response.status_code, response.headers)
 
 
-def _view(request: httpx.Request, auth: AuthStrategy | None, allowed: bool) -> RequestView:
+def _view(request: httpx.Request, allowed: bool) -> RequestView:
     replayable = isinstance(request.stream, httpx.ByteStream)
     body = request.read() if replayable else None
-    if auth is not None and allowed and not replayable and auth.signs_body:
-        raise SigningError("cannot sign a streaming request body; pass bytes")
     return RequestView(method=request.method, url=str(request.url), headers=request.headers,
                        body=body or None, replayable=replayable, credentials_allowed=allowed)
 
@@ -170,7 +167,7 @@ class _Common:
                 request.extensions[_ORIGIN_KEY] = origin_of(str(request.url))
             allowed = credentials_allowed(str(request.url), started_at=started_at,
                                           allowed=self.credential_origins)
-        view = _view(request, auth, allowed)
+        view = _view(request, allowed)
         return request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
 
@@ -328,7 +325,7 @@ async def _adiscard(response: httpx.Response) -> None:
 
 
 def _standalone(auth: AuthBase, request: httpx.Request) -> Flow:
-    view = _view(request, auth, True)
+    view = _view(request, True)
     # The flow sees the request as it is now: each attempt's credentials are applied to it.
     view = dataclasses.replace(view, headers=request.headers.copy())
     return request_flow(view, policy=STANDALONE, auth=auth, clock=auth.clock, hook=auth.hook,

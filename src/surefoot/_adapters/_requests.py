@@ -42,7 +42,6 @@ from surefoot._core._origin import Origin, credentials_allowed, origin_of
 from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
 from surefoot._drivers import Outcome, advance, drive_sync, finish, make_pacer
-from surefoot.errors import SigningError
 from surefoot.events import Hook, LoggingHook
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
@@ -79,14 +78,10 @@ def _started_at(request: requests.PreparedRequest) -> Origin | None:
     return None
 
 
-def _view(
-    request: requests.PreparedRequest, auth: AuthStrategy | None, allowed: bool
-) -> tuple[RequestView, int | None]:
+def _view(request: requests.PreparedRequest, allowed: bool) -> tuple[RequestView, int | None]:
     """The core's view of ``request``, and the position to rewind a file body to before
     each attempt."""
     body, replayable, position = _body_of(request)
-    if auth is not None and allowed and auth.signs_body and not replayable:
-        raise SigningError("cannot sign a streaming request body; pass bytes or a file")
     view = RequestView(
         method=request.method or "GET",
         url=request.url or "",
@@ -261,7 +256,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         allowed = auth is None or credentials_allowed(
             request.url or "", started_at=_started_at(request), allowed=self.credential_origins
         )
-        view, position = _view(request, auth, allowed)
+        view, position = _view(request, allowed)
         flow = request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
         parent_send = super().send
@@ -314,7 +309,7 @@ class _StandaloneHook:
         """Run a flow for ``request`` (``view``: what a redirect hop will send) up to its
         first attempt, and apply that attempt's credentials to the request."""
         if view is None:
-            view, self.position = _view(request, self.auth, True)
+            view, self.position = _view(request, True)
         # The flow sees the request as it is now: credentials are applied to it later.
         view = dataclasses.replace(view, headers=request.headers.copy())
         self.flow = request_flow(view, policy=STANDALONE, auth=self.auth,

@@ -51,6 +51,7 @@ from surefoot.errors import (
     RequestFailed,
     RetryAfterTooLong,
     RetryBudgetExhausted,
+    SigningError,
     TransportError,
     Unauthorized,
 )
@@ -83,12 +84,7 @@ def request_flow(
     method = request.method.upper()
     state = RequestState(method, request.url, policy, clock, hook)
     base_headers, idempotent = _idempotency(request, method, policy, key_factory)
-    use_auth = auth if request.credentials_allowed else None
-    remove: tuple[str, ...] = ()
-    if auth is not None and not request.credentials_allowed:
-        remove = auth.credential_headers
-        state.events.emit(EventKind.CREDENTIALS_WITHHELD,
-                          reason="not the origin the credentials belong to")
+    use_auth, remove = _credentials(state, request, auth)
 
     partition = ""
     if pacer is not None:
@@ -123,15 +119,11 @@ def request_flow(
         if pacer is not None:
             yield ReportOutcome(pacer, partition, outcome, started, probe)
 
-        if (isinstance(outcome, ResponseInfo) and outcome.status == 401
-                and token is not None and use_auth is not None):
-            result = _after_401(state, request, started, ended)
+        if isinstance(outcome, ResponseInfo) and outcome.status == 401 and token is not None:
+            assert use_auth is not None  # a token was attached
+            result = yield from _after_401(state, request, use_auth, token, started, ended)
             if result is not None:
                 return result
-            source = use_auth.token_source
-            assert source is not None  # a token was attached
-            yield FetchToken(source, state.deadline, stale=token)
-            state.wait_before = 0.0
             continue
 
         decision = decide(
@@ -153,6 +145,23 @@ def request_flow(
             return result
         state.wait_before = decision.wait
         yield Sleep(decision.wait)
+
+
+def _credentials(
+    state: RequestState, request: RequestView, auth: AuthStrategy | None
+) -> tuple[AuthStrategy | None, tuple[str, ...]]:
+    """The auth to apply (none where the credentials do not belong) and the header names
+    to remove from every attempt (credentials a redirect hop to another origin carried)."""
+    if auth is None:
+        return None, ()
+    if not request.credentials_allowed:
+        state.events.emit(EventKind.CREDENTIALS_WITHHELD,
+                          reason="not the origin the credentials belong to")
+        return None, auth.credential_headers
+    if auth.signs_body and not request.replayable:
+        raise SigningError("cannot sign a streaming request body (the signature covers the "
+                           "body): pass bytes, or with requests a seekable file")
+    return auth, ()
 
 
 def _idempotency(
@@ -231,8 +240,13 @@ def _authorize(
 
 
 def _after_401(
-    state: RequestState, request: RequestView, started: float, ended: float
-) -> FlowResult | None:
+    state: RequestState,
+    request: RequestView,
+    auth: AuthStrategy,
+    token: Token,
+    started: float,
+    ended: float,
+) -> Generator[Effect, object, FlowResult | None]:
     """A 401 for the token we sent: refresh it and replay once (``None``), or give up."""
     state.events.emit(EventKind.ATTEMPT_DONE, attempt=state.number, status=401,
                       elapsed=ended - started, reason="unauthorized")
@@ -245,6 +259,10 @@ def _after_401(
     state.refreshed = True
     state.tries -= 1  # the replay after a refresh does not spend a retry
     state.record(401, None, started, ended, "refresh token and replay")
+    source = auth.token_source
+    assert source is not None  # a token was attached
+    yield FetchToken(source, state.deadline, stale=token)
+    state.wait_before = 0.0
     return None
 
 

@@ -219,6 +219,53 @@ def _server_directive(info: ResponseInfo) -> bool | None:
     return None
 
 
+def _classify_response(
+    policy: RetryPolicy, outcome: ResponseInfo, *, idempotent: bool, wall_now: float
+) -> Decision | tuple[str, type[RequestFailed], float | None]:
+    """A response's decision when its status settles it, else (why, the error if retries
+    run out, the wait the server asked for)."""
+    status = outcome.status
+    if status < 400 and status not in policy.retry_statuses:
+        return _SUCCESS  # a should-retry directive on a success means nothing
+    directive = _server_directive(outcome)
+    if directive is None:
+        retryable = outcome.status in policy.retry_statuses
+        why = f"status {outcome.status}"
+    else:
+        retryable = directive
+        why = f"status {outcome.status} (server says should-retry={str(directive).lower()})"
+    if not retryable:
+        return Decision(Verdict.DONE, why)
+    # The server explicitly asking for a retry vouches that it is safe to repeat.
+    if not (idempotent or directive):
+        return Decision(
+            Verdict.GIVE_UP,
+            f"{why} not retried: the method is not idempotent and has no idempotency key",
+            error=NotRetryable,
+        )
+    requested = None
+    if policy.respect_retry_after:
+        requested = retry_after_from_headers(outcome.header, now=wall_now)
+    return why, RetriesExhausted, requested
+
+
+def _classify_failure(
+    outcome: Failure, *, idempotent: bool
+) -> Decision | tuple[str, type[RequestFailed], float | None]:
+    """A failure's decision when its kind settles it, else as :func:`_classify_response`."""
+    why = f"{outcome.kind.value} error"
+    if outcome.kind is FailureKind.OTHER:
+        return Decision(Verdict.GIVE_UP, f"{why} is not retryable", error=TransportError)
+    if outcome.kind.request_sent and not idempotent:
+        return Decision(
+            Verdict.GIVE_UP,
+            f"{why} not retried: the request may have been processed and the method is "
+            "not idempotent and has no idempotency key",
+            error=TransportError,
+        )
+    return why, TransportError, None
+
+
 def decide(
     policy: RetryPolicy,
     outcome: ResponseInfo | Failure,
@@ -236,42 +283,13 @@ def decide(
     ``replayable``: the body can be sent again. ``elapsed``: seconds since the logical
     request started (waits included). ``wall_now``: Unix time, for HTTP-date values.
     """
-    requested: float | None = None
     if isinstance(outcome, ResponseInfo):
-        status = outcome.status
-        if status < 400 and status not in policy.retry_statuses:
-            return _SUCCESS  # a should-retry directive on a success means nothing
-        directive = _server_directive(outcome)
-        if directive is None:
-            retryable = outcome.status in policy.retry_statuses
-            why = f"status {outcome.status}"
-        else:
-            retryable = directive
-            why = f"status {outcome.status} (server says should-retry={str(directive).lower()})"
-        if not retryable:
-            return Decision(Verdict.DONE, why)
-        # The server explicitly asking for a retry vouches that it is safe to repeat.
-        if not (idempotent or directive):
-            return Decision(
-                Verdict.GIVE_UP,
-                f"{why} not retried: the method is not idempotent and has no idempotency key",
-                error=NotRetryable,
-            )
-        if policy.respect_retry_after:
-            requested = retry_after_from_headers(outcome.header, now=wall_now)
-        fail_error: type[RequestFailed] = RetriesExhausted
+        first = _classify_response(policy, outcome, idempotent=idempotent, wall_now=wall_now)
     else:
-        why = f"{outcome.kind.value} error"
-        if outcome.kind is FailureKind.OTHER:
-            return Decision(Verdict.GIVE_UP, f"{why} is not retryable", error=TransportError)
-        if outcome.kind.request_sent and not idempotent:
-            return Decision(
-                Verdict.GIVE_UP,
-                f"{why} not retried: the request may have been processed and the method is "
-                "not idempotent and has no idempotency key",
-                error=TransportError,
-            )
-        fail_error = TransportError
+        first = _classify_failure(outcome, idempotent=idempotent)
+    if isinstance(first, Decision):
+        return first
+    why, fail_error, requested = first
     if not replayable and (isinstance(outcome, ResponseInfo) or outcome.kind.request_sent):
         return Decision(
             Verdict.GIVE_UP, f"{why} not retried: the request body cannot be replayed",

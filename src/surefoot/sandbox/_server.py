@@ -228,13 +228,29 @@ class _Handler(BaseHTTPRequestHandler):
         raise _HTTPError(431, "too many trailers")
 
     def _serve_one(self) -> None:
+        request_line = self._request_line()
+        if request_line is None:
+            return
+        method, target, version = request_line
+        env, framing = self._environ(self._read_headers(), version)
+        env["wsgi.input"] = io.BytesIO(self._read_body(env, *framing))
+        self._locate(env, method, target, version)
+        response = self._run_app(env)
+        if response is None:  # the application took the connection over
+            self.close_connection = True
+            return
+        self._write_response(method, version, *response)
+
+    def _request_line(self) -> tuple[str, str, str] | None:
+        """(method, target, version); ``None`` at the end of the connection or for a stray
+        CRLF between requests (allowed)."""
         line = self._read_line(414)
         if not line:
             self.close_connection = True
-            return
-        if line in (b"\r\n", b"\n"):  # a stray CRLF between requests is allowed
+            return None
+        if line in (b"\r\n", b"\n"):
             self.close_connection = False
-            return
+            return None
         text = line.decode("latin-1").rstrip("\r\n")
         self.requestline = text
         parts = text.split(" ")
@@ -247,10 +263,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.request_version = version
         if not _TOKEN.fullmatch(method):
             raise _HTTPError(400, "malformed method")
-        headers = self._read_headers()
+        return method, target, version
 
-        server = self.server
-        env = server.base_environ.copy()
+    def _environ(
+        self, headers: list[tuple[str, str]], version: str
+    ) -> tuple[dict[str, Any], tuple[str | None, str | None, bool]]:
+        """The WSGI environ of the headers, and the body's framing: (Content-Length,
+        Transfer-Encoding, Expect: 100-continue). Sets ``close_connection``."""
+        env = self.server.base_environ.copy()
         close = version == "HTTP/1.0"
         content_length: str | None = None
         transfer_encoding: str | None = None
@@ -276,15 +296,19 @@ class _Handler(BaseHTTPRequestHandler):
             elif key == "EXPECT":
                 expect_continue = value.lower() == "100-continue"
             key = "HTTP_" + key
-            if key in env:
-                env[key] = f"{env[key]},{value}"
-            else:
-                env[key] = value
+            env[key] = f"{env[key]},{value}" if key in env else value
         self.close_connection = close
         if version == "HTTP/1.1" and "HTTP_HOST" not in env:
             raise _HTTPError(400, "missing Host header")
+        return env, (content_length, transfer_encoding, expect_continue)
 
-        # -- body ---------------------------------------------------------------------------
+    def _read_body(
+        self,
+        env: dict[str, Any],
+        content_length: str | None,
+        transfer_encoding: str | None,
+        expect_continue: bool,
+    ) -> bytes:
         body = b""
         if transfer_encoding is not None:
             if content_length is not None:
@@ -308,9 +332,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if len(body) < size:
                     raise _ClientGone
             env["CONTENT_LENGTH"] = str(size)
-        env["wsgi.input"] = io.BytesIO(body)
+        return body
 
-        # -- target -------------------------------------------------------------------------
+    def _locate(self, env: dict[str, Any], method: str, target: str, version: str) -> None:
+        """The request target and the connection, in the environ."""
         raw = target
         if target.startswith(("http://", "https://")):  # absolute-form
             rest = target.split("://", 1)[1]
@@ -328,12 +353,6 @@ class _Handler(BaseHTTPRequestHandler):
         env["REMOTE_ADDR"] = self.client_address[0]
         env["REMOTE_PORT"] = str(self.client_address[1])
         env["surefoot.connection"] = self.control
-
-        response = self._run_app(env)
-        if response is None:  # the application took the connection over
-            self.close_connection = True
-            return
-        self._write_response(method, version, *response)
 
     # -- application -----------------------------------------------------------------------
 
