@@ -46,7 +46,7 @@ Messages never contain secrets: tokens, keys and signatures are never formatted 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from surefoot._core._history import Attempt
@@ -126,11 +126,11 @@ class RequestFailed(SurefootError):
         message: str,
         *,
         history: Sequence[Attempt] = (),
-        response: Any = None,
+        response: object = None,
     ) -> None:
         super().__init__(message)
         self.history: tuple[Attempt, ...] = tuple(history)
-        self.response: Any = response
+        self.response: object = response
         #: The HTTP library's exception behind the last attempt, if it failed below HTTP.
         self.exception: BaseException | None = None
 
@@ -161,7 +161,7 @@ class RetryAfterTooLong(RequestFailed):
         *,
         requested_wait: float,
         history: Sequence[Attempt] = (),
-        response: Any = None,
+        response: object = None,
     ) -> None:
         super().__init__(message, history=history, response=response)
         self.requested_wait = requested_wait
@@ -179,7 +179,7 @@ class CircuitOpen(RequestFailed):
         *,
         retry_in: float,
         history: Sequence[Attempt] = (),
-        response: Any = None,
+        response: object = None,
     ) -> None:
         super().__init__(message, history=history, response=response)
         self.retry_in = retry_in
@@ -205,7 +205,7 @@ class TransportError(RequestFailed):
         *,
         kind: str,
         history: Sequence[Attempt] = (),
-        response: Any = None,
+        response: object = None,
     ) -> None:
         super().__init__(message, history=history, response=response)
         self.kind = kind
@@ -218,7 +218,7 @@ class AuthError(SurefootError):
 class Unauthorized(AuthError, RequestFailed):
     """The server answered 401 again after one token refresh and replay."""
 
-    def __init__(self, message: str, *, history: Sequence[Attempt] = (), response: Any = None):
+    def __init__(self, message: str, *, history: Sequence[Attempt] = (), response: object = None):
         RequestFailed.__init__(self, message, history=history, response=response)
 
 

@@ -26,12 +26,15 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from surefoot._adapters._client import SyncVerbs
+from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._httpx import AsyncTransport, Transport, classify_httpx_error
 from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
 from surefoot.errors import ConfigurationError
 from surefoot.events import Hook
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
 
 __all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
 
@@ -77,7 +80,7 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
-        pacing: Any = None,
+        pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
         self.base_url = _base(base_url)
         self.transport = self._transport_type(
@@ -106,8 +109,9 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
     def close(self) -> None:
         self.http.close()
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.http.request(method.upper(), self.url_for(path), **kwargs)
+    def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        # the caller's keyword arguments are httpx's own, passed through as they are
+        return self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))
 
 
 
@@ -134,20 +138,20 @@ class AsyncClient(_Urls):
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return await self.http.request(method.upper(), self.url_for(path), **kwargs)
+    async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+        return await self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))
 
-    async def get(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def get(self, path: str, **kwargs: object) -> httpx.Response:
         return await self.request("GET", path, **kwargs)
 
-    async def post(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def post(self, path: str, **kwargs: object) -> httpx.Response:
         return await self.request("POST", path, **kwargs)
 
-    async def put(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def put(self, path: str, **kwargs: object) -> httpx.Response:
         return await self.request("PUT", path, **kwargs)
 
-    async def patch(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def patch(self, path: str, **kwargs: object) -> httpx.Response:
         return await self.request("PATCH", path, **kwargs)
 
-    async def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+    async def delete(self, path: str, **kwargs: object) -> httpx.Response:
         return await self.request("DELETE", path, **kwargs)

@@ -15,18 +15,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from surefoot._adapters._client import SyncVerbs
+from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._requests import SurefootAdapter, classify_requests_error
 from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
 from surefoot.errors import ConfigurationError
 from surefoot.events import Hook
+from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._pacer import Pacer
 
 __all__ = ["Client", "SurefootAdapter", "classify_requests_error"]
 
@@ -52,7 +54,7 @@ class Client(SyncVerbs[requests.Response]):
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         session: requests.Session | None = None,
-        pacing: Any = None,
+        pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -91,6 +93,7 @@ class Client(SyncVerbs[requests.Response]):
             return path
         return urljoin(self.base_url, path.lstrip("/"))
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
-        return self.session.request(method.upper(), self.url_for(path), **kwargs)
+        # the caller's keyword arguments are requests' own, passed through as they are
+        return self.session.request(method.upper(), self.url_for(path), **_passed(kwargs))

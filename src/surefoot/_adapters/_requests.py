@@ -154,7 +154,11 @@ def classify_requests_error(exc: BaseException) -> FailureKind:
     return FailureKind.OTHER
 
 
-def _cap_timeout(user: Any, cap: float | None) -> Any:
+#: requests' ``timeout=``: seconds, or (connect, read)
+Timeout = float | tuple[float, float] | tuple[float, None] | None
+
+
+def _cap_timeout(user: Timeout, cap: float | None) -> Timeout:
     if cap is None:
         return user
     cap = max(cap, 0.001)
@@ -166,9 +170,10 @@ def _cap_timeout(user: Any, cap: float | None) -> Any:
             cap if connect is None else min(connect, cap),
             cap if read is None else min(read, cap),
         )
-    if isinstance(user, (int, float)):
+    try:
         return min(float(user), cap)
-    return user
+    except (TypeError, ValueError):  # not a number (a urllib3 Timeout): left as it is
+        return user
 
 
 def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -247,9 +252,9 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
-        timeout: Any = None,
+        timeout: Timeout = None,
         verify: bool | str = True,
-        cert: Any = None,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         auth = self.auth

@@ -168,6 +168,8 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
 
 
 def _request(args: argparse.Namespace) -> int:
+    import requests
+
     from surefoot._core._policy import RetryPolicy
     from surefoot.requests import Client
 
@@ -211,7 +213,7 @@ def _request(args: argparse.Namespace) -> int:
             return EXIT_AUTH
         except RequestFailed as exc:
             print(f"surefoot: {exc}", file=sys.stderr)
-            if exc.response is not None:
+            if isinstance(exc.response, requests.Response):
                 sys.stdout.buffer.write(exc.response.content)
                 return EXIT_HTTP
             return EXIT_TRANSPORT

@@ -9,11 +9,11 @@ from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
 from surefoot.events import Hook
-from surefoot.oauth._cache import HasTokenStore, Sender, TokenCache
+from surefoot.oauth._cache import Sender, TokenCache
 from surefoot.oauth._client_auth import ClientAuth
 from surefoot.oauth._grants import ClientCredentials, ExtraParams, Grant, RefreshTokenGrant
 from surefoot.oauth._token import Token, TokenFunction
-from surefoot.stores._protocols import TokenStore
+from surefoot.stores._protocols import Store, TokenStore
 
 __all__ = ["BearerAuth"]
 
@@ -35,7 +35,7 @@ class BearerAuth(AuthBase):
         self,
         source: TokenCache | Grant | TokenFunction,
         *,
-        store: TokenStore | HasTokenStore | None = None,
+        store: TokenStore | Store | None = None,
         key: str | None = None,
         leeway: float = 60.0,
         leeway_ratio: float = 0.1,
@@ -73,7 +73,7 @@ class BearerAuth(AuthBase):
         scope: str | None = None,
         extra: ExtraParams | None = None,
         revocation_url: str | None = None,
-        store: TokenStore | HasTokenStore | None = None,
+        store: TokenStore | Store | None = None,
         key: str | None = None,
         hook: Hook | None = None,
         clock: Clock | None = None,
@@ -110,7 +110,7 @@ class BearerAuth(AuthBase):
         scope: str | None = None,
         extra: ExtraParams | None = None,
         revocation_url: str | None = None,
-        store: TokenStore | HasTokenStore | None = None,
+        store: TokenStore | Store | None = None,
         key: str | None = None,
         hook: Hook | None = None,
         clock: Clock | None = None,

@@ -43,7 +43,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import Send
@@ -78,18 +78,12 @@ from surefoot.oauth._token import (
     token_from_callable_result,
 )
 from surefoot.stores._memory import MemoryTokenStore
-from surefoot.stores._protocols import TokenStore
+from surefoot.stores._protocols import Store, TokenStore
 
 __all__ = ["Sender", "TokenCache"]
 
 Sender = Callable[[HttpRequest, "float | None"], HttpResponse]
 
-
-class HasTokenStore(Protocol):
-    """A shared store (``SQLiteStore``, ``RedisStore`` ...): its ``tokens`` are used."""
-
-    @property
-    def tokens(self) -> TokenStore: ...
 
 logger = logging.getLogger("surefoot")
 
@@ -126,7 +120,7 @@ class TokenCache:
         self,
         source: Grant | TokenFunction,
         *,
-        store: TokenStore | HasTokenStore | None = None,
+        store: TokenStore | Store | None = None,
         key: str | None = None,
         leeway: float = 60.0,
         leeway_ratio: float = 0.1,

@@ -11,12 +11,15 @@ import json
 import math
 import secrets
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote_plus
 
 from surefoot.errors import (
     ConfigurationError,
 )
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 __all__ = [
     "JWT_BEARER_ASSERTION",
@@ -146,7 +149,7 @@ class PrivateKeyJwt:
     """
 
     client_id: str
-    private_key: Any = field(repr=False)
+    private_key: PrivateKeyTypes | bytes | str = field(repr=False)
     _: KW_ONLY
     alg: str | None = None
     key_id: str | None = None
@@ -292,6 +295,7 @@ def _resolve_client_auth(
     client_auth: ClientAuth | None,
     allowed: tuple[str, ...],
 ) -> ClientAuth:
+
     if client_auth is not None:
         if not isinstance(client_auth, ClientAuth):
             raise ConfigurationError("client_auth must be a ClientAuth (e.g. PrivateKeyJwt)")

@@ -61,7 +61,7 @@ class Token:
         """A short, non-reversible id of the access token, safe to log."""
         return hashlib.sha256(self.access_token.encode()).hexdigest()[:10]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "access_token": self.access_token,
             "token_type": self.token_type,
@@ -73,7 +73,7 @@ class Token:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> Token | None:
+    def from_json(cls, data: object) -> Token | None:
         """Rebuild a stored token; ``None`` for anything malformed."""
         if not isinstance(data, dict):
             return None

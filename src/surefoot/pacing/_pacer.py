@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from surefoot._core._history import FailureKind
@@ -33,21 +33,10 @@ from surefoot.pacing._gcra import Quota, RateLimiter, Reservation
 from surefoot.pacing._quota_headers import QuotaObservation, parse_quota_headers
 from surefoot.pacing._state import LocalPacerState, PacerState
 
+if TYPE_CHECKING:
+    from surefoot.stores._protocols import Store
+
 __all__ = ["Pacer"]
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 class Pacer:
@@ -62,7 +51,7 @@ class Pacer:
         pacing: PacingPolicy | None = None,
         *,
         state: PacerState | None = None,
-        store: Any = None,
+        store: Store | None = None,
         now: float = 0.0,
     ) -> None:
         self.pacing = pacing or PacingPolicy()

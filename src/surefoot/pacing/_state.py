@@ -177,7 +177,7 @@ class LocalPacerState:
 
     # -- state in and out (the SQLite store) -------------------------------------------
 
-    def export_partition(self, partition: str) -> dict[str, Any]:
+    def export_partition(self, partition: str) -> dict[str, object]:
         """The partition's state as JSON-able data."""
         adaptive = self._adaptive.get(partition)
         breaker = self._breakers.get(partition)

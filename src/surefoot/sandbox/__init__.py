@@ -27,7 +27,7 @@ import dataclasses
 import threading
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from surefoot.sandbox._app import SandboxApp, SandboxConfig
 from surefoot.sandbox._redis_server import RedisServer, RedisServerNotFound
@@ -56,11 +56,11 @@ class Sandbox:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        **options: Any,
+        **options: object,
     ) -> None:
         config = config or SandboxConfig()
         if options:
-            config = dataclasses.replace(config, **options)
+            config = dataclasses.replace(config, **cast("dict[str, Any]", options))
         self.config = config
         self.host = host
         self._requested_port = port
@@ -135,7 +135,7 @@ class Sandbox:
             host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """The counters, read from the application directly (same shape as ``GET /stats``)."""
         return self.app.stats()
 

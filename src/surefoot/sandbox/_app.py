@@ -182,7 +182,7 @@ class SandboxApp:
         """Wake up requests sleeping in /delay or a timeout fault."""
         self.stopping.set()
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, object]:
         """A snapshot of the counters (same shape as ``GET /stats``)."""
         with self._lock:
             return {

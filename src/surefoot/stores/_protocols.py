@@ -3,16 +3,23 @@
 * :class:`TokenStore` — tokens fenced by version, and a refresh lease;
 * :class:`NonceCache` — a verifier's record of the nonces it has seen;
 * :class:`~surefoot.pacing.PacerState` — the pacer's partitions (in
-  :mod:`surefoot.pacing._state`, next to its reference implementation).
+  :mod:`surefoot.pacing._state`, next to its reference implementation);
+* :class:`Store` — one backend serving all three (``MemoryStore``, ``SQLiteStore``,
+  ``RedisStore``): what ``Pacer(store=)``, ``TokenCache(store=)`` and the verifiers'
+  ``nonces=`` accept.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from surefoot.oauth._token import Token
 
-__all__ = ["NonceCache", "TokenStore", "stored_version"]
+if TYPE_CHECKING:
+    from surefoot.pacing._config import PacingPolicy
+    from surefoot.pacing._state import PacerState
+
+__all__ = ["NonceCache", "Store", "TokenStore", "stored_version"]
 
 
 @runtime_checkable
@@ -57,3 +64,21 @@ class NonceCache(Protocol):
     def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
         """Record the pair; False if it was already there (a replay)."""
         ...
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A backend for every kind of shared state: ``tokens`` (a :class:`TokenStore`),
+    ``nonces`` (a :class:`NonceCache`) and ``pacer_state(policy)`` (a
+    :class:`~surefoot.pacing.PacerState` for ``namespace``)."""
+
+    @property
+    def tokens(self) -> TokenStore: ...
+
+    @property
+    def nonces(self) -> NonceCache: ...
+
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> PacerState:
+        ...
+
+    def close(self) -> None: ...

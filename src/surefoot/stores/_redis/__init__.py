@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._state import PacerState
 from surefoot.stores._failure import FailureMode, OnFailure
+
+if TYPE_CHECKING:
+    import redis
 
 
 class RedisStore:
@@ -19,7 +23,7 @@ class RedisStore:
         self,
         url: str | None = None,
         *,
-        client: Any = None,
+        client: redis.Redis | None = None,
         prefix: str = "surefoot:",
         timeout: float = 0.5,
         on_failure: OnFailure = "open",
@@ -36,7 +40,7 @@ class RedisStore:
     def __repr__(self) -> str:
         return f"RedisStore({self._conn!r}, on_failure={self.failure.mode!r})"
 
-    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> Any:
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> PacerState:
         from surefoot.stores._redis._pacing import RedisPacerState
 
         return RedisPacerState(self._conn, self.failure, pacing, namespace=namespace)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._state import PacerState
 from surefoot.stores._failure import FailureMode, OnFailure
 
 
@@ -31,7 +31,7 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self._conn.path)!r}, on_failure={self.failure.mode!r})"
 
-    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> Any:
+    def pacer_state(self, pacing: PacingPolicy, *, namespace: str = "default") -> PacerState:
         from surefoot.stores._sqlite._pacing import SQLitePacerState
 
         return SQLitePacerState(self._conn, self.failure, pacing, namespace=namespace)
