@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from surefoot import ConfigurationError, Pacer, PacingPolicy
-from surefoot._core._history import FailureKind
+from surefoot import ConfigurationError, FailureKind, Pacer, PacingPolicy
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.pacing import AdaptivePolicy, BreakerPolicy, Quota, RetryBudgetPolicy
 
