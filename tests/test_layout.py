@@ -207,3 +207,37 @@ def test_unknown_attribute_raises_attribute_error():
 
 def test_version():
     assert surefoot.__version__ == "0.1.0"
+
+
+def test_built_in_objects_implement_the_exported_protocols(tmp_path):
+    from surefoot.oauth import TokenCache, TokenSource
+    from surefoot.pacing import LocalPacerState, PacerState, PacingPolicy
+    from surefoot.stores import (
+        FileTokenStore,
+        MemoryNonceCache,
+        MemoryStore,
+        MemoryTokenStore,
+        NonceCache,
+        SQLiteStore,
+        Store,
+        TokenStore,
+    )
+
+    sqlite = SQLiteStore(tmp_path / "state.db")
+    try:
+        for store in (MemoryStore(), sqlite):
+            assert isinstance(store, Store)
+            assert isinstance(store.tokens, TokenStore)
+            assert isinstance(store.nonces, NonceCache)
+            assert isinstance(store.pacer_state(PacingPolicy()), PacerState)
+    finally:
+        sqlite.close()
+    assert isinstance(FileTokenStore(tmp_path / "t.json"), TokenStore)
+    assert isinstance(MemoryTokenStore(), TokenStore)
+    assert isinstance(MemoryNonceCache(), NonceCache)
+    assert isinstance(LocalPacerState(PacingPolicy()), PacerState)
+    assert isinstance(TokenCache(lambda: "tok"), TokenSource)
+    bearer = surefoot.BearerAuth(lambda: "tok")
+    assert isinstance(bearer, surefoot.AuthStrategy)
+    assert isinstance(bearer.token_source, TokenSource)
+    assert not isinstance(object(), surefoot.AuthStrategy)

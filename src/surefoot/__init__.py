@@ -22,6 +22,7 @@ from surefoot._lazy import attach
 if TYPE_CHECKING:
     from types import ModuleType
 
+    from surefoot._core._effects import AuthStrategy
     from surefoot._core._history import Attempt, FailureKind, history_of
     from surefoot._core._policy import RetryPolicy
     from surefoot.errors import (
@@ -48,6 +49,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attempt",
+    "AuthStrategy",
     "BearerAuth",
     "CircuitOpen",
     "Client",
@@ -84,6 +86,7 @@ if not TYPE_CHECKING:  # names are imported on first use
         __name__,
         {
             "Attempt": "surefoot._core._history",
+            "AuthStrategy": "surefoot._core._effects",
             "BearerAuth": "surefoot.oauth._auth",
             "CircuitOpen": "surefoot.errors",
             "Client": "surefoot.requests",

@@ -72,6 +72,7 @@ class TokenSource(Protocol):
     ) -> Token: ...
 
 
+@runtime_checkable
 class AuthStrategy(Protocol):
     """What the pipeline needs of an auth object (:class:`~surefoot.BearerAuth`, the
     signing auth objects, or your own).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
+    from surefoot._core._effects import TokenSource
     from surefoot._core._messages import HttpRequest, HttpResponse
     from surefoot.oauth._auth import BearerAuth
     from surefoot.oauth._cache import Sender, TokenCache
@@ -44,6 +45,7 @@ __all__ = [
     "Token",
     "TokenCache",
     "TokenFunction",
+    "TokenSource",
 ]
 
 if not TYPE_CHECKING:  # names are imported on first use
@@ -66,5 +68,6 @@ if not TYPE_CHECKING:  # names are imported on first use
             "Token": "surefoot.oauth._token",
             "TokenCache": "surefoot.oauth._cache",
             "TokenFunction": "surefoot.oauth._token",
+            "TokenSource": "surefoot._core._effects",
         },
     )

@@ -5,7 +5,7 @@ the reference that the SQLite and Redis states follow.
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from surefoot.pacing._adaptive import AdaptiveRate
 from surefoot.pacing._breaker import Admission, CircuitBreaker
@@ -22,6 +22,7 @@ from surefoot.pacing._gcra import Quota, RateLimiter, Reservation
 __all__ = ["LocalPacerState", "PacerState"]
 
 
+@runtime_checkable
 class PacerState(Protocol):
     """The state behind a :class:`Pacer`. Each method is one atomic operation; ``now`` is
     the caller's monotonic clock, and instants returned (slots, probe times) are on that

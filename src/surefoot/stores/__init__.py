@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from surefoot.stores._failure import OnFailure
     from surefoot.stores._file import FileTokenStore
     from surefoot.stores._memory import MemoryNonceCache, MemoryStore, MemoryTokenStore
-    from surefoot.stores._protocols import NonceCache, TokenStore
+    from surefoot.stores._protocols import NonceCache, Store, TokenStore
     from surefoot.stores._redis import RedisStore
     from surefoot.stores._sqlite import SQLiteStore
 
@@ -52,6 +52,7 @@ __all__ = [
     "PacerState",
     "RedisStore",
     "SQLiteStore",
+    "Store",
     "TokenStore",
 ]
 
@@ -68,6 +69,7 @@ if not TYPE_CHECKING:  # names are imported on first use
             "PacerState": "surefoot.pacing._state",
             "RedisStore": "surefoot.stores._redis",
             "SQLiteStore": "surefoot.stores._sqlite",
+            "Store": "surefoot.stores._protocols",
             "TokenStore": "surefoot.stores._protocols",
         },
     )
