@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
-    from types import ModuleType
-
     from surefoot._core._effects import AuthStrategy
     from surefoot._core._history import Attempt, FailureKind, history_of
     from surefoot._core._policy import RetryPolicy
@@ -114,16 +112,15 @@ if not TYPE_CHECKING:  # names are imported on first use
     )
 
 
-
-    if TYPE_CHECKING:  # the namespaces, for type checkers
-        errors: ModuleType
-        events: ModuleType
-        httpx: ModuleType
-        middleware: ModuleType
-        oauth: ModuleType
-        pacing: ModuleType
-        requests: ModuleType
-        sandbox: ModuleType
-        signing: ModuleType
-        stores: ModuleType
-        testing: ModuleType
+if TYPE_CHECKING:  # the namespaces, for type checkers
+    from surefoot import errors as errors
+    from surefoot import events as events
+    from surefoot import httpx as httpx
+    from surefoot import middleware as middleware
+    from surefoot import oauth as oauth
+    from surefoot import pacing as pacing
+    from surefoot import requests as requests
+    from surefoot import sandbox as sandbox
+    from surefoot import signing as signing
+    from surefoot import stores as stores
+    from surefoot import testing as testing

@@ -114,7 +114,6 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
         return self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))
 
 
-
 class AsyncClient(_Urls):
     """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`;
     the same options as :class:`Client` (``transport``: an async inner transport)."""

@@ -31,9 +31,6 @@ class SyncVerbs(Generic[R]):
         return self.request("DELETE", path, **kwargs)
 
 
-
-
-
 def passed(kwargs: dict[str, object]) -> dict[str, Any]:
     """Keyword arguments of the HTTP library's own, handed to it unchanged (typed by the
     library's signature, which checks them)."""

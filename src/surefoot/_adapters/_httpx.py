@@ -99,24 +99,24 @@ def _view(request: httpx.Request, allowed: bool) -> RequestView:
                        body=body or None, replayable=replayable, credentials_allowed=allowed)
 
 
+#: httpx's transport exceptions, by where the attempt failed (first match wins).
+_HTTPX_FAILURES: tuple[tuple[tuple[type[Exception], ...], FailureKind], ...] = (
+    ((httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError), FailureKind.CONNECT),
+    ((httpx.PoolTimeout,), FailureKind.POOL_TIMEOUT),
+    ((httpx.WriteTimeout,), FailureKind.WRITE_TIMEOUT),
+    ((httpx.ReadTimeout,), FailureKind.READ_TIMEOUT),
+    ((httpx.ReadError, httpx.WriteError), FailureKind.RESET),
+)
+
+
 def classify_httpx_error(exc: BaseException) -> FailureKind:
     """Map an httpx transport exception to where the attempt failed."""
-    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.ProxyError)):
-        return FailureKind.CONNECT
-    if isinstance(exc, httpx.PoolTimeout):
-        return FailureKind.POOL_TIMEOUT
-    if isinstance(exc, httpx.WriteTimeout):
-        return FailureKind.WRITE_TIMEOUT
-    if isinstance(exc, httpx.ReadTimeout):
-        return FailureKind.READ_TIMEOUT
     if isinstance(exc, httpx.RemoteProtocolError):
         text = str(exc)
-        if "incomplete" in text or "complete message body" in text:
-            return FailureKind.TRUNCATED
-        return FailureKind.RESET
-    if isinstance(exc, (httpx.ReadError, httpx.WriteError)):
-        return FailureKind.RESET
-    return FailureKind.OTHER
+        truncated = "incomplete" in text or "complete message body" in text
+        return FailureKind.TRUNCATED if truncated else FailureKind.RESET
+    return next((kind for types, kind in _HTTPX_FAILURES if isinstance(exc, types)),
+                FailureKind.OTHER)
 
 
 class _Common:

@@ -125,33 +125,38 @@ def _body_of(request: requests.PreparedRequest) -> tuple[bytes | None, bool, int
     return None, False, None
 
 
+#: requests' exceptions, by where the attempt failed (first match wins; SSLError is a
+#: ConnectionError, and not retryable).
+_REQUESTS_FAILURES: tuple[tuple[tuple[type[Exception], ...], FailureKind], ...] = (
+    ((rexc.ConnectTimeout, rexc.ProxyError), FailureKind.CONNECT),
+    ((rexc.SSLError,), FailureKind.OTHER),
+    ((rexc.ReadTimeout,), FailureKind.READ_TIMEOUT),
+    ((rexc.ChunkedEncodingError,), FailureKind.TRUNCATED),
+)
+#: what a requests ConnectionError wraps (urllib3's exception), by where it failed
+_URLLIB3_FAILURES: tuple[tuple[tuple[type[Exception], ...], FailureKind], ...] = (
+    ((u3exc.NewConnectionError, u3exc.ConnectTimeoutError), FailureKind.CONNECT),
+    ((u3exc.ReadTimeoutError,), FailureKind.READ_TIMEOUT),
+    ((u3exc.EmptyPoolError,), FailureKind.POOL_TIMEOUT),
+)
+
+
 def classify_requests_error(exc: BaseException) -> FailureKind:
     """Map a requests/urllib3 exception to where the attempt failed."""
-    if isinstance(exc, (rexc.ConnectTimeout, rexc.ProxyError)):
-        return FailureKind.CONNECT
-    if isinstance(exc, rexc.SSLError):
+    for types, kind in _REQUESTS_FAILURES:
+        if isinstance(exc, types):
+            return kind
+    if not isinstance(exc, rexc.ConnectionError):
         return FailureKind.OTHER
-    if isinstance(exc, rexc.ReadTimeout):
-        return FailureKind.READ_TIMEOUT
-    if isinstance(exc, rexc.ChunkedEncodingError):
-        return FailureKind.TRUNCATED
-    if isinstance(exc, rexc.ConnectionError):
-        inner: Any = exc.args[0] if exc.args else None
-        if isinstance(inner, u3exc.MaxRetryError):
-            inner = inner.reason
-        if isinstance(inner, (u3exc.NewConnectionError, u3exc.ConnectTimeoutError)):
-            return FailureKind.CONNECT
-        if isinstance(inner, u3exc.ProtocolError):
-            detail = inner.args[1] if len(inner.args) > 1 else None
-            if isinstance(detail, u3exc.IncompleteRead) or "IncompleteRead" in repr(inner):
-                return FailureKind.TRUNCATED
-            return FailureKind.RESET
-        if isinstance(inner, (u3exc.ReadTimeoutError,)):
-            return FailureKind.READ_TIMEOUT
-        if isinstance(inner, u3exc.EmptyPoolError):
-            return FailureKind.POOL_TIMEOUT
-        return FailureKind.RESET
-    return FailureKind.OTHER
+    inner: object = exc.args[0] if exc.args else None
+    if isinstance(inner, u3exc.MaxRetryError):
+        inner = inner.reason
+    if isinstance(inner, u3exc.ProtocolError):
+        detail = inner.args[1] if len(inner.args) > 1 else None
+        truncated = isinstance(detail, u3exc.IncompleteRead) or "IncompleteRead" in repr(inner)
+        return FailureKind.TRUNCATED if truncated else FailureKind.RESET
+    return next((kind for types, kind in _URLLIB3_FAILURES if isinstance(inner, types)),
+                FailureKind.RESET)
 
 
 #: requests' ``timeout=``: seconds, or (connect, read)
@@ -200,8 +205,6 @@ def _discard(response: requests.Response) -> None:
         pass
     finally:
         response.close()
-
-
 
 
 class SurefootAdapter(requests.adapters.HTTPAdapter):

@@ -45,64 +45,10 @@ __all__ = [
 ]
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 # -- client authentication (RFC 6749 §2.3, RFC 7523) --------------------------------------
 
 
 """Form parameters in order; a name may repeat (e.g. RFC 8707 ``resource``)."""
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # -- grants (sans-I/O) ---------------------------------------------------------------------
@@ -378,7 +324,5 @@ class RefreshTokenGrant:
         self, token: str, token_type_hint: str | None = None, *, now: float | None = None
     ) -> HttpRequest:
         return _revocation_request(self, token, token_type_hint, now)
-
-
 
 

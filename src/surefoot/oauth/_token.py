@@ -136,10 +136,6 @@ def freshness(
     return Freshness.FRESH
 
 
-
-
-
-
 _ERRORS: dict[str, type[TokenEndpointError]] = {
     "invalid_client": InvalidClient,
     "invalid_grant": InvalidGrant,

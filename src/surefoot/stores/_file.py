@@ -1,12 +1,11 @@
-"""Token stores: where a token cache keeps its token between calls and processes.
+"""The file token store: where a token cache keeps its token between processes of one host.
 
-* :class:`MemoryTokenStore` — in-process (the default).
-* :class:`FileTokenStore` — a JSON file, written atomically (temporary file in the same
-  directory, fsync, ``os.replace``) with mode 0600, and a cross-process lease (``flock`` on
-  a sibling ``.lock`` file) around refreshes. A corrupt, empty or unreadable file means
-  "no token"; it never crashes a request.
-* ``SQLiteTokenStore`` (one host) and ``RedisTokenStore`` (a fleet) live in
-  ``surefoot._backends``.
+:class:`FileTokenStore` — a JSON file, written atomically (temporary file in the same
+directory, fsync, ``os.replace``) with mode 0600, and a cross-process lease (``flock`` on a
+sibling ``.lock`` file) around refreshes. A corrupt, empty or unreadable file means "no
+token"; it never crashes a request. The other token stores: ``MemoryTokenStore``
+(in-process, the default; ``stores/_memory.py``), ``SQLiteTokenStore`` (one host;
+``stores/_sqlite``) and ``RedisTokenStore`` (a fleet; ``stores/_redis``).
 
 The protocol (:class:`TokenStore`) has two parts:
 
@@ -57,12 +56,6 @@ _FORMAT = "surefoot-tokens/1"
 _FILE_WRITE_WAIT = 10.0
 #: The pseudo-key of the file lock taken just for one write.
 _WRITING = "\x00writing"
-
-
-
-
-
-
 
 
 class FileTokenStore:

@@ -84,5 +84,3 @@ class _LocalFallback:
         return self.local.add_if_absent(key_id, nonce, now=now, ttl=ttl)
 
 
-
-
