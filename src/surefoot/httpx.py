@@ -21,17 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from surefoot._adapters._client import SyncVerbs
+from surefoot._adapters._client import BaseUrl, SyncVerbs
 from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._httpx import AsyncTransport, Transport, classify_httpx_error
 from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
-from surefoot.errors import ConfigurationError
 from surefoot.events import Hook
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
@@ -39,23 +37,7 @@ from surefoot.pacing._pacer import Pacer
 __all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
 
 
-def _base(base_url: str) -> str:
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError("base_url must be an absolute http(s) URL")
-    return base_url if base_url.endswith("/") else base_url + "/"
-
-
-class _Urls:
-    base_url: str
-
-    def url_for(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path
-        return urljoin(self.base_url, path.lstrip("/"))
-
-
-class Client(_Urls, SyncVerbs[httpx.Response]):
+class Client(BaseUrl, SyncVerbs[httpx.Response]):
     """Sync convenience client on ``httpx.Client`` with :class:`Transport`.
 
     kwargs of ``request`` and the verbs are httpx's (``params``, ``headers``, ``json``,
@@ -82,7 +64,7 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
         pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
-        self.base_url = _base(base_url)
+        self._set_base_url(base_url)
         self.transport = self._transport_type(
             transport,
             retry=retry,
@@ -114,7 +96,7 @@ class Client(_Urls, SyncVerbs[httpx.Response]):
         return self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))
 
 
-class AsyncClient(_Urls):
+class AsyncClient(BaseUrl):
     """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`;
     the same options as :class:`Client` (``transport``: an async inner transport)."""
 

@@ -15,17 +15,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from surefoot._adapters._client import SyncVerbs
+from surefoot._adapters._client import BaseUrl, SyncVerbs
 from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._requests import SurefootAdapter, classify_requests_error
 from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
-from surefoot.errors import ConfigurationError
 from surefoot.events import Hook
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
@@ -33,7 +31,7 @@ from surefoot.pacing._pacer import Pacer
 __all__ = ["Client", "SurefootAdapter", "classify_requests_error"]
 
 
-class Client(SyncVerbs[requests.Response]):
+class Client(BaseUrl, SyncVerbs[requests.Response]):
     """``Client(base_url, auth=..., retry=RetryPolicy(...))`` with ``get/post/put/patch/
     delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
 
@@ -56,10 +54,7 @@ class Client(SyncVerbs[requests.Response]):
         session: requests.Session | None = None,
         pacing: PacingPolicy | Pacer | None = None,
     ) -> None:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError("base_url must be an absolute http(s) URL")
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self._set_base_url(base_url)
         self.timeout = timeout
         self.session = session or requests.Session()
         self.adapter = SurefootAdapter(
@@ -87,11 +82,6 @@ class Client(SyncVerbs[requests.Response]):
 
     def close(self) -> None:
         self.session.close()
-
-    def url_for(self, path: str) -> str:
-        if path.startswith(("http://", "https://")):
-            return path
-        return urljoin(self.base_url, path.lstrip("/"))
 
     def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)
