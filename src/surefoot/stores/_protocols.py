@@ -51,6 +51,7 @@ def stored_version(token: Token | None) -> int:
     return token.version if token is not None else 0
 
 
+@runtime_checkable
 class NonceCache(Protocol):
     """Remembers (key id, nonce) pairs for ``ttl`` seconds."""
 
