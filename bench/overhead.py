@@ -300,7 +300,7 @@ class TutorialHmacAuth(requests.auth.AuthBase):
     """The hand-rolled tutorial way: a requests auth adding the HMAC headers.
 
     It signs through :class:`surefoot.signing.HmacSigner` directly, so comparing it with
-    ``HmacAuth`` on the adapter isolates the pipeline's overhead from the signing cost.
+    ``SigningAuth.hmac`` on the adapter isolates the pipeline's overhead from the signing cost.
     """
 
     def __init__(self, key_id: str, secret: str) -> None:
@@ -310,8 +310,10 @@ class TutorialHmacAuth(requests.auth.AuthBase):
         body = request.body
         if isinstance(body, str):
             body = body.encode("iso-8859-1")
-        signed = body if isinstance(body, bytes) else None
-        request.headers.update(self.signer.sign(request.method or "GET", request.url or "", signed))
+        signed = body if isinstance(body, bytes) else b""
+        attempt = surefoot.signing.HttpRequest(request.method or "GET", request.url or "", {},
+                                               signed)
+        request.headers.update(self.signer.sign(attempt))
         return request
 
 
@@ -349,7 +351,7 @@ def build_contenders(base_url: str) -> list[Contender]:
             signed,
             _surefoot_session(
                 retry=default_policy(),
-                auth=surefoot.HmacAuth("demo-key", "demo-secret"),
+                auth=surefoot.SigningAuth.hmac("demo-key", "demo-secret"),
                 hook=_no_hook,
             ),
             baseline="bare_hmac_tutorial",

@@ -7,14 +7,18 @@ and three headers; a fresh timestamp and nonce per call where the scheme has the
   Ed25519 sign and verify of an RFC 9421 signature base (``cryptography``).
 * **tutorial HMAC scheme**: ``surefoot.signing.HmacSigner`` / ``HmacVerifier`` against a bare
   hand-written implementation of the same canonical string (target: within 2x).
-* **RFC 9421 hmac-sha256 and ed25519**: ``surefoot.signing.MessageSigner`` (plus
-  ``surefoot.signing.content_digest``) / ``MessageVerifier`` against pyauth's
+* **RFC 9421 hmac-sha256 and ed25519**: ``surefoot.signing.MessageSigner`` (with
+  ``content_digest="sha-256"``) / ``MessageVerifier`` against pyauth's
   ``http-message-signatures`` (``HTTPMessageSigner.sign(..., body=...)`` /
   ``HTTPMessageVerifier.verify(..., body=...)``), covering the same components.
 * **AWS SigV4**: ``surefoot.signing.SigV4Signer.sign`` against botocore's
   ``SigV4Auth.add_auth`` on an ``AWSRequest`` and ``requests_aws4auth.AWS4Auth`` on a
   prepared ``requests`` request, signing the same headers; ``SigV4Verifier`` (no peer
   verifies SigV4).
+
+surefoot's signers sign an ``HttpRequest`` (``Signer.sign``) and its verifiers verify a
+``SignedRequest`` (``Verifier.verify``), built from the received headers with the inputs
+(as the middleware builds it before verifying).
 
 Every contender is built and its output cross-checked (each library's signatures are
 verified by another implementation) before anything is measured. Then rounds: in each,
@@ -78,6 +82,8 @@ HEADERS = {
     "Accept": "application/json",
     "X-Request-Id": "7f3c9a2e-5b1d-4e8f-9a6c-2d4b8e1f0a37",
 }
+#: What surefoot's signers sign (the attempt as it will be sent).
+REQUEST = surefoot.signing.HttpRequest(METHOD, URL, HEADERS, BODY)
 #: RFC 9421 covered components, for both libraries (content-digest of the body last).
 COMPONENTS = ("@method", "@authority", "@path", "@query", "content-type", "content-digest")
 HMAC_KEY_ID, HMAC_SECRET = "bench-key", b"bench-secret-0123456789abcdef0123"
@@ -258,20 +264,23 @@ def bare_tutorial_verify(
         raise ValueError("bad signature")
 
 
+def received(headers: Any) -> surefoot.signing.SignedRequest:
+    """The request as a verifier gets it."""
+    return surefoot.signing.SignedRequest.of(METHOD, URL, headers, BODY)
+
+
 def tutorial_contenders() -> list[Contender]:
     signer = surefoot.signing.HmacSigner(HMAC_KEY_ID, HMAC_SECRET)
     verifier = surefoot.signing.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET})
     # cross-checks: each implementation's output verifies with the other
     bare = bare_tutorial_sign(HMAC_KEY_ID, HMAC_SECRET, METHOD, URL, BODY)
-    if (
-        surefoot.signing.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET}).verify(METHOD, URL, bare, BODY)
-        != HMAC_KEY_ID
-    ):
+    checker = surefoot.signing.HmacVerifier({HMAC_KEY_ID: HMAC_SECRET})
+    if checker.verify(received(bare)).key_id != HMAC_KEY_ID:
         _fail("tutorial.bare", "surefoot does not verify it")
-    bare_tutorial_verify(HMAC_SECRET, METHOD, URL, signer.sign(METHOD, URL, BODY), BODY)
+    bare_tutorial_verify(HMAC_SECRET, METHOD, URL, signer.sign(REQUEST), BODY)
 
     def signed() -> dict[str, str]:
-        return signer.sign(METHOD, URL, BODY)
+        return signer.sign(REQUEST)
 
     return [
         Contender(
@@ -308,8 +317,8 @@ def tutorial_contenders() -> list[Contender]:
             "surefoot",
             "verify",
             baseline="tutorial.bare.verify",
-            make_input=signed,
-            check=lambda h: verifier.verify(METHOD, URL, h, BODY),
+            make_input=lambda: received(signed()),
+            check=verifier.verify,
             note="HmacVerifier.verify, with its nonce cache",
         ),
     ]
@@ -325,7 +334,7 @@ def ed25519_key(private: ed25519.Ed25519PrivateKey) -> surefoot.signing.Signatur
 def _rfc9421_base(key: surefoot.signing.SignatureKey) -> str:
     signer = surefoot.signing.MessageSigner(key, components=COMPONENTS)
     headers = {**HEADERS, "Content-Digest": surefoot.signing.content_digest(BODY)}
-    base, _ = signer.request_base(METHOD, URL, headers)
+    base, _ = signer.request_base(surefoot.signing.HttpRequest(METHOD, URL, headers, BODY))
     return base
 
 
@@ -340,7 +349,7 @@ def rfc9421_contenders(
 ) -> list[Contender]:
     key_id = key.key_id
     assert key_id is not None
-    signer = surefoot.signing.MessageSigner(key, components=COMPONENTS)
+    signer = surefoot.signing.MessageSigner(key, components=COMPONENTS, content_digest="sha-256")
     verifier = surefoot.signing.MessageVerifier(
         {key_id: key}, nonces=surefoot.stores.MemoryNonceCache(), require_content_digest=True
     )
@@ -348,13 +357,9 @@ def rfc9421_contenders(
     peer_signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=resolver)
     peer_verifier = HTTPMessageVerifier(signature_algorithm=algorithm, key_resolver=resolver)
     peer_components = COMPONENTS[:-1]  # with body=..., pyauth adds content-digest itself
-    content_digest = surefoot.signing.content_digest
 
     def sign() -> dict[str, str]:
-        digest = content_digest(BODY)
-        fields = signer.sign_request(METHOD, URL, HEADERS, overrides={"content-digest": digest})
-        fields["Content-Digest"] = digest
-        return fields
+        return signer.sign(REQUEST)  # Signature-Input, Signature and Content-Digest
 
     def peer_sign() -> _Message:
         message = _Message(METHOD, URL, dict(HEADERS))
@@ -382,11 +387,11 @@ def rfc9421_contenders(
         _fail(f"{scheme}.surefoot", "pyauth does not verify its signature and body")
     theirs = peer_sign().headers
     verifier = surefoot.signing.MessageVerifier({key_id: key}, require_content_digest=True)
-    got = verifier.verify_request(
-        METHOD, URL, theirs, body=BODY
-    )
-    ours = verifier.verify_request(METHOD, URL, signed_headers(), body=BODY)
-    if got.covered != ours.covered or not got.nonce:
+    got = verifier.verify(received(theirs)).signature
+    ours = verifier.verify(received(signed_headers())).signature
+    if got is None or ours is None:
+        _fail(f"{scheme}.pyauth", "no signature details")
+    elif got.covered != ours.covered or not got.nonce:
         _fail(f"{scheme}.pyauth", f"covers {got.covered}, surefoot covers {ours.covered}")
 
     return [
@@ -397,7 +402,7 @@ def rfc9421_contenders(
             "sign",
             baseline=raw_sign,
             call=sign,
-            note="content_digest + MessageSigner.sign_request",
+            note="MessageSigner.sign (with its Content-Digest)",
         ),
         Contender(
             f"{scheme}.pyauth.sign",
@@ -414,9 +419,9 @@ def rfc9421_contenders(
             "surefoot",
             "verify",
             baseline=raw_verify,
-            make_input=signed_headers,
-            check=lambda h: verifier.verify_request(METHOD, URL, h, body=BODY),
-            note="MessageVerifier.verify_request(body=...), with a nonce cache",
+            make_input=lambda: received(signed_headers()),
+            check=verifier.verify,
+            note="MessageVerifier.verify (and the body's digest), with a nonce cache",
         ),
         Contender(
             f"{scheme}.pyauth.verify",
@@ -454,7 +459,7 @@ def sigv4_contenders() -> list[Contender]:
     prepared = requests.Request(METHOD, URL, data=BODY, headers=HEADERS).prepare()
 
     def sign() -> dict[str, str]:
-        return signer.sign(METHOD, URL, BODY, headers=HEADERS)
+        return signer.sign(REQUEST)
 
     def boto_sign() -> None:
         boto.add_auth(aws_request)  # replaces Authorization and X-Amz-Date on each call
@@ -468,7 +473,7 @@ def sigv4_contenders() -> list[Contender]:
         pairs = [(str(k), str(v)) for k, v in headers.items()]
         if not any(k.lower() == "host" for k, _ in pairs):
             pairs.append(("Host", HOST))
-        if verifier.verify(METHOD, URL, pairs, BODY) != AWS_ACCESS_KEY:
+        if verifier.verify(received(pairs)).key_id != AWS_ACCESS_KEY:
             _fail(name, "not verified")
         authorization = {k.lower(): v for k, v in pairs}["authorization"]
         if f"SignedHeaders={expected}," not in authorization:
@@ -519,8 +524,8 @@ def sigv4_contenders() -> list[Contender]:
             "surefoot",
             "verify",
             baseline="raw.hmac_sha256",
-            make_input=signed,
-            check=lambda h: verifier.verify(METHOD, URL, h, BODY),
+            make_input=lambda: received(signed()),
+            check=verifier.verify,
             note="SigV4Verifier.verify (no peer verifies SigV4)",
         ),
     ]

@@ -15,7 +15,13 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import surefoot
 from surefoot.cli._main import EXIT_AUTH, EXIT_HTTP, EXIT_OK, EXIT_TRANSPORT, EXIT_USAGE
-from surefoot.signing import HmacVerifier, MessageVerifier, SignatureKey, SigV4Verifier
+from surefoot.signing import (
+    HmacVerifier,
+    MessageVerifier,
+    SignatureKey,
+    SignedRequest,
+    SigV4Verifier,
+)
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60):
@@ -165,7 +171,9 @@ def test_sign_rfc9421_hmac_from_file_verified_by_server(sandbox, tmp_path):
     echo, body = _echo(result)
     verifier = MessageVerifier({"cli-key": SignatureKey("hmac-sha256", HMAC_SECRET)},
                                require_content_digest=True)
-    verified = verifier.verify_request(echo["method"], echo["url"], echo["headers"], body=body)
+    verified = verifier.verify(
+        SignedRequest.of(echo["method"], echo["url"], echo["headers"], body)
+    ).signature
     assert verified.key_id == "cli-key"
     assert verified.algorithm == "hmac-sha256"
     assert verified.covered == ('"@method"', '"@authority"', '"@path"', '"@query"',
@@ -187,7 +195,9 @@ def test_sign_rfc9421_hmac_base64_secret_from_env(sandbox):
     echo, body = _echo(result)
     verifier = MessageVerifier({"env-key": SignatureKey("hmac-sha256", HMAC_SECRET)},
                                expected_tag="cli")
-    verified = verifier.verify_request("GET", echo["url"], echo["headers"], body=body)
+    verified = verifier.verify(
+        SignedRequest.of("GET", echo["url"], echo["headers"], body)
+    ).signature
     assert verified.tag == "cli"
     assert verified.expires == verified.created + 60
 
@@ -208,15 +218,18 @@ def test_sign_rfc9421_ed25519_custom_components(sandbox, tmp_path):
     public = SignatureKey("ed25519", private.public_key(), key_id="ed-key")
     verifier = MessageVerifier({"ed-key": public}, required_components=["@target-uri"],
                                require_content_digest=True, label="cli")
-    verified = verifier.verify_request("POST", echo["url"], echo["headers"], body=body)
+    verified = verifier.verify(
+        SignedRequest.of("POST", echo["url"], echo["headers"], body)
+    ).signature
     assert verified.covered == ('"@method"', '"@target-uri"', '"content-type"',
                                 '"x-request-id"', '"@query-param";name="x"',
                                 '"content-digest"')
     assert echo["headers"]["Content-Digest"].startswith("sha-512=:")
     # tampering with the body is caught through the covered Content-Digest
     with pytest.raises(surefoot.errors.BodyDigestMismatch):
-        MessageVerifier({"ed-key": public}, label="cli").verify_request(
-            "POST", echo["url"], echo["headers"], body=body + b" ")
+        MessageVerifier({"ed-key": public}, label="cli").verify(
+            SignedRequest.of("POST", echo["url"], echo["headers"], body + b" ")
+        )
     assert b"PRIVATE KEY" not in result.stderr
 
 
@@ -234,8 +247,11 @@ def test_sign_rfc9421_encrypted_ecdsa_key_with_password_from_env(sandbox, tmp_pa
                  env={"MY_PEM_PASSWORD": "pem-password-123"})
     echo, body = _echo(result)
     public = SignatureKey("ecdsa-p256-sha256", private.public_key(), key_id="ec-key")
-    verified = MessageVerifier({"ec-key": public}).verify_request(
-        "DELETE", echo["url"], echo["headers"], body=body)
+    verified = (
+        MessageVerifier({"ec-key": public})
+        .verify(SignedRequest.of("DELETE", echo["url"], echo["headers"], body))
+        .signature
+    )
     assert verified.algorithm == "ecdsa-p256-sha256"
     assert b"pem-password-123" not in result.stderr
     wrong = run("request", "GET", sandbox.url + "/anything",
@@ -252,8 +268,11 @@ def test_sign_rfc9421_without_content_digest(sandbox, tmp_path):
                  "--sign", f"rfc9421:hmac-sha256:k:@{secret_file}")
     echo, _ = _echo(result)
     assert "Content-Digest" not in echo["headers"]
-    verified = MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)}).verify_request(
-        "GET", echo["url"], echo["headers"])
+    verified = (
+        MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)})
+        .verify(SignedRequest.of("GET", echo["url"], echo["headers"]))
+        .signature
+    )
     assert "content-digest" not in " ".join(verified.covered)
 
 
@@ -262,8 +281,9 @@ def test_sign_rfc9421_default_key_variable(sandbox):
                  "--sign", "rfc9421:hmac-sha256:k",
                  env={"SUREFOOT_SIGNING_KEY": HMAC_SECRET.decode()})
     echo, _ = _echo(result)
-    MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)}).verify_request(
-        "GET", echo["url"], echo["headers"])
+    MessageVerifier({"k": SignatureKey("hmac-sha256", HMAC_SECRET)}).verify(
+        SignedRequest.of("GET", echo["url"], echo["headers"])
+    )
 
 
 def test_sign_sigv4_from_environment_with_session_token(sandbox):
@@ -275,7 +295,10 @@ def test_sign_sigv4_from_environment_with_session_token(sandbox):
     echo, body = _echo(result)
     verifier = SigV4Verifier({AWS_KEY_ID: AWS_SECRET}, region="eu-west-1",
                              service="execute-api")
-    assert verifier.verify("POST", echo["url"], echo["headers"], body) == AWS_KEY_ID
+    assert (
+        verifier.verify(SignedRequest.of("POST", echo["url"], echo["headers"], body)).key_id
+        == AWS_KEY_ID
+    )
     auth = echo["headers"]["Authorization"]
     assert "SignedHeaders=content-type;host;x-amz-date;x-amz-meta-color;x-amz-security-token,"\
         in auth
@@ -296,7 +319,10 @@ def test_sign_sigv4_s3_unsigned_payload_secret_from_file(sandbox, tmp_path):
     echo, body = _echo(result)
     assert echo["headers"]["X-Amz-Content-Sha256"] == "UNSIGNED-PAYLOAD"
     verifier = SigV4Verifier({AWS_KEY_ID: AWS_SECRET}, region="us-east-1", service="s3")
-    assert verifier.verify("PUT", echo["url"], echo["headers"], body) == AWS_KEY_ID
+    assert (
+        verifier.verify(SignedRequest.of("PUT", echo["url"], echo["headers"], body)).key_id
+        == AWS_KEY_ID
+    )
 
 
 def test_sign_hmac_scheme_from_file(sandbox, tmp_path):
@@ -310,7 +336,12 @@ def test_sign_hmac_scheme_from_file(sandbox, tmp_path):
     echoed = run("request", "GET", sandbox.url + "/anything?q=1", "--sign", "hmac:k2",
                  env={"SUREFOOT_HMAC_SECRET": "s2"})
     echo, body = _echo(echoed)
-    assert HmacVerifier({"k2": "s2"}).verify("GET", echo["url"], echo["headers"], body) == "k2"
+    assert (
+        HmacVerifier({"k2": "s2"})
+        .verify(SignedRequest.of("GET", echo["url"], echo["headers"], body))
+        .key_id
+        == "k2"
+    )
 
 
 def test_sign_request_that_cannot_be_signed_exits_5(sandbox, tmp_path):

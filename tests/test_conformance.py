@@ -24,9 +24,9 @@ from adapters import ALL_KINDS, KINDS, Api, echoed_headers, recording_transport
 from surefoot import (
     BearerAuth,
     DeadlineExceeded,
-    HmacAuth,
     RetriesExhausted,
     RetryPolicy,
+    SigningAuth,
     TransportError,
     Unauthorized,
 )
@@ -237,7 +237,7 @@ def test_caller_dicts_are_never_mutated(make_api):
     headers = {"X-Trace": "1"}
     params = {"fault": "503", "fail": "1"}
     body = {"a": [1, 2]}
-    api = make_api(auth=HmacAuth("demo-key", "demo-secret"))
+    api = make_api(auth=SigningAuth.hmac("demo-key", "demo-secret"))
     response = api.put("/flaky/m", headers=headers, params=params, json=body)
     assert [a.status for a in surefoot.history_of(response)] == [503, 200]
     assert headers == {"X-Trace": "1"}
@@ -349,7 +349,9 @@ def test_client_secret_post(sandbox, make_auth_api):
 
 def test_signed_request_accepted_and_fresh_per_attempt_after_outage(sandbox, make_api):
     requests.post(sandbox.url + "/admin/outage", params={"seconds": "1"}, timeout=5)
-    api = make_api(auth=HmacAuth("demo-key", "demo-secret"), retry=RetryPolicy(max_attempts=4))
+    api = make_api(
+        auth=SigningAuth.hmac("demo-key", "demo-secret"), retry=RetryPolicy(max_attempts=4)
+    )
     response = api.put("/signed/x", params={"b": "2", "a": "1"}, body=b"payload")
     assert response.status_code == 200, response.text
     assert response.json()["key_id"] == "demo-key"
@@ -361,7 +363,7 @@ def test_signed_request_accepted_and_fresh_per_attempt_after_outage(sandbox, mak
 
 def test_replayed_signature_is_rejected(sandbox, make_auth_api, auth_kind):
     sent: list[Any] = []
-    api = make_auth_api(auth=HmacAuth("demo-key", "demo-secret"),
+    api = make_auth_api(auth=SigningAuth.hmac("demo-key", "demo-secret"),
                         **recording_transport(auth_kind, sent))
     response = api.get("/signed/y")
     assert response.status_code == 200
@@ -374,7 +376,7 @@ def test_replayed_signature_is_rejected(sandbox, make_auth_api, auth_kind):
 
 @pytest.mark.parametrize("scheme", ["hmac", "bearer"])
 def test_credentials_do_not_cross_origins_on_redirect(sandbox, make_auth_api, scheme):
-    auth = HmacAuth("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
+    auth = SigningAuth.hmac("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
     response = make_auth_api(auth=auth).get("/redirect-to", params={"url": elsewhere(sandbox)})
     assert response.status_code == 200
     assert [r.status_code for r in response.history] == [302]
@@ -382,7 +384,7 @@ def test_credentials_do_not_cross_origins_on_redirect(sandbox, make_auth_api, sc
 
 
 def test_same_origin_redirect_is_signed_afresh(make_auth_api):
-    api = make_auth_api(auth=HmacAuth("demo-key", "demo-secret"))
+    api = make_auth_api(auth=SigningAuth.hmac("demo-key", "demo-secret"))
     response = api.get("/redirect-to", params={"url": "/signed/target"})
     assert response.status_code == 200, response.text
     assert [r.status_code for r in response.history] == [302]
@@ -390,7 +392,7 @@ def test_same_origin_redirect_is_signed_afresh(make_auth_api):
 
 @pytest.mark.parametrize("scheme", ["hmac", "bearer"])
 def test_client_never_sends_credentials_to_an_absolute_url_elsewhere(sandbox, make_api, scheme):
-    auth = HmacAuth("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
+    auth = SigningAuth.hmac("demo-key", "demo-secret") if scheme == "hmac" else cc_auth(sandbox)
     response = make_api(auth=auth).get(elsewhere(sandbox))
     assert response.status_code == 200
     assert not echoed_headers(response) & CREDENTIAL_HEADERS

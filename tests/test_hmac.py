@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from surefoot import ConfigurationError, HmacAuth, SignatureError
+from surefoot import ConfigurationError, SignatureError, SigningAuth
 from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
@@ -20,7 +20,7 @@ from surefoot.errors import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.signing import HmacHeaders, HmacSigner, HmacVerifier
+from surefoot.signing import HmacHeaders, HmacSigner, HmacVerifier, HttpRequest, SignedRequest
 from surefoot.signing._hmac import (
     canonical_host,
     canonical_path,
@@ -56,7 +56,7 @@ def make_verifier(**kwargs) -> HmacVerifier:
 
 def signed(method="POST", url=URL, body=BODY, *, signer=None, now=NOW):
     signer = signer or make_signer()
-    return signer.sign(method, url, body, now=now)
+    return signer.sign(HttpRequest(method, url, {}, body), now=now)
 
 
 # -- the canonical string ---------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_canonical_string_exact_value():
 
 def test_signed_headers_exact_values():
     signer = HmacSigner(KEY_ID, SECRET, nonce_factory=lambda: NONCE)
-    headers = signer.sign("POST", URL, BODY, now=NOW + 0.9)
+    headers = signer.sign(HttpRequest("POST", URL, {}, BODY), now=NOW + 0.9)
     expected_text = (
         "SUREFOOT-HMAC-SHA256\nPOST\n/a%20b/c\na=0&a=1&b=2&x=\napi.example.com\n"
         f"1700000000\n{NONCE}\n{BODY_SHA256}"
@@ -104,7 +104,7 @@ def test_empty_body_digest():
 
 def test_default_nonce_is_32_lower_hex_and_fresh():
     signer = HmacSigner(KEY_ID, SECRET)
-    nonces = {signer.sign("GET", URL, None, now=NOW)["X-Nonce"] for _ in range(50)}
+    nonces = {signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW)["X-Nonce"] for _ in range(50)}
     assert len(nonces) == 50
     for nonce in nonces:
         assert len(nonce) == 32
@@ -175,48 +175,64 @@ def test_canonical_host(scheme, netloc, expected):
 
 
 def test_sign_verify_roundtrip():
-    assert make_verifier().verify("POST", URL, signed(), BODY, now=NOW) == KEY_ID
+    assert (
+        make_verifier().verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW).key_id
+        == KEY_ID
+    )
 
 
 def test_roundtrip_with_callable_key_lookup_and_bytes_secret():
     signer = HmacSigner(KEY_ID, SECRET.encode())
     verifier = HmacVerifier(lambda k: SECRET if k == KEY_ID else None)
-    headers = signer.sign("GET", URL, None, now=NOW)
-    assert verifier.verify("GET", URL, headers, None, now=NOW) == KEY_ID
+    headers = signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW)
+    assert verifier.verify(SignedRequest.of("GET", URL, headers, b""), now=NOW).key_id == KEY_ID
 
 
 def test_header_names_are_case_insensitive_on_verify():
     headers = {k.lower(): v for k, v in signed().items()}
-    assert make_verifier().verify("POST", URL, headers, BODY, now=NOW) == KEY_ID
+    assert (
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id
+        == KEY_ID
+    )
 
 
 def test_query_order_independence():
     headers = signed(url="https://api.example.com/a%20b/c?b=2&a=1&a=0&x")
     verifier = make_verifier()
-    assert verifier.verify("POST", "https://api.example.com/a%20b/c?x&a=0&b=2&a=1", headers,
-                           BODY, now=NOW) == KEY_ID
+    assert (
+        verifier.verify(
+            SignedRequest.of(
+                "POST", "https://api.example.com/a%20b/c?x&a=0&b=2&a=1", headers, BODY
+            ),
+            now=NOW,
+        ).key_id
+        == KEY_ID
+    )
 
 
 def test_equivalent_urls_verify():
     # host case, default port, percent-encoding case and unreserved characters
     headers = signed(url="https://API.Example.com:443/a%7eb?q=%7e", body=None, method="GET")
-    assert make_verifier().verify(
-        "get", "https://api.example.com/a~b?q=~", headers, None, now=NOW
-    ) == KEY_ID
+    assert (
+        make_verifier()
+        .verify(SignedRequest.of("get", "https://api.example.com/a~b?q=~", headers, b""), now=NOW)
+        .key_id
+        == KEY_ID
+    )
 
 
 def test_tampered_body():
     with pytest.raises(BodyDigestMismatch):
-        make_verifier().verify("POST", URL, signed(), b'{"x":2}', now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, signed(), b'{"x":2}'), now=NOW)
     with pytest.raises(BodyDigestMismatch):
-        make_verifier().verify("POST", URL, signed(), None, now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, signed(), b""), now=NOW)
 
 
 def test_body_with_matching_forged_digest_header_fails():
     headers = signed()
     headers["X-Content-SHA256"] = hashlib.sha256(b'{"x":2}').hexdigest()
     with pytest.raises(BadSignature):
-        make_verifier().verify("POST", URL, headers, b'{"x":2}', now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, b'{"x":2}'), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -233,7 +249,7 @@ def test_body_with_matching_forged_digest_header_fails():
 )
 def test_tampered_request_is_bad_signature(method, url):
     with pytest.raises(BadSignature):
-        make_verifier().verify(method, url, signed(), BODY, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, signed(), BODY), now=NOW)
 
 
 def test_tampered_timestamp_or_nonce_header():
@@ -241,22 +257,22 @@ def test_tampered_timestamp_or_nonce_header():
         headers = signed()
         headers[name] = value
         with pytest.raises(BadSignature):
-            make_verifier().verify("POST", URL, headers, BODY, now=NOW)
+            make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
 
 
 def test_wrong_secret():
     verifier = HmacVerifier({KEY_ID: "another-secret"})
     with pytest.raises(BadSignature):
-        verifier.verify("POST", URL, signed(), BODY, now=NOW)
+        verifier.verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW)
 
 
 def test_unknown_key():
     headers = signed()
     headers["X-API-Key"] = "key-2"
     with pytest.raises(UnknownKey):
-        make_verifier().verify("POST", URL, headers, BODY, now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     with pytest.raises(UnknownKey):
-        HmacVerifier(lambda k: None).verify("POST", URL, signed(), BODY, now=NOW)
+        HmacVerifier(lambda k: None).verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW)
 
 
 @pytest.mark.parametrize("name", HmacHeaders().names())
@@ -268,86 +284,100 @@ def test_missing_header(name, how):
     else:
         headers[name] = "" if how == "empty" else "   "
     with pytest.raises(MissingHeader) as info:
-        make_verifier().verify("POST", URL, headers, BODY, now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     assert info.value.reason == "missing_header"
 
 
 @pytest.mark.parametrize("offset", [-301, 301, -10_000, 86_400])
 def test_timestamp_outside_window(offset):
     with pytest.raises(TimestampSkew):
-        make_verifier().verify("POST", URL, signed(), BODY, now=NOW + offset)
+        make_verifier().verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW + offset)
 
 
 @pytest.mark.parametrize("offset", [-300, -1, 0, 1, 299, 300])
 def test_timestamp_inside_window(offset):
-    assert make_verifier().verify("POST", URL, signed(), BODY, now=NOW + offset) == KEY_ID
+    assert (
+        make_verifier()
+        .verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW + offset)
+        .key_id
+        == KEY_ID
+    )
 
 
 def test_custom_skew():
     verifier = make_verifier(skew=5)
-    assert verifier.verify("POST", URL, signed(), BODY, now=NOW + 5) == KEY_ID
+    assert (
+        verifier.verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW + 5).key_id == KEY_ID
+    )
     with pytest.raises(TimestampSkew):
-        verifier.verify("POST", URL, signed(), BODY, now=NOW + 6)
+        verifier.verify(SignedRequest.of("POST", URL, signed(), BODY), now=NOW + 6)
 
 
 def test_verifier_uses_its_clock():
     clock = FakeClock(start_wall=NOW)
     verifier = make_verifier(clock=clock)
-    assert verifier.verify("POST", URL, signed(), BODY) == KEY_ID
+    assert verifier.verify(SignedRequest.of("POST", URL, signed(), BODY)).key_id == KEY_ID
     clock.advance(301)
     with pytest.raises(TimestampSkew):
-        verifier.verify("POST", URL, signed(), BODY)
+        verifier.verify(SignedRequest.of("POST", URL, signed(), BODY))
 
 
 def test_signer_uses_its_clock():
     clock = FakeClock(start_wall=NOW + 0.5)
-    headers = make_signer(clock=clock).sign("GET", URL, None)
+    headers = make_signer(clock=clock).sign(HttpRequest("GET", URL, {}, b""))
     assert headers["X-Timestamp"] == "1700000000"
     clock.advance(42)
-    assert make_signer(clock=clock).sign("GET", URL, None)["X-Timestamp"] == "1700000042"
+    assert (
+        make_signer(clock=clock).sign(HttpRequest("GET", URL, {}, b""))["X-Timestamp"]
+        == "1700000042"
+    )
 
 
 def test_replay_is_rejected():
     verifier = make_verifier()
     headers = signed()
-    assert verifier.verify("POST", URL, headers, BODY, now=NOW) == KEY_ID
+    assert verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id == KEY_ID
     with pytest.raises(ReplayedNonce):
-        verifier.verify("POST", URL, headers, BODY, now=NOW + 1)
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 1)
     # still rejected at the edge of the timestamp window
     with pytest.raises(ReplayedNonce):
-        verifier.verify("POST", URL, headers, BODY, now=NOW + 300)
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 300)
 
 
 def test_same_nonce_other_key_is_not_a_replay():
     verifier = HmacVerifier({KEY_ID: SECRET, "key-2": "other"})
-    a = HmacSigner(KEY_ID, SECRET, nonce_factory=lambda: NONCE).sign("GET", URL, None, now=NOW)
-    b = HmacSigner("key-2", "other", nonce_factory=lambda: NONCE).sign("GET", URL, None, now=NOW)
-    assert verifier.verify("GET", URL, a, None, now=NOW) == KEY_ID
-    assert verifier.verify("GET", URL, b, None, now=NOW) == "key-2"
+    a = HmacSigner(KEY_ID, SECRET, nonce_factory=lambda: NONCE).sign(
+        HttpRequest("GET", URL, {}, b""), now=NOW
+    )
+    b = HmacSigner("key-2", "other", nonce_factory=lambda: NONCE).sign(
+        HttpRequest("GET", URL, {}, b""), now=NOW
+    )
+    assert verifier.verify(SignedRequest.of("GET", URL, a, b""), now=NOW).key_id == KEY_ID
+    assert verifier.verify(SignedRequest.of("GET", URL, b, b""), now=NOW).key_id == "key-2"
 
 
 def test_failed_signature_does_not_consume_the_nonce():
     verifier = make_verifier()
     good = HmacSigner(KEY_ID, SECRET, nonce_factory=lambda: NONCE).sign(
-        "POST", URL, BODY, now=NOW
+        HttpRequest("POST", URL, {}, BODY), now=NOW
     )
     forged = dict(good)
     forged["X-Signature"] = "0" * 64
     with pytest.raises(BadSignature):
-        verifier.verify("POST", URL, forged, BODY, now=NOW)
+        verifier.verify(SignedRequest.of("POST", URL, forged, BODY), now=NOW)
     forged_by_other_secret = HmacSigner(KEY_ID, "wrong", nonce_factory=lambda: NONCE).sign(
-        "POST", URL, BODY, now=NOW
+        HttpRequest("POST", URL, {}, BODY), now=NOW
     )
     with pytest.raises(BadSignature):
-        verifier.verify("POST", URL, forged_by_other_secret, BODY, now=NOW)
+        verifier.verify(SignedRequest.of("POST", URL, forged_by_other_secret, BODY), now=NOW)
     with pytest.raises(BodyDigestMismatch):
-        verifier.verify("POST", URL, good, b"other", now=NOW)
+        verifier.verify(SignedRequest.of("POST", URL, good, b"other"), now=NOW)
     with pytest.raises(TimestampSkew):
-        verifier.verify("POST", URL, good, BODY, now=NOW + 1000)
+        verifier.verify(SignedRequest.of("POST", URL, good, BODY), now=NOW + 1000)
     # the genuine request with that nonce still passes
-    assert verifier.verify("POST", URL, good, BODY, now=NOW) == KEY_ID
+    assert verifier.verify(SignedRequest.of("POST", URL, good, BODY), now=NOW).key_id == KEY_ID
     with pytest.raises(ReplayedNonce):
-        verifier.verify("POST", URL, good, BODY, now=NOW)
+        verifier.verify(SignedRequest.of("POST", URL, good, BODY), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -369,7 +399,7 @@ def test_malformed_headers(name, value):
     headers = signed()
     headers[name] = value
     with pytest.raises(MalformedSignature) as info:
-        make_verifier().verify("POST", URL, headers, BODY, now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     assert isinstance(info.value, SignatureError)
 
 
@@ -377,7 +407,10 @@ def test_upper_case_hex_signature_accepted():
     headers = signed()
     headers["X-Signature"] = headers["X-Signature"].upper()
     headers["X-Content-SHA256"] = headers["X-Content-SHA256"].upper()
-    assert make_verifier().verify("POST", URL, headers, BODY, now=NOW) == KEY_ID
+    assert (
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id
+        == KEY_ID
+    )
 
 
 def test_custom_header_names():
@@ -385,15 +418,15 @@ def test_custom_header_names():
         api_key="Api-Key", timestamp="Date-Seconds", nonce="Once", digest="Digest-256",
         signature="Sig",
     )
-    headers = make_signer(headers=names).sign("POST", URL, BODY, now=NOW)
+    headers = make_signer(headers=names).sign(HttpRequest("POST", URL, {}, BODY), now=NOW)
     assert set(headers) == {"Api-Key", "Date-Seconds", "Once", "Digest-256", "Sig"}
     assert headers["Api-Key"] == KEY_ID
     verifier = make_verifier(headers=names)
-    assert verifier.verify("POST", URL, headers, BODY, now=NOW) == KEY_ID
+    assert verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id == KEY_ID
     # the default verifier does not find its headers
     with pytest.raises(MissingHeader):
-        make_verifier().verify("POST", URL, headers, BODY, now=NOW)
-    auth = HmacAuth(KEY_ID, SECRET, headers=names)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
+    auth = SigningAuth.hmac(KEY_ID, SECRET, headers=names)
     assert auth.credential_headers == ("Api-Key", "Date-Seconds", "Once", "Digest-256", "Sig")
 
 
@@ -441,12 +474,12 @@ def test_memory_nonce_cache_bounded():
 def test_verifier_replay_expires_with_window():
     verifier = make_verifier(skew=5)
     headers = signed()
-    assert verifier.verify("POST", URL, headers, BODY, now=NOW) == KEY_ID
+    assert verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id == KEY_ID
     with pytest.raises(ReplayedNonce):
-        verifier.verify("POST", URL, headers, BODY, now=NOW + 5)
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 5)
     # past the window, the timestamp check rejects it instead
     with pytest.raises(TimestampSkew):
-        verifier.verify("POST", URL, headers, BODY, now=NOW + 12)
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 12)
 
 
 # -- no secrets in reprs ---------------------------------------------------------------------
@@ -455,7 +488,7 @@ def test_verifier_replay_expires_with_window():
 def test_reprs_do_not_contain_secret():
     signer = HmacSigner(KEY_ID, SECRET)
     verifier = HmacVerifier({KEY_ID: SECRET})
-    auth = HmacAuth(KEY_ID, SECRET)
+    auth = SigningAuth.hmac(KEY_ID, SECRET)
     for obj in (signer, verifier, auth):
         for text in (repr(obj), str(obj)):
             assert SECRET not in text
@@ -467,7 +500,7 @@ def test_errors_do_not_contain_secret_or_signature():
     headers = signed()
     verifier = HmacVerifier({KEY_ID: SECRET})
     with pytest.raises(SignatureError) as info:
-        verifier.verify("GET", URL, headers, BODY, now=NOW)
+        verifier.verify(SignedRequest.of("GET", URL, headers, BODY), now=NOW)
     assert SECRET not in str(info.value)
     assert headers["X-Signature"] not in str(info.value)
 
@@ -502,27 +535,31 @@ def build_url(segments, pairs):
 @given(methods, path_segments, query_pairs, st.binary(max_size=200), st.randoms())
 def test_roundtrip_property(method, segments, pairs, body, rnd):
     url = build_url(segments, pairs)
-    headers = HmacSigner(KEY_ID, SECRET).sign(method, url, body, now=NOW)
+    headers = HmacSigner(KEY_ID, SECRET).sign(HttpRequest(method, url, {}, body), now=NOW)
     verifier = make_verifier()
-    assert verifier.verify(method, url, headers, body, now=NOW) == KEY_ID
+    assert verifier.verify(SignedRequest.of(method, url, headers, body), now=NOW).key_id == KEY_ID
     # the query order does not matter
     shuffled = list(pairs)
     rnd.shuffle(shuffled)
-    headers = HmacSigner(KEY_ID, SECRET).sign(method, url, body, now=NOW)
-    assert verifier.verify(method, build_url(segments, shuffled), headers, body,
-                           now=NOW) == KEY_ID
+    headers = HmacSigner(KEY_ID, SECRET).sign(HttpRequest(method, url, {}, body), now=NOW)
+    assert (
+        verifier.verify(
+            SignedRequest.of(method, build_url(segments, shuffled), headers, body), now=NOW
+        ).key_id
+        == KEY_ID
+    )
 
 
 @given(methods, path_segments, query_pairs, st.binary(min_size=1, max_size=200), st.data())
 def test_flipping_any_body_byte_fails(method, segments, pairs, body, data):
     url = build_url(segments, pairs)
-    headers = HmacSigner(KEY_ID, SECRET).sign(method, url, body, now=NOW)
+    headers = HmacSigner(KEY_ID, SECRET).sign(HttpRequest(method, url, {}, body), now=NOW)
     index = data.draw(st.integers(min_value=0, max_value=len(body) - 1))
     bit = data.draw(st.integers(min_value=0, max_value=7))
     tampered = bytearray(body)
     tampered[index] ^= 1 << bit
     with pytest.raises(BodyDigestMismatch):
-        make_verifier().verify(method, url, headers, bytes(tampered), now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, bytes(tampered)), now=NOW)
 
 
 @given(st.text(max_size=80), st.text(max_size=80))
@@ -531,4 +568,4 @@ def test_verify_only_raises_signature_errors(signature, digest):
     headers["X-Signature"] = signature
     headers["X-Content-SHA256"] = digest
     with pytest.raises(SignatureError):
-        make_verifier().verify("POST", URL, headers, BODY, now=NOW)
+        make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)

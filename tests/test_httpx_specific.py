@@ -17,7 +17,7 @@ import requests
 
 import surefoot
 import surefoot.httpx
-from surefoot import BearerAuth, HmacAuth, RetryPolicy
+from surefoot import BearerAuth, RetryPolicy, SigningAuth
 
 FAST = RetryPolicy(max_attempts=4, backoff_initial=0.01, backoff_max=0.05)
 HMAC_HEADERS = {"x-api-key", "x-signature", "x-nonce", "x-timestamp", "x-content-sha256"}
@@ -50,7 +50,7 @@ def flaky_requests(sandbox: Any) -> int:
 
 
 def test_hmac_auth_signs_a_plain_httpx_client(sandbox):
-    with httpx.Client(auth=HmacAuth("demo-key", "demo-secret")) as client:
+    with httpx.Client(auth=SigningAuth.hmac("demo-key", "demo-secret")) as client:
         response = client.post(sandbox.url + "/signed/p", content=b"payload")
     assert response.status_code == 200, response.text
     assert response.json()["key_id"] == "demo-key"
@@ -58,7 +58,7 @@ def test_hmac_auth_signs_a_plain_httpx_client(sandbox):
 
 def test_hmac_auth_signs_a_plain_httpx_async_client(sandbox):
     async def main() -> httpx.Response:
-        async with httpx.AsyncClient(auth=HmacAuth("demo-key", "demo-secret")) as client:
+        async with httpx.AsyncClient(auth=SigningAuth.hmac("demo-key", "demo-secret")) as client:
             return await client.post(sandbox.url + "/signed/p", content=b"payload")
 
     response = asyncio.run(main())
@@ -108,7 +108,7 @@ def test_bearer_auth_gives_up_after_one_replay(sandbox):
 
 def test_transport_under_a_plain_httpx_client(sandbox):
     transport = surefoot.httpx.Transport(
-        retry=FAST, auth=HmacAuth("demo-key", "demo-secret"), hook=quiet
+        retry=FAST, auth=SigningAuth.hmac("demo-key", "demo-secret"), hook=quiet
     )
     with httpx.Client(transport=transport, base_url=sandbox.url) as client:
         flaky = client.get("/flaky/x", params={"fault": "503", "fail": "1"})
@@ -121,7 +121,7 @@ def test_transport_under_a_plain_httpx_client(sandbox):
 
 def test_async_transport_under_a_plain_httpx_async_client(sandbox):
     transport = surefoot.httpx.AsyncTransport(
-        retry=FAST, auth=HmacAuth("demo-key", "demo-secret"), hook=quiet
+        retry=FAST, auth=SigningAuth.hmac("demo-key", "demo-secret"), hook=quiet
     )
 
     async def main() -> tuple[httpx.Response, httpx.Response]:
@@ -181,7 +181,7 @@ def test_truncated_large_response_is_the_callers_not_retried(sandbox):
 def test_transport_strips_hmac_credentials_on_cross_origin_redirect(sandbox):
     seen: list[surefoot.Event] = []
     with httpx.Client(
-        auth=HmacAuth("demo-key", "demo-secret"),
+        auth=SigningAuth.hmac("demo-key", "demo-secret"),
         transport=surefoot.httpx.Transport(hook=seen.append),
         follow_redirects=True,
     ) as client:
@@ -204,10 +204,10 @@ def test_transport_strips_bearer_credentials_on_cross_origin_redirect(sandbox):
 
 
 def test_transport_keeps_hmac_signature_valid_on_same_origin_redirect(sandbox):
-    """Parity with ``session.auth = HmacAuth(...)`` on requests, which re-signs a
+    """Parity with ``session.auth = SigningAuth.hmac(...)`` on requests, which re-signs a
     same-origin hop (tests/test_requests_specific.py)."""
     with httpx.Client(
-        auth=HmacAuth("demo-key", "demo-secret"),
+        auth=SigningAuth.hmac("demo-key", "demo-secret"),
         transport=surefoot.httpx.Transport(hook=quiet),
         follow_redirects=True,
     ) as client:

@@ -153,7 +153,7 @@ def test_auth_objects_need_no_requests():
     # typing: using them never imports requests.
     modules = loaded_after(
         "import surefoot\n"
-        "surefoot.HmacAuth('k', 's')\n"
+        "surefoot.SigningAuth.hmac('k', 's')\n"
         "surefoot.BearerAuth(lambda: 'tok')\n"
     )
     assert "requests" not in modules

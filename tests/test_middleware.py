@@ -36,7 +36,6 @@ from http_sfv.dictionary import Dictionary
 import surefoot
 from surefoot.middleware import (
     Identity,
-    RequestVerifier,
     SignedRequest,
     VerifyASGI,
     VerifyWSGI,
@@ -47,12 +46,14 @@ from surefoot.sandbox._server import SandboxHTTPServer
 from surefoot.signing import (
     HmacSigner,
     HmacVerifier,
+    HttpRequest,
     MessageSigner,
     MessageVerifier,
     SignatureKey,
     SigV4Credentials,
     SigV4Signer,
     SigV4Verifier,
+    Verifier,
     content_digest,
 )
 from surefoot.stores import MemoryNonceCache
@@ -137,7 +138,7 @@ class Scheme:
 
 def _hmac_sign(method: str, url: str, body: bytes, *, key_id: str = KEY_ID,
                secret: str = SECRET, now: float | None = None) -> dict[str, str]:
-    return HmacSigner(key_id, secret).sign(method, url, body or None, now=now)
+    return HmacSigner(key_id, secret).sign(HttpRequest(method, url, {}, body), now=now)
 
 
 def _hmac_retime(headers: dict[str, str]) -> dict[str, str]:
@@ -153,7 +154,7 @@ def _rfc9421_sign(method: str, url: str, body: bytes, *, key_id: str = KEY_ID,
         components.append("content-digest")
     signer = MessageSigner(SignatureKey("hmac-sha256", secret, key_id=key_id),
                            components=components)
-    headers.update(signer.sign_request(method, url, headers, now=now))
+    headers.update(signer.sign(HttpRequest(method, url, headers, body), now=now))
     return headers
 
 
@@ -167,7 +168,7 @@ def _rfc9421_retime(headers: dict[str, str]) -> dict[str, str]:
 def _sigv4_sign(method: str, url: str, body: bytes, *, key_id: str = KEY_ID,
                 secret: str = SECRET, now: float | None = None) -> dict[str, str]:
     signer = SigV4Signer(SigV4Credentials(key_id, secret), REGION, SERVICE)
-    return signer.sign(method, url, body or None, now=now)
+    return signer.sign(HttpRequest(method, url, {}, body), now=now)
 
 
 def _sigv4_retime(headers: dict[str, str]) -> dict[str, str]:
@@ -526,7 +527,7 @@ def test_rfc9421_accept_signature_says_what_to_sign() -> None:
     assert reply.headers["www-authenticate"] == "Signature"
     # a bad signature gets no hint
     signer = MessageSigner(SignatureKey("hmac-sha256", "wrong", key_id=KEY_ID), tag="app-1")
-    headers = signer.sign_request("GET", target.base + "/x")
+    headers = signer.sign(HttpRequest("GET", target.base + "/x", {}))
     reply = target.send("GET", "/x", headers)
     _rejected(reply, "bad_signature")
     assert "accept-signature" not in reply.headers
@@ -593,7 +594,7 @@ def test_asgi_repeated_header_lines_are_kept_apart() -> None:
     lines = [("x-tag", "a"), ("x-tag", "b")]
     signer = MessageSigner(SignatureKey("hmac-sha256", SECRET, key_id=KEY_ID),
                            components=["@method", "@path", "x-tag"])
-    signature = signer.sign_request("GET", "http://asgi.test/m", lines)
+    signature = signer.sign(HttpRequest("GET", "http://asgi.test/m", httpx.Headers(lines)))
     raw = [(b"host", b"asgi.test"), (b"x-tag", b"a"), (b"x-tag", b"b")] + [
         (name.lower().encode(), value.encode()) for name, value in signature.items()]
     sent = drive(app, method="GET", path="/m", headers=raw)
@@ -817,16 +818,16 @@ def test_wsgi_predicate_and_identity_in_environ() -> None:
     assert calls == [("OPTIONS", "/api"), ("GET", "/api")]
 
 
-# -- a custom verifier through the adapter protocol --------------------------------------
+# -- a custom verifier through the Verifier protocol -------------------------------------
 
 
 class TokenVerifier:
-    """A RequestVerifier of our own: a static bearer token per client."""
+    """A Verifier of our own: a static bearer token per client."""
 
     scheme = "token"
     blocking = False
 
-    def verify(self, request: SignedRequest) -> Identity:
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
         for name, value in request.headers:
             if name == "authorization" and value == "Token good":
                 return Identity("token", "client-1")
@@ -838,7 +839,7 @@ class TokenVerifier:
 
 @pytest.mark.parametrize("server", ["wsgiref", "asgi"])
 def test_custom_request_verifier(server: str) -> None:
-    assert isinstance(TokenVerifier(), RequestVerifier)
+    assert isinstance(TokenVerifier(), Verifier)
     target = make_target(server, TokenVerifier())
     try:
         ok = target.send("GET", "/x", {"Authorization": "Token good"})
@@ -920,13 +921,13 @@ def test_sandbox_signed_routes_use_the_middleware() -> None:
         app = sandbox.app
         hmac_session = requests.Session()
         hmac_session.trust_env = False
-        hmac_session.auth = surefoot.HmacAuth("demo-key", "demo-secret")
+        hmac_session.auth = surefoot.SigningAuth.hmac("demo-key", "demo-secret")
         r = hmac_session.post(sandbox.url + "/signed/pay?x=1", json={"a": 1})
         assert r.json() == {"ok": True, "key_id": "demo-key"}
 
         rfc = requests.Session()
         rfc.trust_env = False
-        rfc.auth = surefoot.signing.MessageSignatureAuth(
+        rfc.auth = surefoot.SigningAuth.rfc9421(
             SignatureKey("hmac-sha256", "demo-secret", key_id="demo-rfc9421"))
         body = {"amount": 5, "note": "x" * 5000}
         r = rfc.post(sandbox.url + "/signed-rfc9421/orders?b=2&a=1", json=body)
@@ -945,7 +946,7 @@ def test_sandbox_signed_routes_use_the_middleware() -> None:
         # the HMAC scheme's key is not an RFC 9421 key, and the other way round
         wrong = requests.Session()
         wrong.trust_env = False
-        wrong.auth = surefoot.signing.MessageSignatureAuth(
+        wrong.auth = surefoot.SigningAuth.rfc9421(
             SignatureKey("hmac-sha256", "demo-secret", key_id="demo-key"))
         assert wrong.get(sandbox.url + "/signed-rfc9421/x").json()["reason"] == "unknown_key"
         stats = app.stats()

@@ -17,7 +17,7 @@ import pytest
 
 from surefoot import SignatureError
 from surefoot.errors import ConfigurationError, ReplayedNonce, StoreUnavailable
-from surefoot.signing import HmacSigner, HmacVerifier
+from surefoot.signing import HmacSigner, HmacVerifier, HttpRequest, SignedRequest
 from surefoot.stores import MemoryNonceCache, _failure
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection
@@ -276,18 +276,19 @@ def test_hmac_verifier_end_to_end_with_redis(redis_url: str, redis_server: Any) 
     ]
     signer = HmacSigner("key-1", secret)
     url = "https://api.example.com/v1/pay?x=1"
-    headers = signer.sign("POST", url, b"{}")
-    assert verifiers[0].verify("POST", url, headers, b"{}") == "key-1"
+    headers = signer.sign(HttpRequest("POST", url, {}, b"{}"))
+    assert verifiers[0].verify(SignedRequest.of("POST", url, headers, b"{}")).key_id == "key-1"
     for verifier in verifiers:  # replayed to the same server, then to another one
         with pytest.raises(ReplayedNonce):
-            verifier.verify("POST", url, headers, b"{}")
-    fresh = signer.sign("POST", url, b"{}")
-    assert verifiers[1].verify("POST", url, fresh, b"{}") == "key-1"
+            verifier.verify(SignedRequest.of("POST", url, headers, b"{}"))
+    fresh = signer.sign(HttpRequest("POST", url, {}, b"{}"))
+    assert verifiers[1].verify(SignedRequest.of("POST", url, fresh, b"{}")).key_id == "key-1"
 
     # fail-closed with Redis down: a typed StoreUnavailable, not a SignatureError
     redis_server.kill()
+    again = signer.sign(HttpRequest("POST", url, {}, b"{}"))
     with pytest.raises(StoreUnavailable) as info:
-        verifiers[0].verify("POST", url, signer.sign("POST", url, b"{}"), b"{}")
+        verifiers[0].verify(SignedRequest.of("POST", url, again, b"{}"))
     assert not isinstance(info.value, SignatureError)
     for conn in conns:
         conn.close()

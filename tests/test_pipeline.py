@@ -15,9 +15,9 @@ from surefoot import (
     BearerAuth,
     DeadlineExceeded,
     FailureKind,
-    HmacAuth,
     RetriesExhausted,
     RetryPolicy,
+    SigningAuth,
     TransportError,
     Unauthorized,
 )
@@ -26,7 +26,7 @@ from surefoot._core._pipeline import FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.errors import NotRetryable, RetryAfterTooLong
 from surefoot.events import EventKind, redact_url
-from surefoot.signing import HmacVerifier
+from surefoot.signing import HmacVerifier, SignedRequest
 from surefoot.testing import FakeClock
 
 T0 = 1_700_000_000.0
@@ -292,14 +292,18 @@ def test_patch_gets_a_key():
 
 def test_signature_fresh_per_attempt():
     clock = FakeClock(start_wall=T0)
-    auth = HmacAuth(KEY_ID, SECRET, clock=clock)
+    auth = SigningAuth.hmac(KEY_ID, SECRET, clock=clock)
     verifier = HmacVerifier({KEY_ID: SECRET})
     body = b'{"amount":5}'
     verified: list[str] = []
 
     def check(send: Send) -> None:
         # verify each attempt as the server would, at the moment it arrives
-        verified.append(verifier.verify("POST", URL, dict(send.headers), body, now=clock.wall()))
+        verified.append(
+            verifier.verify(
+                SignedRequest.of("POST", URL, dict(send.headers), body), now=clock.wall()
+            ).key_id
+        )
 
     run = drive(
         post(body=body, headers={"Idempotency-Key": "k"}),
@@ -324,7 +328,7 @@ def test_signature_fresh_per_attempt():
 
 def test_credentials_withheld_on_cross_origin_hop():
     events: list = []
-    auth = HmacAuth(KEY_ID, SECRET)
+    auth = SigningAuth.hmac(KEY_ID, SECRET)
     run = drive(get(credentials_allowed=False), [ok(200)], auth=auth, hook=events.append)
     (send,) = run.sends
     assert "X-Signature" not in send.headers
@@ -404,7 +408,7 @@ def test_401_with_unreplayable_body_is_not_replayed():
 
 
 def test_401_without_token_auth_is_just_a_response():
-    run = drive(get(), [ok(401)], auth=HmacAuth(KEY_ID, SECRET))
+    run = drive(get(), [ok(401)], auth=SigningAuth.hmac(KEY_ID, SECRET))
     assert run.result.error is None
     assert len(run.sends) == 1
     assert run.fetches == []
@@ -507,7 +511,7 @@ def event_texts(event) -> list[str]:
 def test_events_for_retries_and_giving_up_carry_no_secrets():
     events: list = []
     clock = FakeClock(start_wall=T0)
-    auth = HmacAuth(KEY_ID, SECRET, clock=clock)
+    auth = SigningAuth.hmac(KEY_ID, SECRET, clock=clock)
     url = "https://user:pa55word@api.example.com/v1?api_key=QUERYSECRET&page=1"
     run = drive(get(url), [ok(503), ok(503), ok(503), ok(503)], auth=auth, clock=clock,
                 hook=events.append)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from surefoot.signing import HmacSigner, HmacVerifier
+from surefoot.signing import HmacSigner, HmacVerifier, HttpRequest, SignedRequest
 from surefoot.signing._hmac import body_digest, canonical_string
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
@@ -25,7 +25,10 @@ def test_canonical_string_matches_readme():
 
 def test_signature_matches_readme_and_verifies():
     signer = HmacSigner("my-key-id", "my-secret", nonce_factory=lambda: NONCE)
-    headers = signer.sign("POST", URL, BODY, now=1700000000)
+    headers = signer.sign(HttpRequest("POST", URL, {}, BODY), now=1700000000)
     assert headers["X-Signature"] in README
     verifier = HmacVerifier({"my-key-id": "my-secret"})
-    assert verifier.verify("POST", URL, headers, BODY, now=1700000010) == "my-key-id"
+    assert (
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=1700000010).key_id
+        == "my-key-id"
+    )

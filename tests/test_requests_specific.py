@@ -9,7 +9,7 @@ from __future__ import annotations
 import requests
 
 import surefoot
-from surefoot import BearerAuth, HmacAuth
+from surefoot import BearerAuth, SigningAuth
 
 
 def quiet(event: surefoot.Event) -> None:
@@ -24,7 +24,7 @@ def cc_auth(sandbox, **kwargs) -> BearerAuth:
 
 def test_session_auth_hmac_alone(sandbox):
     session = requests.Session()
-    session.auth = HmacAuth("demo-key", "demo-secret")
+    session.auth = SigningAuth.hmac("demo-key", "demo-secret")
     assert session.post(sandbox.url + "/signed/p", data=b"x", timeout=5).status_code == 200
     same = session.get(sandbox.url + "/redirect-to", params={"url": "/signed/q"}, timeout=5)
     assert same.status_code == 200, same.text

@@ -34,10 +34,12 @@ from surefoot.errors import (
 )
 from surefoot.signing import (
     Component,
+    HttpRequest,
     MessageSigner,
     MessageVerifier,
     RelatedRequest,
     SignatureKey,
+    SignedRequest,
     content_digest,
     verify_content_digest,
 )
@@ -214,8 +216,9 @@ def test_b2_signature_base_is_reproduced(section, label, key_id, components, opt
     signer = example_signer(label, key_id, components, options)
     nonce = options.get("nonce")
     if kind == "request":
-        base, _ = signer.request_base("POST", REQUEST_URL, REQUEST_HEADERS, now=CREATED,
-                                      nonce=nonce)
+        base, _ = signer.request_base(
+            HttpRequest("POST", REQUEST_URL, REQUEST_HEADERS), now=CREATED, nonce=nonce
+        )
     else:
         base, _ = signer.response_base(200, FIXED_RESPONSE_HEADERS, now=CREATED)
     assert base == expected_base
@@ -229,8 +232,9 @@ def test_b2_published_signature_verifies(section, label, key_id, components, opt
     verifier = rfc_verifier(expected_tag=options.get("tag"))
     if kind == "request":
         headers = [*REQUEST_HEADERS, *fields.items()]
-        result = verifier.verify_request("POST", REQUEST_URL, headers, body=REQUEST_BODY,
-                                         now=CREATED + 5)
+        result = verifier.verify(
+            SignedRequest.of("POST", REQUEST_URL, headers, REQUEST_BODY), now=CREATED + 5
+        ).signature
     else:
         headers = [*FIXED_RESPONSE_HEADERS, *fields.items()]
         result = verifier.verify_response(200, headers, body=RESPONSE_BODY, now=CREATED + 5)
@@ -247,7 +251,7 @@ def test_b25_b26_deterministic_signatures_match_byte_for_byte(case):
     section, label, key_id, components, options, _ = case
     _, header_block = APPENDIX[section]
     signer = example_signer(label, key_id, components, options)
-    signed = signer.sign_request("POST", REQUEST_URL, REQUEST_HEADERS, now=CREATED)
+    signed = signer.sign(HttpRequest("POST", REQUEST_URL, REQUEST_HEADERS), now=CREATED)
     assert signed == signature_fields(header_block)
 
 
@@ -257,13 +261,16 @@ def test_b21_b24_fresh_nondeterministic_signatures_verify(case):
     signer = example_signer(label, key_id, components, options)
     verifier = rfc_verifier(expected_tag=options.get("tag"))
     if kind == "request":
-        signed = signer.sign_request("POST", REQUEST_URL, REQUEST_HEADERS, now=CREATED,
-                                     nonce=options.get("nonce"))
+        signed = signer.sign(
+            HttpRequest("POST", REQUEST_URL, REQUEST_HEADERS),
+            now=CREATED,
+            nonce=options.get("nonce"),
+        )
         fields = signature_fields(APPENDIX[section][1])
         assert signed["Signature-Input"] == fields["Signature-Input"]
         assert signed["Signature"] != fields["Signature"]  # randomised algorithms
-        verifier.verify_request("POST", REQUEST_URL, [*REQUEST_HEADERS, *signed.items()],
-                                now=CREATED)
+        received = [*REQUEST_HEADERS, *signed.items()]
+        verifier.verify(SignedRequest.of("POST", REQUEST_URL, received, REQUEST_BODY), now=CREATED)
     else:
         signed = signer.sign_response(200, FIXED_RESPONSE_HEADERS, now=CREATED)
         verifier.verify_response(200, [*FIXED_RESPONSE_HEADERS, *signed.items()],
@@ -276,10 +283,13 @@ def test_section_3_2_example_verifies():
     _, headers, body = parse_message(message)
     verifier = MessageVerifier(PUBLIC_KEYS, max_age=60, require_content_digest=True,
                                required_components=["@method", "@authority", "@path"])
-    result = verifier.verify_request("POST", REQUEST_URL, headers, body=body, now=CREATED + 1)
+    result = verifier.verify(
+        SignedRequest.of("POST", REQUEST_URL, headers, body), now=CREATED + 1
+    ).signature
     with pytest.raises(InsufficientCoverage):  # the query is not signed in this example
-        MessageVerifier(PUBLIC_KEYS, max_age=None).verify_request(
-            "POST", REQUEST_URL, headers, now=CREATED)
+        MessageVerifier(PUBLIC_KEYS, max_age=None).verify(
+            SignedRequest.of("POST", REQUEST_URL, headers), now=CREATED
+        )
     assert result.key_id == "test-key-rsa-pss"
     assert result.algorithm == "rsa-pss-sha512"
     signer = MessageSigner(
@@ -287,7 +297,7 @@ def test_section_3_2_example_verifies():
         components=("@method", "@authority", "@path", "content-digest", "content-length",
                     "content-type"),
     )
-    base, _ = signer.request_base("POST", REQUEST_URL, headers, now=CREATED)
+    base, _ = signer.request_base(HttpRequest("POST", REQUEST_URL, headers), now=CREATED)
     assert base == expected_base
 
 
@@ -296,8 +306,11 @@ def test_b3_tls_terminating_proxy_example():
     _, _, expected_base, signature, signed_message = blocks
     _, headers, body = parse_message(signed_message)
     url = "https://service.internal.example/foo?param=Value&Pet=dog"
-    result = MessageVerifier(PUBLIC_KEYS, max_age=None).verify_request(
-        "POST", url, headers, now=CREATED)
+    result = (
+        MessageVerifier(PUBLIC_KEYS, max_age=None)
+        .verify(SignedRequest.of("POST", url, headers), now=CREATED)
+        .signature
+    )
     assert result.label == "ttrp"
     assert dict(headers)["Signature"] == f"ttrp=:{signature.replace(chr(10), '')}:"
     signer = MessageSigner(
@@ -305,10 +318,11 @@ def test_b3_tls_terminating_proxy_example():
         components=("@path", "@query", "@method", "@authority", "client-cert"),
     )
     unsigned = [(n, v) for n, v in headers if not n.startswith("Signature")]
-    assert signer.request_base("POST", url, unsigned, now=CREATED)[0] == expected_base
-    fresh = signer.sign_request("POST", url, unsigned, now=CREATED)
-    MessageVerifier(PUBLIC_KEYS, max_age=None).verify_request(
-        "POST", url, [*unsigned, *fresh.items()], now=CREATED)
+    assert signer.request_base(HttpRequest("POST", url, unsigned), now=CREATED)[0] == expected_base
+    fresh = signer.sign(HttpRequest("POST", url, unsigned), now=CREATED)
+    MessageVerifier(PUBLIC_KEYS, max_age=None).verify(
+        SignedRequest.of("POST", url, [*unsigned, *fresh.items()]), now=CREATED
+    )
 
 
 # --- derived components (RFC 9421 §2.2 examples) -------------------------------------
@@ -319,7 +333,7 @@ def base_lines(components, *, method="POST", url="https://www.example.com/path?p
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k" * 32), components=components,
                            created=False, nonce=False, sf_types=sf_types)
     if status is None:
-        base, _ = signer.request_base(method, url, list(headers))
+        base, _ = signer.request_base(HttpRequest(method, url, list(headers)))
     else:
         base, _ = signer.response_base(status, list(headers), request=request)
     return base.split("\n")[:-1]
@@ -433,7 +447,7 @@ def test_field_names_in_any_case_and_mapping_kinds():
                     httpx.Headers({"Content-Type": "a/b"}), [("Content-TYPE", "a/b")]):
         signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), components=["Content-Type"],
                                created=False, nonce=False)
-        assert signer.request_base("GET", "https://x.example/", headers)[0].startswith(
+        assert signer.request_base(HttpRequest("GET", "https://x.example/", headers))[0].startswith(
             '"content-type": a/b\n')
 
 
@@ -447,7 +461,7 @@ def test_httpx_headers_keep_their_field_lines_for_bs():
     ]
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), components=["example-header;bs"],
                            created=False, nonce=False)
-    assert signer.request_base("GET", "https://x.example/", headers)[0].startswith(
+    assert signer.request_base(HttpRequest("GET", "https://x.example/", headers))[0].startswith(
         '"example-header";bs: :dmFsdWUsIHdpdGgsIGxvdHM=:, :b2YsIGNvbW1hcw==:\n')
 
 
@@ -522,7 +536,7 @@ def test_line_breaks_and_non_ascii_are_refused():
         base_lines(["x-a"], headers=[("X-A", "one\r\n two")])
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), components=["x-a"])
     with pytest.raises(SigningError):
-        signer.sign_request("GET", "https://x.example/", [("X-A", "caf\u00e9")])
+        signer.sign(HttpRequest("GET", "https://x.example/", [("X-A", "caf\u00e9")]))
     # ... but bs carries them
     assert base_lines(["x-a;bs"], headers=[("X-A", "caf\u00e9")]) == ['"x-a";bs: :Y2Fm6Q==:']
 
@@ -665,22 +679,24 @@ def test_signature_params_order_and_values():
     key = SignatureKey("hmac-sha256", b"k", key_id='a "quoted" \\ id')
     signer = MessageSigner(key, components=["@method"], expires_in=60.9, include_alg=True,
                            tag="app", nonce_factory=lambda: "n-1")
-    signed = signer.sign_request("GET", "https://x.example/", now=1000.7)
+    signed = signer.sign(HttpRequest("GET", "https://x.example/", {}), now=1000.7)
     assert signed["Signature-Input"] == (
         'sig1=("@method");created=1000;expires=1060;keyid="a \\"quoted\\" \\\\ id"'
         ';alg="hmac-sha256";nonce="n-1";tag="app"'
     )
     assert re.fullmatch(r"sig1=:[A-Za-z0-9+/]{43}=:", signed["Signature"])
     verifier = MessageVerifier({'a "quoted" \\ id': key}, required_components=["@method"])
-    result = verifier.verify_request("GET", "https://x.example/", signed, now=1001)
+    result = verifier.verify(
+        SignedRequest.of("GET", "https://x.example/", signed), now=1001
+    ).signature
     assert (result.created, result.expires, result.nonce, result.tag) == (1000, 1060, "n-1",
                                                                          "app")
 
 
 def test_fresh_created_and_nonce_every_signature():
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k", key_id="k"))
-    first = signer.sign_request("GET", "https://x.example/", now=1)
-    second = signer.sign_request("GET", "https://x.example/", now=2)
+    first = signer.sign(HttpRequest("GET", "https://x.example/", {}), now=1)
+    second = signer.sign(HttpRequest("GET", "https://x.example/", {}), now=2)
     nonces = [re.search(r'nonce="([^"]+)"', s["Signature-Input"]).group(1)
               for s in (first, second)]
     assert nonces[0] != nonces[1]
@@ -698,13 +714,16 @@ def test_signer_uses_its_clock():
             return 0.0
 
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), clock=Clock(), nonce=False)
-    assert ";created=1234" in signer.sign_request("GET", "https://x.example/")["Signature-Input"]
+    assert (
+        ";created=1234"
+        in signer.sign(HttpRequest("GET", "https://x.example/", {}))["Signature-Input"]
+    )
 
 
 def test_bad_nonce_from_factory_is_refused():
     signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), nonce_factory=lambda: "a\nb")
     with pytest.raises(SigningError):
-        signer.sign_request("GET", "https://x.example/")
+        signer.sign(HttpRequest("GET", "https://x.example/", {}))
 
 
 # --- the verifier -------------------------------------------------------------------
@@ -721,7 +740,7 @@ def signed_request(*, signer=None, method="POST", url=URL, body=BODY, now=NOW, e
                               "content-digest"])
     headers = [("Content-Type", "application/json"),
                ("Content-Digest", content_digest(body)), *extra]
-    return [*headers, *signer.sign_request(method, url, headers, now=now).items()]
+    return [*headers, *signer.sign(HttpRequest(method, url, headers), now=now).items()]
 
 
 def verifier(**kwargs) -> MessageVerifier:
@@ -730,7 +749,9 @@ def verifier(**kwargs) -> MessageVerifier:
 
 
 def test_roundtrip():
-    result = verifier().verify_request("POST", URL, signed_request(), body=BODY, now=NOW)
+    result = (
+        verifier().verify(SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW).signature
+    )
     assert result.key_id == "key-1"
     assert result.algorithm == "hmac-sha256"
     assert result.covers("@query")
@@ -740,10 +761,11 @@ def test_roundtrip():
 
 def test_callable_key_resolver():
     v = MessageVerifier(lambda kid: HMAC_KEY if kid == "key-1" else None)
-    v.verify_request("POST", URL, signed_request(), now=NOW)
+    v.verify(SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW)
     with pytest.raises(UnknownKey):
-        MessageVerifier(lambda kid: None).verify_request("POST", URL, signed_request(),
-                                                         now=NOW)
+        MessageVerifier(lambda kid: None).verify(
+            SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW
+        )
 
 
 @pytest.mark.parametrize(("method", "url"), [
@@ -756,19 +778,20 @@ def test_callable_key_resolver():
 ])
 def test_tampered_request_is_bad_signature(method, url):
     with pytest.raises(BadSignature):
-        verifier().verify_request(method, url, signed_request(), body=BODY, now=NOW)
+        verifier().verify(SignedRequest.of(method, url, signed_request(), BODY), now=NOW)
 
 
 def test_tampered_header_is_bad_signature():
     headers = [(n, "text/plain" if n == "Content-Type" else v) for n, v in signed_request()]
     with pytest.raises(BadSignature):
-        verifier().verify_request("POST", URL, headers, body=BODY, now=NOW)
+        verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
 
 
 def test_tampered_body_is_digest_mismatch():
     with pytest.raises(BodyDigestMismatch):
-        verifier().verify_request("POST", URL, signed_request(), body=b'{"sku": "car"}',
-                                  now=NOW)
+        verifier().verify(
+            SignedRequest.of("POST", URL, signed_request(), b'{"sku": "car"}'), now=NOW
+        )
 
 
 def test_tampered_signature_params_are_bad_signature():
@@ -776,27 +799,32 @@ def test_tampered_signature_params_are_bad_signature():
         headers = [(n, v.replace(old, new, 1) if n == "Signature-Input" else v)
                    for n, v in signed_request()]
         with pytest.raises((BadSignature, TimestampSkew)):
-            verifier().verify_request("POST", URL, headers, body=BODY, now=NOW)
+            verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
 
 
 def test_wrong_key_is_bad_signature():
     other = SignatureKey("hmac-sha256", b"other" * 7, key_id="key-1")
     with pytest.raises(BadSignature):
-        MessageVerifier({"key-1": other}).verify_request("POST", URL, signed_request(), now=NOW)
+        MessageVerifier({"key-1": other}).verify(
+            SignedRequest.of("POST", URL, signed_request()), now=NOW
+        )
 
 
 def test_required_components_policy():
     signer = MessageSigner(HMAC_KEY, components=["@method", "@path"])
     headers = signed_request(signer=signer)
     with pytest.raises(InsufficientCoverage):  # default: @method @authority @path
-        MessageVerifier({"key-1": HMAC_KEY}).verify_request("POST", URL, headers, now=NOW)
-    MessageVerifier({"key-1": HMAC_KEY}, required_components=["@path"]).verify_request(
-        "POST", URL, headers, now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW
+        )
+    MessageVerifier({"key-1": HMAC_KEY}, required_components=["@path"]).verify(
+        SignedRequest.of("POST", URL, headers), now=NOW
+    )
     with pytest.raises(InsufficientCoverage):
-        verifier().verify_request("POST", URL, headers, body=BODY, now=NOW)
+        verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     with pytest.raises(PolicyViolation):
         MessageVerifier({"key-1": HMAC_KEY}, required_components=['@query-param;name="a"']
-                        ).verify_request("POST", URL, headers, now=NOW)
+                        ).verify(SignedRequest.of("POST", URL, headers), now=NOW)
 
 
 @pytest.mark.parametrize(("covered", "ok"), [
@@ -811,10 +839,10 @@ def test_default_required_components_and_implied_parts(covered, ok):
     headers = signed_request(signer=MessageSigner(HMAC_KEY, components=covered))
     v = MessageVerifier({"key-1": HMAC_KEY})
     if ok:
-        v.verify_request("POST", URL, headers, now=NOW)
+        v.verify(SignedRequest.of("POST", URL, headers), now=NOW)
     else:
         with pytest.raises(InsufficientCoverage):
-            v.verify_request("POST", URL, headers, now=NOW)
+            v.verify(SignedRequest.of("POST", URL, headers), now=NOW)
 
 
 def test_required_components_match_regardless_of_parameter_order():
@@ -832,21 +860,28 @@ def test_required_components_match_regardless_of_parameter_order():
 ])
 def test_created_window(offset, error):
     with pytest.raises(error):
-        verifier().verify_request("POST", URL, signed_request(), body=BODY, now=NOW - offset)
+        verifier().verify(
+            SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW - offset
+        )
 
 
 @pytest.mark.parametrize("offset", [-330, -1, 0, 30])
 def test_created_window_accepts(offset):
-    verifier().verify_request("POST", URL, signed_request(), body=BODY, now=NOW - offset)
+    verifier().verify(
+        SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW - offset
+    )
 
 
 def test_expires():
     signer = MessageSigner(HMAC_KEY, expires_in=10)
     headers = signed_request(signer=signer)
-    verifier(require_content_digest=False).verify_request("POST", URL, headers, now=NOW + 40)
+    verifier(require_content_digest=False).verify(
+        SignedRequest.of("POST", URL, headers), now=NOW + 40
+    )
     with pytest.raises(SignatureExpired) as info:
-        verifier(require_content_digest=False).verify_request("POST", URL, headers,
-                                                              now=NOW + 41)
+        verifier(require_content_digest=False).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW + 41
+        )
     assert isinstance(info.value, TimestampSkew)
     assert info.value.reason == "expired"
 
@@ -855,54 +890,71 @@ def test_created_required_by_default():
     signer = MessageSigner(HMAC_KEY, created=False)
     headers = signed_request(signer=signer)
     with pytest.raises(InsufficientCoverage):
-        verifier().verify_request("POST", URL, headers, now=NOW)
-    MessageVerifier({"key-1": HMAC_KEY}, require_created=False).verify_request(
-        "POST", URL, headers, now=NOW)
+        verifier().verify(SignedRequest.of("POST", URL, headers), now=NOW)
+    MessageVerifier({"key-1": HMAC_KEY}, require_created=False).verify(
+        SignedRequest.of("POST", URL, headers), now=NOW
+    )
 
 
 def test_expected_tag():
     tagged = MessageSigner(HMAC_KEY, tag="app-a")
     with pytest.raises(TagMismatch):
-        MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-b").verify_request(
-            "POST", URL, signed_request(signer=tagged), now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-b").verify(
+            SignedRequest.of("POST", URL, signed_request(signer=tagged)), now=NOW
+        )
     with pytest.raises(TagMismatch):
-        MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-a").verify_request(
-            "POST", URL, signed_request(signer=MessageSigner(HMAC_KEY)), now=NOW)
-    MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-a").verify_request(
-        "POST", URL, signed_request(signer=tagged), now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-a").verify(
+            SignedRequest.of("POST", URL, signed_request(signer=MessageSigner(HMAC_KEY))), now=NOW
+        )
+    MessageVerifier({"key-1": HMAC_KEY}, expected_tag="app-a").verify(
+        SignedRequest.of("POST", URL, signed_request(signer=tagged)), now=NOW
+    )
 
 
 def test_allowed_algorithms_and_pinned_key_algorithm():
     with pytest.raises(DisallowedAlgorithm):
-        MessageVerifier({"key-1": HMAC_KEY}, allowed_algorithms=["ed25519"]).verify_request(
-            "POST", URL, signed_request(), now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}, allowed_algorithms=["ed25519"]).verify(
+            SignedRequest.of("POST", URL, signed_request()), now=NOW
+        )
     # alg must be the key's own: a signature claiming another algorithm is refused
     claims = MessageSigner(HMAC_KEY, include_alg=True)
     headers = [(n, v.replace('alg="hmac-sha256"', 'alg="ed25519"') if n == "Signature-Input"
                 else v) for n, v in signed_request(signer=claims)]
     with pytest.raises(DisallowedAlgorithm):
-        MessageVerifier({"key-1": HMAC_KEY}).verify_request("POST", URL, headers, now=NOW)
-    MessageVerifier({"key-1": HMAC_KEY}).verify_request(
-        "POST", URL, signed_request(signer=claims), now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW
+        )
+    MessageVerifier({"key-1": HMAC_KEY}).verify(
+        SignedRequest.of("POST", URL, signed_request(signer=claims)), now=NOW
+    )
 
 
 def test_verifier_with_only_the_public_key():
     raw = ed25519.Ed25519PrivateKey.generate()
     headers = signed_request(signer=MessageSigner(SignatureKey("ed25519", raw, key_id="ed")))
     public = SignatureKey("ed25519", raw.public_key())
-    MessageVerifier({"ed": public}).verify_request("POST", URL, headers, now=NOW)
+    MessageVerifier({"ed": public}).verify(
+        SignedRequest.of("POST", URL, headers), now=NOW
+    )
     other = SignatureKey("ed25519", ed25519.Ed25519PrivateKey.generate().public_key())
     with pytest.raises(BadSignature):
-        MessageVerifier({"ed": other}).verify_request("POST", URL, headers, now=NOW)
+        MessageVerifier({"ed": other}).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW
+        )
 
 
 def test_unknown_or_absent_key_id():
     with pytest.raises(UnknownKey):
-        MessageVerifier({"other": HMAC_KEY}).verify_request("POST", URL, signed_request(),
-                                                            now=NOW)
-    signer = MessageSigner(SignatureKey("hmac-sha256", b"secret" * 6))  # no keyid
+        MessageVerifier({"other": HMAC_KEY}).verify(
+            SignedRequest.of("POST", URL, signed_request(), BODY), now=NOW
+        )
+    signer = MessageSigner(SignatureKey("hmac-sha256", b"secret" * 6),  # no keyid
+                           components=["@method", "@authority", "@path", "@query",
+                                       "content-digest"])
     with pytest.raises(UnknownKey):
-        verifier().verify_request("POST", URL, signed_request(signer=signer), now=NOW)
+        verifier().verify(
+            SignedRequest.of("POST", URL, signed_request(signer=signer), BODY), now=NOW
+        )
 
 
 def test_nonce_replay_is_rejected_and_recorded_only_when_valid():
@@ -911,11 +963,11 @@ def test_nonce_replay_is_rejected_and_recorded_only_when_valid():
     headers = signed_request()
     tampered = [(n, "text/plain" if n == "Content-Type" else v) for n, v in headers]
     with pytest.raises(BadSignature):
-        v.verify_request("POST", URL, tampered, body=BODY, now=NOW)
+        v.verify(SignedRequest.of("POST", URL, tampered, BODY), now=NOW)
     assert len(nonces) == 0  # a bad signature does not burn the nonce
-    v.verify_request("POST", URL, headers, body=BODY, now=NOW)
+    v.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     with pytest.raises(ReplayedNonce):
-        v.verify_request("POST", URL, headers, body=BODY, now=NOW + 1)
+        v.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 1)
     assert len(nonces) == 1
     # the store key is namespaced, so the tutorial HMAC scheme's nonces never collide
     nonce = re.search(r'nonce="([^"]+)"', dict(headers)["Signature-Input"]).group(1)
@@ -926,10 +978,12 @@ def test_nonce_replay_is_rejected_and_recorded_only_when_valid():
 def test_nonce_required_with_a_nonce_store():
     signer = MessageSigner(HMAC_KEY, nonce=False)
     with pytest.raises(InsufficientCoverage):
-        verifier(nonces=MemoryNonceCache()).verify_request(
-            "POST", URL, signed_request(signer=signer), now=NOW)
-    verifier(nonces=MemoryNonceCache(), require_nonce=False, require_content_digest=False
-             ).verify_request("POST", URL, signed_request(signer=signer), now=NOW)
+        verifier(nonces=MemoryNonceCache()).verify(
+            SignedRequest.of("POST", URL, signed_request(signer=signer)), now=NOW
+        )
+    verifier(nonces=MemoryNonceCache(), require_nonce=False, require_content_digest=False).verify(
+        SignedRequest.of("POST", URL, signed_request(signer=signer)), now=NOW
+    )
 
 
 def test_nonces_through_the_sqlite_store(tmp_path):
@@ -940,9 +994,9 @@ def test_nonces_through_the_sqlite_store(tmp_path):
         first = verifier(nonces=store)  # the store itself, or store.nonces
         second = verifier(nonces=SQLiteStore(tmp_path / "state.db").nonces)
         headers = signed_request()
-        first.verify_request("POST", URL, headers, body=BODY, now=NOW)
+        first.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
         with pytest.raises(ReplayedNonce):  # another process sharing the file
-            second.verify_request("POST", URL, headers, body=BODY, now=NOW)
+            second.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
     finally:
         store.close()
 
@@ -964,8 +1018,9 @@ def test_malformed_or_missing_fields(name, value, error):
     if value is not None:
         headers.append((name, value))
     with pytest.raises(error):
-        MessageVerifier({"key-1": HMAC_KEY}, required_components=()).verify_request(
-            "POST", URL, headers, now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}, required_components=()).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW
+        )
 
 
 @pytest.mark.parametrize("signature_input", [
@@ -987,8 +1042,9 @@ def test_invalid_signature_input_is_rejected(signature_input):
     headers = [(n, signature_input if n == "Signature-Input" else v)
                for n, v in signed_request()]
     with pytest.raises((MalformedSignature, MissingComponent)) as info:
-        MessageVerifier({"key-1": HMAC_KEY}, required_components=()).verify_request(
-            "POST", URL, headers, now=NOW)
+        MessageVerifier({"key-1": HMAC_KEY}, required_components=()).verify(
+            SignedRequest.of("POST", URL, headers), now=NOW
+        )
     assert "secret" not in str(info.value)
 
 
@@ -1002,25 +1058,38 @@ def test_duplicate_component_with_reordered_params_is_rejected():
 def test_missing_covered_component_in_the_received_message():
     headers = [(n, v) for n, v in signed_request() if n != "Content-Type"]
     with pytest.raises(MissingComponent):
-        verifier().verify_request("POST", URL, headers, body=BODY, now=NOW)
+        verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
 
 
 def test_label_selection_with_several_signatures():
     a = MessageSigner(HMAC_KEY, label="a", tag="first")
     b = MessageSigner(SignatureKey("hmac-sha256", b"b" * 32, key_id="key-b"), label="b",
                       tag="second")
-    sa = a.sign_request("GET", URL, now=NOW)
-    sb = b.sign_request("GET", URL, now=NOW)
+    sa = a.sign(HttpRequest("GET", URL, {}), now=NOW)
+    sb = b.sign(HttpRequest("GET", URL, {}), now=NOW)
     headers = [("Signature-Input", sa["Signature-Input"] + ", " + sb["Signature-Input"]),
                ("Signature", sa["Signature"]), ("Signature", sb["Signature"])]
     keys = {"key-1": HMAC_KEY, "key-b": SignatureKey("hmac-sha256", b"b" * 32)}
-    assert MessageVerifier(keys).verify_request("GET", URL, headers, now=NOW).label == "a"
-    assert MessageVerifier(keys, expected_tag="second").verify_request(
-        "GET", URL, headers, now=NOW).label == "b"
-    assert MessageVerifier(keys, label="b").verify_request(
-        "GET", URL, headers, now=NOW).key_id == "key-b"
+    assert (
+        MessageVerifier(keys).verify(SignedRequest.of("GET", URL, headers), now=NOW).signature.label
+        == "a"
+    )
+    assert (
+        MessageVerifier(keys, expected_tag="second")
+        .verify(SignedRequest.of("GET", URL, headers), now=NOW)
+        .signature.label
+        == "b"
+    )
+    assert (
+        MessageVerifier(keys, label="b")
+        .verify(SignedRequest.of("GET", URL, headers), now=NOW)
+        .signature.key_id
+        == "key-b"
+    )
     with pytest.raises(MissingHeader):
-        MessageVerifier(keys, label="c").verify_request("GET", URL, headers, now=NOW)
+        MessageVerifier(keys, label="c").verify(
+            SignedRequest.of("GET", URL, headers), now=NOW
+        )
 
 
 def test_all_errors_are_signature_errors_with_reasons():
@@ -1037,7 +1106,9 @@ def test_all_errors_are_signature_errors_with_reasons():
 def test_core_module_imports_no_http_library_nor_cryptography():
     code = (
         "import sys, surefoot.signing._rfc9421 as m, surefoot.signing._digest\n"
-        "m.MessageSigner(m.SignatureKey('hmac-sha256', b'k')).sign_request('GET', 'https://x/')\n"
+        "from surefoot._core._messages import HttpRequest\n"
+        "signer = m.MessageSigner(m.SignatureKey('hmac-sha256', b'k'))\n"
+        "signer.sign(HttpRequest('GET', 'https://x/', {}))\n"
         "print(sorted({n.split('.')[0] for n in sys.modules}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -1048,7 +1119,7 @@ def test_core_module_imports_no_http_library_nor_cryptography():
 
 # --- the auth object, through real clients against the sandbox -----------------------
 
-from surefoot.signing import MessageSignatureAuth  # noqa: E402
+from surefoot.signing import SigningAuth  # noqa: E402
 
 ED_PRIVATE = ed25519.Ed25519PrivateKey.generate()
 AUTH_KEY = SignatureKey("ed25519", ED_PRIVATE, key_id="client-ed")
@@ -1060,14 +1131,19 @@ def server_verify(payload: dict, **kwargs):
     kwargs.setdefault("require_content_digest", True)
     kwargs.setdefault("nonces", MemoryNonceCache())
     headers = payload["headers"]
-    return MessageVerifier(SERVER_KEYS, **kwargs).verify_request(
-        payload["method"], payload["url"], headers, body=payload["data"].encode())
+    return (
+        MessageVerifier(SERVER_KEYS, **kwargs)
+        .verify(
+            SignedRequest.of(payload["method"], payload["url"], headers, payload["data"].encode())
+        )
+        .signature
+    )
 
 
 def test_auth_attempt_headers_unit():
     from surefoot.oauth import HttpRequest
 
-    auth = MessageSignatureAuth(AUTH_KEY)
+    auth = SigningAuth.rfc9421(AUTH_KEY)
     assert auth.signs_body
     assert set(auth.credential_headers) == {"Signature-Input", "Signature", "Content-Digest"}
     out = auth.attempt_headers(HttpRequest("POST", URL, {"Content-Type": "a/b"}, BODY), None,
@@ -1077,19 +1153,19 @@ def test_auth_attempt_headers_unit():
         "Signature-Input"]
     again = auth.attempt_headers(HttpRequest("POST", URL, {}, BODY), None, now=NOW)
     assert again["Signature-Input"] != out["Signature-Input"]  # a fresh nonce
-    no_digest = MessageSignatureAuth(AUTH_KEY, content_digest=None)
+    no_digest = SigningAuth.rfc9421(AUTH_KEY, content_digest=None)
     assert not no_digest.signs_body
     assert "Content-Digest" not in no_digest.attempt_headers(HttpRequest("GET", URL, {}), None,
                                                              now=NOW)
     assert "<private key redacted>" in repr(auth)
     with pytest.raises(ConfigurationError):
-        MessageSignatureAuth(AUTH_KEY, content_digest="md5")  # type: ignore[arg-type]
+        SigningAuth.rfc9421(AUTH_KEY, content_digest="md5")  # type: ignore[arg-type]
 
 
 def test_surefoot_client_signs_against_the_sandbox(sandbox):
     import surefoot
 
-    auth = MessageSignatureAuth(AUTH_KEY, tag="surefoot-test", expires_in=60)
+    auth = SigningAuth.rfc9421(AUTH_KEY, tag="surefoot-test", expires_in=60)
     with surefoot.Client(sandbox.url, auth=auth) as api:
         response = api.post("/anything/orders?b=2&a=1", json={"sku": "book"})
     payload = response.json()
@@ -1107,7 +1183,7 @@ def test_surefoot_client_signs_against_the_sandbox(sandbox):
 def test_surefoot_client_covers_request_headers(sandbox):
     import surefoot
 
-    auth = MessageSignatureAuth(AUTH_KEY, components=["@method", "@target-uri", "content-type"])
+    auth = SigningAuth.rfc9421(AUTH_KEY, components=["@method", "@target-uri", "content-type"])
     with surefoot.Client(sandbox.url, auth=auth) as api:
         response = api.put("/anything", data=b"raw", headers={"Content-Type": "text/plain"})
     result = server_verify(response.json(), required_components=["content-type"])
@@ -1127,7 +1203,7 @@ def test_every_attempt_is_signed_afresh(sandbox, monkeypatch):
         return original(self, request, *args, **kwargs)
 
     monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording_send)
-    auth = MessageSignatureAuth(AUTH_KEY)
+    auth = SigningAuth.rfc9421(AUTH_KEY)
     policy = surefoot.RetryPolicy(max_attempts=3, backoff_initial=0.01, backoff_max=0.02)
     with surefoot.Client(sandbox.url, auth=auth, retry=policy) as api:
         response = api.get("/flaky/x?fail=2&fault=503&key=rfc9421")
@@ -1142,7 +1218,7 @@ def test_requests_session_auth(sandbox):
     import requests
 
     with requests.Session() as session:
-        session.auth = MessageSignatureAuth(AUTH_KEY)
+        session.auth = SigningAuth.rfc9421(AUTH_KEY)
         response = session.post(sandbox.url + "/anything?x=1", data=b"hello")
     assert server_verify(response.json()).key_id == "client-ed"
 
@@ -1150,7 +1226,7 @@ def test_requests_session_auth(sandbox):
 def test_plain_httpx_client_auth(sandbox):
     import httpx
 
-    auth = MessageSignatureAuth(AUTH_KEY, components=["@method", "@authority", "@path",
+    auth = SigningAuth.rfc9421(AUTH_KEY, components=["@method", "@authority", "@path",
                                                       "@query", "content-type"])
     with httpx.Client(auth=auth) as client:
         response = client.post(sandbox.url + "/anything", json={"a": 1})
@@ -1160,7 +1236,7 @@ def test_plain_httpx_client_auth(sandbox):
 def test_surefoot_httpx_client(sandbox):
     from surefoot.httpx import Client
 
-    with Client(sandbox.url, auth=MessageSignatureAuth(AUTH_KEY, content_digest="sha-512")
+    with Client(sandbox.url, auth=SigningAuth.rfc9421(AUTH_KEY, content_digest="sha-512")
                 ) as api:
         response = api.patch("/anything/1", content=b"patch body")
     payload = response.json()
@@ -1174,7 +1250,7 @@ def test_surefoot_async_httpx_client(sandbox):
     from surefoot.httpx import AsyncClient
 
     async def main():
-        async with AsyncClient(sandbox.url, auth=MessageSignatureAuth(AUTH_KEY)) as api:
+        async with AsyncClient(sandbox.url, auth=SigningAuth.rfc9421(AUTH_KEY)) as api:
             return await api.post("/anything", content=b"async body")
 
     server_verify(asyncio.run(main()).json())
@@ -1186,7 +1262,7 @@ def test_streaming_body_cannot_be_signed(sandbox):
     def chunks():
         yield b"a"
 
-    with surefoot.Client(sandbox.url, auth=MessageSignatureAuth(AUTH_KEY)) as api,\
+    with surefoot.Client(sandbox.url, auth=SigningAuth.rfc9421(AUTH_KEY)) as api,\
             pytest.raises(SigningError):
         api.post("/anything", data=chunks())
 
@@ -1200,7 +1276,7 @@ def test_same_origin_redirect_hop_is_signed_afresh(sandbox, client, status):
     import surefoot
     from surefoot.httpx import Client as HttpxClient
 
-    auth = MessageSignatureAuth(AUTH_KEY)
+    auth = SigningAuth.rfc9421(AUTH_KEY)
     path = f"/redirect-to?url=/anything/hop%3Fq%3D1&status_code={status}"
     if client == "requests":
         with surefoot.Client(sandbox.url, auth=auth) as api:
@@ -1227,11 +1303,13 @@ def test_identifier_cache_never_lets_a_token_pass_for_a_string():
     v = MessageVerifier({"key-1": HMAC_KEY}, required_components=())
     url = "https://x.example/p?a=1"
     signer = MessageSigner(HMAC_KEY, components=['@query-param;name="a"'])
-    v.verify_request("GET", url, signer.sign_request("GET", url, now=NOW), now=NOW)
+    v.verify(
+        SignedRequest.of("GET", url, signer.sign(HttpRequest("GET", url, {}), now=NOW)), now=NOW
+    )
     token_form = [(n, v_.replace('name="a"', "name=a")) for n, v_ in
-                  signer.sign_request("GET", url, now=NOW).items()]
+                  signer.sign(HttpRequest("GET", url, {}), now=NOW).items()]
     with pytest.raises(MalformedSignature):
-        v.verify_request("GET", url, token_form, now=NOW)
+        v.verify(SignedRequest.of("GET", url, token_form), now=NOW)
 
 
 def test_plain_httpx_async_client_auth(sandbox):
@@ -1240,7 +1318,7 @@ def test_plain_httpx_async_client_auth(sandbox):
     import httpx
 
     async def main():
-        async with httpx.AsyncClient(auth=MessageSignatureAuth(AUTH_KEY)) as client:
+        async with httpx.AsyncClient(auth=SigningAuth.rfc9421(AUTH_KEY)) as client:
             return await client.delete(sandbox.url + "/anything/7?force=1")
 
     assert server_verify(asyncio.run(main()).json()).covers("@query")

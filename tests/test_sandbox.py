@@ -17,7 +17,7 @@ import requests
 from surefoot.errors import ConfigurationError
 from surefoot.sandbox import Sandbox, SandboxConfig
 from surefoot.sandbox._cli import main as cli_main
-from surefoot.signing import HmacSigner
+from surefoot.signing import HmacSigner, HttpRequest
 
 
 @pytest.fixture(scope="module")
@@ -568,7 +568,7 @@ def test_signed(sb: Sandbox, http: requests.Session) -> None:
     signer = HmacSigner("demo-key", "demo-secret")
     url = sb.url + "/signed/orders?b=2&a=1"
     body = b'{"amount": 5}'
-    headers = signer.sign("POST", url, body)
+    headers = signer.sign(HttpRequest("POST", url, {}, body))
     r = http.post(url, data=body, headers=headers)
     assert r.status_code == 200
     assert r.json() == {"ok": True, "key_id": "demo-key"}
@@ -578,13 +578,17 @@ def test_signed(sb: Sandbox, http: requests.Session) -> None:
     assert replay.json() == {"error": "invalid_signature", "reason": "replayed_nonce"}
     assert replay.headers["WWW-Authenticate"] == "Signature"
 
-    tampered_body = http.post(url, data=b'{"amount": 500}', headers=signer.sign("POST", url, body))
+    tampered_body = http.post(
+        url, data=b'{"amount": 500}', headers=signer.sign(HttpRequest("POST", url, {}, body))
+    )
     assert tampered_body.json()["reason"] == "body_digest_mismatch"
-    tampered_url = http.post(url + "&c=3", data=body, headers=signer.sign("POST", url, body))
+    tampered_url = http.post(
+        url + "&c=3", data=body, headers=signer.sign(HttpRequest("POST", url, {}, body))
+    )
     assert tampered_url.json()["reason"] == "bad_signature"
-    old = signer.sign("GET", url, None, now=time.time() - 1000)
+    old = signer.sign(HttpRequest("GET", url, {}, b""), now=time.time() - 1000)
     assert http.get(url, headers=old).json()["reason"] == "timestamp_skew"
-    unknown = HmacSigner("nobody", "x").sign("GET", url, None)
+    unknown = HmacSigner("nobody", "x").sign(HttpRequest("GET", url, {}, b""))
     assert http.get(url, headers=unknown).json()["reason"] == "unknown_key"
     assert http.get(url).json()["reason"] == "missing_header"
 

@@ -1,5 +1,6 @@
-"""AWS Signature Version 4: the AWS test suite, the signer, the verifier, and SigV4Auth
-end to end on requests and httpx (verified server side against what the sandbox saw)."""
+"""AWS Signature Version 4: the AWS test suite, the signer, the verifier, and
+SigningAuth.sigv4 end to end on requests and httpx (verified server side against what the
+sandbox saw)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,15 @@ from surefoot.errors import (
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.signing import SigV4Auth, SigV4Credentials, SigV4Signer, SigV4Verifier, _sigv4
+from surefoot.signing import (
+    HttpRequest,
+    SignedRequest,
+    SigningAuth,
+    SigV4Credentials,
+    SigV4Signer,
+    SigV4Verifier,
+    _sigv4,
+)
 from surefoot.signing._sigv4 import (
     canonical_headers,
     canonical_query,
@@ -132,7 +141,7 @@ def test_the_suite_is_complete():
 def test_suite_case(case_dir: Path):
     case = suite_case(case_dir)
     parts = suite_signer(case).sign_parts(
-        case["method"], case["url"], case["body"], headers=case["headers"], now=SUITE_NOW
+        HttpRequest(case["method"], case["url"], case["headers"], case["body"]), now=SUITE_NOW
     )
     assert parts.canonical_request == case["creq"]
     assert parts.string_to_sign == case["sts"]
@@ -169,14 +178,14 @@ def test_suite_signed_request_verifies(case_dir: Path):
     if case["name"] == "get-vanilla-with-session-token":
         # The suite's quirk: this .sreq carries get-vanilla's signature, not its .authz.
         with pytest.raises(BadSignature):
-            verifier.verify(*args, now=SUITE_NOW)
+            verifier.verify(SignedRequest.of(*args), now=SUITE_NOW)
         return
     if case["name"] == "post-sts-header-after":
         # Policy: every x-amz-* header present must be signed; this one is added after.
         with pytest.raises(InsufficientCoverage):
-            verifier.verify(*args, now=SUITE_NOW)
+            verifier.verify(SignedRequest.of(*args), now=SUITE_NOW)
         return
-    assert verifier.verify(*args, now=SUITE_NOW) == ACCESS_KEY
+    assert verifier.verify(SignedRequest.of(*args), now=SUITE_NOW).key_id == ACCESS_KEY
 
 
 def test_signing_key_derivation_matches_aws_documentation():
@@ -278,7 +287,7 @@ def authz_fields(authorization: str) -> dict[str, str]:
 def test_sign_default_headers_and_signed_set():
     headers = {"Content-Type": "application/json", "User-Agent": "x", "Content-Length": "14",
                "X-Amz-Target": "Svc.Op", "Accept": "*/*"}
-    out = make_signer().sign("POST", URL, BODY, headers=headers, now=NOW)
+    out = make_signer().sign(HttpRequest("POST", URL, headers, BODY), now=NOW)
     assert out["X-Amz-Date"] == "20231114T221320Z"
     assert set(out) == {"X-Amz-Date", "Authorization"}
     fields = authz_fields(out["Authorization"])
@@ -289,12 +298,13 @@ def test_sign_default_headers_and_signed_set():
 
 def test_signed_headers_option_adds_names_or_all():
     headers = {"Content-Type": "a/b", "User-Agent": "x", "X-Custom": "1"}
-    extra = make_signer(signed_headers=["x-custom"]).sign("GET", URL, None, headers=headers,
-                                                         now=NOW)
+    extra = make_signer(signed_headers=["x-custom"]).sign(
+        HttpRequest("GET", URL, headers, b""), now=NOW
+    )
     assert authz_fields(extra["Authorization"])["SignedHeaders"] == (
         "content-type;host;x-amz-date;x-custom"
     )
-    every = make_signer(signed_headers="all").sign("GET", URL, None, headers=headers, now=NOW)
+    every = make_signer(signed_headers="all").sign(HttpRequest("GET", URL, headers, b""), now=NOW)
     assert authz_fields(every["Authorization"])["SignedHeaders"] == (
         "content-type;host;user-agent;x-amz-date;x-custom"
     )
@@ -303,60 +313,65 @@ def test_signed_headers_option_adds_names_or_all():
 
 
 def test_host_header_wins_over_the_url():
-    with_host = make_signer().sign("GET", URL, None, headers={"Host": "other.example"},
-                                   now=NOW)
-    parts = make_signer().sign_parts("GET", URL, None, headers={"Host": "other.example"},
-                                     now=NOW)
+    with_host = make_signer().sign(HttpRequest("GET", URL, {"Host": "other.example"}, b""), now=NOW)
+    parts = make_signer().sign_parts(
+        HttpRequest("GET", URL, {"Host": "other.example"}, b""), now=NOW
+    )
     assert "host:other.example\n" in parts.canonical_request
     assert with_host == parts.headers
-    default_port = make_signer().sign_parts("GET", "https://API.example.com:443/x", None,
-                                            now=NOW)
+    default_port = make_signer().sign_parts(
+        HttpRequest("GET", "https://API.example.com:443/x", {}, b""), now=NOW
+    )
     assert "host:api.example.com\n" in default_port.canonical_request
-    other_port = make_signer().sign_parts("GET", "http://127.0.0.1:8080/x", None, now=NOW)
+    other_port = make_signer().sign_parts(
+        HttpRequest("GET", "http://127.0.0.1:8080/x", {}, b""), now=NOW
+    )
     assert "host:127.0.0.1:8080\n" in other_port.canonical_request
 
 
 def test_stale_signature_headers_are_replaced_not_signed_twice():
     """A re-signed redirect hop passes the previous attempt's headers back in."""
     signer = make_signer(credentials=SigV4Credentials(ACCESS_KEY, SECRET_KEY, "tok"))
-    first = signer.sign("GET", URL, None, headers={"Accept": "*/*"}, now=NOW)
-    again = signer.sign("GET", URL, None, headers={"Accept": "*/*", **first}, now=NOW + 5)
+    first = signer.sign(HttpRequest("GET", URL, {"Accept": "*/*"}, b""), now=NOW)
+    again = signer.sign(HttpRequest("GET", URL, {"Accept": "*/*", **first}, b""), now=NOW + 5)
     assert again["X-Amz-Date"] != first["X-Amz-Date"]
     assert authz_fields(again["Authorization"])["SignedHeaders"] == (
         "host;x-amz-date;x-amz-security-token"
     )
     # A stale X-Amz-Content-SHA256 is overwritten with this body's hash, and signed.
-    stale = signer.sign("POST", URL, BODY, headers={"x-amz-content-sha256": "0" * 64},
-                        now=NOW)
+    stale = signer.sign(HttpRequest("POST", URL, {"x-amz-content-sha256": "0" * 64}, BODY), now=NOW)
     assert stale["X-Amz-Content-SHA256"] == BODY_SHA256
 
 
 def test_session_token_signed_or_added_after():
     creds = SigV4Credentials(ACCESS_KEY, SECRET_KEY, "session-token")
-    signed = make_signer(credentials=creds).sign("GET", URL, None, now=NOW)
+    signed = make_signer(credentials=creds).sign(HttpRequest("GET", URL, {}, b""), now=NOW)
     assert signed["X-Amz-Security-Token"] == "session-token"
     assert "x-amz-security-token" in authz_fields(signed["Authorization"])["SignedHeaders"]
-    after = make_signer(credentials=creds, sign_session_token=False).sign("GET", URL, None,
-                                                                          now=NOW)
+    after = make_signer(credentials=creds, sign_session_token=False).sign(
+        HttpRequest("GET", URL, {}, b""), now=NOW
+    )
     assert after["X-Amz-Security-Token"] == "session-token"
     assert authz_fields(after["Authorization"])["SignedHeaders"] == "host;x-amz-date"
 
 
 def test_s3_content_sha256_and_unsigned_payload():
     s3 = make_signer(service="s3")
-    out = s3.sign_parts("PUT", "https://b.s3.amazonaws.com/k%20ey", BODY, now=NOW)
+    out = s3.sign_parts(HttpRequest("PUT", "https://b.s3.amazonaws.com/k%20ey", {}, BODY), now=NOW)
     assert out.headers["X-Amz-Content-SHA256"] == BODY_SHA256
     assert out.canonical_request.splitlines()[1] == "/k%20ey"  # no double encoding
     assert out.canonical_request.endswith("\n" + BODY_SHA256)
     assert "x-amz-content-sha256" in authz_fields(out.headers["Authorization"])["SignedHeaders"]
     unsigned = make_signer(service="s3", unsigned_payload=True).sign_parts(
-        "PUT", "https://b.s3.amazonaws.com/k", BODY, now=NOW
+        HttpRequest("PUT", "https://b.s3.amazonaws.com/k", {}, BODY), now=NOW
     )
     assert unsigned.headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
     assert unsigned.canonical_request.endswith("\nUNSIGNED-PAYLOAD")
     # Elsewhere no X-Amz-Content-SHA256, unless asked for (or for unsigned payloads).
-    assert "X-Amz-Content-SHA256" not in make_signer().sign("PUT", URL, BODY, now=NOW)
-    assert make_signer(unsigned_payload=True).sign("PUT", URL, BODY, now=NOW)[
+    assert "X-Amz-Content-SHA256" not in make_signer().sign(
+        HttpRequest("PUT", URL, {}, BODY), now=NOW
+    )
+    assert make_signer(unsigned_payload=True).sign(HttpRequest("PUT", URL, {}, BODY), now=NOW)[
         "X-Amz-Content-SHA256"
     ] == "UNSIGNED-PAYLOAD"
     with pytest.raises(ConfigurationError):
@@ -374,9 +389,9 @@ def test_signing_key_is_cached_per_day(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(_sigv4, "signing_key", counting)
     signer = make_signer()
     for i in range(50):
-        signer.sign("GET", URL, None, now=NOW + i)
+        signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW + i)
     assert len(calls) == 1
-    signer.sign("GET", URL, None, now=NOW + 86_400)  # the next UTC day: a new key
+    signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW + 86_400)  # the next UTC day: a new key
     assert len(calls) == 2
     assert calls[0][1:] == ("20231114", "us-east-1", "execute-api")
     assert calls[1][1] == "20231115"
@@ -387,25 +402,25 @@ def test_credentials_provider_is_called_per_signature_and_rotates():
         [SigV4Credentials("AKID1", "secret-1", "t1"), SigV4Credentials("AKID2", "secret-2")]
     )
     signer = make_signer(credentials=lambda: next(rotated))
-    one = signer.sign("GET", URL, None, now=NOW)
-    two = signer.sign("GET", URL, None, now=NOW)
+    one = signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW)
+    two = signer.sign(HttpRequest("GET", URL, {}, b""), now=NOW)
     assert authz_fields(one["Authorization"])["Credential"].startswith("AKID1/")
     assert one["X-Amz-Security-Token"] == "t1"
     assert authz_fields(two["Authorization"])["Credential"].startswith("AKID2/")
     assert "X-Amz-Security-Token" not in two
     verifier = SigV4Verifier({"AKID1": "secret-1", "AKID2": "secret-2"}, region=REGION,
                              service="execute-api")
-    assert verifier.verify("GET", URL, {"Host": "api.example.com", **two}, None, now=NOW) == (
-        "AKID2"
-    )
+    assert verifier.verify(
+        SignedRequest.of("GET", URL, {"Host": "api.example.com", **two}, b""), now=NOW
+    ).key_id == "AKID2"
 
 
 def test_signer_uses_its_clock():
     clock = FakeClock(start_wall=NOW)
     signer = make_signer(clock=clock)
-    first = signer.sign("GET", URL, None)
+    first = signer.sign(HttpRequest("GET", URL, {}, b""))
     clock.advance(61)
-    second = signer.sign("GET", URL, None)
+    second = signer.sign(HttpRequest("GET", URL, {}, b""))
     assert first["X-Amz-Date"] == "20231114T221320Z"
     assert second["X-Amz-Date"] == "20231114T221421Z"
     assert first["Authorization"] != second["Authorization"]
@@ -432,7 +447,7 @@ def test_configuration_errors():
 
 
 def test_reprs_do_not_contain_secrets():
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "s3", session_token="tok-secret")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "s3", session_token="tok-secret")
     for obj in (auth, auth.signer, SigV4Credentials(ACCESS_KEY, SECRET_KEY, "tok-secret"),
                 make_verifier()):
         text = repr(obj)
@@ -456,29 +471,31 @@ def signed_request(
     sent: Any = CaseInsensitiveDict({"Host": urlsplit(url).netloc,
                                      "Content-Type": "application/json"})
     sent.update(headers or {})
-    sent.update((signer or make_signer()).sign(method, url, body, headers=sent, now=now))
+    sent.update((signer or make_signer()).sign(HttpRequest(method, url, sent, body), now=now))
     return method, url, sent, body
 
 
 def test_roundtrip():
-    assert make_verifier().verify(*signed_request(), now=NOW) == ACCESS_KEY
+    assert make_verifier().verify(SignedRequest.of(*signed_request()), now=NOW).key_id == ACCESS_KEY
 
 
 def test_roundtrip_with_callable_keys_repeated_headers_and_pairs():
     signer = make_signer(signed_headers=["x-multi"])
     pairs = [("Host", "api.example.com"), ("X-Multi", "a"), ("X-Multi", "b")]
-    added = signer.sign("GET", URL, None, headers=pairs, now=NOW)
+    added = signer.sign(HttpRequest("GET", URL, pairs, b""), now=NOW)
     received = [*pairs, *added.items()]
     verifier = SigV4Verifier(lambda k: SECRET_KEY if k == ACCESS_KEY else None,
                              region=REGION, service="execute-api")
-    assert verifier.verify("GET", URL, received, None, now=NOW) == ACCESS_KEY
+    assert (
+        verifier.verify(SignedRequest.of("GET", URL, received, b""), now=NOW).key_id == ACCESS_KEY
+    )
     # A server that joined the repeats (WSGI does: "a,b") sees the same value.
     joined = {"Host": "api.example.com", "X-Multi": "a,b", **added}
-    assert verifier.verify("GET", URL, joined, None, now=NOW) == ACCESS_KEY
+    assert verifier.verify(SignedRequest.of("GET", URL, joined, b""), now=NOW).key_id == ACCESS_KEY
     swapped = [("Host", "api.example.com"), ("X-Multi", "b"), ("X-Multi", "a"),
                *added.items()]
     with pytest.raises(BadSignature):
-        verifier.verify("GET", URL, swapped, None, now=NOW)
+        verifier.verify(SignedRequest.of("GET", URL, swapped, b""), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -504,7 +521,7 @@ def test_tampering_is_rejected(tamper: str):
     elif tamper == "body":
         body = b'{"sku":"boom"}'
     with pytest.raises(BadSignature):
-        make_verifier().verify(method, url, headers, body, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW)
 
 
 def test_body_digest_header_is_checked():
@@ -512,52 +529,63 @@ def test_body_digest_header_is_checked():
     verifier = make_verifier(service="s3")
     method, url, headers, _ = signed_request(signer=s3_signer)
     with pytest.raises(BodyDigestMismatch):
-        verifier.verify(method, url, headers, b"other body", now=NOW)
+        verifier.verify(SignedRequest.of(method, url, headers, b"other body"), now=NOW)
     headers["X-Amz-Content-SHA256"] = "nothex"
     with pytest.raises(MalformedSignature):
-        verifier.verify(method, url, headers, BODY, now=NOW)
+        verifier.verify(SignedRequest.of(method, url, headers, BODY), now=NOW)
 
 
 def test_unsigned_payload_only_where_allowed():
     unsigned = make_signer(unsigned_payload=True)
     request = signed_request(signer=unsigned)
     with pytest.raises(BodyDigestMismatch):
-        make_verifier().verify(*request, now=NOW)
-    assert make_verifier(allow_unsigned_payload=True).verify(*request, now=NOW) == ACCESS_KEY
+        make_verifier().verify(SignedRequest.of(*request), now=NOW)
+    assert (
+        make_verifier(allow_unsigned_payload=True)
+        .verify(SignedRequest.of(*request), now=NOW)
+        .key_id
+        == ACCESS_KEY
+    )
     s3_request = signed_request(signer=make_signer(service="s3", unsigned_payload=True))
-    assert make_verifier(service="s3").verify(*s3_request, now=NOW) == ACCESS_KEY
+    assert (
+        make_verifier(service="s3").verify(SignedRequest.of(*s3_request), now=NOW).key_id
+        == ACCESS_KEY
+    )
 
 
 @pytest.mark.parametrize("offset", [-901, 901, 86_400])
 def test_clock_skew_outside_15_minutes(offset: float):
     with pytest.raises(TimestampSkew):
-        make_verifier().verify(*signed_request(now=NOW + offset), now=NOW)
+        make_verifier().verify(SignedRequest.of(*signed_request(now=NOW + offset)), now=NOW)
 
 
 @pytest.mark.parametrize("offset", [-900, 0, 900])
 def test_clock_skew_inside_15_minutes(offset: float):
-    assert make_verifier().verify(*signed_request(now=NOW + offset), now=NOW) == ACCESS_KEY
+    assert (
+        make_verifier().verify(SignedRequest.of(*signed_request(now=NOW + offset)), now=NOW).key_id
+        == ACCESS_KEY
+    )
 
 
 def test_custom_skew_and_verifier_clock():
     request = signed_request(now=NOW - 100)
     with pytest.raises(TimestampSkew):
-        make_verifier(skew=60).verify(*request, now=NOW)
+        make_verifier(skew=60).verify(SignedRequest.of(*request), now=NOW)
     clock = FakeClock(start_wall=NOW)
-    assert make_verifier(clock=clock).verify(*request) == ACCESS_KEY
+    assert make_verifier(clock=clock).verify(SignedRequest.of(*request)).key_id == ACCESS_KEY
     clock.advance(1_000)
     with pytest.raises(TimestampSkew):
-        make_verifier(clock=clock).verify(*request)
+        make_verifier(clock=clock).verify(SignedRequest.of(*request))
 
 
 def test_unknown_key_and_wrong_secret():
     with pytest.raises(UnknownKey):
         SigV4Verifier({"OTHER": "x"}, region=REGION, service="execute-api").verify(
-            *signed_request(), now=NOW
+            SignedRequest.of(*signed_request()), now=NOW
         )
     with pytest.raises(BadSignature):
         SigV4Verifier({ACCESS_KEY: "wrong"}, region=REGION, service="execute-api").verify(
-            *signed_request(), now=NOW
+            SignedRequest.of(*signed_request()), now=NOW
         )
 
 
@@ -566,27 +594,29 @@ def test_unknown_key_and_wrong_secret():
 )
 def test_credential_scope_must_be_the_verifiers(region: str, service: str):
     with pytest.raises(CredentialScopeMismatch):
-        make_verifier(region=region, service=service).verify(*signed_request(), now=NOW)
+        make_verifier(region=region, service=service).verify(
+            SignedRequest.of(*signed_request()), now=NOW
+        )
 
 
 def test_scope_date_must_be_the_request_date():
     method, url, headers, body = signed_request()
     headers["Authorization"] = headers["Authorization"].replace("/20231114/", "/20231113/")
     with pytest.raises(CredentialScopeMismatch):
-        make_verifier().verify(method, url, headers, body, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW)
 
 
 def test_unsigned_amz_header_and_unsigned_host_are_rejected():
     method, url, headers, body = signed_request()
     headers["X-Amz-Acl"] = "public-read"  # added after signing
     with pytest.raises(InsufficientCoverage):
-        make_verifier().verify(method, url, headers, body, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW)
     method, url, headers, body = signed_request()
     headers["Authorization"] = headers["Authorization"].replace(
         "content-type;host;x-amz-date", "content-type;x-amz-date"
     )
     with pytest.raises(InsufficientCoverage):
-        make_verifier().verify(method, url, headers, body, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW)
 
 
 @pytest.mark.parametrize(
@@ -627,7 +657,7 @@ def test_missing_and_malformed(change: Any, error: type[SignatureError]):
     method, url, headers, body = signed_request()
     change(headers)
     with pytest.raises(error) as caught:
-        make_verifier().verify(method, url, headers, body, now=NOW)
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW)
     assert SECRET_KEY not in str(caught.value)
 
 
@@ -635,22 +665,31 @@ def test_upper_case_signature_hex_is_accepted():
     method, url, headers, body = signed_request()
     head, _, signature = headers["Authorization"].rpartition("=")
     headers["Authorization"] = f"{head}={signature.upper()}"
-    assert make_verifier().verify(method, url, headers, body, now=NOW) == ACCESS_KEY
+    assert (
+        make_verifier().verify(SignedRequest.of(method, url, headers, body), now=NOW).key_id
+        == ACCESS_KEY
+    )
 
 
 def test_replays_are_rejected_with_a_nonce_cache():
     request = signed_request()
     verifier = make_verifier(nonces=MemoryNonceCache())
-    assert verifier.verify(*request, now=NOW) == ACCESS_KEY
+    assert verifier.verify(SignedRequest.of(*request), now=NOW).key_id == ACCESS_KEY
     with pytest.raises(ReplayedNonce):
-        verifier.verify(*request, now=NOW + 1)
+        verifier.verify(SignedRequest.of(*request), now=NOW + 1)
     # A failed verification records nothing.
     method, url, headers, body = signed_request(now=NOW + 1)
     with pytest.raises(BadSignature):
-        verifier.verify("PUT", url, headers, body, now=NOW + 1)
-    assert verifier.verify(method, url, headers, body, now=NOW + 1) == ACCESS_KEY
+        verifier.verify(SignedRequest.of("PUT", url, headers, body), now=NOW + 1)
+    assert (
+        verifier.verify(SignedRequest.of(method, url, headers, body), now=NOW + 1).key_id
+        == ACCESS_KEY
+    )
     # Without a nonce cache (AWS's behaviour) the same request verifies again.
-    assert make_verifier().verify(*request, now=NOW) == make_verifier().verify(*request, now=NOW)
+    assert (
+        make_verifier().verify(SignedRequest.of(*request), now=NOW).key_id
+        == make_verifier().verify(SignedRequest.of(*request), now=NOW).key_id
+    )
 
 
 def test_errors_are_signature_errors_with_reasons():
@@ -687,11 +726,11 @@ def test_roundtrip_property(method, segments, pairs, amz, body, service):
     request = signed_request(method, url, body or None, headers=amz,
                              signer=make_signer(service=service))
     verifier = make_verifier(service=service)
-    assert verifier.verify(*request, now=NOW) == ACCESS_KEY
+    assert verifier.verify(SignedRequest.of(*request), now=NOW).key_id == ACCESS_KEY
     if body:
         flipped = bytes([body[0] ^ 1]) + body[1:]
         with pytest.raises((BadSignature, BodyDigestMismatch)):
-            verifier.verify(request[0], request[1], request[2], flipped, now=NOW)
+            verifier.verify(SignedRequest.of(request[0], request[1], request[2], flipped), now=NOW)
 
 
 @settings(max_examples=200, deadline=None)
@@ -700,8 +739,9 @@ def test_verify_only_raises_signature_errors(authorization, date, url_tail):
     headers = {"Host": "api.example.com", "Authorization": "AWS4-HMAC-SHA256 " + authorization,
                "X-Amz-Date": date}
     with pytest.raises(SignatureError):
-        make_verifier().verify("GET", "https://api.example.com/" + url_tail, headers, None,
-                               now=NOW)
+        make_verifier().verify(
+            SignedRequest.of("GET", "https://api.example.com/" + url_tail, headers, b""), now=NOW
+        )
 
 
 # -- presigned URLs -------------------------------------------------------------------------
@@ -722,27 +762,38 @@ def test_presign_roundtrip_and_expiry():
     assert urlsplit(url).path == "/photos/cat%20pic.jpg"
     verifier = make_verifier(service="s3")
     headers = {"Host": "b.s3.amazonaws.com"}
-    assert verifier.verify("GET", url, headers, None, now=NOW + 299) == ACCESS_KEY
+    assert (
+        verifier.verify(SignedRequest.of("GET", url, headers, b""), now=NOW + 299).key_id
+        == ACCESS_KEY
+    )
     with pytest.raises(SignatureExpired):
-        verifier.verify("GET", url, headers, None, now=NOW + 301)
+        verifier.verify(SignedRequest.of("GET", url, headers, b""), now=NOW + 301)
     with pytest.raises(TimestampSkew):
-        verifier.verify("GET", url, headers, None, now=NOW - 1_000)
+        verifier.verify(SignedRequest.of("GET", url, headers, b""), now=NOW - 1_000)
     with pytest.raises(BadSignature):
-        verifier.verify("PUT", url, headers, None, now=NOW)
+        verifier.verify(SignedRequest.of("PUT", url, headers, b""), now=NOW)
     with pytest.raises(BadSignature):
-        verifier.verify("GET", url.replace("versionId=3", "versionId=4"), headers, None,
-                        now=NOW)
+        verifier.verify(
+            SignedRequest.of("GET", url.replace("versionId=3", "versionId=4"), headers, b""),
+            now=NOW,
+        )
     with pytest.raises(BadSignature):
-        verifier.verify("GET", url.replace("X-Amz-Expires=300", "X-Amz-Expires=900"),
-                        headers, None, now=NOW)
+        verifier.verify(
+            SignedRequest.of(
+                "GET", url.replace("X-Amz-Expires=300", "X-Amz-Expires=900"), headers, b""
+            ),
+            now=NOW,
+        )
     with pytest.raises(MissingHeader):
-        verifier.verify("GET", url.replace("X-Amz-Date=", "X-Amz-Datum="), headers, None,
-                        now=NOW)
+        verifier.verify(
+            SignedRequest.of("GET", url.replace("X-Amz-Date=", "X-Amz-Datum="), headers, b""),
+            now=NOW,
+        )
     with pytest.raises(MalformedSignature):  # a parameter given twice
-        verifier.verify("GET", url + "&X-Amz-Expires=300", headers, None, now=NOW)
-    header_signed = signer.sign("GET", url, None, now=NOW)
+        verifier.verify(SignedRequest.of("GET", url + "&X-Amz-Expires=300", headers, b""), now=NOW)
+    header_signed = signer.sign(HttpRequest("GET", url, {}, b""), now=NOW)
     with pytest.raises(MalformedSignature):  # two authentication mechanisms at once
-        verifier.verify("GET", url, {**headers, **header_signed}, None, now=NOW)
+        verifier.verify(SignedRequest.of("GET", url, {**headers, **header_signed}, b""), now=NOW)
 
 
 def test_presign_non_s3_signs_the_body_hash():
@@ -750,12 +801,14 @@ def test_presign_non_s3_signs_the_body_hash():
     url = signer.presign("POST", "https://api.example.com/v1/x", body=BODY, now=NOW)
     verifier = make_verifier()
     headers = {"Host": "api.example.com"}
-    assert verifier.verify("POST", url, headers, BODY, now=NOW) == ACCESS_KEY
+    assert (
+        verifier.verify(SignedRequest.of("POST", url, headers, BODY), now=NOW).key_id == ACCESS_KEY
+    )
     with pytest.raises(BadSignature):
-        verifier.verify("POST", url, headers, b"other", now=NOW)
+        verifier.verify(SignedRequest.of("POST", url, headers, b"other"), now=NOW)
 
 
-# -- SigV4Auth end to end -------------------------------------------------------------------
+# -- SigningAuth.sigv4 end to end -----------------------------------------------------------
 
 WAYS = (
     "requests_session_auth",
@@ -808,8 +861,15 @@ def send(way: str, base: str, auth: Any, method: str, path: str, *, body: bytes 
 
 def verify_echo(echo: dict[str, Any], verifier: SigV4Verifier) -> dict[str, str]:
     """Verify what the server received; return the Authorization fields."""
-    assert verifier.verify(echo["method"], echo["url"], echo["headers"],
-                           echo["data"].encode("utf-8"), now=time.time()) == ACCESS_KEY
+    assert (
+        verifier.verify(
+            SignedRequest.of(
+                echo["method"], echo["url"], echo["headers"], echo["data"].encode("utf-8")
+            ),
+            now=time.time(),
+        ).key_id
+        == ACCESS_KEY
+    )
     authorization = next(v for k, v in echo["headers"].items() if k.lower() == "authorization")
     return authz_fields(authorization)
 
@@ -820,7 +880,7 @@ def way(request: pytest.FixtureRequest) -> str:
 
 
 def test_auth_get_with_query_and_odd_path(sandbox, way):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     echo = send(way, sandbox.url, auth, "GET", "/anything/a%20b/$x/caf%C3%A9",
                 params=[("b", "2"), ("a", "1"), ("a", "0"), ("sp", "a b+c/d")])
     fields = verify_echo(echo, make_verifier())
@@ -828,21 +888,23 @@ def test_auth_get_with_query_and_odd_path(sandbox, way):
 
 
 def test_auth_post_json_signs_content_type(sandbox, way):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     echo = send(way, sandbox.url, auth, "POST", "/anything/orders", json={"sku": "book"})
     fields = verify_echo(echo, make_verifier())
     assert fields["SignedHeaders"] == "content-type;host;x-amz-date"
 
 
 def test_auth_post_verifies_on_every_way(sandbox, way):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     echo = send(way, sandbox.url, auth, "POST", "/anything/orders?dry_run=1",
                 json={"sku": "book", "note": "café"})
     verify_echo(echo, make_verifier())
 
 
 def test_auth_s3_put_with_amz_headers_and_session_token(sandbox, way):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "s3", session_token="FQoGZXIvYXdzE//tok=")
+    auth = SigningAuth.sigv4(
+        ACCESS_KEY, SECRET_KEY, REGION, "s3", session_token="FQoGZXIvYXdzE//tok="
+    )
     echo = send(way, sandbox.url, auth, "PUT", "/anything/bucket/photos//cat%20pic.jpg",
                 body=b"\x00binary-ish but utf-8 safe",
                 headers={"x-amz-meta-colour": "ginger   tabby", "Content-Type": "image/jpeg"})
@@ -859,21 +921,21 @@ def test_auth_s3_put_with_amz_headers_and_session_token(sandbox, way):
 
 
 def test_auth_s3_unsigned_payload(sandbox, way):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "s3", unsigned_payload=True)
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "s3", unsigned_payload=True)
     echo = send(way, sandbox.url, auth, "PUT", "/anything/bucket/key", body=b"data")
     received = {k.lower(): v for k, v in echo["headers"].items()}
     assert received["x-amz-content-sha256"] == "UNSIGNED-PAYLOAD"
     verify_echo(echo, make_verifier(service="s3"))
     with pytest.raises(BodyDigestMismatch):
         make_verifier(service="s3", allow_unsigned_payload=False).verify(
-            echo["method"], echo["url"], echo["headers"], b"data", now=time.time()
+            SignedRequest.of(echo["method"], echo["url"], echo["headers"], b"data"), now=time.time()
         )
 
 
 def test_every_attempt_is_signed_afresh(sandbox, no_wait):
     """Each retry gets a new X-Amz-Date and signature (httpx: the wire is recorded)."""
     sent: list[httpx.Request] = []
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     api = Api("httpx_sync", sandbox.url, auth=auth, hook=quiet,
               retry=RetryPolicy(max_attempts=3), **recording_transport("httpx_sync", sent))
     try:
@@ -888,13 +950,15 @@ def test_every_attempt_is_signed_afresh(sandbox, no_wait):
     assert len(set(signatures)) == 3
     verifier = make_verifier(clock=no_wait)
     for r in sent:
-        verifier.verify(r.method, str(r.url), r.headers, r.content or None,
-                        now=_sigv4._utc_seconds(r.headers["x-amz-date"]))
+        verifier.verify(
+            SignedRequest.of(r.method, str(r.url), r.headers, r.content),
+            now=_sigv4._utc_seconds(r.headers["x-amz-date"]),
+        )
 
 
 def test_signature_headers_do_not_follow_a_redirect_to_another_origin(sandbox):
     elsewhere = sandbox.url.replace("127.0.0.1", "localhost") + "/anything"
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api", session_token="tok")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api", session_token="tok")
     with surefoot.Client(sandbox.url, auth=auth, hook=quiet) as api:
         response = api.get("/redirect-to", params={"url": elsewhere})
     assert response.status_code == 200
@@ -903,7 +967,7 @@ def test_signature_headers_do_not_follow_a_redirect_to_another_origin(sandbox):
 
 
 def test_same_origin_redirect_is_re_signed(sandbox):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     with requests.Session() as session:
         session.auth = auth
         response = session.get(sandbox.url + "/redirect-to",
@@ -913,12 +977,17 @@ def test_same_origin_redirect_is_re_signed(sandbox):
 
 
 def test_presign_through_the_auth_object(sandbox):
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "s3")
-    url = auth.presign("GET", sandbox.url + "/anything/bucket/key?x=1", expires=60)
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "s3")
+    url = auth.signer.presign("GET", sandbox.url + "/anything/bucket/key?x=1", expires=60)
     echo = requests.get(url, timeout=10).json()
-    assert make_verifier(service="s3").verify(
-        echo["method"], echo["url"], echo["headers"], None, now=time.time()
-    ) == ACCESS_KEY
+    assert (
+        make_verifier(service="s3")
+        .verify(
+            SignedRequest.of(echo["method"], echo["url"], echo["headers"], b""), now=time.time()
+        )
+        .key_id
+        == ACCESS_KEY
+    )
 
 
 def test_auth_from_credentials_provider(sandbox):
@@ -928,7 +997,7 @@ def test_auth_from_credentials_provider(sandbox):
         calls.append(1)
         return SigV4Credentials(ACCESS_KEY, SECRET_KEY, f"token-{len(calls)}")
 
-    auth = SigV4Auth.from_credentials(provider, REGION, "execute-api")
+    auth = SigningAuth(SigV4Signer(provider, REGION, "execute-api"))
     with httpx.Client(auth=auth, timeout=10) as client:
         for _ in range(2):
             echo = client.get(sandbox.url + "/anything").json()
@@ -939,7 +1008,7 @@ def test_auth_from_credentials_provider(sandbox):
 
 def test_repeated_headers_on_httpx_are_signed_as_sent(sandbox):
     """httpx sends repeated headers as separate lines; the server joins them with ","."""
-    auth = SigV4Auth(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
+    auth = SigningAuth.sigv4(ACCESS_KEY, SECRET_KEY, REGION, "execute-api")
     with httpx.Client(auth=auth, timeout=10) as client:
         response = client.get(
             sandbox.url + "/anything",
@@ -993,5 +1062,5 @@ def test_same_signatures_as_botocore(service: str):
             )
         ours = make_signer(
             credentials=SigV4Credentials(ACCESS_KEY, SECRET_KEY, token), service=service
-        ).sign("POST", url, body or None, headers=headers, now=NOW)
+        ).sign(HttpRequest("POST", url, headers, body or b""), now=NOW)
         assert ours["Authorization"] == request.headers["Authorization"], url

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from surefoot.pacing._config import PacingPolicy
     from surefoot.pacing._pacer import Pacer
     from surefoot.requests import Client
-    from surefoot.signing._auth import HmacAuth
+    from surefoot.signing._auth import SigningAuth
 
 __version__ = "0.1.0"
 
@@ -55,7 +55,6 @@ __all__ = [
     "DeadlineExceeded",
     "Event",
     "FailureKind",
-    "HmacAuth",
     "Hook",
     "LoggingHook",
     "Pacer",
@@ -65,6 +64,7 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryPolicy",
     "SignatureError",
+    "SigningAuth",
     "SurefootError",
     "TokenError",
     "TransportError",
@@ -92,7 +92,6 @@ if not TYPE_CHECKING:  # names are imported on first use
             "DeadlineExceeded": "surefoot.errors",
             "Event": "surefoot.events",
             "FailureKind": "surefoot._core._history",
-            "HmacAuth": "surefoot.signing._auth",
             "Hook": "surefoot.events",
             "LoggingHook": "surefoot.events",
             "Pacer": "surefoot.pacing._pacer",
@@ -102,6 +101,7 @@ if not TYPE_CHECKING:  # names are imported on first use
             "RetryBudgetExhausted": "surefoot.errors",
             "RetryPolicy": "surefoot._core._policy",
             "SignatureError": "surefoot.errors",
+            "SigningAuth": "surefoot.signing._auth",
             "SurefootError": "surefoot.errors",
             "TokenError": "surefoot.errors",
             "TransportError": "surefoot.errors",

@@ -27,8 +27,7 @@ from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
 from surefoot.requests import Client
 from surefoot.sandbox import Sandbox
-from surefoot.signing._auth import HmacAuth
-from surefoot.signing._auth_rfc9421 import MessageSignatureAuth
+from surefoot.signing._auth import SigningAuth
 from surefoot.signing._rfc9421 import SignatureKey
 from surefoot.stores._file import FileTokenStore
 from surefoot.stores._sqlite import SQLiteStore
@@ -95,7 +94,7 @@ def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
 def _scenario_signing(n: _Narrator, base: str) -> None:
     n.title("1. Signed requests: HMAC-SHA256 over method, path, query, host, time, nonce, body")
     hook = n.hook
-    with Client(base, auth=HmacAuth("demo-key", "demo-secret"), hook=hook) as client:
+    with Client(base, auth=SigningAuth.hmac("demo-key", "demo-secret"), hook=hook) as client:
         response = client.post("/signed/payments", json={"amount": 100, "currency": "EUR"})
     n.check("a signed POST is accepted", response.status_code == 200,
             f"HTTP {response.status_code}")
@@ -124,7 +123,7 @@ def _scenario_signing(n: _Narrator, base: str) -> None:
 
     n.say("   a redirect to another origin does not carry the credentials:")
     other = base.replace("127.0.0.1", "localhost")
-    with Client(base, auth=HmacAuth("demo-key", "demo-secret"), hook=hook) as client:
+    with Client(base, auth=SigningAuth.hmac("demo-key", "demo-secret"), hook=hook) as client:
         hop = client.get("/redirect-to", params={"url": other + "/headers"})
     echoed = hop.json().get("headers", {})
     leaked = [h for h in ("X-Api-Key", "X-Signature", "X-Nonce") if h in echoed]
@@ -164,7 +163,7 @@ def _scenario_rate_limits(n: _Narrator, base: str) -> None:
 
     n.say("   a real quota (burst 5, 10/s) hit by 8 quick requests:")
     before = _stats(base)["429s"]
-    with Client(base, auth=HmacAuth("quota-demo", "quota-secret"),
+    with Client(base, auth=SigningAuth.hmac("quota-demo", "quota-secret"),
                 retry=RetryPolicy(max_attempts=5), hook=n.hook) as client:
         codes = [client.get("/limited/items", params={"dialect": "ietf"}).status_code
                  for _ in range(8)]
@@ -241,7 +240,7 @@ def _scenario_tokens(n: _Narrator, base: str, tmp: Path) -> None:
 def _scenario_standards_and_sharing(n: _Narrator, base: str, tmp: Path) -> None:
     n.title("4. RFC 9421 message signatures; two clients pacing through one shared store")
     key = SignatureKey("hmac-sha256", b"demo-secret", key_id="demo-rfc9421")
-    with Client(base, auth=MessageSignatureAuth(key), hook=n.hook) as client:
+    with Client(base, auth=SigningAuth.rfc9421(key), hook=n.hook) as client:
         response = client.post("/signed-rfc9421/orders", json={"sku": "book"})
     covered = response.json().get("covered") if response.ok else None
     n.check("an RFC 9421-signed POST (with Content-Digest) is accepted",

@@ -130,7 +130,7 @@ def _read_data(value: str | None) -> bytes | None:
 
 def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
     from surefoot.oauth._auth import BearerAuth
-    from surefoot.signing._auth import HmacAuth
+    from surefoot.signing._auth import SigningAuth
     from surefoot.stores._file import FileTokenStore
 
     chosen = [name for name, given in (("--hmac", args.hmac), ("--sign", args.sign),
@@ -147,7 +147,7 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
         secret = secret or os.environ.get("SUREFOOT_HMAC_SECRET", "")
         if not secret:
             raise _Usage("--hmac needs a secret (KEY_ID:SECRET or $SUREFOOT_HMAC_SECRET)")
-        return HmacAuth(key_id, secret)
+        return SigningAuth.hmac(key_id, secret)
     if args.oauth2_token_url:
         client_secret: str = args.client_secret or os.environ.get("SUREFOOT_CLIENT_SECRET", "")
         if not args.client_id or not client_secret:

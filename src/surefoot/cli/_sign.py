@@ -24,7 +24,10 @@ import argparse
 import base64
 import binascii
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from surefoot.signing._auth import SigningAuth
 
 __all__ = [
     "DEFAULT_HMAC_ENV",
@@ -193,7 +196,7 @@ def check_companions(args: argparse.Namespace, scheme: str | None) -> None:
         raise CliUsage(f"{', '.join(misplaced)} does not apply to {where}")
 
 
-def sign_auth(args: argparse.Namespace) -> Any:
+def sign_auth(args: argparse.Namespace) -> SigningAuth:
     """The auth object ``args.sign`` asks for (``args.sign`` is a one-item list)."""
     if len(args.sign) != 1:
         raise CliUsage("--sign can be given once")
@@ -209,18 +212,18 @@ def sign_auth(args: argparse.Namespace) -> Any:
     return _sigv4(rest, args)
 
 
-def _hmac(rest: str, args: argparse.Namespace) -> Any:
-    from surefoot.signing._auth import HmacAuth
+def _hmac(rest: str, args: argparse.Namespace) -> SigningAuth:
+    from surefoot.signing._auth import SigningAuth
 
     key_id, _, source = rest.partition(":")
     if not key_id:
         raise CliUsage("use --sign hmac:KEY_ID[:@FILE|:env:NAME]")
     raw = read_source(source or f"env:{DEFAULT_HMAC_ENV}", "the HMAC secret", strip_newline=True)
-    return HmacAuth(key_id, _decode_secret(raw, args.secret_encoding, "the HMAC secret"))
+    return SigningAuth.hmac(key_id, _decode_secret(raw, args.secret_encoding, "the HMAC secret"))
 
 
-def _rfc9421(rest: str, args: argparse.Namespace) -> Any:
-    from surefoot.signing._auth_rfc9421 import MessageSignatureAuth
+def _rfc9421(rest: str, args: argparse.Namespace) -> SigningAuth:
+    from surefoot.signing._auth import SigningAuth
     from surefoot.signing._rfc9421 import ALGORITHMS, SignatureKey
 
     algorithm, _, rest = rest.partition(":")
@@ -254,7 +257,7 @@ def _rfc9421(rest: str, args: argparse.Namespace) -> Any:
     options: dict[str, Any] = {}
     if args.sign_components is not None:
         options["components"] = split_components(args.sign_components)
-    return MessageSignatureAuth(
+    return SigningAuth.rfc9421(
         key,
         content_digest=None if args.content_digest == "none" else args.content_digest,
         label=args.sign_label,
@@ -264,8 +267,8 @@ def _rfc9421(rest: str, args: argparse.Namespace) -> Any:
     )
 
 
-def _sigv4(rest: str, args: argparse.Namespace) -> Any:
-    from surefoot.signing._auth_sigv4 import SigV4Auth
+def _sigv4(rest: str, args: argparse.Namespace) -> SigningAuth:
+    from surefoot.signing._auth import SigningAuth
 
     region, _, service = rest.partition(":")
     if not region or not service or ":" in service:
@@ -291,7 +294,7 @@ def _sigv4(rest: str, args: argparse.Namespace) -> Any:
         token_text = None if token is None else token.decode()
     except UnicodeDecodeError:
         raise CliUsage("the AWS secret key and session token must be UTF-8 text") from None
-    return SigV4Auth(
+    return SigningAuth.sigv4(
         access_key,
         secret_text,
         region,
@@ -303,20 +306,23 @@ def _sigv4(rest: str, args: argparse.Namespace) -> Any:
 
 def describe(auth: Any) -> str:
     """One line for ``-v`` about how requests are signed (names and ids, no secrets)."""
+    from surefoot.signing._hmac import HmacSigner
+    from surefoot.signing._rfc9421 import MessageSigner
+    from surefoot.signing._sigv4 import SigV4Signer
+
     signer = getattr(auth, "signer", None)
-    kind = type(auth).__name__
-    if kind == "MessageSignatureAuth" and signer is not None:
+    if isinstance(signer, MessageSigner):
         covered = " ".join(c.identifier for c in signer.components)
         return (
             f"* signing: RFC 9421 {signer.key.algorithm}, keyid {signer.key_id!r}, "
             f"label {signer.label!r}, covering ({covered})"
         )
-    if kind == "SigV4Auth" and signer is not None:
+    if isinstance(signer, SigV4Signer):
         access_key = signer.credentials().access_key
         return (
             f"* signing: AWS SigV4, access key {access_key}, region {signer.region}, "
             f"service {signer.service}"
         )
-    if kind == "HmacAuth" and signer is not None:
+    if isinstance(signer, HmacSigner):
         return f"* signing: HMAC scheme (X-Signature), key id {signer.key_id!r}"
-    return f"* signing: {kind}"
+    return f"* signing: {type(auth).__name__}"

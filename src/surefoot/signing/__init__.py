@@ -1,10 +1,13 @@
 """Request signing and verification: the tutorial's HMAC scheme done right, RFC 9421 HTTP
 Message Signatures (with RFC 9530 Content-Digest) and AWS Signature Version 4.
 
-Clients attach a signer through an auth object (:class:`HmacAuth`,
-:class:`MessageSignatureAuth`, :class:`SigV4Auth`); servers check requests with the
-matching verifier (directly, or through :mod:`surefoot.middleware`). Verifiers keep the
-nonces they have seen in a :class:`~surefoot.stores.NonceCache`.
+Every scheme has one shape: its signer is a :class:`Signer` (``sign(request, now=)``: the
+headers to add to one attempt of an :class:`HttpRequest`) and its verifier a
+:class:`Verifier` (``verify(request, now=)``: a received :class:`SignedRequest` in, the
+signer's :class:`Identity` out). Clients attach any signer with :class:`SigningAuth`
+(``SigningAuth.hmac(...)``, ``.rfc9421(...)``, ``.sigv4(...)``); servers check requests
+with the matching verifier (directly, or through :mod:`surefoot.middleware`). Verifiers
+keep the nonces they have seen in a :class:`~surefoot.stores.NonceCache`.
 """
 
 from __future__ import annotations
@@ -14,11 +17,11 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
-    from surefoot.signing._auth import HmacAuth
-    from surefoot.signing._auth_rfc9421 import MessageSignatureAuth
-    from surefoot.signing._auth_sigv4 import SigV4Auth
+    from surefoot._core._messages import HttpRequest
+    from surefoot.signing._auth import SigningAuth
     from surefoot.signing._digest import DigestAlgorithm, content_digest, verify_content_digest
     from surefoot.signing._hmac import HmacHeaders, HmacSigner, HmacVerifier
+    from surefoot.signing._protocols import Identity, SignedRequest, Signer, Verifier
     from surefoot.signing._rfc9421 import (
         Component,
         MessageSigner,
@@ -38,20 +41,23 @@ __all__ = [
     "Component",
     "CredentialsLike",
     "DigestAlgorithm",
-    "HmacAuth",
     "HmacHeaders",
     "HmacSigner",
     "HmacVerifier",
-    "MessageSignatureAuth",
+    "HttpRequest",
+    "Identity",
     "MessageSigner",
     "MessageVerifier",
     "RelatedRequest",
-    "SigV4Auth",
     "SigV4Credentials",
     "SigV4Signer",
     "SigV4Verifier",
     "SignatureKey",
+    "SignedRequest",
+    "Signer",
+    "SigningAuth",
     "VerifiedSignature",
+    "Verifier",
     "content_digest",
     "verify_content_digest",
 ]
@@ -63,20 +69,23 @@ if not TYPE_CHECKING:  # names are imported on first use
             "Component": "surefoot.signing._rfc9421",
             "CredentialsLike": "surefoot.signing._sigv4",
             "DigestAlgorithm": "surefoot.signing._digest",
-            "HmacAuth": "surefoot.signing._auth",
             "HmacHeaders": "surefoot.signing._hmac",
             "HmacSigner": "surefoot.signing._hmac",
             "HmacVerifier": "surefoot.signing._hmac",
-            "MessageSignatureAuth": "surefoot.signing._auth_rfc9421",
+            "HttpRequest": "surefoot._core._messages",
+            "Identity": "surefoot.signing._protocols",
             "MessageSigner": "surefoot.signing._rfc9421",
             "MessageVerifier": "surefoot.signing._rfc9421",
             "RelatedRequest": "surefoot.signing._rfc9421",
-            "SigV4Auth": "surefoot.signing._auth_sigv4",
             "SigV4Credentials": "surefoot.signing._sigv4",
             "SigV4Signer": "surefoot.signing._sigv4",
             "SigV4Verifier": "surefoot.signing._sigv4",
             "SignatureKey": "surefoot.signing._rfc9421",
+            "SignedRequest": "surefoot.signing._protocols",
+            "Signer": "surefoot.signing._protocols",
+            "SigningAuth": "surefoot.signing._auth",
             "VerifiedSignature": "surefoot.signing._rfc9421",
+            "Verifier": "surefoot.signing._protocols",
             "content_digest": "surefoot.signing._digest",
             "verify_content_digest": "surefoot.signing._digest",
         },

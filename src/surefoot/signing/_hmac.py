@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from urllib.parse import quote_from_bytes, unquote_to_bytes, urlsplit
 
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._messages import HttpRequest
 from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
@@ -54,8 +55,17 @@ from surefoot.errors import (
     MalformedSignature,
     MissingHeader,
     ReplayedNonce,
+    SignatureError,
     TimestampSkew,
     UnknownKey,
+)
+from surefoot.signing._protocols import (
+    HasNonces,
+    Identity,
+    SignedRequest,
+    join_fields,
+    nonce_cache,
+    nonces_block,
 )
 from surefoot.stores._memory import MemoryNonceCache
 from surefoot.stores._protocols import NonceCache
@@ -165,7 +175,8 @@ def _mac(secret: bytes, text: str) -> str:
 
 
 class HmacSigner:
-    """Signs requests with the scheme above. Pure: give it ``now`` (or a clock)."""
+    """Signs requests with the scheme above (a :class:`~surefoot.signing.Signer`). Pure:
+    give it ``now`` (or a clock)."""
 
     __slots__ = ("_nonce", "_secret", "clock", "headers", "key_id")
 
@@ -191,15 +202,24 @@ class HmacSigner:
     def __repr__(self) -> str:
         return f"HmacSigner(key_id={self.key_id!r}, secret=<redacted>)"
 
-    def sign(
-        self, method: str, url: str, body: bytes | None, *, now: float | None = None
-    ) -> dict[str, str]:
-        """The headers to add to this attempt. A fresh timestamp and nonce every call."""
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        return self.headers.names()
+
+    @property
+    def signs_body(self) -> bool:
+        return True
+
+    def sign(self, request: HttpRequest, *, now: float | None = None) -> dict[str, str]:
+        """The headers to add to this attempt (its other headers are not signed). A fresh
+        timestamp and nonce every call."""
         when = self.clock.wall() if now is None else now
         timestamp = str(int(when))
         nonce = self._nonce()
-        digest = body_digest(body)
-        text = canonical_string(method, url, timestamp=timestamp, nonce=nonce, digest=digest)
+        digest = body_digest(request.body)
+        text = canonical_string(
+            request.method, request.url, timestamp=timestamp, nonce=nonce, digest=digest
+        )
         h = self.headers
         return {
             h.api_key: self.key_id,
@@ -210,29 +230,30 @@ class HmacSigner:
         }
 
 
-
-
-
-
 KeyLookup = Mapping[str, "str | bytes"] | Callable[[str], "str | bytes | None"]
 
 
 class HmacVerifier:
-    """Server side of the scheme: returns the key id of a valid request or raises.
+    """Server side of the scheme: the :class:`~surefoot.signing.Identity` (scheme
+    ``"hmac"``, the key id) of a valid request, or raises.
 
     Raises (all :class:`surefoot.SignatureError`): :class:`MissingHeader`,
     :class:`MalformedSignature`, :class:`UnknownKey`, :class:`TimestampSkew`,
     :class:`BodyDigestMismatch`, :class:`BadSignature`, :class:`ReplayedNonce`.
+    ``nonces`` is a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``);
+    default a :class:`~surefoot.stores.MemoryNonceCache`.
     """
 
     __slots__ = ("_keys", "clock", "headers", "nonces", "skew")
+
+    scheme = "hmac"
 
     def __init__(
         self,
         keys: KeyLookup,
         *,
         skew: float = 300.0,
-        nonces: NonceCache | None = None,
+        nonces: NonceCache | HasNonces | None = None,
         headers: HmacHeaders | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -240,36 +261,41 @@ class HmacVerifier:
             raise ConfigurationError("skew must be positive")
         self._keys = keys
         self.skew = skew
-        self.nonces: NonceCache = nonces if nonces is not None else MemoryNonceCache()
+        cache = nonce_cache(nonces)  # (an empty MemoryNonceCache is falsy: test for None)
+        self.nonces: NonceCache = cache if cache is not None else MemoryNonceCache()
         self.headers = headers or HmacHeaders()
         self.clock = clock or default_clock
 
     def __repr__(self) -> str:
         return f"HmacVerifier(skew={self.skew}, keys=<redacted>)"
 
+    @property
+    def blocking(self) -> bool:
+        return nonces_block(self.nonces)
+
+    def challenge(self, error: SignatureError) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", "Signature")]
+
     def _secret(self, key_id: str) -> bytes | None:
         keys = self._keys
         found = keys(key_id) if callable(keys) else keys.get(key_id)
         return _to_bytes(found) if found else None
 
-    def verify(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes | None,
-        *,
-        now: float | None = None,
-    ) -> str:
-        when = self.clock.wall() if now is None else now
-        lower = {k.lower(): v for k, v in headers.items()}
-        h = self.headers
+    def _values(self, request: SignedRequest) -> dict[str, str]:
+        """The scheme's five header values (repeated lines joined, as a server would)."""
+        lower = join_fields(request.headers)
         values: dict[str, str] = {}
-        for name in h.names():
+        for name in self.headers.names():
             value = lower.get(name.lower())
             if value is None or not value.strip():
                 raise MissingHeader(f"missing header {name}")
             values[name] = value.strip()
+        return values
+
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
+        when = self.clock.wall() if now is None else now
+        h = self.headers
+        values = self._values(request)
         key_id, timestamp, nonce = values[h.api_key], values[h.timestamp], values[h.nonce]
         if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise MalformedSignature(f"{h.timestamp} is not integer seconds")
@@ -283,12 +309,14 @@ class HmacVerifier:
         sent_digest, sent_signature = values[h.digest].lower(), values[h.signature].lower()
         if not (sent_digest.isascii() and sent_signature.isascii()):
             raise MalformedSignature("digest or signature is not ASCII hex")
-        digest = body_digest(body)
+        digest = body_digest(request.body)
         if not hmac.compare_digest(digest, sent_digest):
             raise BodyDigestMismatch("body digest does not match the body")
-        text = canonical_string(method, url, timestamp=timestamp, nonce=nonce, digest=digest)
+        text = canonical_string(
+            request.method, request.url, timestamp=timestamp, nonce=nonce, digest=digest
+        )
         if not hmac.compare_digest(_mac(secret, text), sent_signature):
             raise BadSignature("signature does not match")
         if not self.nonces.add_if_absent(key_id, nonce, now=when, ttl=2 * self.skew + 1):
             raise ReplayedNonce("nonce already used")
-        return key_id
+        return Identity("hmac", key_id)

@@ -78,6 +78,7 @@ from http_sfv.item import Item as _SfItem
 from http_sfv.list import List as _SfList
 
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._messages import HttpRequest
 from surefoot.errors import (
     BadSignature,
     ConfigurationError,
@@ -86,15 +87,29 @@ from surefoot.errors import (
     MalformedSignature,
     MissingComponent,
     MissingHeader,
+    PolicyViolation,
     ReplayedNonce,
+    SignatureError,
     SignatureExpired,
     SigningError,
     TagMismatch,
     TimestampSkew,
     UnknownKey,
 )
-from surefoot.signing._digest import DIGEST_ALGORITHMS, verify_content_digest
+from surefoot.signing._digest import (
+    DIGEST_ALGORITHMS,
+    DigestAlgorithm,
+    verify_content_digest,
+)
+from surefoot.signing._digest import content_digest as digest_field
 from surefoot.signing._hmac import canonical_host
+from surefoot.signing._protocols import (
+    HasNonces,
+    Identity,
+    SignedRequest,
+    nonce_cache,
+    nonces_block,
+)
 from surefoot.stores._protocols import NonceCache
 
 __all__ = [
@@ -220,6 +235,8 @@ class SignatureKey:
     algorithm: Algorithm
     key_id: str | None
     can_sign: bool
+    _sign: Callable[[bytes], bytes]
+    _verify: Callable[[bytes, bytes], bool]
 
     def __init__(
         self,
@@ -295,12 +312,6 @@ class SignatureKey:
     def _asymmetric(self, algorithm: Algorithm, key: Any, password: bytes | None) -> None:
         try:
             from cryptography.exceptions import InvalidSignature
-            from cryptography.hazmat.primitives import hashes
-            from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-            from cryptography.hazmat.primitives.asymmetric.utils import (
-                decode_dss_signature,
-                encode_dss_signature,
-            )
         except ImportError:  # pragma: no cover - cryptography is an optional extra
             raise ConfigurationError(
                 f"{algorithm} needs the 'cryptography' package (pip install surefoot[signing])"
@@ -312,66 +323,12 @@ class SignatureKey:
             except Exception as exc:  # ValueError, TypeError, UnsupportedAlgorithm ...
                 raise ConfigurationError(f"cannot load the {algorithm} key: {type(exc).__name__}"
                                          ) from None
-        private: Any
-        public: Any
         if algorithm == "ed25519":
-            if isinstance(key, ed25519.Ed25519PrivateKey):
-                private, public = key, key.public_key()
-            elif isinstance(key, ed25519.Ed25519PublicKey):
-                private, public = None, key
-            else:
-                raise ConfigurationError("ed25519 needs an Ed25519 key")
-
-            def sign(data: bytes) -> bytes:
-                out: bytes = private.sign(data)
-                return out
-
-            def check(data: bytes, signature: bytes) -> None:
-                public.verify(signature, data)
-
+            sign, check, can_sign = _ed25519_operations(key)
         elif algorithm == "ecdsa-p256-sha256":
-            if isinstance(key, ec.EllipticCurvePrivateKey):
-                private, public = key, key.public_key()
-            elif isinstance(key, ec.EllipticCurvePublicKey):
-                private, public = None, key
-            else:
-                raise ConfigurationError("ecdsa-p256-sha256 needs an EC key")
-            if public.curve.name != "secp256r1":
-                raise ConfigurationError("ecdsa-p256-sha256 needs a P-256 (secp256r1) key")
-            ecdsa = ec.ECDSA(hashes.SHA256())
-
-            def sign(data: bytes) -> bytes:
-                r, s = decode_dss_signature(private.sign(data, ecdsa))
-                return r.to_bytes(32, "big") + s.to_bytes(32, "big")
-
-            def check(data: bytes, signature: bytes) -> None:
-                if len(signature) != 64:
-                    raise InvalidSignature
-                r = int.from_bytes(signature[:32], "big")
-                s = int.from_bytes(signature[32:], "big")
-                public.verify(encode_dss_signature(r, s), data, ecdsa)
-
-        else:  # the two RSA algorithms
-            if isinstance(key, rsa.RSAPrivateKey):
-                private, public = key, key.public_key()
-            elif isinstance(key, rsa.RSAPublicKey):
-                private, public = None, key
-            else:
-                raise ConfigurationError(f"{algorithm} needs an RSA key")
-            if public.key_size < 2048:
-                raise ConfigurationError(f"{algorithm} needs an RSA key of at least 2048 bits")
-            if algorithm == "rsa-pss-sha512":
-                pad: Any = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
-                algo: Any = hashes.SHA512()
-            else:
-                pad, algo = padding.PKCS1v15(), hashes.SHA256()
-
-            def sign(data: bytes) -> bytes:
-                out: bytes = private.sign(data, pad, algo)
-                return out
-
-            def check(data: bytes, signature: bytes) -> None:
-                public.verify(signature, data, pad, algo)
+            sign, check, can_sign = _ecdsa_p256_operations(key)
+        else:
+            sign, check, can_sign = _rsa_operations(algorithm, key)
 
         def verify(data: bytes, signature: bytes) -> bool:
             try:
@@ -380,7 +337,95 @@ class SignatureKey:
                 return False
             return True
 
-        self._sign, self._verify, self.can_sign = sign, verify, private is not None
+        self._sign, self._verify, self.can_sign = sign, verify, can_sign
+
+
+# -- the asymmetric algorithms: (sign, check that raises, can sign) for a key ---------
+
+_Operations = tuple[Callable[[bytes], bytes], Callable[[bytes, bytes], None], bool]
+
+
+def _key_pair(
+    key: Any, private_type: type[Any], public_type: type[Any], wanted: str
+) -> tuple[Any, Any]:
+    """(private or None, public) of a ``cryptography`` key of the expected kind; else
+    ``ConfigurationError(wanted)``."""
+    if isinstance(key, private_type):
+        return key, key.public_key()
+    if isinstance(key, public_type):
+        return None, key
+    raise ConfigurationError(wanted)
+
+
+def _ed25519_operations(key: Any) -> _Operations:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    private, public = _key_pair(key, ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey,
+                                "ed25519 needs an Ed25519 key")
+
+    def sign(data: bytes) -> bytes:
+        out: bytes = private.sign(data)
+        return out
+
+    def check(data: bytes, signature: bytes) -> None:
+        public.verify(signature, data)
+
+    return sign, check, private is not None
+
+
+def _ecdsa_p256_operations(key: Any) -> _Operations:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import (
+        decode_dss_signature,
+        encode_dss_signature,
+    )
+
+    private, public = _key_pair(key, ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey,
+                                "ecdsa-p256-sha256 needs an EC key")
+    if public.curve.name != "secp256r1":
+        raise ConfigurationError("ecdsa-p256-sha256 needs a P-256 (secp256r1) key")
+    ecdsa = ec.ECDSA(hashes.SHA256())
+
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(data, ecdsa))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    def check(data: bytes, signature: bytes) -> None:
+        if len(signature) != 64:
+            raise InvalidSignature
+        r = int.from_bytes(signature[:32], "big")
+        s = int.from_bytes(signature[32:], "big")
+        public.verify(encode_dss_signature(r, s), data, ecdsa)
+
+    return sign, check, private is not None
+
+
+def _rsa_operations(algorithm: Algorithm, key: Any) -> _Operations:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    private, public = _key_pair(key, rsa.RSAPrivateKey, rsa.RSAPublicKey,
+                                f"{algorithm} needs an RSA key")
+    if public.key_size < 2048:
+        raise ConfigurationError(f"{algorithm} needs an RSA key of at least 2048 bits")
+    pad: Any
+    algo: Any
+    if algorithm == "rsa-pss-sha512":
+        pad = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+        algo = hashes.SHA512()
+    else:
+        pad, algo = padding.PKCS1v15(), hashes.SHA256()
+
+    def sign(data: bytes) -> bytes:
+        out: bytes = private.sign(data, pad, algo)
+        return out
+
+    def check(data: bytes, signature: bytes) -> None:
+        public.verify(signature, data, pad, algo)
+
+    return sign, check, private is not None
 
 
 # -- component identifiers -----------------------------------------------------------
@@ -489,6 +534,27 @@ def _check_component(name: str, params: tuple[tuple[str, ParamValue], ...]) -> N
 
 def _component(spec: str | Component) -> Component:
     return spec if isinstance(spec, Component) else Component.parse(spec)
+
+
+_CONTENT_DIGEST = Component("content-digest")
+
+
+def _signed_components(
+    components: Iterable[str | Component], digest: DigestAlgorithm | None
+) -> tuple[Component, ...]:
+    """A signer's components: parsed, each once, ``content-digest`` added when the signer
+    adds the field itself."""
+    if digest not in (None, "sha-256", "sha-512"):
+        raise ConfigurationError("content_digest must be 'sha-256', 'sha-512' or None")
+    comps = [_component(c) for c in components]
+    seen: set[object] = set()
+    for comp in comps:
+        if comp.canonical in seen:
+            raise ConfigurationError(f"component {comp.identifier} is listed twice")
+        seen.add(comp.canonical)
+    if digest is not None and _CONTENT_DIGEST.canonical not in seen:
+        comps.append(_CONTENT_DIGEST)
+    return tuple(comps)
 
 
 # -- messages ------------------------------------------------------------------------
@@ -817,24 +883,32 @@ def _default_nonce() -> str:
 
 class MessageSigner:
     """Signs requests and responses with one key, one label and one set of covered
-    components. Pure: give it ``now`` (or a clock).
+    components (a :class:`~surefoot.signing.Signer`). Pure: give it ``now`` (or a clock).
 
-    ``sign_request(method, url, headers)`` / ``sign_response(status, headers,
-    request=...)`` return the two fields to add: ``{"Signature-Input": ...,
-    "Signature": ...}``. A fresh ``created`` and (unless ``nonce=False``) nonce every call;
-    ``expires_in`` adds ``expires = created + expires_in``; ``include_alg`` adds ``alg``;
-    ``tag`` adds ``tag``. ``key_id`` defaults to the key's.
+    ``sign(request)`` / ``sign_response(status, headers, request=...)`` return the fields
+    to add: ``{"Signature-Input": ..., "Signature": ...}``. A fresh ``created`` and
+    (unless ``nonce=False``) nonce every call; ``expires_in`` adds ``expires = created +
+    expires_in``; ``include_alg`` adds ``alg``; ``tag`` adds ``tag``. ``key_id`` defaults
+    to the key's.
+
+    ``content_digest`` (``"sha-256"`` or ``"sha-512"``; default ``None``): :meth:`sign`
+    also adds an RFC 9530 ``Content-Digest`` of the request's body, and covers it (it is
+    added to ``components`` when not listed), so the signature protects the body.
+    Without it, a ``content-digest`` listed in ``components`` must come with the
+    request's own headers (and a response's, for :meth:`sign_response`).
     """
 
-    __slots__ = ("_inner", "_label", "_nonce_factory", "_plan", "_post", "_pre",
-                 "_sf_types", "clock", "components", "created", "expires_in", "key",
-                 "key_id", "label", "nonce", "tag")
+    __slots__ = ("_credential_headers", "_inner", "_label", "_nonce_factory", "_plan",
+                 "_post", "_pre", "_sf_types", "_signs_body", "clock", "components",
+                 "content_digest", "created", "expires_in", "key", "key_id", "label",
+                 "nonce", "tag")
 
     def __init__(
         self,
         key: SignatureKey,
         *,
         components: Iterable[str | Component] = DEFAULT_REQUEST_COMPONENTS,
+        content_digest: DigestAlgorithm | None = None,
         label: str = "sig1",
         key_id: str | None = None,
         created: bool = True,
@@ -856,12 +930,7 @@ class MessageSigner:
             raise ConfigurationError("label must be a structured-field key (lower case)")
         if expires_in is not None and not expires_in > 0:
             raise ConfigurationError("expires_in must be positive")
-        comps = tuple(_component(c) for c in components)
-        seen: set[object] = set()
-        for comp in comps:
-            if comp.canonical in seen:
-                raise ConfigurationError(f"component {comp.identifier} is listed twice")
-            seen.add(comp.canonical)
+        comps = _signed_components(components, content_digest)
         self.key = key
         self.key_id = key_id if key_id is not None else key.key_id
         try:
@@ -870,6 +939,7 @@ class MessageSigner:
         except ValueError:
             raise ConfigurationError("key_id and tag must be printable ASCII") from None
         self.components = comps
+        self.content_digest: DigestAlgorithm | None = content_digest
         self.label = label
         self.created = created
         self.expires_in = expires_in
@@ -885,25 +955,43 @@ class MessageSigner:
         self._inner = "(" + " ".join(comp.identifier for comp in comps) + ")"
         self._pre = keyid_part + (f';alg="{key.algorithm}"' if include_alg else "")
         self._post = tag_part
+        #: The body is covered (through Content-Digest): a streaming body cannot be sent.
+        self._signs_body = any(c.canonical == _CONTENT_DIGEST.canonical for c in comps)
+        digest_field = ("Content-Digest",) if content_digest is not None else ()
+        self._credential_headers = ("Signature-Input", "Signature", *digest_field)
 
     def __repr__(self) -> str:
         return (f"MessageSigner({self.key!r}, label={self.label!r}, "
                 f"components={self._inner})")
 
-    def sign_request(
-        self,
-        method: str,
-        url: str,
-        headers: Headers | None = None,
-        *,
-        now: float | None = None,
-        nonce: str | None = None,
-        overrides: Mapping[str, str] | None = None,
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        return self._credential_headers
+
+    @property
+    def signs_body(self) -> bool:
+        return self._signs_body
+
+    def sign(
+        self, request: HttpRequest, *, now: float | None = None, nonce: str | None = None
     ) -> dict[str, str]:
-        """``Signature-Input`` and ``Signature`` for a request. ``overrides`` (lower-case
-        names) are field values that take precedence over ``headers`` (fields about to be
-        added along with the signature, such as a fresh ``Content-Digest``)."""
-        return self._fields(_Message(method, url, headers, None, None, overrides), now, nonce)
+        """``Signature-Input`` and ``Signature`` for a request (and its ``Content-Digest``
+        with ``content_digest``). ``nonce`` replaces the generated one (test vectors)."""
+        msg, digest = self._request_message(request)
+        fields = self._fields(msg, now, nonce)
+        if digest is not None:
+            fields["Content-Digest"] = digest
+        return fields
+
+    def _request_message(self, request: HttpRequest) -> tuple[_Message, str | None]:
+        """The request as signed, and the ``Content-Digest`` to add (``None``: none)."""
+        algorithm = self.content_digest
+        if algorithm is None:
+            return _Message(request.method, request.url, request.headers), None
+        digest = digest_field(request.body, algorithm)
+        overrides = {"content-digest": digest}
+        return _Message(request.method, request.url, request.headers, None, None,
+                        overrides), digest
 
     def sign_response(
         self,
@@ -921,17 +1009,11 @@ class MessageSigner:
         return self._fields(msg, now, nonce)
 
     def request_base(
-        self,
-        method: str,
-        url: str,
-        headers: Headers | None = None,
-        *,
-        now: float | None = None,
-        nonce: str | None = None,
+        self, request: HttpRequest, *, now: float | None = None, nonce: str | None = None
     ) -> tuple[str, str]:
         """The signature base and the ``@signature-params`` value a request would be
         signed with (for debugging and tests; signs nothing)."""
-        return self._base(_Message(method, url, headers), now, nonce)
+        return self._base(self._request_message(request)[0], now, nonce)
 
     def response_base(
         self,
@@ -1026,8 +1108,11 @@ def _parse_dictionary(lines: list[str], field: str) -> _SfDictionary:
 
 
 class MessageVerifier:
-    """Server (or client) side of RFC 9421: returns a :class:`VerifiedSignature` or raises
-    a :class:`surefoot.SignatureError` (see the module documentation for the checks).
+    """Server (or client) side of RFC 9421 (a :class:`~surefoot.signing.Verifier`):
+    :meth:`verify` returns the :class:`~surefoot.signing.Identity` of a valid request
+    (scheme ``"rfc9421"``; its ``signature`` is the :class:`VerifiedSignature`),
+    :meth:`verify_response` the :class:`VerifiedSignature` of a valid response, or they
+    raise a :class:`surefoot.SignatureError` (see the module documentation for the checks).
 
     * ``keys`` — ``{keyid: SignatureKey}`` or a function ``keyid -> SignatureKey | None``;
       each key is pinned to its algorithm.
@@ -1036,15 +1121,16 @@ class MessageVerifier:
       A covered ``@target-uri`` stands for ``@scheme``, ``@authority``,
       ``@request-target``, ``@path`` and ``@query``, and a covered ``@request-target`` for
       ``@path`` and ``@query`` (they are parts of it).
-    * ``require_content_digest`` — a request or response verified with a ``body`` must
-      cover ``content-digest`` (which is then checked against the body).
+    * ``require_content_digest`` — a request with a body (or a ``Content-Digest``), or a
+      response verified with a ``body``, must cover ``content-digest`` (which is then
+      checked against the body).
     * ``max_age`` — seconds a signature stays acceptable after its ``created``
       (``None``: no limit); ``skew`` — tolerated clock difference, seconds.
     * ``expected_tag`` — the ``tag`` the signature must carry (``None``: any or none).
     * ``allowed_algorithms`` — algorithms accepted at all.
-    * ``nonces`` — a :class:`~surefoot.NonceCache` (``MemoryNonceCache()``, or a shared
-      store's ``store.nonces``, or the store itself); with one, a nonce is required unless
-      ``require_nonce=False``, and each is accepted once per key id.
+    * ``nonces`` — a :class:`~surefoot.stores.NonceCache` (``MemoryNonceCache()``, or a
+      shared store's ``store.nonces``, or the store itself); with one, a nonce is required
+      unless ``require_nonce=False``, and each is accepted once per key id.
     * ``label`` — verify the signature with this label (default: the only one, else the
       first one carrying ``expected_tag``, else the first one).
     """
@@ -1053,6 +1139,8 @@ class MessageVerifier:
                  "_sf_types",
                  "allowed_algorithms", "clock", "expected_tag", "label", "max_age", "nonces",
                  "require_content_digest", "require_created", "require_nonce", "skew")
+
+    scheme = "rfc9421"
 
     def __init__(
         self,
@@ -1064,7 +1152,7 @@ class MessageVerifier:
         skew: float = 30.0,
         expected_tag: str | None = None,
         allowed_algorithms: Collection[str] = ALGORITHMS,
-        nonces: NonceCache | Any | None = None,
+        nonces: NonceCache | HasNonces | None = None,
         require_nonce: bool | None = None,
         require_created: bool = True,
         label: str | None = None,
@@ -1078,11 +1166,8 @@ class MessageVerifier:
         unknown = set(allowed_algorithms) - set(ALGORITHMS)
         if unknown:
             raise ConfigurationError(f"unknown algorithms: {', '.join(sorted(unknown))}")
-        if nonces is not None and not hasattr(nonces, "add_if_absent"):
-            nonces = getattr(nonces, "nonces", None)  # a store: use its nonce cache
-            if nonces is None:
-                raise ConfigurationError("nonces must be a NonceCache or a store")
-        if nonces is not None and max_age is None:
+        cache = nonce_cache(nonces)
+        if cache is not None and max_age is None:
             raise ConfigurationError("a nonce store needs max_age (how long to remember)")
         self._keys = keys
         if required_components is None:
@@ -1097,8 +1182,8 @@ class MessageVerifier:
         self.skew = skew
         self.expected_tag = expected_tag
         self.allowed_algorithms = frozenset(allowed_algorithms)
-        self.nonces: NonceCache | None = nonces
-        self.require_nonce = nonces is not None if require_nonce is None else require_nonce
+        self.nonces: NonceCache | None = cache
+        self.require_nonce = cache is not None if require_nonce is None else require_nonce
         self.require_created = require_created
         self.label = label
         self._sf_types = {**SF_FIELD_TYPES, **(sf_types or {})}
@@ -1109,19 +1194,22 @@ class MessageVerifier:
         return (f"MessageVerifier(keys=<redacted>, max_age={self.max_age}, skew={self.skew}, "
                 f"allowed_algorithms={sorted(self.allowed_algorithms)})")
 
-    def verify_request(
-        self,
-        method: str,
-        url: str,
-        headers: Headers,
-        *,
-        body: bytes | None = None,
-        now: float | None = None,
-    ) -> VerifiedSignature:
-        """Verify a received request. ``url`` is its absolute target URI; ``body``, if
-        given, is checked against a covered ``Content-Digest``."""
-        msg = _Message(method, url, headers)
-        return self._verify(msg, self._required_request, body, now)
+    @property
+    def blocking(self) -> bool:
+        return nonces_block(self.nonces)
+
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
+        """Verify a received request (``request.url``: its absolute target URI). Its
+        body is checked against a covered ``Content-Digest``; an empty body is checked
+        too when a ``Content-Digest`` came with it (a stripped body must not pass), and
+        without either there is nothing to check."""
+        body: bytes | None = request.body
+        if not body and not any(name.lower() == "content-digest"
+                                for name, _ in request.headers):
+            body = None
+        msg = _Message(request.method, request.url, request.headers)
+        found = self._verify(msg, self._required_request, body, now)
+        return Identity("rfc9421", found.key_id, found)
 
     def verify_response(
         self,
@@ -1133,9 +1221,37 @@ class MessageVerifier:
         now: float | None = None,
     ) -> VerifiedSignature:
         """Verify a received response (``request``: the request it answers, needed when
-        the signature covers ``req`` components)."""
+        the signature covers ``req`` components; ``body``, if given, is checked against a
+        covered ``Content-Digest``)."""
         msg = _message(None, None, headers, status, request)
         return self._verify(msg, self._required_response, body, now)
+
+    @property
+    def accept_signature(self) -> str:
+        """The ``Accept-Signature`` value (RFC 9421 §5.1) asking for what this verifier
+        requires of a request: its components and parameters."""
+        components = list(self._required_request)
+        if self.require_content_digest and all(
+            c.canonical != _CONTENT_DIGEST.canonical for c in components
+        ):
+            components.append(_CONTENT_DIGEST)
+        params = ""
+        if self.require_created:
+            params += ";created"
+        if self.require_nonce:
+            params += ";nonce"
+        if self.expected_tag is not None:
+            params += f";tag={_sf_string(self.expected_tag)}"
+        label = self.label or "sig1"
+        return f"{label}=(" + " ".join(c.identifier for c in components) + ")" + params
+
+    def challenge(self, error: SignatureError) -> list[tuple[str, str]]:
+        """``WWW-Authenticate: Signature``, and ``Accept-Signature`` when the signature is
+        missing or falls short of the policy."""
+        headers = [("WWW-Authenticate", "Signature")]
+        if isinstance(error, (MissingHeader, PolicyViolation)):
+            headers.append(("Accept-Signature", self.accept_signature))
+        return headers
 
     def _known(self, name: str, params: Mapping[str, Any]) -> tuple[str, Component, Resolver]:
         """A received identifier, checked, with its resolver (cached: bounded, keyed by
@@ -1180,6 +1296,34 @@ class MessageVerifier:
         now: float | None,
     ) -> VerifiedSignature:
         when = self.clock.wall() if now is None else now
+        label, member, signature = self._signature(msg)  # 1. the fields
+        params, covered = self._covered(member)  # 2. parameters and components
+        digest_covered = self._check_policy(params, covered, required, body)  # 3.
+        self._check_time(params, when)  # 4.
+        key_id, key = self._key(params)  # 5.
+        self._check_signature(msg, covered, params, key, signature)  # 6.
+        if body is not None and digest_covered:  # 7. the body
+            verify_content_digest(_joined(msg, "content-digest"), body,
+                                  algorithms=DIGEST_ALGORITHMS)
+        nonce: str | None = params.get("nonce")
+        if nonce is not None and self.nonces is not None:  # 8. recorded only when valid
+            assert self.max_age is not None
+            ttl = self.max_age + 2 * self.skew + 1
+            if not self.nonces.add_if_absent(f"rfc9421:{key_id}", nonce, now=when, ttl=ttl):
+                raise ReplayedNonce("nonce already used")
+        return VerifiedSignature(
+            label=label,
+            key_id=key_id,
+            algorithm=key.algorithm,
+            covered=tuple(c[0] for c in covered),
+            created=params.get("created"),
+            expires=params.get("expires"),
+            nonce=nonce,
+            tag=params.get("tag"),
+        )
+
+    def _signature(self, msg: _Message) -> tuple[str, _SfInnerList, bytes]:
+        """Both fields present and parseable; the chosen label's input and signature."""
         input_lines = msg.lines("signature-input")
         signature_lines = msg.lines("signature")
         if not input_lines or not signature_lines:
@@ -1193,9 +1337,13 @@ class MessageVerifier:
             raise MalformedSignature("a Signature-Input member must be an inner list")
         if not isinstance(sig_item, _SfItem) or type(sig_item.value) is not bytes:
             raise MalformedSignature("a Signature member must be a byte sequence")
-        signature: bytes = sig_item.value
+        return label, member, sig_item.value
 
-        # 2. parameters and components
+    def _covered(
+        self, member: _SfInnerList
+    ) -> tuple[dict[str, Any], list[tuple[str, Component, Resolver]]]:
+        """The signature parameters (known, well-typed) and the covered components
+        (well-formed, each once), in order."""
         params: dict[str, Any] = {}
         for key, value in member.params.items():
             expected_type = _PARAM_TYPES.get(key)
@@ -1216,30 +1364,39 @@ class MessageVerifier:
                 raise MalformedSignature(f"component {identifier} is covered twice")
             seen.add(comp.canonical)
             covered.append((identifier, comp, resolve))
+        return params, covered
 
-        # 3. policy
+    def _check_policy(
+        self,
+        params: Mapping[str, Any],
+        covered: list[tuple[str, Component, Resolver]],
+        required: tuple[Component, ...],
+        body: bytes | None,
+    ) -> bool:
+        """Required components, ``created``, ``nonce`` and ``tag``; whether
+        ``content-digest`` is covered."""
+        seen = {c[1].canonical for c in covered}
         for comp in required:
             if comp.canonical not in seen and not any(
                 Component(whole, comp.params).canonical in seen
                 for whole in _PART_OF.get(comp.name, ())
             ):
                 raise InsufficientCoverage(f"the signature does not cover {comp.identifier}")
-        digest_covered = Component("content-digest").canonical in seen
+        digest_covered = _CONTENT_DIGEST.canonical in seen
         if body is not None and self.require_content_digest and not digest_covered:
             raise InsufficientCoverage("the signature does not cover content-digest")
+        if params.get("created") is None and self.require_created:
+            raise InsufficientCoverage("the signature has no created parameter")
+        if params.get("nonce") is None and self.require_nonce:
+            raise InsufficientCoverage("the signature has no nonce parameter")
+        if self.expected_tag is not None and params.get("tag") != self.expected_tag:
+            raise TagMismatch("the signature's tag is not the expected one")
+        return digest_covered
+
+    def _check_time(self, params: Mapping[str, Any], when: float) -> None:
+        skew = self.skew
         created: int | None = params.get("created")
         expires: int | None = params.get("expires")
-        nonce: str | None = params.get("nonce")
-        tag: str | None = params.get("tag")
-        if created is None and self.require_created:
-            raise InsufficientCoverage("the signature has no created parameter")
-        if nonce is None and self.require_nonce:
-            raise InsufficientCoverage("the signature has no nonce parameter")
-        if self.expected_tag is not None and tag != self.expected_tag:
-            raise TagMismatch("the signature's tag is not the expected one")
-
-        # 4. time
-        skew = self.skew
         if created is not None:
             if created > when + skew:
                 raise TimestampSkew("created is in the future")
@@ -1251,7 +1408,8 @@ class MessageVerifier:
             if when > expires + skew:
                 raise SignatureExpired("the signature has expired")
 
-        # 5. key and algorithm
+    def _key(self, params: Mapping[str, Any]) -> tuple[str, SignatureKey]:
+        """The ``keyid`` and its key, of an allowed algorithm (and ``alg``'s, if given)."""
         key_id: str | None = params.get("keyid")
         if key_id is None:
             raise UnknownKey("the signature has no keyid")
@@ -1266,8 +1424,17 @@ class MessageVerifier:
         alg: str | None = params.get("alg")
         if alg is not None and alg != key.algorithm:
             raise DisallowedAlgorithm("alg is not the key's algorithm")
+        return key_id, key
 
-        # 6. the base and the signature
+    @staticmethod
+    def _check_signature(
+        msg: _Message,
+        covered: list[tuple[str, Component, Resolver]],
+        params: Mapping[str, Any],
+        key: SignatureKey,
+        signature: bytes,
+    ) -> None:
+        """Rebuild the signature base from the message and check the signature."""
         lines: list[str] = []
         try:
             for identifier, _, resolve in covered:
@@ -1277,11 +1444,11 @@ class MessageVerifier:
         except _Invalid as exc:
             raise MalformedSignature(f"covered component invalid: {exc}") from None
         # The canonical serialisation of the parsed member: every identifier and parameter
-        # was checked above to be a String with flag/String parameters, or an Integer.
+        # was checked to be a String with flag/String parameters, or an Integer.
         lines.append('"@signature-params": (' + " ".join(c[0] for c in covered) + ")")
         lines.extend(
-            f";{key}={value}" if type(value) is int else f";{key}={_sf_string(value)}"
-            for key, value in params.items()
+            f";{name}={value}" if type(value) is int else f";{name}={_sf_string(value)}"
+            for name, value in params.items()
         )
         try:
             data = "".join(lines).encode("ascii")
@@ -1289,29 +1456,6 @@ class MessageVerifier:
             raise MalformedSignature("a covered component value is not ASCII") from None
         if not key.verify(data, signature):
             raise BadSignature("signature does not match")
-
-        # 7. the body
-        if body is not None and digest_covered:
-            verify_content_digest(_joined(msg, "content-digest"), body,
-                                  algorithms=DIGEST_ALGORITHMS)
-
-        # 8. the nonce, recorded only for a valid signature
-        if nonce is not None and self.nonces is not None:
-            assert self.max_age is not None
-            ttl = self.max_age + 2 * skew + 1
-            if not self.nonces.add_if_absent(f"rfc9421:{key_id}", nonce, now=when, ttl=ttl):
-                raise ReplayedNonce("nonce already used")
-
-        return VerifiedSignature(
-            label=label,
-            key_id=key_id,
-            algorithm=key.algorithm,
-            covered=tuple(c[0] for c in covered),
-            created=created,
-            expires=expires,
-            nonce=nonce,
-            tag=tag,
-        )
 
 
 def _joined(msg: _Message, name: str) -> str | None:

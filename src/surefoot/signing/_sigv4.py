@@ -35,10 +35,11 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import NamedTuple, Protocol, TypeAlias
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeAlias
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from surefoot._core._clock import Clock, default_clock
+from surefoot._core._messages import HttpRequest
 from surefoot.errors import (
     BadSignature,
     BodyDigestMismatch,
@@ -48,12 +49,17 @@ from surefoot.errors import (
     MalformedSignature,
     MissingHeader,
     ReplayedNonce,
+    SignatureError,
     SignatureExpired,
     TimestampSkew,
     UnknownKey,
 )
 from surefoot.signing._hmac import canonical_host
+from surefoot.signing._protocols import Identity, join_fields, nonce_cache, nonces_block
 from surefoot.stores._protocols import NonceCache
+
+if TYPE_CHECKING:
+    from surefoot.signing._protocols import HasNonces, SignedRequest
 
 __all__ = [
     "ALGORITHM",
@@ -272,20 +278,6 @@ def _signature(key: bytes, text: str) -> str:
 HeaderSource: TypeAlias = "Mapping[str, str] | Iterable[tuple[str, str]]"
 
 
-def header_pairs(headers: HeaderSource | None) -> list[tuple[str, str]]:
-    """(name, value) pairs of received headers, repeated headers kept apart when the
-    collection can tell them (a list of pairs, ``multi_items()``, a mapping whose
-    ``items()`` repeats names); the canonical form joins repeats with ``,``."""
-    if headers is None:
-        return []
-    multi = getattr(headers, "multi_items", None)
-    if callable(multi):
-        return [(str(k), str(v)) for k, v in multi()]
-    if isinstance(headers, Mapping):
-        return [(str(k), str(v)) for k, v in headers.items()]
-    return [(str(k), str(v)) for k, v in headers]
-
-
 def _amz_date(now: float) -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(int(now)))
 
@@ -342,7 +334,8 @@ def _check_scope_part(name: str, value: str) -> None:
 
 
 class SigV4Signer:
-    """Signs requests with AWS Signature Version 4. Pure: give it ``now`` (or a clock).
+    """Signs requests with AWS Signature Version 4 (a :class:`~surefoot.signing.Signer`).
+    Pure: give it ``now`` (or a clock).
 
     ``credentials`` is a :class:`SigV4Credentials` or a function returning credentials
     (called once per signature; for rotating temporary credentials).
@@ -504,21 +497,31 @@ class SigV4Signer:
             chosen["host"] = canonical_host(*url_parts)
         return chosen, has_sha256
 
-    def sign_parts(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        *,
-        headers: HeaderSource | None = None,
-        now: float | None = None,
-    ) -> SigV4Parts:
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        return ("Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Amz-Content-SHA256")
+
+    @property
+    def signs_body(self) -> bool:
+        return True
+
+    def sign(self, request: HttpRequest, *, now: float | None = None) -> dict[str, str]:
+        """The headers to add to this request: ``X-Amz-Date``, ``Authorization``, and
+        ``X-Amz-Security-Token`` / ``X-Amz-Content-SHA256`` when they apply.
+
+        ``request.url`` is absolute, with the path and query exactly as they will be sent;
+        ``request.headers`` are its other headers as they will be sent (``Host`` is taken
+        from the URL when absent).
+        """
+        return self.sign_parts(request, now=now).headers
+
+    def sign_parts(self, request: HttpRequest, *, now: float | None = None) -> SigV4Parts:
         """Like :meth:`sign`, with the canonical request and string to sign."""
         creds = self.credentials()
         amz_date = self._now(now)
         date = amz_date[:8]
-        parts = urlsplit(url)
-        signed_values, has_sha256 = self._selected((parts.scheme, parts.netloc), headers)
+        parts = urlsplit(request.url)
+        signed_values, has_sha256 = self._selected((parts.scheme, parts.netloc), request.headers)
         added: dict[str, str] = {"X-Amz-Date": amz_date}
         signed_values["x-amz-date"] = amz_date
         token = creds.token
@@ -526,7 +529,7 @@ class SigV4Signer:
             added["X-Amz-Security-Token"] = token
             if self.sign_session_token:
                 signed_values["x-amz-security-token"] = token
-        payload = UNSIGNED_PAYLOAD if self.unsigned_payload else _hex_sha256(body)
+        payload = UNSIGNED_PAYLOAD if self.unsigned_payload else _hex_sha256(request.body)
         if self.content_sha256 or has_sha256:
             # Sent (or was about to be sent, stale): always with this body's value.
             added["X-Amz-Content-SHA256"] = payload
@@ -535,7 +538,7 @@ class SigV4Signer:
         block = "".join([f"{n}:{signed_values[n]}\n" for n in names])
         signed = ";".join(names)
         creq = (
-            f"{method.upper()}\n{canonical_uri(parts.path, s3=self.s3)}\n"
+            f"{request.method.upper()}\n{canonical_uri(parts.path, s3=self.s3)}\n"
             f"{canonical_query(parts.query)}\n{block}\n{signed}\n{payload}"
         )
         scope = f"{date}/{self.region}/{self.service}/{TERMINATOR}"
@@ -546,24 +549,6 @@ class SigV4Signer:
             f"SignedHeaders={signed}, Signature={_signature(key, sts)}"
         )
         return SigV4Parts(added, creq, sts)
-
-    def sign(
-        self,
-        method: str,
-        url: str,
-        body: bytes | None,
-        *,
-        headers: HeaderSource | None = None,
-        now: float | None = None,
-    ) -> dict[str, str]:
-        """The headers to add to this request: ``X-Amz-Date``, ``Authorization``, and
-        ``X-Amz-Security-Token`` / ``X-Amz-Content-SHA256`` when they apply.
-
-        ``url`` is absolute, with the path and query exactly as they will be sent;
-        ``headers`` are the request's other headers as they will be sent (``Host`` is
-        taken from the URL when absent).
-        """
-        return self.sign_parts(method, url, body, headers=headers, now=now).headers
 
     def presign(
         self,
@@ -638,7 +623,9 @@ class _Claim(NamedTuple):
 
 
 class SigV4Verifier:
-    """Server side of SigV4: returns the access key id of a valid request, or raises.
+    """Server side of SigV4 (a :class:`~surefoot.signing.Verifier`): the
+    :class:`~surefoot.signing.Identity` (scheme ``"sigv4"``, the access key id) of a valid
+    request, or raises.
 
     Verifies header-based signatures (``Authorization``) and presigned URLs
     (``X-Amz-Signature`` in the query). Checks, in order: the signature fields are
@@ -657,7 +644,8 @@ class SigV4Verifier:
     :class:`SignatureExpired`), :class:`BodyDigestMismatch`, :class:`BadSignature`,
     :class:`ReplayedNonce`.
 
-    ``url`` is the absolute URL as received (raw path and query, not decoded).
+    ``request.url`` is the absolute URL as received (raw path and query, not decoded).
+    ``nonces``: a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``).
     """
 
     __slots__ = (
@@ -672,6 +660,8 @@ class SigV4Verifier:
         "skew",
     )
 
+    scheme = "sigv4"
+
     def __init__(
         self,
         keys: KeyLookup,
@@ -681,7 +671,7 @@ class SigV4Verifier:
         skew: float = 900.0,
         s3: bool | None = None,
         allow_unsigned_payload: bool | None = None,
-        nonces: NonceCache | None = None,
+        nonces: NonceCache | HasNonces | None = None,
         clock: Clock | None = None,
     ) -> None:
         _check_scope_part("region", region)
@@ -696,7 +686,7 @@ class SigV4Verifier:
         self.allow_unsigned_payload = (
             self.s3 if allow_unsigned_payload is None else allow_unsigned_payload
         )
-        self.nonces = nonces
+        self.nonces: NonceCache | None = nonce_cache(nonces)
         self.clock = clock or default_clock
         self._signing_keys = _KeyCache()
 
@@ -705,6 +695,13 @@ class SigV4Verifier:
             f"SigV4Verifier(region={self.region!r}, service={self.service!r}, "
             f"skew={self.skew:g}, keys=<redacted>)"
         )
+
+    @property
+    def blocking(self) -> bool:
+        return nonces_block(self.nonces)
+
+    def challenge(self, error: SignatureError) -> list[tuple[str, str]]:
+        return [("WWW-Authenticate", ALGORITHM)]
 
     def _secret(self, access_key: str) -> str | None:
         keys = self._keys
@@ -786,37 +783,22 @@ class SigV4Verifier:
                       signature, payload, canonical_query(query, skip="X-Amz-Signature"),
                       expires)
 
-    def verify(
-        self,
-        method: str,
-        url: str,
-        headers: HeaderSource,
-        body: bytes | None,
-        *,
-        now: float | None = None,
-    ) -> str:
-        """Verify the request; return its access key id."""
-        when = self.clock.wall() if now is None else now
-        pairs = header_pairs(headers)
-        lower: dict[str, str] = {}
-        for name, value in pairs:
-            key = name.lower()
-            lower[key] = f"{lower[key]},{value}" if key in lower else value
-        parts = urlsplit(url)
+    def _claim(self, lower: dict[str, str], query: str) -> _Claim:
+        """What the request claims: from its ``Authorization`` header or its query."""
         authorization = lower.get("authorization")
-        presigned = "X-Amz-Signature=" in parts.query or "X-Amz-Algorithm=" in parts.query
+        presigned = "X-Amz-Signature=" in query or "X-Amz-Algorithm=" in query
         if authorization is not None and authorization.lstrip().startswith(ALGORITHM):
             if presigned:
                 raise MalformedSignature("both an Authorization header and a presigned query")
-            claim = self._header_claim(lower, authorization, parts.query)
-        elif presigned:
-            claim = self._query_claim(parts.query, lower)
-        elif authorization is None:
+            return self._header_claim(lower, authorization, query)
+        if presigned:
+            return self._query_claim(query, lower)
+        if authorization is None:
             raise MissingHeader("missing header Authorization")
-        else:
-            raise MalformedSignature("Authorization is not AWS4-HMAC-SHA256")
+        raise MalformedSignature("Authorization is not AWS4-HMAC-SHA256")
 
-        # The scope and the date.
+    def _check_scope(self, claim: _Claim) -> tuple[str, float]:
+        """The scope is this verifier's and of the signature's date: (date, signed at)."""
         date_match = _AMZ_DATE.fullmatch(claim.amz_date)
         if date_match is None:
             raise MalformedSignature("X-Amz-Date is not YYYYMMDD'T'HHMMSS'Z'")
@@ -826,8 +808,11 @@ class SigV4Verifier:
             raise CredentialScopeMismatch("credential scope date is not the X-Amz-Date date")
         if region != self.region or service != self.service or terminator != TERMINATOR:
             raise CredentialScopeMismatch("credential scope is not this service's")
+        return date, signed_at
 
-        # Which headers are signed.
+    @staticmethod
+    def _signed_names(claim: _Claim, lower: dict[str, str]) -> set[str]:
+        """The signed header names: well-formed, covering what must be, all present."""
         signed_names = claim.signed.split(";")
         if (
             any(not n or n != n.lower() for n in signed_names)
@@ -845,11 +830,9 @@ class SigV4Verifier:
         for name in signed_names:
             if name not in lower:
                 raise MissingHeader(f"signed header {name} is missing")
+        return signed_set
 
-        secret = self._secret(claim.access_key)
-        if secret is None:
-            raise UnknownKey("unknown access key")
-
+    def _check_time(self, claim: _Claim, signed_at: float, when: float) -> None:
         if claim.expires is None:
             if abs(when - signed_at) > self.skew:
                 raise TimestampSkew(f"X-Amz-Date outside the ±{self.skew:g} s window")
@@ -859,16 +842,30 @@ class SigV4Verifier:
             if when > signed_at + claim.expires:
                 raise SignatureExpired("the presigned URL has expired")
 
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
+        """Verify the request; its :class:`~surefoot.signing.Identity` is the access key
+        id (scheme ``"sigv4"``)."""
+        when = self.clock.wall() if now is None else now
+        pairs = request.headers
+        lower = join_fields(pairs, ",")
+        parts = urlsplit(request.url)
+        claim = self._claim(lower, parts.query)
+        date, signed_at = self._check_scope(claim)
+        signed_set = self._signed_names(claim, lower)
+        secret = self._secret(claim.access_key)
+        if secret is None:
+            raise UnknownKey("unknown access key")
+        self._check_time(claim, signed_at, when)
         payload = claim.payload
         if payload is None:
-            payload = self._payload(lower.get("x-amz-content-sha256"), body)
+            payload = self._payload(lower.get("x-amz-content-sha256"), request.body)
         block, _ = canonical_headers([(n, v) for n, v in pairs if n.lower() in signed_set])
         creq = (
-            f"{method.upper()}\n{canonical_uri(parts.path, s3=self.s3)}\n"
+            f"{request.method.upper()}\n{canonical_uri(parts.path, s3=self.s3)}\n"
             f"{claim.canonical_query}\n{block}\n{claim.signed}\n{payload}"
         )
         sts = string_to_sign(claim.amz_date, claim.scope, creq)
-        signing = self._signing_keys.get(secret, date, region, service)
+        signing = self._signing_keys.get(secret, date, self.region, self.service)
         if not hmac.compare_digest(_signature(signing, sts), claim.signature):
             raise BadSignature("signature does not match")
         if self.nonces is not None:
@@ -876,7 +873,7 @@ class SigV4Verifier:
             if not self.nonces.add_if_absent(claim.access_key, claim.signature, now=when,
                                              ttl=ttl):
                 raise ReplayedNonce("signature already used")
-        return claim.access_key
+        return Identity("sigv4", claim.access_key)
 
 
 def _utc_seconds(amz_date: str) -> float:

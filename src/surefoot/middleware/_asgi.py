@@ -1,0 +1,183 @@
+"""The ASGI middleware (see :mod:`surefoot.middleware`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from typing import Any
+
+from surefoot.middleware._guard import (
+    DEFAULT_MAX_BODY,
+    SCOPE_KEY,
+    STATE_KEY,
+    Guard,
+    OnReject,
+    Protect,
+    Rejected,
+    Reply,
+    bad_request,
+    content_length,
+    quote_path,
+    too_large,
+)
+from surefoot.signing._protocols import SignedRequest, Verifier
+
+__all__ = ["ASGIApp", "Message", "Receive", "Scope", "Send", "VerifyASGI"]
+
+# ASGI, typed loosely (the protocol is dicts).
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class VerifyASGI:
+    """ASGI middleware: verifies the signature of each protected HTTP request before
+    ``app`` sees it. ``verifier`` (any :class:`~surefoot.signing.Verifier`), ``protect``,
+    ``max_body``, ``trust_forwarded`` (addresses compared with ``scope["client"][0]``) and
+    ``on_reject`` are those of :class:`~surefoot.middleware.VerifyWSGI`; the
+    :class:`~surefoot.signing.Identity` goes to ``scope["state"][state_key]`` and
+    ``scope[scope_key]`` (``None``: not there); ``offload`` runs the verification in a
+    worker thread (``None``, the default: when ``verifier.blocking``, i.e. its nonce store
+    does I/O). Lifespan and WebSocket scopes pass through. The application gets a copy of
+    the scope (and of its ``state``), never the server's.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: Verifier,
+        *,
+        protect: Protect = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        trust_forwarded: bool | Collection[str] = False,
+        on_reject: OnReject | None = None,
+        state_key: str | None = STATE_KEY,
+        scope_key: str | None = SCOPE_KEY,
+        offload: bool | None = None,
+    ) -> None:
+        self.app = app
+        self._guard = Guard(verifier, protect, max_body, trust_forwarded, on_reject)
+        self.state_key = state_key
+        self.scope_key = scope_key
+        self.offload = self._guard.verifier.blocking if offload is None else offload
+
+    @property
+    def verifier(self) -> Verifier:
+        return self._guard.verifier
+
+    def __repr__(self) -> str:
+        return f"VerifyASGI({self.app!r}, scheme={self.verifier.scheme!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self._guard
+        if scope.get("type") != "http":
+            await self.app(scope, receive, send)
+            return
+        method = str(scope.get("method") or "GET").upper()
+        if not guard.protects(method, scope.get("path") or "/"):
+            await self.app(scope, receive, send)
+            return
+        headers = [
+            (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
+            for name, value in scope.get("headers") or ()
+        ]
+        try:
+            body = await self._body(headers, receive)
+            if body is None:  # the client went away before sending its body
+                return
+            request = self._request(scope, method, headers, body)
+        except Rejected as rejected:
+            await self._send(rejected.reply, send)
+            return
+        if self.offload and _on_asyncio():
+            outcome = await asyncio.to_thread(guard.verify, request)
+        else:
+            outcome = guard.verify(request)
+        if isinstance(outcome, Reply):
+            await self._send(outcome, send)
+            return
+
+        scope = dict(scope)
+        if self.state_key is not None:
+            state = scope.get("state")
+            scope["state"] = {**(state if isinstance(state, MutableMapping) else {}),
+                              self.state_key: outcome}
+        if self.scope_key is not None:
+            scope[self.scope_key] = outcome
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # http.disconnect, from the server
+
+        await self.app(scope, replay, send)
+
+    async def _body(self, headers: list[tuple[str, str]], receive: Receive) -> bytes | None:
+        limit = self._guard.max_body
+        lengths = {value.strip() for name, value in headers if name == "content-length"}
+        if len(lengths) > 1:
+            raise bad_request("conflicting Content-Length headers")
+        content_length(next(iter(lengths), None), limit)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            kind = message.get("type")
+            if kind == "http.disconnect":
+                return None
+            if kind != "http.request":
+                continue
+            chunk = message.get("body") or b""
+            if chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise too_large(limit)
+                chunks.append(bytes(chunk))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _request(
+        self, scope: Scope, method: str, headers: list[tuple[str, str]], body: bytes
+    ) -> SignedRequest:
+        raw_path = scope.get("raw_path")
+        if raw_path:
+            target = bytes(raw_path).partition(b"?")[0].decode("latin-1")
+        else:
+            path = str(scope.get("path") or "/")
+            root = str(scope.get("root_path") or "")
+            target = quote_path(path if path.startswith(root) else root + path, "utf-8")
+        query = scope.get("query_string") or b""
+        if query:
+            target += "?" + bytes(query).decode("latin-1")
+        server_info = scope.get("server")
+        server = None
+        if server_info and server_info[0] is not None:
+            server = (str(server_info[0]), str(server_info[1]))
+        client = scope.get("client")
+        peer = str(client[0]) if client else None
+        scheme = str(scope.get("scheme") or "http")
+        url = self._guard.url(scheme, headers, server, peer, target)
+        return SignedRequest(method, url, tuple(headers), body)
+
+    @staticmethod
+    async def _send(reply: Reply, send: Send) -> None:
+        await send({
+            "type": "http.response.start",
+            "status": reply.status,
+            "headers": [(n.lower().encode("latin-1"), v.encode("latin-1"))
+                        for n, v in reply.headers],
+        })
+        await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+def _on_asyncio() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:  # another event loop (trio): verify inline
+        return False
+    return True

@@ -1,0 +1,176 @@
+"""One shape per concept: what every signing scheme's signer and verifier are.
+
+* :class:`Signer` — the client side: the headers to add to one attempt of a request
+  (:class:`~surefoot.signing.HmacSigner`, :class:`~surefoot.signing.MessageSigner`,
+  :class:`~surefoot.signing.SigV4Signer`, or your own). :class:`~surefoot.SigningAuth`
+  attaches any of them to a client.
+* :class:`Verifier` — the server side: a received :class:`SignedRequest` in, the
+  :class:`Identity` of its signer out (:class:`~surefoot.signing.HmacVerifier`,
+  :class:`~surefoot.signing.MessageVerifier`, :class:`~surefoot.signing.SigV4Verifier`,
+  or your own). :mod:`surefoot.middleware` runs any of them in front of an application.
+
+Also here: what a verifier accepts as its nonce store (a
+:class:`~surefoot.stores.NonceCache`, or a store that has one) and the two small rules
+every verifier shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from surefoot._core._clock import Clock
+from surefoot._core._messages import HttpRequest
+from surefoot.errors import ConfigurationError, SignatureError
+from surefoot.stores._memory import MemoryNonceCache
+from surefoot.stores._protocols import NonceCache
+
+if TYPE_CHECKING:
+    from surefoot.signing._rfc9421 import VerifiedSignature
+
+__all__ = [
+    "HasNonces",
+    "Identity",
+    "SignedRequest",
+    "Signer",
+    "Verifier",
+    "join_fields",
+    "nonce_cache",
+    "nonces_block",
+]
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """Signs one attempt of a request.
+
+    * ``credential_headers`` — the header names :meth:`sign` sets: they never follow a
+      redirect to another origin;
+    * ``signs_body`` — the body is covered (so a body that cannot be read in advance, a
+      stream, cannot be sent);
+    * ``clock`` — where ``now`` comes from when it is not given;
+    * ``sign(request, now=)`` — the headers to add to this attempt. ``request.headers``
+      are the attempt's other headers, as they will be sent; ``now`` is Unix time.
+      Each call is a fresh signature (a new timestamp, a new nonce).
+    """
+
+    @property
+    def credential_headers(self) -> tuple[str, ...]: ...
+
+    @property
+    def signs_body(self) -> bool: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    def sign(self, request: HttpRequest, *, now: float | None = None) -> dict[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """A received request, as the client sent it (what a :class:`Verifier` verifies)."""
+
+    method: str
+    """The request method (the middleware gives it in upper case)."""
+    url: str
+    """Absolute: scheme, authority, raw path and query."""
+    headers: tuple[tuple[str, str], ...]
+    """Field lines in order, names in lower case (a WSGI server may have joined repeats)."""
+    body: bytes = b""
+
+    def __repr__(self) -> str:  # headers hold signatures
+        return f"SignedRequest({self.method} {self.url.partition('?')[0]})"
+
+    @classmethod
+    def of(
+        cls,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+        body: bytes | None = b"",
+    ) -> SignedRequest:
+        """A request received outside the middleware: ``headers`` a mapping (repeated
+        field lines are kept apart when it has ``multi_items()``, as httpx's does) or
+        ``(name, value)`` pairs; ``None`` is the empty body."""
+        if type(headers) is dict:  # the common case, fast
+            lines = tuple([(name.lower(), value) for name, value in headers.items()])
+            return cls(method, url, lines, body or b"")
+        multi = getattr(headers, "multi_items", None)
+        if callable(multi):
+            pairs: Iterable[tuple[str, str]] = multi()
+        elif isinstance(headers, Mapping):
+            pairs = headers.items()
+        else:
+            pairs = headers
+        lines = tuple([(str(name).lower(), str(value)) for name, value in pairs])
+        return cls(method, url, lines, body or b"")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who signed a verified request."""
+
+    scheme: str
+    """``"hmac"``, ``"rfc9421"``, ``"sigv4"``, or a custom verifier's."""
+    key_id: str
+    """The key id (HMAC, RFC 9421 ``keyid``) or access key id (SigV4)."""
+    signature: VerifiedSignature | None = None
+    """RFC 9421: what the signature covers, its label, algorithm, created, nonce, tag."""
+
+
+@runtime_checkable
+class Verifier(Protocol):
+    """Verifies received requests.
+
+    * ``scheme`` — a short name (``"hmac"``, ``"rfc9421"``, ``"sigv4"`` ...);
+    * ``blocking`` — whether :meth:`verify` may block on I/O (a shared nonce store):
+      :class:`~surefoot.middleware.VerifyASGI` then runs it in a worker thread;
+    * ``verify(request, now=)`` — the signer's :class:`Identity`, or raise a
+      :class:`~surefoot.SignatureError` (or :class:`~surefoot.StoreUnavailable` from a
+      nonce store that is down); ``now`` is Unix time, default the verifier's clock;
+    * ``challenge(error)`` — the headers of the ``401`` answering ``error`` (at least
+      ``WWW-Authenticate``).
+    """
+
+    @property
+    def scheme(self) -> str: ...
+
+    @property
+    def blocking(self) -> bool: ...
+
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity: ...
+
+    def challenge(self, error: SignatureError) -> list[tuple[str, str]]: ...
+
+
+class HasNonces(Protocol):
+    """A store with a nonce cache (``MemoryStore``, ``RedisStore``, ``SQLiteStore``)."""
+
+    @property
+    def nonces(self) -> NonceCache: ...
+
+
+def nonce_cache(nonces: NonceCache | HasNonces | None) -> NonceCache | None:
+    """The nonce cache a verifier was given: the cache itself, or a store's ``.nonces``."""
+    if nonces is None or isinstance(nonces, NonceCache):
+        return nonces
+    found = getattr(nonces, "nonces", None)
+    if not isinstance(found, NonceCache):
+        raise ConfigurationError("nonces must be a NonceCache or a store")
+    return found
+
+
+def nonces_block(nonces: NonceCache | None) -> bool:
+    """Whether recording a nonce may block on I/O: any cache but the in-process one."""
+    return nonces is not None and not isinstance(nonces, MemoryNonceCache)
+
+
+def join_fields(lines: Iterable[tuple[str, str]], separator: str = ", ") -> dict[str, str]:
+    """Field lines as one value per lower-case name, repeated lines joined with
+    ``separator``, in order."""
+    out: dict[str, str] = {}
+    for name, value in lines:
+        key = name.lower()
+        out[key] = f"{out[key]}{separator}{value}" if key in out else value
+    return out
