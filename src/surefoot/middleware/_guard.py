@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -54,7 +54,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 
 
 def identity(
-    environ_or_scope: MutableMapping[str, Any],
+    environ_or_scope: Mapping[str, object],
     key: str = ENVIRON_KEY,
     state_key: str = STATE_KEY,
 ) -> Identity | None:
@@ -63,7 +63,7 @@ def identity(
     found = environ_or_scope.get(key)
     if found is None:
         state = environ_or_scope.get("state")
-        if isinstance(state, MutableMapping):
+        if isinstance(state, Mapping):
             found = state.get(state_key)
     return found if isinstance(found, Identity) else None
 

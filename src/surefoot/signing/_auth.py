@@ -9,16 +9,22 @@ signed afresh; the signer's headers never follow a redirect to another origin.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
 from surefoot.errors import ConfigurationError
 from surefoot.signing._digest import DigestAlgorithm
-from surefoot.signing._hmac import HmacSigner
+from surefoot.signing._hmac import HmacHeaders, HmacSigner
 from surefoot.signing._protocols import Signer
-from surefoot.signing._rfc9421 import MessageSigner, SignatureKey
+from surefoot.signing._rfc9421 import (
+    DEFAULT_REQUEST_COMPONENTS,
+    Component,
+    MessageSigner,
+    SignatureKey,
+)
 from surefoot.signing._sigv4 import SigV4Credentials, SigV4Signer
 
 if TYPE_CHECKING:
@@ -73,18 +79,34 @@ class SigningAuth(AuthBase):
     # -- one per built-in scheme --------------------------------------------------------
 
     @classmethod
-    def hmac(cls, key_id: str, secret: str | bytes, **options: Any) -> SigningAuth:
+    def hmac(
+        cls,
+        key_id: str,
+        secret: str | bytes,
+        *,
+        headers: HmacHeaders | None = None,
+        clock: Clock | None = None,
+        nonce_factory: Callable[[], str] | None = None,
+    ) -> SigningAuth:
         """The tutorial's API-key + timestamp + nonce + HMAC scheme
         (:class:`~surefoot.signing.HmacSigner`)."""
-        return cls(HmacSigner(key_id, secret, **options))
+        return cls(HmacSigner(key_id, secret, headers=headers, clock=clock,
+                              nonce_factory=nonce_factory))
 
     @classmethod
     def rfc9421(
         cls,
         key: SignatureKey,
         *,
+        components: Iterable[str | Component] = DEFAULT_REQUEST_COMPONENTS,
         content_digest: DigestAlgorithm | None = "sha-256",
-        **options: Any,
+        label: str = "sig1",
+        key_id: str | None = None,
+        expires_in: float | None = None,
+        include_alg: bool = False,
+        tag: str | None = None,
+        nonce_factory: Callable[[], str] | None = None,
+        clock: Clock | None = None,
     ) -> SigningAuth:
         """RFC 9421 HTTP Message Signatures (:class:`~surefoot.signing.MessageSigner`).
 
@@ -92,7 +114,11 @@ class SigningAuth(AuthBase):
         by default (``components=`` lists what to cover instead; field names cover the
         attempt's headers, as sent). Every signature carries a fresh ``created`` and nonce.
         """
-        return cls(MessageSigner(key, content_digest=content_digest, **options))
+        return cls(MessageSigner(
+            key, components=components, content_digest=content_digest, label=label,
+            key_id=key_id, expires_in=expires_in, include_alg=include_alg, tag=tag,
+            nonce_factory=nonce_factory, clock=clock,
+        ))
 
     @classmethod
     def sigv4(
@@ -103,10 +129,19 @@ class SigningAuth(AuthBase):
         service: str,
         *,
         session_token: str | None = None,
-        **options: Any,
+        s3: bool | None = None,
+        unsigned_payload: bool = False,
+        content_sha256: bool | None = None,
+        sign_session_token: bool = True,
+        signed_headers: Iterable[str] | str = (),
+        clock: Clock | None = None,
     ) -> SigningAuth:
         """AWS Signature Version 4 (:class:`~surefoot.signing.SigV4Signer`; options
         ``s3``, ``unsigned_payload``, ``content_sha256``, ``sign_session_token``,
         ``signed_headers``, ``clock``)."""
         credentials = SigV4Credentials(access_key, secret_key, session_token)
-        return cls(SigV4Signer(credentials, region, service, **options))
+        return cls(SigV4Signer(
+            credentials, region, service, s3=s3, unsigned_payload=unsigned_payload,
+            content_sha256=content_sha256, sign_session_token=sign_session_token,
+            signed_headers=signed_headers, clock=clock,
+        ))

@@ -69,7 +69,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from http_sfv.dictionary import Dictionary as _SfDictionary
@@ -111,6 +111,9 @@ from surefoot.signing._protocols import (
     nonces_block,
 )
 from surefoot.stores._protocols import NonceCache
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
 
 __all__ = [
     "ALGORITHMS",
@@ -220,6 +223,10 @@ def _load_pem(data: bytes, password: bytes | None) -> Any:
     return serialization.load_pem_public_key(data)
 
 
+#: A key: the secret of ``hmac-sha256`` (bytes or text), or an asymmetric key
+#: (``cryptography`` object, or PEM / raw bytes).
+KeyMaterial: TypeAlias = "bytes | str | PrivateKeyTypes | PublicKeyTypes"
+
 class SignatureKey:
     """A key pinned to one algorithm, with an optional key id (``keyid``).
 
@@ -241,7 +248,7 @@ class SignatureKey:
     def __init__(
         self,
         algorithm: Algorithm,
-        key: Any,
+        key: KeyMaterial,
         *,
         key_id: str | None = None,
         password: bytes | None = None,
