@@ -19,59 +19,7 @@ from typing import TYPE_CHECKING
 
 from surefoot._lazy import attach
 
-if TYPE_CHECKING:
-    from surefoot._core._effects import AuthStrategy
-    from surefoot._core._history import Attempt, FailureKind, history_of
-    from surefoot._core._policy import RetryPolicy
-    from surefoot.errors import (
-        CircuitOpen,
-        ConfigurationError,
-        DeadlineExceeded,
-        RequestFailed,
-        RetriesExhausted,
-        RetryBudgetExhausted,
-        SignatureError,
-        SurefootError,
-        TokenError,
-        TransportError,
-        Unauthorized,
-    )
-    from surefoot.events import Event, Hook, LoggingHook
-    from surefoot.oauth._auth import BearerAuth
-    from surefoot.pacing._config import PacingPolicy
-    from surefoot.pacing._pacer import Pacer
-    from surefoot.requests import Client
-    from surefoot.signing._auth import SigningAuth
-
 __version__ = "0.1.0"
-
-__all__ = [
-    "Attempt",
-    "AuthStrategy",
-    "BearerAuth",
-    "CircuitOpen",
-    "Client",
-    "ConfigurationError",
-    "DeadlineExceeded",
-    "Event",
-    "FailureKind",
-    "Hook",
-    "LoggingHook",
-    "Pacer",
-    "PacingPolicy",
-    "RequestFailed",
-    "RetriesExhausted",
-    "RetryBudgetExhausted",
-    "RetryPolicy",
-    "SignatureError",
-    "SigningAuth",
-    "SurefootError",
-    "TokenError",
-    "TransportError",
-    "Unauthorized",
-    "__version__",
-    "history_of",
-]
 
 #: the subsystem namespaces, importable as ``surefoot.<name>`` after ``import surefoot``.
 _SUBMODULES = (
@@ -79,40 +27,7 @@ _SUBMODULES = (
     "sandbox", "signing", "stores", "testing",
 )
 
-if not TYPE_CHECKING:  # names are imported on first use
-    __getattr__, __dir__ = attach(
-        __name__,
-        {
-            "Attempt": "surefoot._core._history",
-            "AuthStrategy": "surefoot._core._effects",
-            "BearerAuth": "surefoot.oauth._auth",
-            "CircuitOpen": "surefoot.errors",
-            "Client": "surefoot.requests",
-            "ConfigurationError": "surefoot.errors",
-            "DeadlineExceeded": "surefoot.errors",
-            "Event": "surefoot.events",
-            "FailureKind": "surefoot._core._history",
-            "Hook": "surefoot.events",
-            "LoggingHook": "surefoot.events",
-            "Pacer": "surefoot.pacing._pacer",
-            "PacingPolicy": "surefoot.pacing._config",
-            "RequestFailed": "surefoot.errors",
-            "RetriesExhausted": "surefoot.errors",
-            "RetryBudgetExhausted": "surefoot.errors",
-            "RetryPolicy": "surefoot._core._policy",
-            "SignatureError": "surefoot.errors",
-            "SigningAuth": "surefoot.signing._auth",
-            "SurefootError": "surefoot.errors",
-            "TokenError": "surefoot.errors",
-            "TransportError": "surefoot.errors",
-            "Unauthorized": "surefoot.errors",
-            "history_of": "surefoot._core._history",
-        },
-        _SUBMODULES,
-    )
-
-
-if TYPE_CHECKING:  # the namespaces, for type checkers
+if TYPE_CHECKING:  # the common path, and the namespaces
     from surefoot import errors as errors
     from surefoot import events as events
     from surefoot import httpx as httpx
@@ -124,3 +39,30 @@ if TYPE_CHECKING:  # the namespaces, for type checkers
     from surefoot import signing as signing
     from surefoot import stores as stores
     from surefoot import testing as testing
+    from surefoot._core._effects import AuthStrategy as AuthStrategy
+    from surefoot._core._history import Attempt as Attempt
+    from surefoot._core._history import FailureKind as FailureKind
+    from surefoot._core._history import history_of as history_of
+    from surefoot._core._policy import RetryPolicy as RetryPolicy
+    from surefoot.errors import CircuitOpen as CircuitOpen
+    from surefoot.errors import ConfigurationError as ConfigurationError
+    from surefoot.errors import DeadlineExceeded as DeadlineExceeded
+    from surefoot.errors import RequestFailed as RequestFailed
+    from surefoot.errors import RetriesExhausted as RetriesExhausted
+    from surefoot.errors import RetryBudgetExhausted as RetryBudgetExhausted
+    from surefoot.errors import SignatureError as SignatureError
+    from surefoot.errors import SurefootError as SurefootError
+    from surefoot.errors import TokenError as TokenError
+    from surefoot.errors import TransportError as TransportError
+    from surefoot.errors import Unauthorized as Unauthorized
+    from surefoot.events import Event as Event
+    from surefoot.events import Hook as Hook
+    from surefoot.events import LoggingHook as LoggingHook
+    from surefoot.oauth._auth import BearerAuth as BearerAuth
+    from surefoot.pacing._config import PacingPolicy as PacingPolicy
+    from surefoot.pacing._pacer import Pacer as Pacer
+    from surefoot.requests import Client as Client
+    from surefoot.signing._auth import SigningAuth as SigningAuth
+else:  # names are imported on first use
+    __getattr__, __dir__, __all__ = attach(__name__, __file__, _SUBMODULES)
+    __all__ += ["__version__"]

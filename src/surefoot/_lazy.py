@@ -1,27 +1,51 @@
 """Lazy namespaces: a package's public names are imported on first use (PEP 562).
 
-Each package ``__init__`` maps its public names to the private modules that define them.
-Nothing is imported until a name is used, so importing one private module never runs
-another package's imports (no import cycles between the feature packages), and
-``import surefoot`` stays cheap.
+A package ``__init__`` lists its public names once, as the imports of an
+``if TYPE_CHECKING:`` block (``from surefoot.x._y import Name as Name``: what type checkers
+and readers see), and ends with::
+
+    else:
+        __getattr__, __dir__, __all__ = attach(__name__, __file__)
+
+:func:`attach` reads those imports from the file and imports each name's module when the
+name is first used. So importing one private module never runs another package's imports
+(the feature packages cannot form import cycles), and ``import surefoot`` stays cheap.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 __all__ = ["attach"]
 
 
+def _typing_imports(file: str) -> dict[str, str]:
+    """name -> module, for the ``from module import name`` of the file's
+    ``if TYPE_CHECKING:`` blocks (public names only)."""
+    tree = ast.parse(Path(file).read_text(encoding="utf-8"), filename=file)
+    names: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+                    for alias in stmt.names:
+                        name = alias.asname or alias.name
+                        if not name.startswith("_"):
+                            names[name] = stmt.module
+    return names
+
+
 def attach(
-    package: str, names: Mapping[str, str], submodules: Iterable[str] = ()
-) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
-    """``__getattr__`` and ``__dir__`` for ``package``: ``names`` maps each
-    public name to the module defining it; ``submodules`` are importable as attributes."""
+    package: str, file: str, submodules: Iterable[str] = ()
+) -> tuple[Callable[[str], object], Callable[[], list[str]], list[str]]:
+    """``__getattr__``, ``__dir__`` and ``__all__`` for ``package`` (whose ``__init__`` is
+    ``file``). ``submodules`` are also importable as attributes (not in ``__all__``)."""
     subs = frozenset(submodules)
-    public = sorted(names)
+    names = {n: m for n, m in _typing_imports(file).items() if n not in subs}
 
     def __getattr__(name: str) -> object:
         module = names.get(name)
@@ -35,6 +59,6 @@ def attach(
         return value
 
     def __dir__() -> list[str]:
-        return sorted({*vars(sys.modules[package]), *public, *subs})
+        return sorted({*vars(sys.modules[package]), *names, *subs})
 
-    return __getattr__, __dir__
+    return __getattr__, __dir__, sorted(names)

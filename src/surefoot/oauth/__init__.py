@@ -14,60 +14,22 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
-    from surefoot._core._effects import TokenSource
-    from surefoot._core._messages import HttpRequest, HttpResponse
-    from surefoot.oauth._auth import BearerAuth
-    from surefoot.oauth._cache import Sender, TokenCache
-    from surefoot.oauth._client_auth import (
-        ClientAuth,
-        ClientSecretBasic,
-        ClientSecretPost,
-        PrivateKeyJwt,
-        PublicClient,
-    )
-    from surefoot.oauth._grants import ClientCredentials, Grant, RefreshTokenGrant, RevocableGrant
-    from surefoot.oauth._token import Token, TokenFunction
-
-__all__ = [
-    "BearerAuth",
-    "ClientAuth",
-    "ClientCredentials",
-    "ClientSecretBasic",
-    "ClientSecretPost",
-    "Grant",
-    "HttpRequest",
-    "HttpResponse",
-    "PrivateKeyJwt",
-    "PublicClient",
-    "RefreshTokenGrant",
-    "RevocableGrant",
-    "Sender",
-    "Token",
-    "TokenCache",
-    "TokenFunction",
-    "TokenSource",
-]
-
-if not TYPE_CHECKING:  # names are imported on first use
-    __getattr__, __dir__ = attach(
-        __name__,
-        {
-            "BearerAuth": "surefoot.oauth._auth",
-            "ClientAuth": "surefoot.oauth._client_auth",
-            "ClientCredentials": "surefoot.oauth._grants",
-            "ClientSecretBasic": "surefoot.oauth._client_auth",
-            "ClientSecretPost": "surefoot.oauth._client_auth",
-            "Grant": "surefoot.oauth._grants",
-            "HttpRequest": "surefoot._core._messages",
-            "HttpResponse": "surefoot._core._messages",
-            "PrivateKeyJwt": "surefoot.oauth._client_auth",
-            "PublicClient": "surefoot.oauth._client_auth",
-            "RefreshTokenGrant": "surefoot.oauth._grants",
-            "RevocableGrant": "surefoot.oauth._grants",
-            "Sender": "surefoot.oauth._cache",
-            "Token": "surefoot.oauth._token",
-            "TokenCache": "surefoot.oauth._cache",
-            "TokenFunction": "surefoot.oauth._token",
-            "TokenSource": "surefoot._core._effects",
-        },
-    )
+    from surefoot._core._effects import TokenSource as TokenSource
+    from surefoot._core._messages import HttpRequest as HttpRequest
+    from surefoot._core._messages import HttpResponse as HttpResponse
+    from surefoot.oauth._auth import BearerAuth as BearerAuth
+    from surefoot.oauth._cache import Sender as Sender
+    from surefoot.oauth._cache import TokenCache as TokenCache
+    from surefoot.oauth._client_auth import ClientAuth as ClientAuth
+    from surefoot.oauth._client_auth import ClientSecretBasic as ClientSecretBasic
+    from surefoot.oauth._client_auth import ClientSecretPost as ClientSecretPost
+    from surefoot.oauth._client_auth import PrivateKeyJwt as PrivateKeyJwt
+    from surefoot.oauth._client_auth import PublicClient as PublicClient
+    from surefoot.oauth._grants import ClientCredentials as ClientCredentials
+    from surefoot.oauth._grants import Grant as Grant
+    from surefoot.oauth._grants import RefreshTokenGrant as RefreshTokenGrant
+    from surefoot.oauth._grants import RevocableGrant as RevocableGrant
+    from surefoot.oauth._token import Token as Token
+    from surefoot.oauth._token import TokenFunction as TokenFunction
+else:  # names are imported on first use
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

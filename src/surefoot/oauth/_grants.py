@@ -187,15 +187,7 @@ class ClientCredentials:
     revocation_url: str | None = None
 
     def __post_init__(self) -> None:
-        _check_url(self.token_url, "token_url")
-        _check_url(self.revocation_url, "revocation_url")
-        auth = _resolve_client_auth(
-            self.client_id, self.client_secret, self.auth_method, self.client_auth,
-            ("client_secret_basic", "client_secret_post"),
-        )
-        object.__setattr__(self, "client_auth", auth)
-        object.__setattr__(self, "client_id", auth.client_id)
-        object.__setattr__(self, "extra", _normalise_extra(self.extra))
+        _settle_client(self, ("client_secret_basic", "client_secret_post"))
 
     @property
     def authentication(self) -> ClientAuth:
@@ -258,21 +250,13 @@ class RefreshTokenGrant:
     revocation_url: str | None = None
 
     def __post_init__(self) -> None:
-        _check_url(self.token_url, "token_url")
-        _check_url(self.revocation_url, "revocation_url")
         if self.refresh_token is not None and (
             not isinstance(self.refresh_token, str)
             or not self.refresh_token.strip()
             or any(c in self.refresh_token for c in "\r\n")
         ):
             raise ConfigurationError("refresh_token must be a non-empty single-line string")
-        auth = _resolve_client_auth(
-            self.client_id, self.client_secret, self.auth_method, self.client_auth,
-            ("client_secret_basic", "client_secret_post", "none"),
-        )
-        object.__setattr__(self, "client_auth", auth)
-        object.__setattr__(self, "client_id", auth.client_id)
-        object.__setattr__(self, "extra", _normalise_extra(self.extra))
+        _settle_client(self, ("client_secret_basic", "client_secret_post", "none"))
 
     @property
     def authentication(self) -> ClientAuth:
@@ -326,3 +310,14 @@ class RefreshTokenGrant:
         return _revocation_request(self, token, token_type_hint, now)
 
 
+def _settle_client(grant: ClientCredentials | RefreshTokenGrant, methods: tuple[str, ...]) -> None:
+    """Check a grant being built: its endpoints, its client authentication (one of
+    ``methods``, or ``client_auth``) and its extra parameters, settled in place."""
+    _check_url(grant.token_url, "token_url")
+    _check_url(grant.revocation_url, "revocation_url")
+    auth = _resolve_client_auth(
+        grant.client_id, grant.client_secret, grant.auth_method, grant.client_auth, methods
+    )
+    object.__setattr__(grant, "client_auth", auth)
+    object.__setattr__(grant, "client_id", auth.client_id)
+    object.__setattr__(grant, "extra", _normalise_extra(grant.extra))

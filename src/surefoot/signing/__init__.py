@@ -17,76 +17,27 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
-    from surefoot._core._messages import HttpRequest
-    from surefoot.signing._auth import SigningAuth
-    from surefoot.signing._digest import DigestAlgorithm, content_digest, verify_content_digest
-    from surefoot.signing._hmac import HmacHeaders, HmacSigner, HmacVerifier
-    from surefoot.signing._protocols import Identity, SignedRequest, Signer, Verifier
-    from surefoot.signing._rfc9421 import (
-        Component,
-        MessageSigner,
-        MessageVerifier,
-        RelatedRequest,
-        SignatureKey,
-        VerifiedSignature,
-    )
-    from surefoot.signing._sigv4 import (
-        CredentialsLike,
-        SigV4Credentials,
-        SigV4Signer,
-        SigV4Verifier,
-    )
-
-__all__ = [
-    "Component",
-    "CredentialsLike",
-    "DigestAlgorithm",
-    "HmacHeaders",
-    "HmacSigner",
-    "HmacVerifier",
-    "HttpRequest",
-    "Identity",
-    "MessageSigner",
-    "MessageVerifier",
-    "RelatedRequest",
-    "SigV4Credentials",
-    "SigV4Signer",
-    "SigV4Verifier",
-    "SignatureKey",
-    "SignedRequest",
-    "Signer",
-    "SigningAuth",
-    "VerifiedSignature",
-    "Verifier",
-    "content_digest",
-    "verify_content_digest",
-]
-
-if not TYPE_CHECKING:  # names are imported on first use
-    __getattr__, __dir__ = attach(
-        __name__,
-        {
-            "Component": "surefoot.signing._rfc9421",
-            "CredentialsLike": "surefoot.signing._sigv4",
-            "DigestAlgorithm": "surefoot.signing._digest",
-            "HmacHeaders": "surefoot.signing._hmac",
-            "HmacSigner": "surefoot.signing._hmac",
-            "HmacVerifier": "surefoot.signing._hmac",
-            "HttpRequest": "surefoot._core._messages",
-            "Identity": "surefoot.signing._protocols",
-            "MessageSigner": "surefoot.signing._rfc9421",
-            "MessageVerifier": "surefoot.signing._rfc9421",
-            "RelatedRequest": "surefoot.signing._rfc9421",
-            "SigV4Credentials": "surefoot.signing._sigv4",
-            "SigV4Signer": "surefoot.signing._sigv4",
-            "SigV4Verifier": "surefoot.signing._sigv4",
-            "SignatureKey": "surefoot.signing._rfc9421",
-            "SignedRequest": "surefoot.signing._protocols",
-            "Signer": "surefoot.signing._protocols",
-            "SigningAuth": "surefoot.signing._auth",
-            "VerifiedSignature": "surefoot.signing._rfc9421",
-            "Verifier": "surefoot.signing._protocols",
-            "content_digest": "surefoot.signing._digest",
-            "verify_content_digest": "surefoot.signing._digest",
-        },
-    )
+    from surefoot._core._messages import HttpRequest as HttpRequest
+    from surefoot.signing._auth import SigningAuth as SigningAuth
+    from surefoot.signing._digest import DigestAlgorithm as DigestAlgorithm
+    from surefoot.signing._digest import content_digest as content_digest
+    from surefoot.signing._digest import verify_content_digest as verify_content_digest
+    from surefoot.signing._hmac import HmacHeaders as HmacHeaders
+    from surefoot.signing._hmac import HmacSigner as HmacSigner
+    from surefoot.signing._hmac import HmacVerifier as HmacVerifier
+    from surefoot.signing._protocols import Identity as Identity
+    from surefoot.signing._protocols import SignedRequest as SignedRequest
+    from surefoot.signing._protocols import Signer as Signer
+    from surefoot.signing._protocols import Verifier as Verifier
+    from surefoot.signing._rfc9421 import Component as Component
+    from surefoot.signing._rfc9421 import MessageSigner as MessageSigner
+    from surefoot.signing._rfc9421 import MessageVerifier as MessageVerifier
+    from surefoot.signing._rfc9421 import RelatedRequest as RelatedRequest
+    from surefoot.signing._rfc9421 import SignatureKey as SignatureKey
+    from surefoot.signing._rfc9421 import VerifiedSignature as VerifiedSignature
+    from surefoot.signing._sigv4 import CredentialsLike as CredentialsLike
+    from surefoot.signing._sigv4 import SigV4Credentials as SigV4Credentials
+    from surefoot.signing._sigv4 import SigV4Signer as SigV4Signer
+    from surefoot.signing._sigv4 import SigV4Verifier as SigV4Verifier
+else:  # names are imported on first use
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

@@ -34,42 +34,16 @@ from typing import TYPE_CHECKING
 from surefoot._lazy import attach
 
 if TYPE_CHECKING:
-    from surefoot.pacing._state import PacerState
-    from surefoot.stores._failure import OnFailure
-    from surefoot.stores._file import FileTokenStore
-    from surefoot.stores._memory import MemoryNonceCache, MemoryStore, MemoryTokenStore
-    from surefoot.stores._protocols import NonceCache, Store, TokenStore
-    from surefoot.stores._redis import RedisStore
-    from surefoot.stores._sqlite import SQLiteStore
-
-__all__ = [
-    "FileTokenStore",
-    "MemoryNonceCache",
-    "MemoryStore",
-    "MemoryTokenStore",
-    "NonceCache",
-    "OnFailure",
-    "PacerState",
-    "RedisStore",
-    "SQLiteStore",
-    "Store",
-    "TokenStore",
-]
-
-if not TYPE_CHECKING:  # names are imported on first use
-    __getattr__, __dir__ = attach(
-        __name__,
-        {
-            "FileTokenStore": "surefoot.stores._file",
-            "MemoryNonceCache": "surefoot.stores._memory",
-            "MemoryStore": "surefoot.stores._memory",
-            "MemoryTokenStore": "surefoot.stores._memory",
-            "NonceCache": "surefoot.stores._protocols",
-            "OnFailure": "surefoot.stores._failure",
-            "PacerState": "surefoot.pacing._state",
-            "RedisStore": "surefoot.stores._redis",
-            "SQLiteStore": "surefoot.stores._sqlite",
-            "Store": "surefoot.stores._protocols",
-            "TokenStore": "surefoot.stores._protocols",
-        },
-    )
+    from surefoot.pacing._state import PacerState as PacerState
+    from surefoot.stores._failure import OnFailure as OnFailure
+    from surefoot.stores._file import FileTokenStore as FileTokenStore
+    from surefoot.stores._memory import MemoryNonceCache as MemoryNonceCache
+    from surefoot.stores._memory import MemoryStore as MemoryStore
+    from surefoot.stores._memory import MemoryTokenStore as MemoryTokenStore
+    from surefoot.stores._protocols import NonceCache as NonceCache
+    from surefoot.stores._protocols import Store as Store
+    from surefoot.stores._protocols import TokenStore as TokenStore
+    from surefoot.stores._redis import RedisStore as RedisStore
+    from surefoot.stores._sqlite import SQLiteStore as SQLiteStore
+else:  # names are imported on first use
+    __getattr__, __dir__, __all__ = attach(__name__, __file__)

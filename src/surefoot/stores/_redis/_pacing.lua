@@ -4,7 +4,7 @@
 -- Time is Redis TIME, so hosts with skewed clocks agree; instants are returned as
 -- delays from now (strings, full precision), which the caller adds to its own clock.
 -- This mirrors surefoot._core (RateLimiter, CircuitBreaker, AdaptiveRate, RetryBudget,
--- WindowCounts); tests/test_pacing_stores.py runs the same cases on both.
+-- WindowCounts); tests/stores/test_pacing_stores.py runs the same cases on both.
 
 local H = KEYS[1]
 local op = ARGV[1]

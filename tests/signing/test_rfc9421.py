@@ -1,4 +1,4 @@
-"""RFC 9421 HTTP Message Signatures: the RFC's examples (tests/vectors/rfc9421), every
+"""RFC 9421 HTTP Message Signatures: the RFC's examples (tests/signing/vectors/rfc9421), every
 derived component, the field parameters, the verifier's policy and errors, and the auth
 object signing through surefoot's clients (requests and httpx) against the sandbox."""
 

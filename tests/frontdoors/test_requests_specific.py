@@ -1,7 +1,7 @@
 """requests-only behaviour: surefoot's auth objects on a plain ``requests.Session``.
 
 Everything about the clients (retries, tokens, signing, redirects through
-``surefoot.Client``) runs on all three adapters in ``tests/test_conformance.py``.
+``surefoot.Client``) runs on all three adapters in ``tests/frontdoors/test_conformance.py``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """httpx-only behaviour: surefoot's auth objects as ``httpx.Auth``, the transports under a
 plain ``httpx.Client``/``AsyncClient``, streamed responses, and cancellation.
 
-What the convenience clients share with requests is in ``tests/test_conformance.py``.
+What the convenience clients share with requests is in ``tests/frontdoors/test_conformance.py``.
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def test_transport_strips_bearer_credentials_on_cross_origin_redirect(sandbox):
 
 def test_transport_keeps_hmac_signature_valid_on_same_origin_redirect(sandbox):
     """Parity with ``session.auth = SigningAuth.hmac(...)`` on requests, which re-signs a
-    same-origin hop (tests/test_requests_specific.py)."""
+    same-origin hop (tests/frontdoors/test_requests_specific.py)."""
     with httpx.Client(
         auth=SigningAuth.hmac("demo-key", "demo-secret"),
         transport=surefoot.httpx.Transport(hook=quiet),

@@ -8,7 +8,7 @@ from pathlib import Path
 from surefoot.signing import HmacSigner, HmacVerifier, HttpRequest, SignedRequest
 from surefoot.signing._hmac import body_digest, canonical_string
 
-README = (Path(__file__).parent.parent / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 URL = "https://API.Example.com:443/a%20b/c?b=2&a=1"
 BODY = b'{"x":1}'
 NONCE = "00112233445566778899aabbccddeeff"
