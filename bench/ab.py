@@ -34,7 +34,12 @@ Metrics = dict[str, float]
 
 
 def _overhead(data: dict[str, Any]) -> Metrics:
-    return {k: float(v) for k, v in data.items() if k.startswith("ratio_")}
+    out = {k: float(v) for k, v in data.items()
+           if k.startswith("ratio_") and isinstance(v, (int, float))}
+    for name, us in data.get("overhead_us", {}).items():
+        if name.startswith("surefoot"):
+            out[f"{name} added µs"] = float(us)
+    return out
 
 
 def _signing(data: dict[str, Any]) -> Metrics:

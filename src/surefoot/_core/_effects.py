@@ -1,4 +1,4 @@
-"""What the pipeline asks its driver to do: one frozen dataclass per operation.
+"""What the pipeline asks its driver to do: one immutable, typed record per operation.
 
 A flow (:func:`~surefoot._core._pipeline.request_flow`) yields these effects and is sent
 back each one's result. The driver carries them out (sync or async); the flow never does
@@ -21,8 +21,7 @@ Also here, the two things the pipeline needs of the objects it is given:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
@@ -100,8 +99,7 @@ class AuthStrategy(Protocol):
     ) -> Mapping[str, str]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     """Send attempt number ``attempt``: add ``headers``, remove the ``remove`` names
     (credentials on a cross-origin hop), and cap its timeouts at ``timeout`` (what is left
     of the deadline; ``None``: no cap)."""
@@ -112,13 +110,11 @@ class Send:
     timeout: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(NamedTuple):
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class FetchToken:
+class FetchToken(NamedTuple):
     """A token from ``source``: the current one, or (``stale`` set: after a 401) a
     refreshed one unless someone already replaced ``stale``."""
 
@@ -139,8 +135,7 @@ class FetchToken:
         return await self.source.get_async(deadline=self.deadline)
 
 
-@dataclass(frozen=True, slots=True)
-class OnRequest:
+class OnRequest(NamedTuple):
     """A logical request starts on ``partition`` (demand accounting)."""
 
     pacer: Pacer
@@ -150,8 +145,7 @@ class OnRequest:
         self.pacer.on_request(self.partition, now=clock.monotonic())
 
 
-@dataclass(frozen=True, slots=True)
-class Reserve:
+class Reserve(NamedTuple):
     """Book (or re-book, replacing ``previous``) the next rate-limit slot."""
 
     pacer: Pacer
@@ -162,8 +156,7 @@ class Reserve:
         return self.pacer.reserve(self.partition, self.previous, now=clock.monotonic())
 
 
-@dataclass(frozen=True, slots=True)
-class Admit:
+class Admit(NamedTuple):
     """Ask the partition's circuit breaker whether this attempt may go."""
 
     pacer: Pacer
@@ -173,8 +166,7 @@ class Admit:
         return self.pacer.admit(self.partition, now=clock.monotonic())
 
 
-@dataclass(frozen=True, slots=True)
-class ReportOutcome:
+class ReportOutcome(NamedTuple):
     """Tell the pacer how an attempt sent at ``sent_at`` ended (quota headers, pauses,
     the adaptive rate, the breaker)."""
 
@@ -195,8 +187,7 @@ class ReportOutcome:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TryRetry:
+class TryRetry(NamedTuple):
     """Spend a retry from the retry budget (``False``: the budget is spent)."""
 
     pacer: Pacer
