@@ -73,12 +73,25 @@ def _resume(flow: Flow, value: object) -> Effect | FlowResult:
         return result
 
 
+#: where a driver's step stops: an attempt to send, or the end
+_STOPS = (Send, FlowResult)
+
+
 def advance(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
     """Send ``value`` into the flow (``None`` to start it) and carry out its effects until
     it asks for an attempt to be sent (returned) or ends (its result returned)."""
     step = _resume(flow, value)
-    while not isinstance(step, (Send, FlowResult)):
+    while not isinstance(step, _STOPS):
         step = _resume(flow, _carry_out(step, clock))
+    return step
+
+
+async def _settle_async(
+    flow: Flow, step: Effect | FlowResult, clock: Clock
+) -> Send | FlowResult:
+    """Carry out ``step`` and the effects after it on the event loop, up to a stop."""
+    while not isinstance(step, _STOPS):
+        step = _resume(flow, await _carry_out_async(step, clock))
     return step
 
 
@@ -86,9 +99,7 @@ async def advance_async(flow: Flow, value: object, clock: Clock) -> Send | FlowR
     """:func:`advance` on an event loop: waits are ``clock.asleep``, token work and store
     round trips run in worker threads."""
     step = _resume(flow, value)
-    while not isinstance(step, (Send, FlowResult)):
-        step = _resume(flow, await _carry_out_async(step, clock))
-    return step
+    return step if isinstance(step, _STOPS) else await _settle_async(flow, step, clock)
 
 
 class _Last(Generic[N]):
@@ -162,12 +173,17 @@ async def drive_async(
     """:func:`drive_sync` on an event loop."""
     last: _Last[N] = _Last()
     try:
-        step = await advance_async(flow, None, clock)
-        while isinstance(step, Send):
+        # (the common step, straight to an attempt or the end, awaits nothing)
+        step = _resume(flow, None)
+        while True:
+            if not isinstance(step, _STOPS):
+                step = await _settle_async(flow, step, clock)
+            if not isinstance(step, Send):
+                break
             stale = last.pop()
             if stale is not None:
                 await discard(stale)
-            step = await advance_async(flow, last.take(await send(step)), clock)
+            step = _resume(flow, last.take(await send(step)))
     except BaseException:
         stale = last.pop()
         if stale is not None:
