@@ -201,13 +201,7 @@ class ClientCredentials:
     def build_request(
         self, current: Token | None = None, *, now: float | None = None
     ) -> HttpRequest:
-        form: Form = [("grant_type", "client_credentials")]
-        if self.scope:
-            form.append(("scope", self.scope))
-        form += _extra_pairs(self.extra)
-        return _form_request(
-            self.token_url, form, self.authentication, token_url=self.token_url, now=now
-        )
+        return _token_request(self, [("grant_type", "client_credentials")], now)
 
     def parse_response(
         self, response: HttpResponse, *, now: float, current: Token | None = None
@@ -285,12 +279,8 @@ class RefreshTokenGrant:
                 "no refresh token: pass RefreshTokenGrant(refresh_token=...) or store a "
                 "token that has one"
             )
-        form: Form = [("grant_type", "refresh_token"), ("refresh_token", refresh)]
-        if self.scope:
-            form.append(("scope", self.scope))
-        form += _extra_pairs(self.extra)
-        return _form_request(
-            self.token_url, form, self.authentication, token_url=self.token_url, now=now
+        return _token_request(
+            self, [("grant_type", "refresh_token"), ("refresh_token", refresh)], now
         )
 
     def parse_response(
@@ -321,3 +311,16 @@ def _settle_client(grant: ClientCredentials | RefreshTokenGrant, methods: tuple[
     object.__setattr__(grant, "client_auth", auth)
     object.__setattr__(grant, "client_id", auth.client_id)
     object.__setattr__(grant, "extra", _normalise_extra(grant.extra))
+
+
+def _token_request(
+    grant: ClientCredentials | RefreshTokenGrant, form: Form, now: float | None
+) -> HttpRequest:
+    """The token request of ``grant``: ``form``, then its scope and extra parameters,
+    authenticated as the grant's client."""
+    if grant.scope:
+        form.append(("scope", grant.scope))
+    form += _extra_pairs(grant.extra)
+    return _form_request(
+        grant.token_url, form, grant.authentication, token_url=grant.token_url, now=now
+    )
