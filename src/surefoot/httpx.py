@@ -22,7 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import httpx
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "surefoot.httpx needs httpx: pip install 'surefoot[httpx]'", name=exc.name
+    ) from exc
 
 from surefoot._adapters._client import BaseUrl, SyncVerbs
 from surefoot._adapters._client import passed as _passed

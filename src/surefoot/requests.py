@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import requests
+try:
+    import requests
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "surefoot.requests needs requests: pip install 'surefoot[requests]'", name=exc.name
+    ) from exc
 
 from surefoot._adapters._client import BaseUrl, SyncVerbs
 from surefoot._adapters._client import passed as _passed
