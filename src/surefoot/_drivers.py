@@ -80,10 +80,15 @@ _STOPS = (Send, FlowResult)
 def advance(flow: Flow, value: object, clock: Clock) -> Send | FlowResult:
     """Send ``value`` into the flow (``None`` to start it) and carry out its effects until
     it asks for an attempt to be sent (returned) or ends (its result returned)."""
-    step = _resume(flow, value)
-    while not isinstance(step, _STOPS):
-        step = _resume(flow, _carry_out(step, clock))
-    return step
+    while True:
+        try:
+            step = flow.send(value)
+        except StopIteration as stop:
+            result: FlowResult = stop.value
+            return result
+        if isinstance(step, Send):
+            return step
+        value = _carry_out(step, clock)
 
 
 async def _settle_async(

@@ -83,8 +83,12 @@ def request_flow(
 ) -> Flow:
     method = request.method.upper()
     state = RequestState(method, request.url, policy, clock, hook)
-    base_headers, idempotent = _idempotency(request, method, policy, key_factory)
-    use_auth, remove = _credentials(state, request, auth)
+    if method in policy.idempotent_methods:
+        base_headers: dict[str, str] = {}
+        idempotent = True
+    else:
+        base_headers, idempotent = _idempotency(request, policy, key_factory)
+    use_auth, remove = (None, ()) if auth is None else _credentials(state, request, auth)
 
     partition = ""
     if pacer is not None:
@@ -98,7 +102,8 @@ def request_flow(
             if isinstance(gated, FlowResult):
                 return gated
             probe = gated
-        state.next_attempt()
+        state.number += 1
+        state.tries += 1
         token: Token | None = None
         headers = dict(base_headers)
         if use_auth is not None:
@@ -148,12 +153,10 @@ def request_flow(
 
 
 def _credentials(
-    state: RequestState, request: RequestView, auth: AuthStrategy | None
+    state: RequestState, request: RequestView, auth: AuthStrategy
 ) -> tuple[AuthStrategy | None, tuple[str, ...]]:
     """The auth to apply (none where the credentials do not belong) and the header names
     to remove from every attempt (credentials a redirect hop to another origin carried)."""
-    if auth is None:
-        return None, ()
     if not request.credentials_allowed:
         state.events.emit(EventKind.CREDENTIALS_WITHHELD,
                           reason="not the origin the credentials belong to")
@@ -165,15 +168,15 @@ def _credentials(
 
 
 def _idempotency(
-    request: RequestView, method: str, policy: RetryPolicy, key_factory: Callable[[], str]
+    request: RequestView, policy: RetryPolicy, key_factory: Callable[[], str]
 ) -> tuple[dict[str, str], bool]:
-    """The logical request's own headers (an idempotency key, generated once) and whether
-    it may be repeated."""
+    """For a method that is not idempotent: the logical request's own headers (an
+    idempotency key, generated once) and whether it may be repeated (it has a key)."""
     headers: dict[str, str] = {}
-    if method in policy.idempotent_methods:
-        return headers, True
     key = request.header(policy.idempotency_header)
-    if key is None and policy.idempotency_keys == "auto" and method in ("POST", "PATCH"):
+    if key is None and policy.idempotency_keys == "auto" and request.method.upper() in (
+        "POST", "PATCH"
+    ):
         key = key_factory()
         headers[policy.idempotency_header] = key
     return headers, key is not None

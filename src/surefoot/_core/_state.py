@@ -119,10 +119,6 @@ class RequestState:
         #: the token was already refreshed after a 401
         self.refreshed = False
 
-    def next_attempt(self) -> None:
-        self.number += 1
-        self.tries += 1
-
     def timeout_at(self, started: float) -> float | None:
         """The attempt's timeout: the policy's, capped by what is left of the deadline."""
         timeout = self.policy.attempt_timeout
