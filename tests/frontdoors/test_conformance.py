@@ -51,11 +51,10 @@ def kind(request: pytest.FixtureRequest) -> str:
 MakeApi = Callable[..., Api]
 
 
-@pytest.fixture
-def make_api(kind: str, sandbox: Any) -> Iterator[MakeApi]:
-    """``make_api(**client_kwargs)``: an :class:`Api` of this test's kind on the sandbox
-    (``base_url=`` to point elsewhere), quiet and with the FAST policy unless overridden;
-    closed after the test."""
+def _factory(kind: str, sandbox: Any) -> Iterator[MakeApi]:
+    """``make(**client_kwargs)``: an :class:`Api` of ``kind`` on the sandbox (``base_url=``
+    to point elsewhere), quiet and with the FAST policy unless overridden; closed after the
+    test."""
     made: list[Api] = []
 
     def make(*, base_url: str | None = None, **kw: Any) -> Api:
@@ -70,6 +69,12 @@ def make_api(kind: str, sandbox: Any) -> Iterator[MakeApi]:
         api.close()
 
 
+@pytest.fixture
+def make_api(kind: str, sandbox: Any) -> Iterator[MakeApi]:
+    """An :class:`Api` factory for this test's client kind (see :func:`_factory`)."""
+    yield from _factory(kind, sandbox)
+
+
 @pytest.fixture(params=ALL_KINDS)
 def auth_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -78,18 +83,7 @@ def auth_kind(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def make_auth_api(auth_kind: str, sandbox: Any) -> Iterator[MakeApi]:
     """``make_api`` over every attachment mode, the standalone auth objects included."""
-    made: list[Api] = []
-
-    def make(*, base_url: str | None = None, **kw: Any) -> Api:
-        kw.setdefault("hook", quiet)
-        kw.setdefault("retry", FAST)
-        api = Api(auth_kind, base_url or sandbox.url, **kw)
-        made.append(api)
-        return api
-
-    yield make
-    for api in made:
-        api.close()
+    yield from _factory(auth_kind, sandbox)
 
 
 def endpoint(sandbox: Any, name: str) -> dict[str, Any]:
