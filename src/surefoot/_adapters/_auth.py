@@ -16,12 +16,15 @@ but httpx's ``Auth`` base class, the only way httpx accepts an auth object.
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections.abc import AsyncGenerator, Generator, Mapping
 from typing import TYPE_CHECKING
 
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import TokenSource
 from surefoot._core._messages import HttpRequest
+from surefoot._core._pipeline import Flow, RequestView, request_flow
 from surefoot._core._policy import RetryPolicy
 from surefoot.events import Hook, LoggingHook
 
@@ -36,7 +39,7 @@ try:  # with httpx installed, the auth objects are httpx.Auth too: httpx.Client(
 except ImportError:  # pragma: no cover - httpx is optional
     _HttpxAuth = object  # type: ignore[assignment,misc]
 
-__all__ = ["STANDALONE", "AuthBase"]
+__all__ = ["STANDALONE", "AuthBase", "standalone_flow"]
 
 #: The policy of an auth object used alone: no retries (the HTTP client's own business),
 #: no deadline; the 401 refresh-and-replay is not a retry and still happens once.
@@ -99,3 +102,11 @@ class AuthBase(_HttpxAuth):
         from surefoot._adapters._httpx import async_auth_flow
 
         return async_auth_flow(self, request)
+
+
+def standalone_flow(auth: AuthBase, view: RequestView, headers: Mapping[str, str]) -> Flow:
+    """The flow of ``auth`` used alone, for the request ``view``: the no-retry policy, the
+    auth object's clock and hook. ``headers`` are the request's headers as they are now:
+    each attempt's credentials are then applied to the request itself."""
+    return request_flow(dataclasses.replace(view, headers=headers), policy=STANDALONE,
+                        auth=auth, clock=auth.clock, hook=auth.hook, rng=random.random)

@@ -25,14 +25,13 @@ the flow again with that auth object, so they get the same origin rule.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import Any, NamedTuple
 
 import httpx
 
-from surefoot._adapters._auth import STANDALONE, AuthBase
+from surefoot._adapters._auth import AuthBase, standalone_flow
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -325,11 +324,7 @@ async def _adiscard(response: httpx.Response) -> None:
 
 
 def _standalone(auth: AuthBase, request: httpx.Request) -> Flow:
-    view = _view(request, True)
-    # The flow sees the request as it is now: each attempt's credentials are applied to it.
-    view = dataclasses.replace(view, headers=request.headers.copy())
-    return request_flow(view, policy=STANDALONE, auth=auth, clock=auth.clock, hook=auth.hook,
-                        rng=random.random)
+    return standalone_flow(auth, _view(request, True), request.headers.copy())
 
 
 def _signed(auth: AuthBase, request: httpx.Request, send: Send) -> httpx.Request:

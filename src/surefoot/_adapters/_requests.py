@@ -22,7 +22,6 @@ The standalone hook prepares the next hop the same way, on the request requests 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -34,7 +33,7 @@ import requests.adapters
 import requests.exceptions as rexc
 import urllib3.exceptions as u3exc
 
-from surefoot._adapters._auth import STANDALONE, AuthBase
+from surefoot._adapters._auth import AuthBase, standalone_flow
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -318,11 +317,7 @@ class _StandaloneHook:
         first attempt, and apply that attempt's credentials to the request."""
         if view is None:
             view, self.position = _view(request, True)
-        # The flow sees the request as it is now: credentials are applied to it later.
-        view = dataclasses.replace(view, headers=request.headers.copy())
-        self.flow = request_flow(view, policy=STANDALONE, auth=self.auth,
-                                 clock=self.auth.clock, hook=self.auth.hook,
-                                 rng=random.random)
+        self.flow = standalone_flow(self.auth, view, request.headers.copy())
         step = advance(self.flow, None, self.auth.clock)
         if isinstance(step, FlowResult):  # pragma: no cover - no deadline, nothing to pace
             finish(step, None, None)
