@@ -36,7 +36,7 @@ from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
 from surefoot.events import Hook
-from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
 
 __all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
@@ -67,7 +67,7 @@ class Client(BaseUrl, SyncVerbs[httpx.Response]):
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
         transport: httpx.BaseTransport | httpx.AsyncBaseTransport | None = None,
-        pacing: PacingPolicy | Pacer | None = None,
+        pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
         self._set_base_url(base_url)
         self.transport = self._transport_type(

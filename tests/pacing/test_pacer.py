@@ -42,13 +42,28 @@ def test_infers_the_window_from_reset_jumps():
 
 def test_retry_after_pauses_the_partition_and_wins():
     pacer = Pacer(PacingPolicy(budget=None))
-    report(pacer, ok({"retry-after": "3", "RateLimit-Policy": '"d";q=100;w=1'}, 429), 0.0)
+    report(pacer, ok({"retry-after": "3"}, 503), 0.0)
     assert pacer.reserve("p", now=0.5).at == pytest.approx(3.0)
     assert pacer.reserve("other", now=0.5).at == 0.5  # other partitions are not held
 
 
+def test_a_429_costs_at_most_what_the_quota_says():
+    # The quota says a slot comes back every 10 ms: an (early) 429 with a Retry-After
+    # rounded up to a whole second holds the partition for 10 ms; only a refusal of a
+    # request sent after that makes the second count.
+    pacer = Pacer(PacingPolicy(budget=None, safety=1.0))
+    policy = {"RateLimit-Policy": '"d";q=100;w=1'}
+    report(pacer, ok(policy), 0.0)
+    pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=0.0, now=0.001,
+                 wall_now=WALL, probe=False)
+    assert pacer.reserve("p", now=0.001).at == pytest.approx(0.011)
+    pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=0.011, now=0.012,
+                 wall_now=WALL, probe=False)
+    assert pacer.reserve("p", now=0.012).at == pytest.approx(1.012)
+
+
 def test_pause_is_bounded_by_max_pause():
-    pacer = Pacer(PacingPolicy(max_pause=10.0))
+    pacer = Pacer(PacingPolicy(max_pause=10.0, adaptive=None))
     report(pacer, ok({"retry-after": "999999"}, 429), 0.0)
     assert pacer.reserve("p", now=0.0).at == pytest.approx(10.0)
 

@@ -79,18 +79,40 @@ def test_tighten_zero_remaining_waits_for_reset():
     assert limiter.reserve("p", 0.0).at == 4.0
 
 
-def test_tighten_spreads_remaining_over_the_window():
-    limiter = RateLimiter([Quota.per_second(100, burst=10)])
-    limiter.tighten("p", remaining=5, reset_after=10.0, now=0.0)
-    got = slots(limiter, 6)
-    assert got == pytest.approx([0.0, 2.0, 4.0, 6.0, 8.0, 10.0])  # spread, not bunched
-
-
-def test_window_ends_and_the_quota_applies_again():
+def test_remaining_above_zero_neither_spreads_nor_bursts():
+    # "5 left for 10 s" is what a token bucket near empty says as well as a window: only
+    # the rate spaces the slots (a remaining of 0 is what holds, see below).
     limiter = RateLimiter([Quota.per_second(100)])
-    limiter.tighten("p", remaining=1, reset_after=1.0, now=0.0)
-    assert slots(limiter, 2) == pytest.approx([0.0, 1.0])
+    limiter.tighten("p", remaining=5, reset_after=10.0, now=0.0)
+    assert slots(limiter, 3) == pytest.approx([0.0, 0.01, 0.02])
+
+
+def test_none_remaining_holds_until_the_reset():
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.tighten("p", remaining=0, reset_after=1.0, now=0.0)
+    assert slots(limiter, 2) == pytest.approx([1.0, 1.01])
     assert slots(limiter, 2, now=5.0) == pytest.approx([5.0, 5.01])
+
+
+def test_none_remaining_with_a_hold_holds_briefly_until_a_refusal_proves_it():
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.tighten("p", remaining=0, reset_after=1.0, now=0.0, hold=0.01)
+    assert limiter.reserve("p", 0.0).at == pytest.approx(0.01)  # the test request
+    # It is refused: the whole wait the server stated counts.
+    limiter.pause("p", 1.0, 0.02, hold=0.01, sent_at=0.01)
+    assert limiter.reserve("p", 0.02).at == pytest.approx(1.0)
+
+
+def test_a_refusal_of_a_request_sent_before_the_hold_proves_nothing():
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.pause("p", 1.0, 0.0, hold=0.01, sent_at=0.0)
+    assert limiter.reserve("p", 0.0).at == pytest.approx(0.01)
+    # in flight before the hold began: another short hold, not the whole second
+    limiter.pause("p", 1.0, 0.001, hold=0.01, sent_at=-0.001)
+    assert limiter.reserve("p", 0.001).at == pytest.approx(0.011)
+    # and once the stated wait is over, a refusal starts a new short hold
+    limiter.pause("p", 3.0, 2.0, hold=0.01, sent_at=1.99)
+    assert limiter.reserve("p", 2.0).at == pytest.approx(2.01)
 
 
 def test_tighten_never_loosens():

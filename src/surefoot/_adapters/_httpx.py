@@ -48,7 +48,7 @@ from surefoot._drivers import (
     make_pacer,
 )
 from surefoot.events import Hook, LoggingHook
-from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
 
 __all__ = [
@@ -137,7 +137,7 @@ class _Common:
         rng: Callable[[], float] | None = None,
         credential_origins: Iterable[str] | None = None,
         buffer_limit: int = 1 << 20,
-        pacing: PacingPolicy | Pacer | None = None,
+        pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
         self.transport = transport if transport is not None else self._default_inner()
         self.retry = retry or RetryPolicy()

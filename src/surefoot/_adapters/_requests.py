@@ -42,7 +42,7 @@ from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
 from surefoot._drivers import Outcome, advance, drive_sync, finish, make_pacer
 from surefoot.events import Hook, LoggingHook
-from surefoot.pacing._config import PacingPolicy
+from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
 
 __all__ = ["SurefootAdapter", "attach_auth", "classify_requests_error"]
@@ -227,7 +227,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         pool_maxsize: int = 10,
         pool_block: bool = False,
         credential_origins: Iterable[str] | None = None,
-        pacing: PacingPolicy | Pacer | None = None,
+        pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
         self.retry = retry or RetryPolicy()
         self.pacer = make_pacer(pacing)

@@ -61,6 +61,8 @@ _SLOW_START_DOUBLING = 0.5
 _MEASURE_WINDOW = 2.0
 #: ...in this many buckets.
 _MEASURE_BUCKETS = 8
+#: A throttle cuts the rate to this share of the rate the server was admitting.
+_ADMITTED_SHARE = 0.95
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,9 +130,15 @@ class AdaptiveRate:
         "_config", "_epoch", "_k", "_last_cut", "_rate", "_sends", "_started", "_w_max"
     )
 
-    def __init__(self, config: AdaptivePolicy | None, now: float) -> None:
+    def __init__(
+        self, config: AdaptivePolicy | None, now: float, *, start: float | None = None
+    ) -> None:
         self._config = config if config is not None else AdaptivePolicy()
-        self._rate = self._config.initial_rate
+        rate = self._config.initial_rate if start is None else start
+        ceiling = self._config.ceiling
+        if ceiling is not None:
+            rate = min(rate, ceiling)
+        self._rate = max(self._config.floor, rate)
         self._w_max = self._rate
         self._k = 0.0
         self._epoch = now
@@ -171,15 +179,25 @@ class AdaptiveRate:
         self._sends.add(now)
         self._rate = max(self._config.floor, min(self._rate, self._cap(now)))
 
-    def on_throttle(self, sent_at: float, now: float) -> bool:
+    def on_throttle(
+        self, sent_at: float, now: float, *, admitted: float | None = None
+    ) -> bool:
         """The request sent at ``sent_at`` was throttled (429, throttling 503). Cuts the
         rate and returns ``True``, or returns ``False`` if the request was sent before
-        the latest cut (its throttle is already accounted for)."""
+        the latest cut (its throttle is already accounted for).
+
+        ``admitted``: the rate of requests the server let through lately. A throttle
+        while sending above it says the server's limit is about there: the rate is cut
+        to just under it (:data:`_ADMITTED_SHARE`) rather than by ``beta``, never
+        below ``beta`` times the rate, and never up."""
         if sent_at < self._last_cut:
             return False
         config = self._config
         self._w_max = self._rate
-        self._rate = max(config.floor, self._rate * config.beta)
+        cut = self._rate * config.beta
+        if admitted is not None and admitted > 0:
+            cut = max(cut, min(self._rate, admitted * _ADMITTED_SHARE))
+        self._rate = max(config.floor, cut)
         self._k = ((self._w_max - self._rate) / (config.c * self._w_max)) ** (1 / 3)
         self._epoch = now
         self._last_cut = now

@@ -65,7 +65,7 @@ class PacingPolicy:
     quotas: tuple[Quota, ...] = ()
     partition_by: PartitionBy = "host"
     learn: bool = True
-    adaptive: AdaptivePolicy | None = None
+    adaptive: AdaptivePolicy | None = field(default_factory=AdaptivePolicy)
     budget: RetryBudgetPolicy | None = field(default_factory=RetryBudgetPolicy)
     breaker: BreakerPolicy | None = None
     safety: float = 0.99
@@ -110,3 +110,11 @@ class Report(NamedTuple):
     throttled: bool | None = None
     #: Seconds since the attempt was sent (the adaptive rate's epoch test).
     age: float = 0.0
+    #: The throttle is a quota's (429): its stated wait may be checked against the
+    #: partition's rate (a short hold first). A 503's wait is always honoured.
+    quota: bool = False
+
+
+#: What a client paces with when given no ``pacing=``: its own pacer learning the quota
+#: from the server's headers, adaptive pacing once throttled, and a retry budget.
+DEFAULT_PACING = PacingPolicy()

@@ -39,6 +39,12 @@ from surefoot.errors import ConfigurationError
 #: after the pause ends), whatever the backlog.
 MAX_RECOVERY = 120.0
 
+#: While the first request to a partition nobody has heard from is out, the others wait
+#: for its answer (which may state the quota) in steps of this many seconds...
+FIRST_CONTACT_STEP = 0.005
+#: ...but never longer than this in all.
+FIRST_CONTACT_WAIT = 0.25
+
 __all__ = ["Quota", "RateLimiter", "Reservation"]
 
 
@@ -87,11 +93,14 @@ class Quota:
 @dataclass(frozen=True, slots=True)
 class Reservation:
     """A booked slot: send at ``at`` (a ``now``-clock instant). ``generation`` identifies
-    the partition's state it was booked against (a pause voids older ones)."""
+    the partition's state it was booked against (a pause voids older ones). A
+    ``tentative`` one is not a slot but "ask again at ``at``" (the partition is waiting
+    for its first answer)."""
 
     partition: str
     at: float
     generation: int
+    tentative: bool = False
 
 
 @dataclass(slots=True)
@@ -103,8 +112,14 @@ class _Partition:
     generation: int = 0
     #: Earliest slot from a "none remaining" observation.
     floor_until: float = 0.0
-    #: From a remaining/reset observation: until ``[0]``, slots at least ``[1]`` apart.
-    window: tuple[float, float] | None = None
+    #: A short hold (see :meth:`RateLimiter.pause`) began at ``[0]``; until ``[1]`` (the
+    #: end of the wait the server asked for), a refusal of a request sent after ``[0]``
+    #: shows the short hold was not enough. ``None``: no short hold in force.
+    hold: tuple[float, float] | None = None
+    #: First contact: 0 nobody has sent yet, 1 the first request is out since
+    #: ``contact_at`` and nothing has come back, 2 the server has answered.
+    contact: int = 0
+    contact_at: float = 0.0
     #: After a pause: slots at least ``[1]`` apart (the release rate) until ``[0]`` and
     #: for as long after it as the paced schedule is still ahead of the clock (the
     #: backlog is not yet released), but never past ``[2]``.
@@ -120,13 +135,6 @@ class _Partition:
             yield f"c{index}", quota
         if self.learned is not None:
             yield "learned", self.learned
-        if self.window is not None:
-            until, spacing = self.window
-            if now < until:
-                yield "window", Quota(limit=1.0, period=spacing)
-            else:
-                self.window = None
-                self.tats.pop("window", None)
         if self.recovery is not None:
             until, spacing, hard_until = self.recovery
             if now < hard_until and (now < until or self.tats.get("recovery", now) > now):
@@ -146,7 +154,8 @@ class _Partition:
             "p": self.pause_until,
             "g": self.generation,
             "f": self.floor_until,
-            "w": None if self.window is None else list(self.window),
+            "h": None if self.hold is None else list(self.hold),
+            "c": [self.contact, self.contact_at],
             "r": None if self.recovery is None else list(self.recovery),
             "u": [self.unpaced, self.unpaced_since],
         }
@@ -169,8 +178,10 @@ class _Partition:
             part.pause_until = float(state.get("p", 0.0))
             part.generation = int(state.get("g", 0))
             part.floor_until = float(state.get("f", 0.0))
-            window = state.get("w")
-            part.window = None if window is None else (float(window[0]), float(window[1]))
+            hold = state.get("h")
+            part.hold = None if hold is None else (float(hold[0]), float(hold[1]))
+            contact = state.get("c") or (0, 0.0)
+            part.contact, part.contact_at = int(contact[0]), float(contact[1])
             recovery = state.get("r")
             part.recovery = (
                 None
@@ -191,12 +202,20 @@ class RateLimiter:
     pauses apply).
     """
 
-    __slots__ = ("_partitions", "max_partitions", "quotas")
+    __slots__ = ("_partitions", "first_contact", "max_partitions", "quotas")
 
-    def __init__(self, quotas: Iterable[Quota] = (), *, max_partitions: int = 10_000) -> None:
+    def __init__(
+        self,
+        quotas: Iterable[Quota] = (),
+        *,
+        max_partitions: int = 10_000,
+        first_contact: bool = False,
+    ) -> None:
         if max_partitions < 1:
             raise ConfigurationError("max_partitions must be at least 1")
         self.quotas = tuple(quotas)
+        #: The first request to a partition goes alone (see :meth:`reserve`).
+        self.first_contact = first_contact
         self.max_partitions = max_partitions
         self._partitions: OrderedDict[str, _Partition] = OrderedDict()
 
@@ -227,8 +246,21 @@ class RateLimiter:
             self._partitions.popitem(last=False)
 
     def reserve(self, partition: str, now: float) -> Reservation:
-        """Book the earliest slot for one request on ``partition``."""
+        """Book the earliest slot for one request on ``partition``.
+
+        With ``first_contact``, the first request to a partition goes alone: until it
+        is answered (its headers may state the quota) the others get a *tentative*
+        reservation, "ask again shortly", for at most :data:`FIRST_CONTACT_WAIT`
+        seconds."""
         part = self._get(partition)
+        if not self.first_contact or part.configured:
+            pass  # configured quotas: the caller has said how fast to go
+        elif part.contact == 0:
+            part.contact, part.contact_at = 1, now
+        elif part.contact == 1 and now < part.contact_at + FIRST_CONTACT_WAIT:
+            return Reservation(
+                partition, now + FIRST_CONTACT_STEP, part.generation, tentative=True
+            )
         slot = max(now, part.pause_until, part.floor_until)
         quotas = tuple(part.quotas(now))
         if not quotas:
@@ -244,6 +276,20 @@ class RateLimiter:
             part.tats[name] = max(tat, slot) + quota.interval
         return Reservation(partition, slot, part.generation)
 
+    def answered(self, partition: str) -> None:
+        """The server answered a request on ``partition`` (first contact is over)."""
+        self._get(partition).contact = 2
+
+    def interval(self, partition: str) -> float | None:
+        """The spacing of the partition's slowest known rate (``None``: none known)."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return None
+        intervals = [quota.interval for quota in part.configured]
+        if part.learned is not None:
+            intervals.append(part.learned.interval)
+        return max(intervals, default=None)
+
     def still_valid(self, reservation: Reservation) -> bool:
         """False if the partition was paused after the reservation: reserve again."""
         part = self._partitions.get(reservation.partition)
@@ -257,6 +303,8 @@ class RateLimiter:
         *,
         release_rate: float | None = None,
         recovery: float = 0.0,
+        hold: float | None = None,
+        sent_at: float | None = None,
     ) -> None:
         """Nothing goes out on ``partition`` before ``until`` (Retry-After); afterwards the
         slots are spaced by the rate, starting with one request at ``until``. With
@@ -264,8 +312,25 @@ class RateLimiter:
         ``recovery`` seconds after ``until``, and after that for as long as the backlog
         booked at that spacing lasts (at most :data:`MAX_RECOVERY` seconds after
         ``until``): the backlog is released paced, and new arrivals queue behind it
-        instead of being sent beside it at the full quota."""
+        instead of being sent beside it at the full quota.
+
+        ``hold``: the caller believes the server can take a request again much sooner
+        (at ``now + hold``: its rate says a slot comes back then). The partition is held
+        that long only, and the next request is the test: if a request sent after the
+        short hold began is refused too (``sent_at``) before ``until``, the whole wait is
+        honoured."""
         part = self._get(partition)
+        if hold is not None and hold < until - now:
+            proven = (
+                part.hold is not None
+                and sent_at is not None
+                and sent_at >= part.hold[0]
+                and now < part.hold[1]
+            )
+            if not proven:
+                part.hold = (now, until)
+                until = now + hold
+                release_rate = None  # a short hold releases at the rate, not as a backlog
         if until <= part.pause_until:
             return
         part.pause_until = until
@@ -313,23 +378,29 @@ class RateLimiter:
         part.recovery = (until, min(spacing, 1.0 / release_rate), hard_until)
 
     def tighten(
-        self, partition: str, *, remaining: int, reset_after: float, now: float
+        self,
+        partition: str,
+        *,
+        remaining: int,
+        reset_after: float,
+        now: float,
+        hold: float | None = None,
     ) -> None:
         """The server says ``remaining`` requests are left for the next ``reset_after``
-        seconds: make sure no more than that many slots fall in that time. It can only
-        make slots later; it never grants a burst."""
-        if remaining < 0 or not (math.isfinite(reset_after) and reset_after >= 0):
+        seconds. Only "none left" acts: no slot before the reset — or, with ``hold``,
+        before ``now + hold`` only, the next request testing it as in :meth:`pause` (a
+        token bucket refills long before a reset rounded up to whole seconds; a window
+        does not, and its refusal then makes the whole wait count). The rate of the
+        quota spaces the rest; ``remaining`` never grants a burst."""
+        if remaining != 0 or not (math.isfinite(reset_after) and reset_after > 0):
             return
         part = self._get(partition)
-        if remaining == 0:
-            part.floor_until = max(part.floor_until, now + reset_after)
-            return
-        if reset_after == 0:
-            return
-        # Spread what remains evenly over the window: at most one per reset/remaining.
-        # The latest observation is the server's latest word; it never lets slots go
-        # earlier than the quotas and bookings already allow (the schedule only moves on).
-        part.window = (now + reset_after, reset_after / remaining)
+        until = now + reset_after
+        if hold is not None and hold < reset_after:
+            if part.hold is None or now >= part.hold[1]:
+                part.hold = (now, until)
+            until = now + hold
+        part.floor_until = max(part.floor_until, until)
 
     def snapshot(self, partition: str) -> dict[str, float]:
         """The partition's state (for tests and instrumentation)."""

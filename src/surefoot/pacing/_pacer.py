@@ -44,7 +44,9 @@ class Pacer:
     :class:`PacerState` (in-process by default; pass ``state=`` from a shared store, e.g.
     ``surefoot.RedisStore(...).pacer_state(pacing)``, or use ``store=``). Thread-safe."""
 
-    __slots__ = ("_lock", "_resets", "_server_learned", "_windows", "pacing", "state")
+    __slots__ = (
+        "_answered", "_lock", "_resets", "_server_learned", "_windows", "pacing", "state"
+    )
 
     def __init__(
         self,
@@ -60,7 +62,11 @@ class Pacer:
         if store is not None:
             state = store.pacer_state(self.pacing)
         self.state: PacerState = state if state is not None else LocalPacerState(self.pacing)
+        #: Partitions whose server states its rate (adaptive pacing is not for them).
         self._server_learned: set[str] = set()
+        #: Partitions this process has reported an answer for (the first one always
+        #: reaches the state: it ends the partition's first contact).
+        self._answered: set[str] = set()
         self._resets: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -141,8 +147,14 @@ class Pacer:
         pacing = self.pacing
         healthy = _healthy(outcome) if pacing.breaker is not None else None
         age = max(now - sent_at, 0.0)
+        first = partition not in self._answered
+        if first:
+            with self._lock:
+                if len(self._answered) > 40_000:
+                    self._answered.clear()
+                self._answered.add(partition)
         if not isinstance(outcome, ResponseInfo):
-            if healthy is not None:
+            if healthy is not None or first:
                 self.state.report(partition, Report(healthy, probe, age=age), now=now)
             return
         throttled = outcome.status in _THROTTLE_STATUSES
@@ -152,7 +164,7 @@ class Pacer:
         if pacing.learn:
             with self._lock:
                 learned, tighten = self._learn(partition, outcome, wall_now)
-                if learned or tighten:
+                if learned:
                     self._server_learned.add(partition)
             if throttled:
                 # Retry-After wins over the quota headers, and holds the whole partition.
@@ -164,10 +176,20 @@ class Pacer:
             if pacing.adaptive is not None and partition not in self._server_learned
             else None
         )
-        if healthy is None and adapt is None and pause is None and not (learned or tighten):
+        if (
+            healthy is None
+            and adapt is None
+            and pause is None
+            and not (learned or tighten or first)
+        ):
             return  # nothing to tell the state (a shared one would cost a round trip)
         self.state.report(
-            partition, Report(healthy, probe, learned, tighten, pause, adapt, age), now=now
+            partition,
+            Report(
+                healthy, probe, learned, tighten, pause, adapt, age,
+                quota=outcome.status == 429,
+            ),
+            now=now,
         )
 
     def _learn(

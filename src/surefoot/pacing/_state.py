@@ -21,6 +21,9 @@ from surefoot.pacing._gcra import Quota, RateLimiter, Reservation
 
 __all__ = ["LocalPacerState", "PacerState"]
 
+#: The shortest hold a stated wait is first cut down to (seconds).
+_MIN_HOLD = 0.001
+
 
 @runtime_checkable
 class PacerState(Protocol):
@@ -56,6 +59,7 @@ class LocalPacerState:
         "_breakers",
         "_budget",
         "_lock",
+        "_oks",
         "_sends",
         "limiter",
         "pacing",
@@ -63,11 +67,13 @@ class LocalPacerState:
 
     def __init__(self, pacing: PacingPolicy) -> None:
         self.pacing = pacing
-        self.limiter = RateLimiter(pacing.quotas)
+        self.limiter = RateLimiter(pacing.quotas, first_contact=pacing.learn)
         self._adaptive: dict[str, AdaptiveRate] = {}
         self._arrivals: dict[str, tuple[float, WindowCounts]] = {}
         #: Reservations (attempts) per partition, over the last couple of seconds.
         self._sends: dict[str, tuple[float, WindowCounts]] = {}
+        #: Responses that were not throttles per partition (the rate the server grants).
+        self._oks: dict[str, tuple[float, WindowCounts]] = {}
         self._breakers: dict[str, CircuitBreaker] = {}
         config = pacing.budget
         self._budget = RetryBudget(config) if config is not None else None
@@ -82,7 +88,11 @@ class LocalPacerState:
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
         with self._lock:
-            if previous is not None and self.limiter.still_valid(previous):
+            if (
+                previous is not None
+                and not previous.tentative
+                and self.limiter.still_valid(previous)
+            ):
                 return previous
             if adaptive:
                 rate = self._adaptive.get(partition)
@@ -126,36 +136,60 @@ class LocalPacerState:
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
         pacing = self.pacing
+        limiter = self.limiter
         with self._lock:
+            limiter.answered(partition)
             if report.healthy is not None:
                 breaker = self._breakers.get(partition)
                 if breaker is not None:
                     breaker.on_result(now, ok=report.healthy, probe=report.probe)
             for quota in report.learned:
-                self.limiter.learn(partition, quota, now)
+                limiter.learn(partition, quota, now)
+            if report.throttled is not None and pacing.adaptive is not None:
+                self._adapt(partition, report, now)
+            # What the server says of its waits is checked against its rate, when one is
+            # known: a short hold first, the whole wait once a request sent after the
+            # hold began is refused too (see RateLimiter.pause).
+            interval = limiter.interval(partition)
+            hold = None if interval is None else max(interval, _MIN_HOLD)
             for remaining, reset_after in report.tighten:
-                self.limiter.tighten(
-                    partition, remaining=remaining, reset_after=reset_after, now=now
+                limiter.tighten(
+                    partition, remaining=remaining, reset_after=reset_after, now=now,
+                    hold=hold,
                 )
             if report.pause is not None:
-                self.limiter.pause(
+                limiter.pause(
                     partition,
                     now + report.pause,
                     now,
                     release_rate=self._release_rate(partition, now, at_pause=True),
                     recovery=report.pause,
+                    hold=hold if report.quota else None,
+                    sent_at=now - report.age,
                 )
-            if report.throttled is not None and pacing.adaptive is not None:
-                adaptive = self._adaptive.get(partition)
-                if adaptive is None:
-                    adaptive = self._adaptive[partition] = AdaptiveRate(pacing.adaptive, now)
-                if report.throttled:
-                    adaptive.on_throttle(now - report.age, now)
-                else:
-                    adaptive.on_success(now)
-                self.limiter.learn(
-                    partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True
+
+    def _adapt(self, partition: str, report: Report, now: float) -> None:
+        """The adaptive rate (for a partition whose server states no quota): armed by
+        the first throttle, at what the server was granting until then."""
+        assert self.pacing.adaptive is not None
+        adaptive = self._adaptive.get(partition)
+        if not report.throttled:
+            _count(self._oks, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
+            if adaptive is None:
+                return
+            adaptive.on_success(now)
+        else:
+            admitted = _rate(self._oks.get(partition), now)
+            if adaptive is None:
+                sent = _rate(self._sends.get(partition), now) or 0.0
+                start = max(admitted or 0.0, sent, self.pacing.adaptive.floor)
+                adaptive = self._adaptive[partition] = AdaptiveRate(
+                    self.pacing.adaptive, now, start=start
                 )
+                if len(self._adaptive) > self.limiter.max_partitions:
+                    self._adaptive.pop(next(iter(self._adaptive)))
+            adaptive.on_throttle(now - report.age, now, admitted=admitted)
+        self.limiter.learn(partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True)
 
     def _release_rate(
         self, partition: str, now: float, *, at_pause: bool = False
@@ -184,12 +218,14 @@ class LocalPacerState:
         breaker = self._breakers.get(partition)
         arrivals = self._arrivals.get(partition)
         sends = self._sends.get(partition)
+        oks = self._oks.get(partition)
         return {
             "lim": self.limiter.export_partition(partition),
             "ada": None if adaptive is None else adaptive.to_state(),
             "brk": None if breaker is None else breaker.to_state(),
             "arr": None if arrivals is None else [arrivals[0], arrivals[1].to_state()],
             "snd": None if sends is None else [sends[0], sends[1].to_state()],
+            "oks": None if oks is None else [oks[0], oks[1].to_state()],
         }
 
     def import_partition(self, partition: str, state: object) -> None:
@@ -211,6 +247,7 @@ class LocalPacerState:
         for name, into, window in (
             ("arr", self._arrivals, _DEMAND_WINDOW),
             ("snd", self._sends, _SEND_WINDOW),
+            ("oks", self._oks, _SEND_WINDOW),
         ):
             saved = data.get(name)
             if isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], (int, float)):

@@ -9,6 +9,7 @@ interleave a read and a write. Times inside the database are Unix times
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -125,7 +126,7 @@ class SQLitePacerState:
             got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
             if got is previous:
                 return got
-            return Reservation(partition, local(got.at), got.generation)
+            return dataclasses.replace(got, at=local(got.at))
 
         return self._apply(partition, False, now, "reserve", op)
 
