@@ -75,7 +75,7 @@ from _quota_metrics import (
     print_failures,
     round_figures,
 )
-from _sandbox_process import QuotaSandbox
+from _sandbox_process import QuotaSandbox, SandboxProcess
 
 FLEET_CLIENTS = (
     "surefoot_redis",
@@ -108,6 +108,12 @@ class FleetScenario:
     deadline: float = 120.0
     #: ``--quick``: no request is started after this many seconds (None: all N)
     time_box: float | None = None
+    #: the request's path (None: the sandbox's ``limited/x?dialect=...``)
+    path: str | None = None
+
+    @property
+    def url_path(self) -> str:
+        return self.path if self.path is not None else f"limited/x?dialect={self.dialect}"
 
     @property
     def workers(self) -> int:
@@ -222,7 +228,7 @@ def _process_main(
     try:
         recorder = Recorder()
         setup = Setup(
-            base_url=base_url, path=f"limited/x?dialect={scen.dialect}", recorder=recorder,
+            base_url=base_url, path=scen.url_path, recorder=recorder,
             pool=scen.threads, deadline=scen.deadline, rate=scen.rate, unknown=False,
             outage=False,
         )
@@ -290,9 +296,10 @@ def _run_share(index: int, client: Any, scen: FleetScenario, recorder: Recorder)
 
 
 def run_fleet_client(
-    name: str, scen: FleetScenario, sandbox: QuotaSandbox, redis_url: str, workdir: str
+    name: str, scen: FleetScenario, sandbox: SandboxProcess, redis_url: str, workdir: str
 ) -> Run:
-    """Start the fleet for one client, wait for it, merge what its processes did."""
+    """Start the fleet for one client, wait for it, merge what its processes did
+    (``sandbox``: the server subprocess, the sandbox or the matrix's model server)."""
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(scen.processes + 1)
     results = ctx.Queue()

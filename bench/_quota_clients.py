@@ -8,6 +8,7 @@ included) per :meth:`Client.request`, and records every attempt it puts on the w
 
 from __future__ import annotations
 
+import random
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ import urllib3
 import urllib3.util
 
 import surefoot
-from _quota_metrics import OK
+from _quota_metrics import OK, ClosedScenario, OutageScenario, Run
 
 #: Statuses the peers' hand-written loops retry (429 throttling, 503 outage). There is no
 #: 503 outside the outage scenario, so in ``known``/``unknown`` this is "retry on 429".
@@ -314,17 +315,23 @@ class HttpxRetriesClient:
         self.client.close()
 
 
+#: ``SurefootClient(pacing=DEFAULT_PACING)``: build the client without a ``pacing`` argument
+DEFAULT_PACING: Any = object()
+
+
 class SurefootClient:
     """One ``surefoot.Client`` shared by every thread, its adapter re-mounted with a pool
-    as large as the concurrency (as in the docs' many-threads recipe)."""
+    as large as the concurrency (as in the docs' many-threads recipe), on the client's own
+    pacer (which may be None)."""
 
-    def __init__(self, name: str, setup: Setup, pacing: surefoot.PacingPolicy) -> None:
+    def __init__(self, name: str, setup: Setup, pacing: Any) -> None:
         self.name = name
         self.path = setup.path
         retry = surefoot.RetryPolicy(max_attempts=MAX_ATTEMPTS, deadline=setup.deadline)
+        paced = {} if pacing is DEFAULT_PACING else {"pacing": pacing}
         self.client = surefoot.Client(
-            setup.base_url, pacing=pacing, retry=retry, hook=setup.recorder,
-            timeout=ATTEMPT_TIMEOUT,
+            setup.base_url, retry=retry, hook=setup.recorder, timeout=ATTEMPT_TIMEOUT,
+            **paced,
         )
         self.client.session.trust_env = False
         adapter = surefoot.requests.SurefootAdapter(
@@ -338,6 +345,15 @@ class SurefootClient:
 
     def close(self) -> None:
         self.client.close()
+
+
+class SurefootDefaultsClient(SurefootClient):
+    """What a user gets by default: ``surefoot.Client(base_url, retry=RetryPolicy(
+    max_attempts=10, deadline=...), hook=..., timeout=...)`` with no ``pacing`` argument
+    at all (the bigger pool is mounted on the client's own pacer, whatever it is)."""
+
+    def __init__(self, setup: Setup, name: str = "surefoot_defaults") -> None:
+        super().__init__(name, setup, DEFAULT_PACING)
 
 
 # -- driving a client ----------------------------------------------------------------------
@@ -367,3 +383,120 @@ def join_all(threads: Iterable[threading.Thread], until: float) -> int:
         thread.join(timeout=max(0.0, until - time.monotonic()))
         alive += thread.is_alive()
     return alive
+
+
+def run_closed(
+    client: Client, scen: ClosedScenario, recorder: Recorder, grace: float | None = None
+) -> Run:
+    """N requests from C worker threads (``scen``), no new one after ``scen.box``; then
+    the ones in flight get ``grace`` seconds (default: their deadline + 30 s) to finish."""
+    run = Run(client.name)
+    lock = threading.Lock()
+    taken = [0]
+    stop = threading.Event()
+
+    def worker(index: int) -> None:
+        recorder.bind(index)
+        while not stop.is_set():
+            with lock:
+                if taken[0] >= scen.n:
+                    return
+                taken[0] += 1
+            started = time.monotonic() - recorder.t0
+            verdict = safe_request(client)
+            ended = time.monotonic() - recorder.t0
+            with lock:
+                run.requests.append((started, ended, verdict, index))
+
+    threads = [
+        threading.Thread(target=worker, args=(i,), name=f"quota-{i}", daemon=True)
+        for i in range(scen.workers)
+    ]
+    recorder.start()
+    for thread in threads:
+        thread.start()
+    # Bounded: after the time box (--quick) or 10x the ideal time (+30 s) no new request
+    # is started, and the ones in flight get their deadline (+30 s) to finish.
+    box = scen.box
+    if join_all(threads, recorder.t0 + box):
+        stop.set()
+        run.cut_at = box
+        wait = scen.deadline + 30 if grace is None else grace
+        run.unfinished = join_all(threads, time.monotonic() + wait)
+    with lock:
+        run.started = taken[0]
+    run.attempts = list(recorder.attempts)
+    return run
+
+
+def poisson_arrivals(rate: float, duration: float, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    arrivals: list[float] = []
+    t = rng.expovariate(rate)
+    while t < duration:
+        arrivals.append(t)
+        t += rng.expovariate(rate)
+    return arrivals
+
+
+class OutageServer(Protocol):
+    """A server that can start an outage (the sandbox's ``QuotaSandbox``, the matrix's
+    model server)."""
+
+    def outage(self, seconds: float) -> None: ...
+
+
+def run_outage(
+    client: Client, scen: OutageScenario, recorder: Recorder, sandbox: OutageServer
+) -> Run:
+    """Open-loop Poisson arrivals (one thread each); ``sandbox.outage()`` at the
+    scenario's ``outage_start``."""
+    run = Run(client.name, arrivals=poisson_arrivals(scen.arrival_rate, scen.duration, scen.seed))
+    lock = threading.Lock()
+    window: list[float] = []
+    errors: list[BaseException] = []
+
+    def one(index: int, arrival: float) -> None:
+        recorder.bind(index)
+        verdict = safe_request(client)
+        ended = time.monotonic() - recorder.t0
+        with lock:
+            run.requests.append((arrival, ended, verdict, index))
+
+    def start_outage() -> None:
+        delay = recorder.t0 + scen.outage_start - time.monotonic()
+        time.sleep(max(0.0, delay))
+        sent = time.monotonic() - recorder.t0
+        try:
+            sandbox.outage(scen.outage_seconds)
+        except BaseException as exc:
+            errors.append(exc)
+            return
+        # The server starts the outage between the request and its response.
+        window.append((sent + time.monotonic() - recorder.t0) / 2)
+
+    # One thread per arrival (open loop: an arrival never waits for a free worker).
+    previous_stack = threading.stack_size(1 << 20)
+    threads: list[threading.Thread] = []
+    try:
+        recorder.start()
+        trigger = threading.Thread(target=start_outage, name="quota-outage", daemon=True)
+        trigger.start()
+        for index, arrival in enumerate(run.arrivals):
+            delay = recorder.t0 + arrival - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            thread = threading.Thread(target=one, args=(index, arrival), daemon=True)
+            thread.start()
+            threads.append(thread)
+    finally:
+        threading.stack_size(previous_stack)
+    trigger.join(timeout=15)
+    if errors or not window:
+        raise RuntimeError(f"could not start the outage: {errors!r}")
+    # Bounded: every request has its deadline; give stragglers 15 s on top.
+    run.unfinished = join_all(threads, recorder.t0 + scen.duration + scen.deadline + 15)
+    run.started = len(threads)
+    run.outage = (window[0], window[0] + scen.outage_seconds)
+    run.attempts = list(recorder.attempts)
+    return run

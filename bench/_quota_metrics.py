@@ -200,7 +200,10 @@ def outage_metrics(run: Run, scen: OutageScenario) -> dict[str, Any]:
     end = max([scen.duration, *(r[1] for r in run.requests)])
     second = round(1 / BIN)
     attempts_bins = _bins((a[0] for a in run.attempts), end)
-    peak = max(_window_sums(attempts_bins, second), default=0)
+    windows = _window_sums(attempts_bins, second)
+    peak = max(windows, default=0)
+    # after the outage: the 1 s windows that start once it is over
+    peak_after = max(windows[math.ceil(finish / BIN - 1e-9):], default=0)
     peak_arrivals = max(_window_sums(_bins(run.arrivals, end), second), default=0)
     waits = [ended - arrival for arrival, ended, _, _ in run.requests]
     held = [ended for arrival, ended, _, _ in run.requests if arrival < finish]
@@ -214,6 +217,8 @@ def outage_metrics(run: Run, scen: OutageScenario) -> dict[str, Any]:
         ),
         "peak_attempts_per_s": peak,
         "peak_vs_arrival_rate": peak / scen.arrival_rate,
+        "peak_after_outage_per_s": peak_after,
+        "peak_after_outage_vs_arrival_rate": peak_after / scen.arrival_rate,
         "success_ratio": len(ok) / arrivals if arrivals else None,
         "recovery_s": _recovery(run, scen, end),
         "p99_wait": nearest_rank(waits, 0.99),
@@ -277,6 +282,25 @@ def print_closed_rows(figures: dict[str, dict[str, Any]], box: float) -> None:
     if any(m["time_boxed"] for m in figures.values()):
         print(f"(time box: no request started after {box:g} s; a time-boxed client's "
               "eff is its throughput in the box, its per-N figures per request started)")
+
+
+def print_outage_rows(figures: dict[str, dict[str, Any]]) -> None:
+    """The outage table (after its title line): one row per client."""
+    print(f"{'client':<21} {'att/req':>7} {'win/arr':>7} {'peak/s':>7} {'xrate':>6} "
+          f"{'after':>6} {'success':>8} {'recov s':>7} {'drain s':>7} {'p50 s':>7} "
+          f"{'p99 s':>7} {'503s':>6} {'att':>6}")
+    for name, m in figures.items():
+        print(f"{name:<21} {fmt(m['attempts_per_request_during_outage'], '7.2f')} "
+              f"{fmt(m['attempts_in_outage_window_per_arrival'], '7.2f')} "
+              f"{m['peak_attempts_per_s']:>7d} {fmt(m['peak_vs_arrival_rate'], '6.2f')} "
+              f"{fmt(m['peak_after_outage_vs_arrival_rate'], '6.2f')} "
+              f"{fmt(m['success_ratio'], '8.2%')} {fmt(m['recovery_s'], '7.1f')} "
+              f"{fmt(m['backlog_drained_s'], '7.2f')} "
+              f"{fmt(m['p50_wait'], '7.3f')} {fmt(m['p99_wait'], '7.3f')} "
+              f"{m['server_503s']:>6d} {m['server_attempts']:>6d}")
+    print("(xrate: peak attempts per 1 s window / arrival rate; after: the same over the "
+          "windows after the outage; peak arrivals per 1 s window: "
+          f"{max(m['peak_arrivals_per_s'] for m in figures.values())})")
 
 
 def print_failures(figures: dict[str, dict[str, Any]]) -> None:

@@ -29,15 +29,23 @@ class SandboxProcess:
         self.process: subprocess.Popen[str] | None = None
         self.url = ""
 
+    def command(self) -> list[str]:
+        """The subprocess's argument list; it must print its base URL as its first line."""
+        return [sys.executable, "-m", "surefoot.sandbox", "--port", "0", *self.options]
+
+    def url_from(self, line: str) -> str:
+        """The base URL in the subprocess's first line (the sandbox prints just that)."""
+        return line.strip().rstrip("/")
+
     def __enter__(self) -> SandboxProcess:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "surefoot.sandbox", "--port", "0", *self.options],
+            self.command(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
-            self.url = self._first_line().strip().rstrip("/")
+            self.url = self.url_from(self._first_line())
             if not self.url.startswith("http://127.0.0.1:"):
                 raise RuntimeError(f"sandbox printed {self.url!r}, not a 127.0.0.1 URL")
         except BaseException:

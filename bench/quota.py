@@ -27,6 +27,14 @@ in-memory pacers, tenacity and pyrate-limiter on Redis. It writes
 
     .venv/bin/python bench/quota.py --fleet [--quick]
 
+``--matrix`` runs the server-model matrix instead (``bench/_matrix.py``): surefoot and
+the peers against ``bench/_model_server.py``, an independent quota server, one axis
+varied at a time (algorithm, header dialect, Retry-After, concurrency, fleet, outage).
+It writes ``bench/results/matrix.json`` (``--quick``: ``matrix_quick.json``) and one
+heat map per metric next to it.
+
+    .venv/bin/python bench/quota.py --matrix [--quick] [--list] [--only REGEX] [--clients a,b]
+
 The clients and their recorder are in ``_quota_clients.py``; the scenarios' parameters,
 metrics, tables and plots in ``_quota_metrics.py`` (both shared with ``_fleet.py``).
 """
@@ -36,9 +44,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import random
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -50,6 +56,10 @@ from _env import platform_info, source_state
 from _env import version as _version
 from _fleet import FLEET_CLIENTS
 from _fleet import main as fleet_main
+from _matrix import ALL_CLIENTS as MATRIX_CLIENTS
+from _matrix import add_arguments as add_matrix_arguments
+from _matrix import list_cells
+from _matrix import main as matrix_main
 from _quota_clients import (
     Client,
     HttpxRetriesClient,
@@ -60,8 +70,8 @@ from _quota_clients import (
     SurefootClient,
     TenacityClient,
     Urllib3Client,
-    join_all,
-    safe_request,
+    run_closed,
+    run_outage,
 )
 from _quota_metrics import (
     QUICK_BOX,
@@ -70,12 +80,12 @@ from _quota_metrics import (
     Run,
     Scenario,
     closed_metrics,
-    fmt,
     meets,
     outage_metrics,
     plot,
     print_closed_rows,
     print_failures,
+    print_outage_rows,
     round_figures,
 )
 from _sandbox_process import QuotaSandbox
@@ -157,109 +167,6 @@ def build_client(name: str, setup: Setup, scen: Scenario) -> Client:
 # -- running -------------------------------------------------------------------------------
 
 
-def run_closed(client: Client, scen: ClosedScenario, recorder: Recorder) -> Run:
-    run = Run(client.name)
-    lock = threading.Lock()
-    taken = [0]
-    stop = threading.Event()
-
-    def worker(index: int) -> None:
-        recorder.bind(index)
-        while not stop.is_set():
-            with lock:
-                if taken[0] >= scen.n:
-                    return
-                taken[0] += 1
-            started = time.monotonic() - recorder.t0
-            verdict = safe_request(client)
-            ended = time.monotonic() - recorder.t0
-            with lock:
-                run.requests.append((started, ended, verdict, index))
-
-    threads = [
-        threading.Thread(target=worker, args=(i,), name=f"quota-{i}", daemon=True)
-        for i in range(scen.workers)
-    ]
-    recorder.start()
-    for thread in threads:
-        thread.start()
-    # Bounded: after the time box (--quick) or 10x the ideal time (+30 s) no new request
-    # is started, and the ones in flight get their deadline (+30 s) to finish.
-    box = scen.box
-    if join_all(threads, recorder.t0 + box):
-        stop.set()
-        run.cut_at = box
-        run.unfinished = join_all(threads, time.monotonic() + scen.deadline + 30)
-    with lock:
-        run.started = taken[0]
-    run.attempts = list(recorder.attempts)
-    return run
-
-
-def poisson_arrivals(rate: float, duration: float, seed: int) -> list[float]:
-    rng = random.Random(seed)
-    arrivals: list[float] = []
-    t = rng.expovariate(rate)
-    while t < duration:
-        arrivals.append(t)
-        t += rng.expovariate(rate)
-    return arrivals
-
-
-def run_outage(
-    client: Client, scen: OutageScenario, recorder: Recorder, sandbox: QuotaSandbox
-) -> Run:
-    run = Run(client.name, arrivals=poisson_arrivals(scen.arrival_rate, scen.duration, scen.seed))
-    lock = threading.Lock()
-    window: list[float] = []
-    errors: list[BaseException] = []
-
-    def one(index: int, arrival: float) -> None:
-        recorder.bind(index)
-        verdict = safe_request(client)
-        ended = time.monotonic() - recorder.t0
-        with lock:
-            run.requests.append((arrival, ended, verdict, index))
-
-    def start_outage() -> None:
-        delay = recorder.t0 + scen.outage_start - time.monotonic()
-        time.sleep(max(0.0, delay))
-        sent = time.monotonic() - recorder.t0
-        try:
-            sandbox.outage(scen.outage_seconds)
-        except BaseException as exc:
-            errors.append(exc)
-            return
-        # The server starts the outage between the request and its response.
-        window.append((sent + time.monotonic() - recorder.t0) / 2)
-
-    # One thread per arrival (open loop: an arrival never waits for a free worker).
-    previous_stack = threading.stack_size(1 << 20)
-    threads: list[threading.Thread] = []
-    try:
-        recorder.start()
-        trigger = threading.Thread(target=start_outage, name="quota-outage", daemon=True)
-        trigger.start()
-        for index, arrival in enumerate(run.arrivals):
-            delay = recorder.t0 + arrival - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            thread = threading.Thread(target=one, args=(index, arrival), daemon=True)
-            thread.start()
-            threads.append(thread)
-    finally:
-        threading.stack_size(previous_stack)
-    trigger.join(timeout=15)
-    if errors or not window:
-        raise RuntimeError(f"could not start the outage: {errors!r}")
-    # Bounded: every request has its deadline; give stragglers 15 s on top.
-    run.unfinished = join_all(threads, recorder.t0 + scen.duration + scen.deadline + 15)
-    run.started = len(threads)
-    run.outage = (window[0], window[0] + scen.outage_seconds)
-    run.attempts = list(recorder.attempts)
-    return run
-
-
 def run_scenario(
     scen: Scenario, clients: list[str], log: Callable[[str], None]
 ) -> dict[str, Run]:
@@ -309,19 +216,7 @@ def print_table(scen: Scenario, figures: dict[str, dict[str, Any]]) -> None:
         print(f"\n{scen.name}: Poisson {scen.arrival_rate:g}/s for {scen.duration:g} s, 503 "
               f"outage of {scen.outage_seconds:g} s at t={scen.outage_start:g} s, deadline "
               f"{scen.deadline:g} s, R={scen.rate:g}/s, B={scen.burst}")
-        print(f"{'client':<21} {'att/req':>7} {'win/arr':>7} {'peak/s':>7} {'xrate':>6} "
-              f"{'success':>8} {'recov s':>7} {'drain s':>7} {'p50 s':>7} {'p99 s':>7} "
-              f"{'503s':>6} {'att':>6}")
-        for name, m in figures.items():
-            print(f"{name:<21} {fmt(m['attempts_per_request_during_outage'], '7.2f')} "
-                  f"{fmt(m['attempts_in_outage_window_per_arrival'], '7.2f')} "
-                  f"{m['peak_attempts_per_s']:>7d} {fmt(m['peak_vs_arrival_rate'], '6.2f')} "
-                  f"{fmt(m['success_ratio'], '8.2%')} {fmt(m['recovery_s'], '7.1f')} "
-                  f"{fmt(m['backlog_drained_s'], '7.2f')} "
-                  f"{fmt(m['p50_wait'], '7.3f')} {fmt(m['p99_wait'], '7.3f')} "
-                  f"{m['server_503s']:>6d} {m['server_attempts']:>6d}")
-        print(f"(peak arrivals per 1 s window: "
-              f"{max(m['peak_arrivals_per_s'] for m in figures.values())})")
+        print_outage_rows(figures)
     print_failures(figures)
 
 
@@ -353,10 +248,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON path (bench/results/quota.json, with --fleet "
                         "bench/results/fleet.json); PNGs go next to it")
+    add_matrix_arguments(parser)
     args = parser.parse_args(argv)
     if args.output is None:
-        args.output = RESULTS / ("fleet.json" if args.fleet else "quota.json")
-    known = set(FLEET_CLIENTS) if args.fleet else {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
+        if args.matrix:
+            args.output = RESULTS / ("matrix_quick.json" if args.quick else "matrix.json")
+        else:
+            args.output = RESULTS / ("fleet.json" if args.fleet else "quota.json")
+    if args.matrix:
+        known = set(MATRIX_CLIENTS)
+    else:
+        known = set(FLEET_CLIENTS) if args.fleet else {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
     args.client_list = [c for c in args.clients.split(",") if c]
     unknown = [c for c in args.client_list if c not in known]
     if unknown:
@@ -366,6 +268,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.matrix and args.list:
+        list_cells(args.quick, args.only)
+        return 0
     # Load the lazily imported requests integration now, so that a run uses one version of
     # surefoot even if its files change on disk meanwhile.
     _ = surefoot.Client, surefoot.requests.SurefootAdapter
@@ -376,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"{k} {info[k]}" for k in ("surefoot", "requests", "urllib3", "httpx",
                                                   "tenacity", "httpx-retries",
                                                   "pyrate-limiter")))
+    if args.matrix:
+        return matrix_main(args, info)
     if args.fleet:
         return fleet_main(args, info)
     names = SCENARIOS if args.scenario == "all" else (args.scenario,)
