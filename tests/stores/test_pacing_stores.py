@@ -298,8 +298,9 @@ def test_chaos_redis_killed_mid_run(redis_server, redis_url):
 
 
 def test_redis_hosts_with_skewed_clocks_share_one_schedule(redis_url):
-    """Two hosts whose clocks disagree by 50 s: the scripts read Redis TIME and hand back
-    delays, so the slots interleave at the quota on both hosts' real timelines."""
+    """Two hosts whose clocks disagree by 50 s: the operations run on Redis TIME and the
+    slots are moved onto each caller's clock, so they interleave at the quota on both
+    hosts' real timelines."""
     pacing = PacingPolicy(quotas=(Quota.per_second(20),), budget=None)
     namespace = uuid.uuid4().hex
     a = RedisStore(redis_url).pacer_state(pacing, namespace=namespace)
@@ -336,3 +337,157 @@ def test_redis_keys_are_prefixed_hash_tagged_and_expire(redis_url):
     assert keys == ["myapp:{ns:api.example.com}:pacing", "myapp:{ns}:budget"]
     for key in keys:
         assert 0 < client.pttl(key) <= 2 * 3600 * 1000
+
+
+# -- Redis: compare-and-set over the Python engine ----------------------------------------
+
+
+def _redis_states(redis_url, pacing, n=2, **options):
+    """``n`` states on one namespace, each through its own connection (as processes)."""
+    namespace = uuid.uuid4().hex
+    stores = [RedisStore(redis_url, **options) for _ in range(n)]
+    return [s.pacer_state(pacing, namespace=namespace) for s in stores], stores
+
+
+def test_redis_interleaved_writers_conflict_and_retry(redis_url, monkeypatch):
+    """``a`` loads, ``b`` writes, then ``a``'s compare-and-set fails: ``a`` applies the
+    reservation again on ``b``'s state. No lost update: the slots are a quota apart."""
+    from surefoot.stores._redis._connection import RedisConnection
+
+    (a, b), _ = _redis_states(redis_url, PacingPolicy(quotas=(Quota.per_second(10),), budget=None))
+    real_run = RedisConnection.run
+    saves = []
+
+    def run(self, name, source, keys, args):
+        if name == "pacing_save" and self is a._conn:
+            saves.append(keys[0])
+            if len(saves) == 1:  # between a's load and a's save
+                interleaved.append(b.reserve("p", None, now=time.monotonic(), adaptive=False))
+        return real_run(self, name, source, keys, args)
+
+    interleaved = []
+    monkeypatch.setattr(RedisConnection, "run", run)
+    got = a.reserve("p", None, now=time.monotonic(), adaptive=False)
+    assert len(saves) == 2  # a conflict, then a write
+    (other,) = interleaved
+    assert got.at - other.at == pytest.approx(0.1, abs=TOL)
+
+
+def test_redis_many_threads_two_connections_no_lost_update(redis_url):
+    """Two connections (two processes' worth) x 8 threads book 48 slots on one partition:
+    all distinct and a quota apart, whatever the interleaving of their CAS steps."""
+    import threading
+
+    states, _ = _redis_states(
+        redis_url, PacingPolicy(quotas=(Quota.per_second(10),), budget=None)
+    )
+    slots = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(16)
+
+    def worker(state):
+        barrier.wait()
+        for _ in range(3):
+            at = state.reserve("p", None, now=time.monotonic(), adaptive=False).at
+            with lock:
+                slots.append(at)
+
+    threads = [threading.Thread(target=worker, args=(s,)) for s in states for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    slots.sort()
+    assert len(slots) == 48
+    gaps = [y - x for x, y in zip(slots, slots[1:])]
+    assert gaps == pytest.approx([0.1] * 47, abs=TOL)
+
+
+def _always_conflicting(monkeypatch, attempts=5):
+    """Every save finds the version bumped by someone else."""
+    import redis
+
+    from surefoot.stores._redis import _pacing
+    from surefoot.stores._redis._connection import RedisConnection
+
+    monkeypatch.setattr(_pacing, "MAX_ATTEMPTS", attempts)
+    real_run = RedisConnection.run
+    saves = []
+
+    def run(self, name, source, keys, args):
+        if name == "pacing_save":
+            saves.append(keys[0])
+            redis.Redis(connection_pool=self.client.connection_pool).hincrby(keys[0], "v", 1)
+        return real_run(self, name, source, keys, args)
+
+    monkeypatch.setattr(RedisConnection, "run", run)
+    return saves
+
+
+def test_redis_conflicts_without_end_fail_closed(redis_url, monkeypatch):
+    (state,), _ = _redis_states(
+        redis_url, PacingPolicy(quotas=(Quota.per_second(10),), budget=None), n=1,
+        on_failure="closed",
+    )
+    saves = _always_conflicting(monkeypatch)
+    with pytest.raises(StoreUnavailable, match="compare-and-set"):
+        state.reserve("p", None, now=time.monotonic(), adaptive=False)
+    assert len(saves) == 5
+
+
+def test_redis_conflicts_without_end_fail_open_to_local_state(redis_url, monkeypatch, caplog):
+    (state,), _ = _redis_states(
+        redis_url, PacingPolicy(quotas=(Quota.per_second(10),), budget=None), n=1,
+        on_failure="open",
+    )
+    saves = _always_conflicting(monkeypatch)
+    with caplog.at_level(logging.ERROR, logger="surefoot"):
+        got = delays(state, 3)
+    assert got == pytest.approx([0.0, 0.1, 0.2], abs=TOL)  # the local state paced them
+    assert len(saves) == 5  # then the store was left alone for a while
+    assert any("FAILING OPEN" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        "not json {",
+        "[1, 2, 3]",
+        '{"lim": [1, 2], "ada": 3, "brk": "x", "arr": [1, "y"], "snd": [null, 5]}',
+        '{"lim": {"t": {"a": "b"}, "g": "x"}}',
+    ],
+)
+def test_redis_corrupt_state_gives_a_fresh_partition(redis_url, blob):
+    import redis
+
+    pacing = PacingPolicy(
+        quotas=(Quota.per_second(10),),
+        breaker=BreakerPolicy(failure_threshold=3, failure_ratio=None),
+        budget=RetryBudgetPolicy(ratio=0.5, min_retries_per_second=0.0),
+    )
+    (state,), _ = _redis_states(redis_url, pacing, n=1, on_failure="closed")
+    client = redis.Redis.from_url(redis_url)
+    client.hset(state._key("p"), mapping={"s": blob, "v": 7})
+    client.hset(state._budget_key(), mapping={"s": blob, "v": 3})
+    assert delays(state, 2) == pytest.approx([0.0, 0.1], abs=TOL)
+    assert state.admit("p", now=time.monotonic()).allowed
+    state.on_request("p", now=time.monotonic())
+    state.on_request("p", now=time.monotonic())
+    assert state.try_retry(now=time.monotonic())
+    assert not state.try_retry(now=time.monotonic())
+    assert isinstance(state.snapshot("p"), dict)  # written back whole
+    assert int(client.hget(state._key("p"), "v")) > 7
+
+
+def test_redis_unchanged_state_is_not_written_but_kept_alive(redis_url):
+    import redis
+
+    (state,), _ = _redis_states(redis_url, PacingPolicy(quotas=(Quota.per_second(10),)), n=1)
+    delays(state, 1)
+    client = redis.Redis.from_url(redis_url)
+    key = state._key("p")
+    version = client.hget(key, "v")
+    client.pexpire(key, 60_000)
+    state.report("p", Report(None, False), now=time.monotonic())  # nothing to change
+    assert client.hget(key, "v") == version
+    assert client.pttl(key) > 3600 * 1000

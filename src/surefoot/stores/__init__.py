@@ -13,7 +13,7 @@ Backends:
 * :class:`MemoryStore` — in-process (the default everywhere; nothing to set up);
 * :class:`SQLiteStore` — the processes of one host (WAL, ``BEGIN IMMEDIATE``, busy
   timeout; file mode 0600);
-* :class:`RedisStore` — a fleet (Lua scripts by SHA, Redis ``TIME``, prefixed and
+* :class:`RedisStore` — a fleet (compare-and-set Lua scripts by SHA, Redis ``TIME``, prefixed and
   expiring keys, Cluster hash tags).
 * :class:`FileTokenStore` — a token alone, in a JSON file (atomic writes, mode 0600).
 

@@ -1,21 +1,45 @@
 """Pacing state (limiter, adaptive rate, breaker, demand, retry budget) in Redis.
 
-One Lua script (``_redis_pacing.lua``) holds the logic; each operation is one call of it,
-by SHA, atomic on the server. Time is Redis ``TIME``: hosts with skewed clocks agree on
-slots. The script returns delays, which are added to the caller's own clock.
+The pacing logic lives only in Python: every operation loads the stored state into a
+throw-away :class:`LocalPacerState` (:meth:`~LocalPacerState.import_partition`,
+:meth:`~LocalPacerState.import_budget`), applies the operation there and writes the
+result back with a compare-and-set, as the SQLite store does inside a transaction:
 
-Keys: ``<prefix>{<namespace>:<partition>}:pacing`` (a hash, one per partition) and
-``<prefix>{<namespace>}:budget``; both expire two hours after their last use.
+1. ``_LOAD`` (one script call, atomic): the key's JSON blob, its version and Redis
+   ``TIME``. The operation runs on Redis' clock, so hosts with skewed clocks agree on
+   slots; the instants it hands back are moved onto the caller's clock by the offset
+   measured at the reply (so that a slot is never early).
+2. ``_SAVE``: writes the new blob only if the version is still the one loaded, bumping
+   it. On a conflict it answers with the current blob, version and ``TIME``, and the
+   operation is applied again on that. After :data:`MAX_ATTEMPTS` conflicts in a row
+   the operation fails like an unreachable store (:class:`FailureMode`: local state
+   when failing open, :class:`~surefoot.StoreUnavailable` when closed). A state that
+   the operation left unchanged is not written.
+
+A process has at most one compare-and-set in flight per key (a lock per key), so
+conflicts come only from other processes; the operations that other threads queued on
+the key meanwhile are applied, in order, in the next one (one round of scripts for a
+whole burst). Each script touches one key: an operation on the retry budget
+and a partition (``on_request``) is two compare-and-set steps, the budget first, since
+the two keys live in different Redis Cluster slots.
+
+Keys: ``<prefix>{<namespace>:<partition>}:pacing`` and ``<prefix>{<namespace>}:budget``,
+hashes with fields ``s`` (the JSON state) and ``v`` (its version); both expire two hours
+after their last use. A blob that does not parse gives a fresh partition (or budget).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+import random
+import threading
 import time
-from importlib.resources import files
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
-from surefoot.errors import StoreError
+from surefoot.errors import StoreError, StoreUnavailable
 from surefoot.pacing._breaker import Admission
 from surefoot.pacing._config import PacingPolicy, Report
 from surefoot.pacing._gcra import Reservation
@@ -23,11 +47,44 @@ from surefoot.pacing._state import LocalPacerState
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection
 
-__all__ = ["RedisPacerState"]
+__all__ = ["MAX_ATTEMPTS", "RedisPacerState"]
 
-_SCRIPT = files(__package__).joinpath("_pacing.lua").read_text(encoding="utf-8")
-_DEMAND_WINDOW = 5.0
+T = TypeVar("T")
+#: ``operation(engine, t, local)``: ``t`` is the store's clock, ``local`` moves its
+#: instants onto the caller's clock.
+Operation = Callable[[LocalPacerState, float, Callable[[float], float]], T]
+
+#: Compare-and-set attempts per step before the operation counts as a store failure.
+MAX_ATTEMPTS = 50
+#: Conflicts in a row after which each retry first sleeps a little (randomized).
+_BACKOFF_AFTER = 3
+_BACKOFF_BASE = 0.0002
 _TTL_MS = 2 * 3600 * 1000
+#: Keys whose lock and queue are kept before the table is cleared (it would otherwise
+#: grow with every partition ever seen; clearing costs at most a CAS conflict, never a
+#: lost update).
+_MAX_KEYS = 4096
+
+_LOAD = """
+-- KEYS[1]: a pacing hash. ARGV[1]: ttl in ms. Returns {blob|nil, version, TIME s, us}.
+local got = redis.call('HMGET', KEYS[1], 's', 'v')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+local t = redis.call('TIME')
+return {got[1], got[2] or '0', t[1], t[2]}
+"""
+
+_SAVE = """
+-- KEYS[1]: a pacing hash. ARGV: expected version, new blob, ttl in ms.
+-- Returns {1} when written, else {0, blob|nil, version, TIME s, us} (reload from there).
+local v = redis.call('HGET', KEYS[1], 'v') or '0'
+if v == ARGV[1] then
+  redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {1}
+end
+local t = redis.call('TIME')
+return {0, redis.call('HGET', KEYS[1], 's'), v, t[1], t[2]}
+"""
 
 
 class RedisPacerState:
@@ -35,7 +92,15 @@ class RedisPacerState:
 
     does_io = True
 
-    __slots__ = ("_budget_args", "_config", "_conn", "_failure", "_local", "namespace", "pacing")
+    __slots__ = (
+        "_conn",
+        "_failure",
+        "_keys",
+        "_keys_guard",
+        "_local",
+        "namespace",
+        "pacing",
+    )
 
     def __init__(
         self,
@@ -49,50 +114,10 @@ class RedisPacerState:
         self._failure = failure
         self.pacing = pacing
         self.namespace = namespace
+        #: Used while Redis is unavailable and the store fails open.
         self._local = LocalPacerState(pacing)
-        config: dict[str, Any] = {
-            "conf": [[q.interval, (q.burst - 1) * q.interval] for q in pacing.quotas],
-            "demand": _DEMAND_WINDOW,
-            "release_factor": pacing.release_factor,
-            "ttl_ms": _TTL_MS,
-        }
-        if pacing.adaptive is not None:
-            ada = pacing.adaptive
-            config["ada"] = _no_none(
-                {
-                    "initial_rate": ada.initial_rate,
-                    "floor": ada.floor,
-                    "ceiling": ada.ceiling,
-                    "beta": ada.beta,
-                    "c": ada.c,
-                    "max_growth": ada.max_growth,
-                }
-            )
-        if pacing.breaker is not None:
-            brk = pacing.breaker
-            config["brk"] = _no_none(
-                {
-                    "failure_threshold": brk.failure_threshold,
-                    "failure_ratio": brk.failure_ratio,
-                    "window": brk.window,
-                    "min_throughput": brk.min_throughput,
-                    "open_for": brk.open_for,
-                    "half_open_probes": brk.half_open_probes,
-                    "close_after": brk.close_after,
-                }
-            )
-        self._config = config
-        budget = pacing.budget
-        self._budget_args = (
-            None
-            if budget is None
-            else {
-                "window": budget.window,
-                "ratio": budget.ratio,
-                "reserve": budget.min_retries_per_second * budget.window,
-                "ttl_ms": _TTL_MS,
-            }
-        )
+        self._keys: dict[str, _KeyState] = {}
+        self._keys_guard = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RedisPacerState({self._conn!r}, namespace={self.namespace!r})"
@@ -100,119 +125,256 @@ class RedisPacerState:
     def _key(self, partition: str) -> str:
         return self._conn.key(f"{self.namespace}:{partition}", "pacing")
 
-    def _run(self, key: str, op: str, args: dict[str, Any]) -> Any:
-        return self._conn.run(
-            "pacing", _SCRIPT, [key], [op, json.dumps(args, separators=(",", ":"))]
+    def _budget_key(self) -> str:
+        return self._conn.key(self.namespace, "budget")
+
+    def _key_state(self, key: str) -> _KeyState:
+        ks = self._keys.get(key)
+        if ks is None:
+            with self._keys_guard:
+                ks = self._keys.get(key)
+                if ks is None:
+                    if len(self._keys) >= _MAX_KEYS:
+                        self._keys.clear()
+                    ks = self._keys[key] = _KeyState()
+        return ks
+
+    # -- one compare-and-set step ------------------------------------------------------
+
+    def _step(self, partition: str | None, pending: _Pending[T]) -> T:
+        """Apply ``pending``'s operation to one stored key (the partition's, or the
+        budget's when ``partition`` is None), atomically.
+
+        One thread per process and key at a time does the I/O (it holds the key's
+        lock); operations that queued up meanwhile are applied by it too, in order, in
+        the same compare-and-set: a burst of calls from many threads costs one round of
+        scripts, and only other processes cause conflicts."""
+        key = self._budget_key() if partition is None else self._key(partition)
+        ks = self._key_state(key)
+        with ks.guard:
+            ks.queue.append(pending)
+        # Bounded, so that callers queued behind a hung call do not wait for each one.
+        if not ks.lock.acquire(timeout=2 * self._conn.timeout):
+            with ks.guard:
+                if pending in ks.queue:  # not taken up yet: give up on the store
+                    ks.queue.remove(pending)
+                    raise StoreUnavailable(
+                        "Redis is unavailable: pacing calls are queued too long"
+                    )
+            ks.lock.acquire()  # being applied now, by a call bounded by its own timeouts
+        try:
+            if not pending.done:
+                with ks.guard:
+                    batch, ks.queue = ks.queue, []
+                self._run(key, partition, batch)
+        finally:
+            ks.lock.release()
+        return pending.outcome()
+
+    def _run(self, key: str, partition: str | None, batch: list[_Pending[Any]]) -> None:
+        try:
+            if self._failure.fail_open and self._failure.skip_backend():
+                # The call these queued behind has just failed: go local at once.
+                raise StoreUnavailable("Redis is unavailable (a call just failed)")
+            results = self._cas(key, partition, batch)
+        except BaseException as exc:
+            for p in batch:
+                p.error, p.done = exc, True
+            raise
+        for p, result in zip(batch, results, strict=True):
+            p.result, p.done = result, True
+
+    def _cas(self, key: str, partition: str | None, batch: list[_Pending[Any]]) -> list[Any]:
+        reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
+        blob, version, store_now = _text(reply[0]), _text(reply[1]), _time(reply[2:4])
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            engine = _engine(self.pacing, partition, blob)
+            clock = time.monotonic()
+            results = []
+            for p in batch:
+                # ``p.now`` was read at ``p.started`` on this process' monotonic clock.
+                offset = p.now + (clock - p.started) - store_now
+                results.append(p.operation(engine, store_now, functools.partial(_shift, offset)))
+            state = engine.export_budget() if partition is None else engine.export_partition(
+                partition
+            )
+            new = json.dumps(state, separators=(",", ":"))
+            if new == blob:
+                return results  # nothing changed: nothing to write
+            reply = self._conn.run("pacing_save", _SAVE, [key], [version, new, _TTL_MS])
+            if int(reply[0]) == 1:
+                return results
+            # Another process wrote first: apply the operations again on its state.
+            blob, version, store_now = _text(reply[1]), _text(reply[2]), _time(reply[3:5])
+            if _BACKOFF_AFTER <= attempt < MAX_ATTEMPTS:
+                exp = min(attempt - _BACKOFF_AFTER, 5)
+                time.sleep(random.uniform(0, _BACKOFF_BASE * 2**exp))
+                # The reply's state and clock reading are stale after a sleep.
+                reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
+                blob, version, store_now = _text(reply[0]), _text(reply[1]), _time(reply[2:4])
+        raise StoreUnavailable(
+            f"Redis pacing state: {MAX_ATTEMPTS} compare-and-set conflicts in a row"
         )
 
-    def _call(self, what: str, remote: Any, local: Any) -> Any:
-        return self._failure.guard(what, remote, local)
+    def _apply(
+        self,
+        partition: str | None,
+        budget: bool,
+        now: float,
+        what: str,
+        operation: Operation[T],
+    ) -> T:
+        """Run ``operation`` on the budget (if ``budget``), then on the partition (if
+        any; ``None`` with ``budget``: the budget alone), each step atomic; the result
+        is the last step's. On a store failure: ``operation`` on the local state
+        (failing open) or raise (failing closed)."""
+
+        def backend() -> T:
+            started = time.monotonic()
+            if budget and partition is not None:
+                self._step(None, _Pending(operation, now, started))  # the budget first
+            return self._step(partition, _Pending(operation, now, started))
+
+        return self._failure.guard(what, backend, lambda: operation(self._local, now, _same))
 
     # -- PacerState ------------------------------------------------------------------
 
     def reserve(
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
-        def remote() -> Reservation:
-            args = dict(self._config, adaptive=adaptive)
-            if previous is not None:
-                args["prev"] = previous.generation
-            sent = time.monotonic()
-            reply = self._run(self._key(partition), "reserve", args)
-            # The delay counts from when Redis read its clock, somewhere in the round
-            # trip: count it from the reply, so that slots are never early.
-            elapsed = time.monotonic() - sent
-            delay, generation = _text(reply[0]), int(reply[1])
-            if delay == "prev" and previous is not None:
-                return previous
-            return Reservation(partition, now + elapsed + float(delay), generation)
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Reservation:
+            got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
+            if got is previous:
+                return got
+            return dataclasses.replace(got, at=local(got.at))
 
-        return self._call(  # type: ignore[no-any-return]
-            "reserve",
-            remote,
-            lambda: self._local.reserve(partition, previous, now=now, adaptive=adaptive),
-        )
+        return self._apply(partition, False, now, "reserve", op)
 
     def admit(self, partition: str, *, now: float) -> Admission:
-        def remote() -> Admission:
-            sent = time.monotonic()
-            allowed, state, probe, retry_in = self._run(
-                self._key(partition), "admit", self._config
-            )
-            elapsed = time.monotonic() - sent
-            retry = _text(retry_in)
-            return Admission(
-                bool(int(allowed)),
-                _text(state),  # type: ignore[arg-type]
-                bool(int(probe)),
-                None if retry == "" else now + elapsed + float(retry),
-            )
+        if self.pacing.breaker is None:  # no state to read: the answer is always yes
+            return self._local.admit(partition, now=now)
 
-        return self._call(  # type: ignore[no-any-return]
-            "admit", remote, lambda: self._local.admit(partition, now=now)
-        )
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Admission:
+            got = engine.admit(partition, now=t)
+            if got.retry_at is None:
+                return got
+            return dataclasses.replace(got, retry_at=local(got.retry_at))
+
+        return self._apply(partition, False, now, "admit", op)
 
     def on_request(self, partition: str, *, now: float) -> None:
-        def remote() -> None:
-            # Two steps, each atomic: the budget and the partition live in different
-            # Cluster slots.
-            if self._budget_args is not None:
-                self._run(self._budget_key(), "budget_request", self._budget_args)
-            self._run(self._key(partition), "arrive", self._config)
-
-        self._call("on_request", remote, lambda: self._local.on_request(partition, now=now))
-
-    def _budget_key(self) -> str:
-        return self._conn.key(self.namespace, "budget")
+        # The budget step counts the first attempt, the partition step the demand.
+        self._apply(
+            partition,
+            self.pacing.budget is not None,
+            now,
+            "on_request",
+            lambda engine, t, _: engine.on_request(partition, now=t),
+        )
 
     def try_retry(self, *, now: float) -> bool:
-        if self._budget_args is None:
+        if self.pacing.budget is None:
             return True
-        budget_args = self._budget_args
-        return bool(
-            self._call(
-                "try_retry",
-                lambda: int(self._run(self._budget_key(), "budget_spend", budget_args)) == 1,
-                lambda: self._local.try_retry(now=now),
-            )
+        return self._apply(
+            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t)
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
-        args = dict(self._config)
-        args.update(
-            _no_none(
-                {
-                    "healthy": report.healthy,
-                    "probe": report.probe,
-                    "learned": [[q.limit, q.period, q.burst, q.safety] for q in report.learned],
-                    "tighten": [list(t) for t in report.tighten],
-                    "pause": report.pause,
-                    "throttled": report.throttled,
-                    "age": report.age,
-                }
-            )
-        )
-        self._call(
+        self._apply(
+            partition,
+            False,
+            now,
             "report",
-            lambda: self._run(self._key(partition), "report", args),
-            lambda: self._local.report(partition, report, now=now),
+            lambda engine, t, _: engine.report(partition, report, now=t),
         )
 
-    def snapshot(self, partition: str) -> dict[str, str]:
-        """The partition's raw hash (for tests and debugging)."""
-        reply = self._run(self._key(partition), "snapshot", {"ttl_ms": _TTL_MS})
-        items = [_text(x) for x in reply]
-        return dict(zip(items[::2], items[1::2], strict=False))
+    def snapshot(self, partition: str | None) -> object:
+        """The stored state of a partition (``None``: the retry budget), as decoded JSON
+        (for tests and debugging)."""
+        key = self._budget_key() if partition is None else self._key(partition)
+        return _loads(_text(self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])[0]))
 
 
-def _no_none(d: dict[str, Any]) -> dict[str, Any]:
-    # JSON null would reach Lua as cjson.null, which is not nil: leave such keys out.
-    return {k: v for k, v in d.items() if v is not None}
+class _Pending(Generic[T]):
+    """One operation waiting for its key's compare-and-set."""
+
+    __slots__ = ("done", "error", "now", "operation", "result", "started")
+
+    def __init__(self, operation: Operation[T], now: float, started: float) -> None:
+        self.operation = operation
+        self.now = now
+        self.started = started
+        self.done = False
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> T:
+        error = self.error
+        if error is not None:
+            if isinstance(error, StoreError):  # a fresh one per caller (own traceback)
+                raise type(error)(*error.args) from None
+            raise error
+        return self.result  # type: ignore[return-value]
 
 
-def _text(value: Any) -> str:
+class _KeyState:
+    """A key's lock (held by the thread doing its I/O) and the operations queued."""
+
+    __slots__ = ("guard", "lock", "queue")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.guard = threading.Lock()
+        self.queue: list[_Pending[Any]] = []
+
+
+def _engine(pacing: PacingPolicy, partition: str | None, blob: str | None) -> LocalPacerState:
+    """A throw-away engine holding one stored key's state (garbage: a fresh one)."""
+    engine = LocalPacerState(pacing)
+    state = _loads(blob)
+    if state is None:
+        return engine
+    try:
+        if partition is None:
+            engine.import_budget(state)
+        else:
+            engine.import_partition(partition, state)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError):
+        return LocalPacerState(pacing)
+    return engine
+
+
+def _same(instant: float) -> float:
+    return instant
+
+
+def _shift(offset: float, instant: float) -> float:
+    return instant + offset
+
+
+def _loads(blob: str | None) -> Any:
+    if blob is None:
+        return None
+    try:
+        return json.loads(blob)
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
     if isinstance(value, bytes):
-        return value.decode("ascii")
-    if isinstance(value, (str, int, float)):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, (str, int)):
         return str(value)
-    raise StoreError(f"unexpected reply from the pacing script: {type(value).__name__}")
+    raise StoreError(f"unexpected reply from a pacing script: {type(value).__name__}")
+
+
+def _time(reply: Any) -> float:
+    """Redis ``TIME`` (seconds, microseconds) as seconds."""
+    try:
+        seconds, micros = reply
+        return int(seconds) + int(micros) / 1e6
+    except (TypeError, ValueError) as exc:
+        raise StoreError("unexpected reply from a pacing script: not a TIME") from exc
