@@ -48,6 +48,8 @@ class Client(BaseUrl, SyncVerbs[httpx.Response]):
     kwargs of ``request`` and the verbs are httpx's (``params``, ``headers``, ``json``,
     ``content``, ``data`` ...). ``transport`` is the inner transport (default
     ``httpx.HTTPTransport()``).
+
+    ``pacing``: as for :class:`surefoot.Client` — paced by default; ``None``: off.
     """
 
     _transport_type: Any = Transport

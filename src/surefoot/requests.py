@@ -43,6 +43,10 @@ class Client(BaseUrl, SyncVerbs[requests.Response]):
     Every request runs through :class:`SurefootAdapter`. The caller's dicts (headers,
     params, json) are never mutated. Credentials only ever go to ``base_url``'s origin:
     a redirect elsewhere is followed without them.
+
+    ``pacing``: a :class:`PacingPolicy` (this client's own pacer; the default one learns
+    the quota from the headers, adapts once throttled and budgets retries), a shared
+    :class:`Pacer`, or ``None`` for no pacing at all.
     """
 
     def __init__(

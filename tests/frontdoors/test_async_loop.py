@@ -70,7 +70,9 @@ def test_100_concurrent_requests_with_retries_and_a_refresh_do_not_block(sandbox
     policy = RetryPolicy(max_attempts=3, backoff_initial=0.05, backoff_max=0.2)
 
     async def work() -> list[int]:
-        async with AsyncClient(sandbox.url, auth=auth, retry=policy, hook=quiet, pacing=None) as api:
+        async with AsyncClient(
+            sandbox.url, auth=auth, retry=policy, hook=quiet, pacing=None
+        ) as api:
             calls_ = [
                 api.get("/flaky/hb", params={"fault": "503", "fail": "100", "retry_after": "1"})
                 for _ in range(100)

@@ -451,7 +451,8 @@ def test_client_side_quota_paces_attempts(make_api, sandbox, no_wait):
 
 
 def test_retry_after_pauses_the_whole_partition(make_api, no_wait):
-    api = make_api(pacing=PacingPolicy(budget=None), retry=FAST.replace(max_attempts=1))
+    pacing = PacingPolicy(budget=None, adaptive=None)
+    api = make_api(pacing=pacing, retry=FAST.replace(max_attempts=1))
     assert api.get("/status/429", params={"retry_after": "2"}).status_code == 429
     assert no_wait.slept == []
     assert api.get("/get").status_code == 200  # another request, same host: waits
@@ -460,7 +461,7 @@ def test_retry_after_pauses_the_whole_partition(make_api, no_wait):
 
 def test_pacing_slot_past_the_deadline_fails_at_once(make_api, no_wait):
     policy = FAST.replace(max_attempts=1, deadline=1.0, on_exhausted="raise")
-    api = make_api(pacing=PacingPolicy(budget=None), retry=policy)
+    api = make_api(pacing=PacingPolicy(budget=None, adaptive=None), retry=policy)
     with pytest.raises(RetriesExhausted):
         api.get("/status/429", params={"retry_after": "5"})
     with pytest.raises(DeadlineExceeded):

@@ -49,17 +49,30 @@ def test_retry_after_pauses_the_partition_and_wins():
 
 def test_a_429_costs_at_most_what_the_quota_says():
     # The quota says a slot comes back every 10 ms: an (early) 429 with a Retry-After
-    # rounded up to a whole second holds the partition for 10 ms; only a refusal of a
-    # request sent after that makes the second count.
+    # rounded up to a whole second holds the partition for 10 ms. Each refusal of the
+    # request sent after a hold makes the next hold 4 times longer, up to the second.
     pacer = Pacer(PacingPolicy(budget=None, safety=1.0))
     policy = {"RateLimit-Policy": '"d";q=100;w=1'}
     report(pacer, ok(policy), 0.0)
-    pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=0.0, now=0.001,
-                 wall_now=WALL, probe=False)
-    assert pacer.reserve("p", now=0.001).at == pytest.approx(0.011)
-    pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=0.011, now=0.012,
-                 wall_now=WALL, probe=False)
-    assert pacer.reserve("p", now=0.012).at == pytest.approx(1.012)
+    sent, holds = 0.0, []
+    for _ in range(5):
+        now = sent + 0.001
+        pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=sent, now=now,
+                     wall_now=WALL, probe=False)
+        slot = pacer.reserve("p", now=now).at
+        holds.append(round(slot - now, 6))
+        sent = slot
+    assert holds == pytest.approx([0.01, 0.04, 0.16, 0.64, 1.0])
+
+
+def test_refusals_of_requests_in_flight_before_a_hold_ended_do_not_lengthen_it():
+    pacer = Pacer(PacingPolicy(budget=None, safety=1.0))
+    policy = {"RateLimit-Policy": '"d";q=100;w=1'}
+    report(pacer, ok(policy), 0.0)
+    for i in range(10):  # ten requests sent together, all refused
+        pacer.report("p", ok({"retry-after": "1", **policy}, 429), sent_at=0.0,
+                     now=0.001 + i * 1e-4, wall_now=WALL, probe=False)
+    assert pacer.reserve("p", now=0.002).at == pytest.approx(0.011)
 
 
 def test_pause_is_bounded_by_max_pause():

@@ -94,23 +94,28 @@ def test_none_remaining_holds_until_the_reset():
     assert slots(limiter, 2, now=5.0) == pytest.approx([5.0, 5.01])
 
 
-def test_none_remaining_with_a_hold_holds_briefly_until_a_refusal_proves_it():
+def test_none_remaining_with_a_hold_holds_briefly_until_refusals_prove_it():
     limiter = RateLimiter([Quota.per_second(100)])
     limiter.tighten("p", remaining=0, reset_after=1.0, now=0.0, hold=0.01)
     assert limiter.reserve("p", 0.0).at == pytest.approx(0.01)  # the test request
-    # It is refused: the whole wait the server stated counts.
-    limiter.pause("p", 1.0, 0.02, hold=0.01, sent_at=0.01)
-    assert limiter.reserve("p", 0.02).at == pytest.approx(1.0)
+    # It is refused: the next hold is 4 times longer, and so on up to the whole wait.
+    limiter.pause("p", 1.02, 0.02, hold=0.01, sent_at=0.01)
+    assert limiter.reserve("p", 0.02).at == pytest.approx(0.06)
+    limiter.pause("p", 1.07, 0.07, hold=0.01, sent_at=0.06)
+    assert limiter.reserve("p", 0.07).at == pytest.approx(0.23)
+    limiter.pause("p", 1.24, 0.24, hold=0.01, sent_at=0.23)
+    assert limiter.reserve("p", 0.24).at == pytest.approx(0.88)
+    limiter.pause("p", 1.89, 0.89, hold=0.01, sent_at=0.88)
+    assert limiter.reserve("p", 0.89).at == pytest.approx(1.89)
 
 
 def test_a_refusal_of_a_request_sent_before_the_hold_proves_nothing():
     limiter = RateLimiter([Quota.per_second(100)])
     limiter.pause("p", 1.0, 0.0, hold=0.01, sent_at=0.0)
     assert limiter.reserve("p", 0.0).at == pytest.approx(0.01)
-    # in flight before the hold began: another short hold, not the whole second
-    limiter.pause("p", 1.0, 0.001, hold=0.01, sent_at=-0.001)
-    assert limiter.reserve("p", 0.001).at == pytest.approx(0.011)
-    # and once the stated wait is over, a refusal starts a new short hold
+    limiter.pause("p", 1.0, 0.001, hold=0.01, sent_at=-0.001)  # in flight before
+    assert limiter.reserve("p", 0.001).at == pytest.approx(0.02)  # the hold, then paced
+    # once the stated wait is over, a refusal starts again from a short hold
     limiter.pause("p", 3.0, 2.0, hold=0.01, sent_at=1.99)
     assert limiter.reserve("p", 2.0).at == pytest.approx(2.01)
 

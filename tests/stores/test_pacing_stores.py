@@ -110,6 +110,7 @@ def test_learned_quota_and_remaining_zero(store_factory):
 
 def test_sends_before_the_quota_was_known_count_against_it(store_factory):
     state = store_factory(PacingPolicy(budget=None))
+    state.report("p", Report(None, False), now=time.monotonic())  # answered, no quota
     assert delays(state, 5) == pytest.approx([0.0] * 5, abs=TOL)  # nothing known yet
     start = time.monotonic()
     state.report("p", Report(None, False, learned=(Quota(limit=20.0),)), now=start)
@@ -162,15 +163,26 @@ def test_adaptive_rate_cuts_once_for_concurrent_throttles(store_factory):
         learn=False, budget=None, adaptive=AdaptivePolicy(initial_rate=100.0, beta=0.5)
     )
     state = store_factory(pacing)
+    gaps = {}
+    for partition, throttles in (("one", 1), ("five", 5)):
+        now = time.monotonic()
+        state.report(partition, Report(None, False, throttled=False, age=0.0), now=now)
+        delays(state, 3, partition=partition, adaptive=True)
+        time.sleep(0.02)
+        for _ in range(throttles):  # 429s for requests sent before the (first) cut
+            state.report(partition, Report(None, False, throttled=True, age=0.01),
+                         now=time.monotonic())
+        got = delays(state, 4, partition=partition, adaptive=True)
+        gaps[partition] = min(b - a for a, b in zip(got, got[1:]))
+    assert gaps["five"] == pytest.approx(gaps["one"], rel=0.15)  # cut once, not five times
+
+
+def test_no_adaptive_pacing_before_the_first_throttle(store_factory):
+    state = store_factory(PacingPolicy(learn=False, budget=None))
     now = time.monotonic()
-    state.report("p", Report(None, False, throttled=False, age=0.0), now=now)
-    delays(state, 3, adaptive=True)
-    time.sleep(0.02)
-    for _ in range(5):  # five 429s for requests sent before the cut
-        state.report("p", Report(None, False, throttled=True, age=0.01), now=time.monotonic())
-    got = delays(state, 4, adaptive=True)
-    gaps = [b - a for a, b in zip(got, got[1:])]
-    assert min(gaps) == pytest.approx(1 / 50, rel=0.15)  # 100 x 0.5 once, not 100 x 0.5^5
+    for _ in range(20):
+        state.report("p", Report(None, False, throttled=False, age=0.0), now=now)
+    assert delays(state, 20, adaptive=True) == pytest.approx([0.0] * 20, abs=TOL)
 
 
 # -- several processes -------------------------------------------------------------------
@@ -486,6 +498,7 @@ def test_redis_unchanged_state_is_not_written_but_kept_alive(redis_url):
     delays(state, 1)
     client = redis.Redis.from_url(redis_url)
     key = state._key("p")
+    state.report("p", Report(None, False), now=time.monotonic())  # answered: a change
     version = client.hget(key, "v")
     client.pexpire(key, 60_000)
     state.report("p", Report(None, False), now=time.monotonic())  # nothing to change

@@ -39,6 +39,9 @@ from surefoot.errors import ConfigurationError
 #: after the pause ends), whatever the backlog.
 MAX_RECOVERY = 120.0
 
+#: Each refusal that proves a short hold too short makes the next one this much longer.
+HOLD_GROWTH = 4.0
+
 #: While the first request to a partition nobody has heard from is out, the others wait
 #: for its answer (which may state the quota) in steps of this many seconds...
 FIRST_CONTACT_STEP = 0.005
@@ -112,10 +115,10 @@ class _Partition:
     generation: int = 0
     #: Earliest slot from a "none remaining" observation.
     floor_until: float = 0.0
-    #: A short hold (see :meth:`RateLimiter.pause`) began at ``[0]``; until ``[1]`` (the
+    #: A short hold (see :meth:`RateLimiter.pause`) ends at ``[0]``; until ``[1]`` (the
     #: end of the wait the server asked for), a refusal of a request sent after ``[0]``
-    #: shows the short hold was not enough. ``None``: no short hold in force.
-    hold: tuple[float, float] | None = None
+    #: shows it was not enough. ``[2]``: how many refusals did so already.
+    hold: tuple[float, float, float] | None = None
     #: First contact: 0 nobody has sent yet, 1 the first request is out since
     #: ``contact_at`` and nothing has come back, 2 the server has answered.
     contact: int = 0
@@ -179,7 +182,9 @@ class _Partition:
             part.generation = int(state.get("g", 0))
             part.floor_until = float(state.get("f", 0.0))
             hold = state.get("h")
-            part.hold = None if hold is None else (float(hold[0]), float(hold[1]))
+            part.hold = (
+                None if hold is None else (float(hold[0]), float(hold[1]), float(hold[2]))
+            )
             contact = state.get("c") or (0, 0.0)
             part.contact, part.contact_at = int(contact[0]), float(contact[1])
             recovery = state.get("r")
@@ -316,20 +321,22 @@ class RateLimiter:
 
         ``hold``: the caller believes the server can take a request again much sooner
         (at ``now + hold``: its rate says a slot comes back then). The partition is held
-        that long only, and the next request is the test: if a request sent after the
-        short hold began is refused too (``sent_at``) before ``until``, the whole wait is
-        honoured."""
+        that long only, and the next request is the test: each refusal of a request sent
+        after the hold in force ended (``sent_at``), while the stated wait lasts, makes
+        the next hold :data:`HOLD_GROWTH` times longer, up to the whole wait (a window
+        that admits nothing before its reset costs a few refusals; a token bucket a
+        few milliseconds). Refusals of requests sent earlier test nothing."""
         part = self._get(partition)
-        if hold is not None and hold < until - now:
-            proven = (
-                part.hold is not None
-                and sent_at is not None
-                and sent_at >= part.hold[0]
-                and now < part.hold[1]
-            )
-            if not proven:
-                part.hold = (now, until)
-                until = now + hold
+        if hold is not None:
+            current = part.hold if part.hold is not None and now < part.hold[1] else None
+            if current is not None and (sent_at is None or sent_at < current[0]):
+                return  # sent before the hold in force ended: it tests nothing
+            strikes = 0 if current is None else int(current[2]) + 1
+            longer = hold * HOLD_GROWTH**strikes
+            if longer < until - now:
+                part.hold = (now + longer, max(until, 0.0 if current is None else current[1]),
+                             float(strikes))
+                until = now + longer
                 release_rate = None  # a short hold releases at the rate, not as a backlog
         if until <= part.pause_until:
             return
@@ -396,10 +403,13 @@ class RateLimiter:
             return
         part = self._get(partition)
         until = now + reset_after
-        if hold is not None and hold < reset_after:
-            if part.hold is None or now >= part.hold[1]:
-                part.hold = (now, until)
-            until = now + hold
+        if hold is not None:
+            current = part.hold if part.hold is not None and now < part.hold[1] else None
+            if current is None:
+                part.hold = (now + hold, until, 0.0)
+            else:
+                hold = max(hold, current[0] - now)  # the hold in force, not a new test
+            until = min(until, now + hold)
         part.floor_until = max(part.floor_until, until)
 
     def snapshot(self, partition: str) -> dict[str, float]:
