@@ -200,3 +200,17 @@ def test_an_adaptive_guess_does_not_charge_the_unpaced_sends():
         limiter.reserve("p", 0.0)
     limiter.learn("p", Quota(limit=10, period=1.0), now=0.01, guess=True)
     assert limiter.reserve("p", 0.01).at == pytest.approx(0.01)
+
+
+def test_429s_at_the_learned_rate_derate_it_once_per_round_and_it_recovers():
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=100.0), now=0.0)
+    limiter.derate("p", 1.0, sent_at=0.9)
+    limiter.derate("p", 1.001, sent_at=0.95)  # sent before the cut: no second cut
+    assert limiter._partitions["p"].derated(1.0) == pytest.approx(0.95)
+    got = [limiter.reserve("p", 2.0).at for _ in range(2)]
+    assert got[1] - got[0] == pytest.approx(1 / (100 * (0.95 + 0.01)), rel=1e-3)
+    assert limiter._partitions["p"].derated(6.0) == 1.0  # 5 s later: the whole rate again
+    for i in range(100):  # never below the floor
+        limiter.derate("p", 10.0 + i, sent_at=10.0 + i)
+    assert limiter._partitions["p"].derated(109.0) == pytest.approx(0.5)

@@ -18,8 +18,21 @@ are void: :meth:`RateLimiter.still_valid` tells a waiter to reserve again when i
 
 **Learning.** :meth:`RateLimiter.learn` replaces the server-stated quota of a partition
 (from ``RateLimit-Policy``, ``X-RateLimit-Limit`` ...), and :meth:`RateLimiter.tighten`
-applies a ``remaining``/``reset`` observation: it may only push slots later (the local
-estimate never becomes more generous than the server says), never grant a burst.
+applies a ``remaining``/``reset`` observation: only "none remaining" acts (no slot before
+the reset); it never grants a burst.
+
+**What the server does wins over what it says.** A wait the server states (Retry-After on
+a 429, a reset with none remaining) may be far longer than its quota needs: a token
+bucket answers "retry in 1 s" when its next token is 5 ms away, because the header is in
+whole seconds. When the partition's rate is known, such a wait first holds the partition
+for one slot of that rate only, and the next request is the test: each refusal of a
+request sent after the hold ended makes the next hold :data:`HOLD_GROWTH` times longer,
+up to the stated wait (see :meth:`RateLimiter.pause`). A window that admits nothing
+before its reset costs a few refusals; a token bucket costs milliseconds, not a second.
+
+**First contact.** With ``first_contact``, the first request to a partition goes alone
+and the others wait (briefly, see :data:`FIRST_CONTACT_WAIT`) for its answer, whose
+headers may state the quota: a burst of C callers does not meet a server blind.
 
 Not thread-safe by itself: adapters serialise calls with a lock (each call is O(1) and
 short). Memory is bounded: least recently used partitions beyond ``max_partitions`` are
@@ -41,6 +54,14 @@ MAX_RECOVERY = 120.0
 
 #: Each refusal that proves a short hold too short makes the next one this much longer.
 HOLD_GROWTH = 4.0
+
+#: A 429 on a partition whose server stated its quota means that the server admits less
+#: than it states, or with less slack for jitter than the pacing leaves: the learned
+#: rate is used at this factor less per 429 (down to :data:`DERATE_FLOOR` of it)...
+DERATE_STEP = 0.95
+DERATE_FLOOR = 0.5
+#: ...and recovers by this share of the stated rate per second without a 429.
+DERATE_RECOVERY = 0.01
 
 #: While the first request to a partition nobody has heard from is out, the others wait
 #: for its answer (which may state the quota) in steps of this many seconds...
@@ -123,6 +144,19 @@ class _Partition:
     #: ``contact_at`` and nothing has come back, 2 the server has answered.
     contact: int = 0
     contact_at: float = 0.0
+    #: The learned quota is used at ``derate`` of its rate as of ``derate_at``,
+    #: recovering with time (see :data:`DERATE_STEP`).
+    derate: float = 1.0
+    derate_at: float = 0.0
+
+    def derated(self, now: float) -> float:
+        if self.derate >= 1.0:
+            return 1.0
+        factor = self.derate + DERATE_RECOVERY * max(now - self.derate_at, 0.0)
+        if factor >= 1.0:
+            self.derate = 1.0
+            return 1.0
+        return factor
     #: After a pause: slots at least ``[1]`` apart (the release rate) until ``[0]`` and
     #: for as long after it as the paced schedule is still ahead of the clock (the
     #: backlog is not yet released), but never past ``[2]``.
@@ -137,7 +171,15 @@ class _Partition:
         for index, quota in enumerate(self.configured):
             yield f"c{index}", quota
         if self.learned is not None:
-            yield "learned", self.learned
+            factor = self.derated(now)
+            if factor < 1.0:
+                learned = self.learned
+                yield "learned", Quota(
+                    limit=learned.limit * factor, period=learned.period, burst=learned.burst,
+                    safety=learned.safety,
+                )
+            else:
+                yield "learned", self.learned
         if self.recovery is not None:
             until, spacing, hard_until = self.recovery
             if now < hard_until and (now < until or self.tats.get("recovery", now) > now):
@@ -159,6 +201,7 @@ class _Partition:
             "f": self.floor_until,
             "h": None if self.hold is None else list(self.hold),
             "c": [self.contact, self.contact_at],
+            "d": [self.derate, self.derate_at],
             "r": None if self.recovery is None else list(self.recovery),
             "u": [self.unpaced, self.unpaced_since],
         }
@@ -187,6 +230,9 @@ class _Partition:
             )
             contact = state.get("c") or (0, 0.0)
             part.contact, part.contact_at = int(contact[0]), float(contact[1])
+            derate = state.get("d") or (1.0, 0.0)
+            part.derate = min(max(float(derate[0]), DERATE_FLOOR), 1.0)
+            part.derate_at = float(derate[1])
             recovery = state.get("r")
             part.recovery = (
                 None
@@ -369,6 +415,16 @@ class RateLimiter:
                 start = max(start, part.unpaced_since + part.unpaced * quota.interval - tau)
                 part.unpaced = 0
             part.tats["learned"] = start
+
+    def derate(self, partition: str, now: float, *, sent_at: float) -> None:
+        """A 429 although the partition is paced at its learned quota: use less of it
+        (see :data:`DERATE_STEP`). A request sent before the last cut does not cut
+        again (k concurrent 429s cut once)."""
+        part = self._partitions.get(partition)
+        if part is None or part.learned is None or sent_at < part.derate_at:
+            return
+        part.derate = max(DERATE_FLOOR, part.derated(now) * DERATE_STEP)
+        part.derate_at = now
 
     def recovering(self, partition: str) -> bool:
         """Is the partition releasing a backlog after a pause (see :meth:`pause`)?"""

@@ -45,7 +45,14 @@ class Pacer:
     ``surefoot.RedisStore(...).pacer_state(pacing)``, or use ``store=``). Thread-safe."""
 
     __slots__ = (
-        "_answered", "_lock", "_resets", "_server_learned", "_windows", "pacing", "state"
+        "_answered",
+        "_lock",
+        "_resets",
+        "_sent_learned",
+        "_server_learned",
+        "_windows",
+        "pacing",
+        "state",
     )
 
     def __init__(
@@ -67,6 +74,10 @@ class Pacer:
         #: Partitions this process has reported an answer for (the first one always
         #: reaches the state: it ends the partition's first contact).
         self._answered: set[str] = set()
+        #: The quotas last told to the state per partition, and when: the same ones are
+        #: told again only after :data:`_RETELL` seconds (a shared state costs a round
+        #: trip per report, and forgets what expires).
+        self._sent_learned: dict[str, tuple[tuple[Quota, ...], float]] = {}
         self._resets: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
@@ -166,6 +177,13 @@ class Pacer:
                 learned, tighten = self._learn(partition, outcome, wall_now)
                 if learned:
                     self._server_learned.add(partition)
+                    told = self._sent_learned.get(partition)
+                    if told is not None and told[0] == learned and now - told[1] < _RETELL:
+                        learned = ()
+                    else:
+                        if len(self._sent_learned) > 40_000:
+                            self._sent_learned.clear()
+                        self._sent_learned[partition] = (learned, now)
             if throttled:
                 # Retry-After wins over the quota headers, and holds the whole partition.
                 wait = retry_after_from_headers(outcome.header, now=wall_now)
@@ -181,6 +199,7 @@ class Pacer:
             and adapt is None
             and pause is None
             and not (learned or tighten or first)
+            and outcome.status != 429
         ):
             return  # nothing to tell the state (a shared one would cost a round trip)
         self.state.report(
@@ -202,7 +221,8 @@ class Pacer:
             window = obs.window or self._infer_window(partition, obs, wall_now)
             if obs.limit is not None and window:
                 learned.append(Quota(limit=obs.limit, period=window, safety=self.pacing.safety))
-            if obs.remaining is not None and obs.reset_after is not None:
+            # Only "none remaining" acts on the schedule (RateLimiter.tighten).
+            if obs.remaining == 0 and obs.reset_after is not None:
                 reset_after = min(obs.reset_after, self.pacing.max_pause)
                 if window:
                     # A reset further away than a whole window is the rounding of epoch
@@ -226,6 +246,9 @@ class Pacer:
             self._windows[key] = round(reset_at - previous, 3)
         return self._windows.get(key, 0.0)
 
+
+#: Seconds after which an unchanged learned quota is told to the state again.
+_RETELL = 5.0
 
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 

@@ -46,8 +46,8 @@ class PacerState(Protocol):
 class LocalPacerState:
     """In-process pacing state. Thread-safe; every method holds the lock for an O(1) step.
 
-    Also the engine of the SQLite store, which loads one partition's state into a
-    throw-away instance (:meth:`import_partition`), applies the operation and saves
+    Also the engine of the SQLite and Redis stores, which load one partition's state into
+    a throw-away instance (:meth:`import_partition`), applies the operation and saves
     the result (:meth:`export_partition`) inside one transaction.
     """
 
@@ -147,6 +147,8 @@ class LocalPacerState:
                 limiter.learn(partition, quota, now)
             if report.throttled is not None and pacing.adaptive is not None:
                 self._adapt(partition, report, now)
+            elif report.quota:
+                limiter.derate(partition, now, sent_at=now - report.age)
             # What the server says of its waits is checked against its rate, when one is
             # known: a short hold first, the whole wait once a request sent after the
             # hold began is refused too (see RateLimiter.pause).
