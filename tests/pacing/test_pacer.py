@@ -205,3 +205,23 @@ def test_release_follows_demand_measured_during_the_recovery():
         pacer.on_request("p", now=0.2 + i * 0.0025)
     later = slots(pacer, 2, 1.2)
     assert later[1] - later[0] == pytest.approx(1 / (1.5 * 410 / 1.2), rel=0.1)
+
+
+def test_waiters_rebooking_through_an_outage_are_not_demand():
+    # 10 requests/s arrive; through a 5 s outage (a 1 s Retry-After each time) the 50
+    # waiters re-book after every pause. Re-bookings are the same sends, not new
+    # demand: the release after the outage stays at 1.5 x 10/s, not 1.5 x 50/s or more.
+    pacer = Pacer(PacingPolicy(budget=None, release_factor=1.5))
+    report(pacer, ok({"RateLimit-Policy": '"d";q=1000;w=1'}), 0.0)
+    waiting = []
+    for i in range(100):
+        now = i * 0.1
+        pacer.on_request("p", now=now)
+        if now >= 5.0:
+            waiting.append(pacer.reserve("p", now=now))
+        if i >= 50 and i % 10 == 0:
+            report(pacer, ok({"retry-after": "1"}, 503), now)
+            waiting = [pacer.reserve("p", r, now=now) for r in waiting]
+    backlog = [pacer.reserve("p", r, now=10.0).at for r in waiting]
+    gaps = sorted(b - a for a, b in zip(backlog, backlog[1:]))
+    assert gaps[0] == pytest.approx(1 / 15, rel=0.1)

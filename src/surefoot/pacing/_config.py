@@ -42,9 +42,12 @@ class PacingPolicy:
     * ``partition_by`` — ``"host"`` (default), ``"origin"``, ``"api_key"`` (the
       ``X-API-Key`` header, or the host when absent), or a function of (url, headers).
     * ``learn`` — learn the quota from the server's headers (RateLimit, X-RateLimit-*,
-      GitHub, X, Discord, OpenAI dialects) and pause a partition on Retry-After.
+      GitHub, X, Discord, OpenAI dialects), hold a partition on Retry-After or when none
+      remains (briefly first when its rate is known, see ``surefoot.pacing._gcra``), and
+      let the first request to a partition go alone.
     * ``adaptive`` — when the server states no quota, pace with a CUBIC-style adaptive
-      rate that backs off on 429/503 (``None``: no adaptive pacing).
+      rate, armed by the first 429/503 at just under the rate the server was admitting
+      (default on; ``None``: no adaptive pacing). Nothing is paced before a throttle.
     * ``budget`` — retries may be at most a fraction of recent traffic (``None``: off).
     * ``breaker`` — a circuit breaker per partition (``None``: off).
     * ``safety`` — learned quotas are used at this fraction, so that jitter on the way

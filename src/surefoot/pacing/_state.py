@@ -109,7 +109,11 @@ class LocalPacerState:
                 release = self._release_rate(partition, now)
                 if release is not None:
                     self.limiter.speed_up_release(partition, release)
-            _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
+            if previous is None:
+                # One count per attempt: a waiter re-booking after a pause voided its
+                # slot is the same send (1,000 waiters re-booking once a second through
+                # an outage are not a demand of 1,000/s).
+                _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
             return self.limiter.reserve(partition, now)
 
     def admit(self, partition: str, *, now: float) -> Admission:
