@@ -109,6 +109,21 @@ def test_none_remaining_with_a_hold_holds_briefly_until_refusals_prove_it():
     assert limiter.reserve("p", 0.89).at == pytest.approx(1.89)
 
 
+def test_a_refusal_long_after_the_hold_ended_is_a_new_refusal_not_proof():
+    # A rate a little too high is refused every ~0.5 s while the stated wait is 1 s:
+    # each of those refusals holds briefly; they do not add up to the whole wait.
+    limiter = RateLimiter([Quota.per_second(100)])
+    limiter.pause("p", 1.0, 0.0, hold=0.01, sent_at=0.0)
+    assert limiter.reserve("p", 0.0).at == pytest.approx(0.01)
+    limiter.pause("p", 1.5, 0.5, hold=0.01, sent_at=0.49)  # 0.48 s after the hold ended
+    assert limiter.reserve("p", 0.5).at == pytest.approx(0.51)
+    limiter.pause("p", 1.9, 0.9, hold=0.01, sent_at=0.89)
+    assert limiter.reserve("p", 0.9).at == pytest.approx(0.91)
+    # ...but a request sent right after a hold ended and refused does prove it short
+    limiter.pause("p", 1.92, 0.92, hold=0.01, sent_at=0.911)
+    assert limiter.reserve("p", 0.92).at == pytest.approx(0.96)
+
+
 def test_a_refusal_of_a_request_sent_before_the_hold_proves_nothing():
     limiter = RateLimiter([Quota.per_second(100)])
     limiter.pause("p", 1.0, 0.0, hold=0.01, sent_at=0.0)

@@ -55,6 +55,10 @@ MAX_RECOVERY = 120.0
 #: Each refusal that proves a short hold too short makes the next one this much longer.
 HOLD_GROWTH = 4.0
 
+#: A refusal proves a short hold too short only for a request sent within the hold's
+#: length (or this many slots of the rate) after it ended; later ones are new refusals.
+PROOF_SLOTS = 8
+
 #: A 429 on a partition whose server stated its quota means that the server admits less
 #: than it states, or with less slack for jitter than the pacing leaves: the learned
 #: rate is used at this factor less per 429 (down to :data:`DERATE_FLOOR` of it)...
@@ -377,6 +381,13 @@ class RateLimiter:
             current = part.hold if part.hold is not None and now < part.hold[1] else None
             if current is not None and (sent_at is None or sent_at < current[0]):
                 return  # sent before the hold in force ended: it tests nothing
+            if current is not None and sent_at is not None and sent_at > current[0] + max(
+                hold * HOLD_GROWTH ** current[2], PROOF_SLOTS * hold
+            ):
+                # Sent well after the hold ended, and the requests sent between went
+                # through: the hold was long enough, this is a new refusal (a rate a
+                # little too high), not proof that the server is still closed.
+                current = None
             strikes = 0 if current is None else int(current[2]) + 1
             longer = hold * HOLD_GROWTH**strikes
             if longer < until - now:
