@@ -35,9 +35,31 @@ def test_infers_the_window_from_reset_jumps():
     github = {"x-ratelimit-limit": "50", "x-ratelimit-remaining": "50",
               "x-ratelimit-resource": "core"}
     report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 1)}), 0.0)
-    assert pacer.limiter.snapshot("p").get("learned_rate") is None  # not yet known
-    report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 2)}), 1.0)
+    # not known yet: guessed from the reset, at least a second (50 per second)
     assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(50.0)
+    report(pacer, ok({**github, "x-ratelimit-reset": str(int(WALL) + 61)}), 1.0)
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(50 / 60)
+
+
+def test_a_window_never_stated_is_at_least_the_longest_reset_seen():
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    x = {"x-ratelimit-limit": "600", "x-ratelimit-remaining": "500"}
+    report(pacer, ok({**x, "x-ratelimit-reset": "30"}), 0.0)  # seen late in its window
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(20.0)
+    report(pacer, ok({**x, "x-ratelimit-reset": "59.5"}), 1.0)  # the next one corrects it
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(10.0)
+    report(pacer, ok({**x, "x-ratelimit-reset": "5"}), 2.0)  # shorter ones change nothing
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(10.0)
+
+
+def test_openai_limits_without_a_window_are_not_guessed():
+    # x-ratelimit-limit-requests is per minute or per day; reset-requests is the time
+    # until the bucket is full again, not a window: adaptive pacing covers it.
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    report(pacer, ok({"x-ratelimit-limit-requests": "200",
+                      "x-ratelimit-remaining-requests": "199",
+                      "x-ratelimit-reset-requests": "300ms"}), 0.0)
+    assert "learned_rate" not in pacer.limiter.snapshot("p")
 
 
 def test_retry_after_pauses_the_partition_and_wins():
@@ -83,9 +105,19 @@ def test_pause_is_bounded_by_max_pause():
 
 def test_remaining_zero_waits_for_the_reset():
     pacer = Pacer(PacingPolicy())
+    report(pacer, ok({"x-ratelimit-limit-requests": "10",
+                      "x-ratelimit-remaining-requests": "0",
+                      "x-ratelimit-reset-requests": "7s"}), 0.0)
+    assert pacer.reserve("p", now=0.0).at == pytest.approx(7.0)
+
+
+def test_remaining_zero_with_a_rate_holds_one_slot_then_tests():
+    # 10 per (at least) 7 s: one slot is 0.7 s (at the 0.99 safety); the request sent
+    # then is the test of whether the server refills before the reset it stated.
+    pacer = Pacer(PacingPolicy())
     report(pacer, ok({"x-ratelimit-limit": "10", "x-ratelimit-remaining": "0",
                       "x-ratelimit-reset": "7"}), 0.0)
-    assert pacer.reserve("p", now=0.0).at == pytest.approx(7.0)
+    assert pacer.reserve("p", now=0.0).at == pytest.approx(7 / 9.9)
 
 
 def test_adaptive_rate_cuts_once_for_concurrent_throttles():

@@ -18,6 +18,7 @@ event loop.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ class Pacer:
     __slots__ = (
         "_answered",
         "_lock",
+        "_longest",
         "_resets",
         "_sent_learned",
         "_server_learned",
@@ -80,6 +82,7 @@ class Pacer:
         self._sent_learned: dict[str, tuple[tuple[Quota, ...], float]] = {}
         self._resets: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, str], float] = {}
+        self._longest: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -242,9 +245,23 @@ class Pacer:
         self._resets[key] = reset_at
         if len(self._resets) > 40_000:
             self._resets.clear()
-        if previous is not None and reset_at - previous >= 0.5:
+        # A jump means a new window only once the previous one is over (give or take
+        # the rounding of epoch seconds).
+        if previous is not None and reset_at - previous >= 0.5 and wall_now >= previous - 1.0:
             self._windows[key] = round(reset_at - previous, 3)
-        return self._windows.get(key, 0.0)
+        window = self._windows.get(key)
+        if window is not None:
+            return window
+        if obs.dialect == "openai":
+            return 0.0  # its limit is per minute or per day, its reset a refill time
+        # No jump seen (yet): the window is at least the longest reset stated, in whole
+        # seconds (a token bucket's "full again in 40 ms" is a quota per second). A
+        # reset seen late in a longer window guesses short; the next ones correct it.
+        longest = max(self._longest.get(key, 0.0), obs.reset_after)
+        if len(self._longest) > 40_000:
+            self._longest.clear()
+        self._longest[key] = longest
+        return float(max(1, math.ceil(longest - 1e-6)))
 
 
 #: Seconds after which an unchanged learned quota is told to the state again.
