@@ -224,8 +224,23 @@ def test_429s_at_the_learned_rate_derate_it_once_per_round_and_it_recovers():
     limiter.derate("p", 1.001, sent_at=0.95)  # sent before the cut: no second cut
     assert limiter._partitions["p"].derated(1.0) == pytest.approx(0.95)
     got = [limiter.reserve("p", 2.0).at for _ in range(2)]
-    assert got[1] - got[0] == pytest.approx(1 / (100 * (0.95 + 0.01)), rel=1e-3)
+    assert got[1] - got[0] == pytest.approx(1 / (100 * (0.95 + 0.03)), rel=1e-3)
     assert limiter._partitions["p"].derated(6.0) == 1.0  # 5 s later: the whole rate again
     for i in range(100):  # never below the floor
-        limiter.derate("p", 10.0 + i, sent_at=10.0 + i)
-    assert limiter._partitions["p"].derated(109.0) == pytest.approx(0.5)
+        limiter.derate("p", 10.0 + i / 10, sent_at=10.0 + i / 10)
+    assert limiter._partitions["p"].derated(19.9) == pytest.approx(0.5)
+
+
+def test_refusals_of_slots_booked_before_a_cut_do_not_cut_again():
+    # A fleet's queue of waiters holds a second of slots booked at the old rate: their
+    # refusals, though sent after the cut, say nothing of the new rate.
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=100.0), now=0.0)
+    booked = [limiter.reserve("p", 0.0).at for _ in range(100)]  # up to 0.99 s
+    limiter.derate("p", 0.05, sent_at=0.04)
+    limiter.derate("p", 0.5, sent_at=booked[60])  # booked before the cut
+    assert limiter._partitions["p"].derated(0.5) == pytest.approx(0.95 + 0.03 * 0.45)
+    later = limiter.reserve("p", 0.5).at  # booked after the cut: its refusal counts
+    limiter.derate("p", later + 0.01, sent_at=later)
+    assert limiter._partitions["p"].derate == pytest.approx(
+        (0.95 + 0.03 * (later + 0.01 - 0.05)) * 0.95)

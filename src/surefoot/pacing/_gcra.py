@@ -65,7 +65,7 @@ PROOF_SLOTS = 8
 DERATE_STEP = 0.95
 DERATE_FLOOR = 0.5
 #: ...and recovers by this share of the stated rate per second without a 429.
-DERATE_RECOVERY = 0.01
+DERATE_RECOVERY = 0.03
 
 #: While the first request to a partition nobody has heard from is out, the others wait
 #: for its answer (which may state the quota) in steps of this many seconds...
@@ -152,6 +152,9 @@ class _Partition:
     #: recovering with time (see :data:`DERATE_STEP`).
     derate: float = 1.0
     derate_at: float = 0.0
+    #: Requests sent before this were booked before the last cut (at the old rate):
+    #: their refusals say nothing of the new one.
+    derate_guard: float = 0.0
 
     def derated(self, now: float) -> float:
         if self.derate >= 1.0:
@@ -205,7 +208,7 @@ class _Partition:
             "f": self.floor_until,
             "h": None if self.hold is None else list(self.hold),
             "c": [self.contact, self.contact_at],
-            "d": [self.derate, self.derate_at],
+            "d": [self.derate, self.derate_at, self.derate_guard],
             "r": None if self.recovery is None else list(self.recovery),
             "u": [self.unpaced, self.unpaced_since],
         }
@@ -237,6 +240,7 @@ class _Partition:
             derate = state.get("d") or (1.0, 0.0)
             part.derate = min(max(float(derate[0]), DERATE_FLOOR), 1.0)
             part.derate_at = float(derate[1])
+            part.derate_guard = float(derate[2]) if len(derate) > 2 else part.derate_at
             recovery = state.get("r")
             part.recovery = (
                 None
@@ -399,6 +403,8 @@ class RateLimiter:
             return
         part.pause_until = until
         part.generation += 1
+        # Every booking is void: the slots from `until` on are booked at today's rate.
+        part.derate_guard = min(part.derate_guard, until)
         if release_rate is not None and release_rate > 0 and math.isfinite(release_rate):
             part.recovery = (until + recovery, 1.0 / release_rate, until + MAX_RECOVERY)
             part.tats.pop("recovery", None)
@@ -432,10 +438,15 @@ class RateLimiter:
         (see :data:`DERATE_STEP`). A request sent before the last cut does not cut
         again (k concurrent 429s cut once)."""
         part = self._partitions.get(partition)
-        if part is None or part.learned is None or sent_at < part.derate_at:
+        if part is None or part.learned is None:
+            return
+        if sent_at < max(part.derate_at, part.derate_guard):
             return
         part.derate = max(DERATE_FLOOR, part.derated(now) * DERATE_STEP)
         part.derate_at = now
+        # Every slot booked so far was booked at the old rate (a fleet's queue of
+        # waiters can be a second long): only requests sent after them test the new one.
+        part.derate_guard = max(now, part.tats.get("learned", now))
 
     def recovering(self, partition: str) -> bool:
         """Is the partition releasing a backlog after a pause (see :meth:`pause`)?"""
