@@ -237,7 +237,7 @@ class _Partition:
             )
             contact = state.get("c") or (0, 0.0)
             part.contact, part.contact_at = int(contact[0]), float(contact[1])
-            derate = state.get("d") or (1.0, 0.0)
+            derate = state.get("d") or (1.0, 0.0, 0.0)
             part.derate = min(max(float(derate[0]), DERATE_FLOOR), 1.0)
             part.derate_at = float(derate[1])
             part.derate_guard = float(derate[2]) if len(derate) > 2 else part.derate_at
