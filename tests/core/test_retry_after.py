@@ -46,7 +46,10 @@ def test_delta_seconds(value, expected):
     [
         "-1",
         "+1",
-        "1.0",
+        "1.",
+        ".5",
+        "1.0.0",
+        "1,5",
         "1e3",
         "inf",
         "nan",
@@ -67,6 +70,12 @@ def test_delta_seconds(value, expected):
 )
 def test_invalid_delta_seconds_fall_back(value):
     assert parse_retry_after(value, now=NOW) is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0.25", 0.25), ("1.0", 1.0), (" 2.5 ", 2.5)])
+def test_decimal_seconds_are_accepted(value, expected):
+    # not RFC 9110, but what some servers send: their advice, to the millisecond
+    assert parse_retry_after(value, now=NOW) == expected
 
 
 def test_none_is_none():

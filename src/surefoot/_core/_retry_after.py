@@ -77,7 +77,8 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
     """Seconds to wait from a ``Retry-After`` value, ``now`` being the Unix time.
 
-    ``None`` for an absent or invalid value. Past dates give 0.
+    ``None`` for an absent or invalid value. Past dates give 0. A decimal number of
+    seconds (``0.25``, not in RFC 9110 but sent by some servers) is accepted.
     """
     if value is None:
         return None
@@ -88,6 +89,10 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
         if len(text) > _MAX_DIGITS:
             return _CLAMP
         return float(int(text))
+    if _DECIMAL.fullmatch(text):
+        # Not RFC 9110 (delay-seconds are whole), but servers send "0.25": it is their
+        # advice all the same, to the millisecond rather than rounded up to a second.
+        return float(text)
     when = parse_http_date(text, now=now)
     if when is None:
         return None
