@@ -128,6 +128,22 @@ def test_adaptive_rate_cuts_once_for_concurrent_throttles():
     assert pacer.state._adaptive["p"].rate == pytest.approx(70.0, rel=0.05)  # 100 × 0.7, once
 
 
+def test_a_throttle_without_retry_after_rebooks_the_queue_at_the_cut_rate():
+    # 100 requests/s learned adaptively, 20 waiters booked up to 0.2 s ahead: a 429
+    # without Retry-After cuts the rate, and the waiters are booked again at the new
+    # rate rather than each being sent (and refused) at the old one.
+    pacer = Pacer(PacingPolicy(budget=None))
+    pacer.report("p", ok(status=429), sent_at=0.0, now=0.01, wall_now=WALL, probe=False)
+    queue = [pacer.reserve("p", now=0.02) for _ in range(20)]
+    pacer.report("p", ok(status=429), sent_at=0.05, now=0.06, wall_now=WALL, probe=False)
+    rate = pacer.state._adaptive["p"].rate
+    rebooked = [pacer.reserve("p", r, now=0.07).at for r in queue]
+    assert rebooked != [r.at for r in queue]
+    assert rebooked[0] == pytest.approx(0.06 + 1 / rate, rel=0.01)
+    gaps = [b - a for a, b in zip(rebooked, rebooked[1:])]
+    assert min(gaps) == pytest.approx(1 / rate, rel=0.01)
+
+
 def test_budget_and_breaker_through_the_pacer():
     pacer = Pacer(PacingPolicy(budget=RetryBudgetPolicy(ratio=0.0, min_retries_per_second=0.1),
                          breaker=BreakerPolicy(failure_threshold=2, failure_ratio=None,

@@ -194,7 +194,16 @@ class LocalPacerState:
                 )
                 if len(self._adaptive) > self.limiter.max_partitions:
                     self._adaptive.pop(next(iter(self._adaptive)))
-            adaptive.on_throttle(now - report.age, now, admitted=admitted)
+            cut = adaptive.on_throttle(now - report.age, now, admitted=admitted)
+            self.limiter.learn(
+                partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True
+            )
+            if cut and report.pause is None:
+                # No Retry-After to hold on: the slots booked at the old rate (a queue
+                # of waiters) would each be refused in turn. They are booked again at
+                # the new one, from one slot of it on.
+                self.limiter.pause(partition, now + 1.0 / max(adaptive.rate, 1e-6), now)
+            return
         self.limiter.learn(partition, Quota(limit=max(adaptive.rate, 1e-6)), now, guess=True)
 
     def _release_rate(
