@@ -499,7 +499,7 @@ def test_open_breaker_fails_fast_past_the_deadline(make_api, sandbox):
 def test_open_breaker_waits_for_the_probe_within_the_deadline(make_api, sandbox, no_wait):
     breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
     policy = FAST.replace(max_attempts=1, deadline=30.0)
-    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None), retry=policy)
+    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None, adaptive=None), retry=policy)
     for _ in range(2):
         api.get("/status/503")
     assert api.get("/get").status_code == 200  # waited for the half-open probe
