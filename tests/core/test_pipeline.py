@@ -596,3 +596,50 @@ def test_redact_url_never_raises():
     for url in ("http://[::1", "", "not a url", "http://h/p?%zz=%zz"):
         assert isinstance(redact_url(url), str)
 
+
+
+# -- pacing: a waiter looks again when the server may have stated room ---------------------
+
+
+def test_a_paced_waiter_goes_early_when_room_is_stated_while_it_waits():
+    from surefoot import Pacer, PacingPolicy
+
+    clock = FakeClock(start_wall=T0)
+    pacer = Pacer(PacingPolicy(safety=1.0, burst_ahead=120.0))
+    policy_headers = {"RateLimit-Policy": '"default";q=10;w=1'}
+    partition = pacer.partition_of(URL, {})
+    start = clock.monotonic()
+    pacer.reserve(partition, now=start)  # first contact
+    room = {**policy_headers, "RateLimit": '"default";r=40;t=1'}
+    pacer.report(partition, ResponseInfo(200, room), sent_at=start, now=start,
+                 wall_now=clock.wall(), probe=False)
+    pacer.limiter.refused(partition, sent_at=start)  # that room is void: wait in line
+    for _ in range(20):  # 20 booked ahead: this request's slot is 2.1 s away
+        pacer.reserve(partition, now=start)
+    flow = request_flow(get(), policy=RetryPolicy(), auth=None, clock=clock,
+                        hook=lambda event: None, rng=lambda: 0.5, pacer=pacer)
+    effect = next(flow)
+    sleeps: list[float] = []
+    sent_at = None
+    while True:
+        if isinstance(effect, Sleep):
+            sleeps.append(effect.seconds)
+            clock.sleep(effect.seconds)
+            if len(sleeps) == 2:  # meanwhile another request's answer states room
+                now = clock.monotonic()
+                pacer.report(partition, ResponseInfo(200, room), sent_at=now - 0.01,
+                             now=now, wall_now=clock.wall(), probe=False)
+            value: Any = None
+        elif isinstance(effect, Send):
+            sent_at = clock.monotonic() - start
+            clock.advance(0.01)
+            value = ResponseInfo(200, {})
+        else:
+            value = effect.run(clock)
+        try:
+            effect = flow.send(value)
+        except StopIteration:
+            break
+    assert sleeps[0] < 0.5  # it looked again long before its slot...
+    assert sent_at is not None
+    assert sent_at < 1.0

@@ -273,3 +273,37 @@ def test_waiters_rebooking_through_an_outage_are_not_demand():
     backlog = [pacer.reserve("p", r, now=10.0).at for r in waiting]
     gaps = sorted(b - a for a, b in zip(backlog, backlog[1:]))
     assert gaps[0] == pytest.approx(1 / 15, rel=0.1)
+
+
+def test_stated_room_is_used_at_once_and_charged_to_the_schedule():
+    pacer = Pacer(PacingPolicy(safety=1.0, burst_ahead=120.0))
+    first = pacer.reserve("p", now=0.0)  # first contact: it goes alone
+    assert first.at == 0.0
+    headers = {"RateLimit-Policy": '"default";q=10;w=1', "RateLimit": '"default";r=5;t=1'}
+    pacer.report("p", ok(headers), sent_at=0.0, now=0.01, wall_now=WALL, probe=False)
+    # 5 left: less a margin of 1 and the answered request itself (counted, to be safe)
+    assert slots(pacer, 4, 0.01) == pytest.approx([0.01, 0.01, 0.01, 0.4])
+
+
+def test_a_shared_state_does_not_use_stated_room(tmp_path):
+    from surefoot.stores import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "s.db")
+    pacer = Pacer(PacingPolicy(safety=1.0, burst_ahead=120.0), store=store)
+    first = pacer.reserve("p", now=0.0).at  # the store's clock: about now
+    headers = {"RateLimit-Policy": '"default";q=10;w=1', "RateLimit": '"default";r=5;t=1'}
+    pacer.report("p", ok(headers), sent_at=0.0, now=0.01, wall_now=WALL, probe=False)
+    # another process's bookings are not in this one's count: paced
+    a, b = (pacer.reserve("p", now=0.01).at for _ in range(2))
+    assert a - first > 0.05
+    assert b - a == pytest.approx(0.1, abs=0.01)
+
+
+def test_burst_ahead_is_off_by_default_and_keeps_the_paced_schedule():
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    pacer.reserve("p", now=0.0)
+    headers = {"RateLimit-Policy": '"default";q=10;w=1', "RateLimit": '"default";r=5;t=1'}
+    pacer.report("p", ok(headers), sent_at=0.0, now=0.01, wall_now=WALL, probe=False)
+    assert slots(pacer, 2, 0.01) == pytest.approx([0.1, 0.2])
+    with pytest.raises(ConfigurationError, match="burst_ahead"):
+        PacingPolicy(burst_ahead=-1.0)

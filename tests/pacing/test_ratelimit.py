@@ -244,3 +244,127 @@ def test_refusals_of_slots_booked_before_a_cut_do_not_cut_again():
     limiter.derate("p", later + 0.01, sent_at=later)
     assert limiter._partitions["p"].derate == pytest.approx(
         (0.95 + 0.03 * (later + 0.01 - 0.05)) * 0.95)
+
+
+# -- burst credit: the server's stated `remaining` ------------------------------------
+
+
+def credited(rate: float = 10.0, **kwargs: float) -> RateLimiter:
+    """A limiter that learned `rate`/s and has counted bookings since t=0."""
+    kwargs.setdefault("burst_ahead", 120.0)
+    limiter = RateLimiter(first_contact=True, **kwargs)
+    limiter.learn("p", Quota.per_second(rate), 0.0)
+    limiter.reserve("p", 0.0)  # the first request: books, and starts the log
+    limiter.answered("p")
+    return limiter
+
+
+def test_stated_room_lets_requests_go_at_once_instead_of_at_their_slots():
+    limiter = credited()
+    # the first request (sent at 0, answered at 0.01) left 5: it and the margin of 1
+    # are taken off
+    limiter.observe("p", remaining=5, sent_at=0.0, now=0.01)
+    assert slots(limiter, 4, now=0.01) == pytest.approx([0.01, 0.01, 0.01, 0.4])
+    # the schedule was charged as if they had waited: the long-run rate is the quota's
+    assert limiter.snapshot("p")["tat_learned"] == pytest.approx(0.5)
+
+
+def test_without_room_stated_the_schedule_is_unchanged():
+    limiter = credited()
+    assert slots(limiter, 3, now=0.0) == pytest.approx([0.1, 0.2, 0.3])
+    limiter.observe("p", remaining=1, sent_at=0.0, now=0.01)  # only what is booked
+    assert slots(limiter, 1, now=0.01) == pytest.approx([0.4])
+
+
+def test_requests_in_flight_and_waiters_spend_the_room():
+    limiter = credited()
+    waiting = slots(limiter, 3, now=0.0)  # booked at 0.1, 0.2, 0.3: they will go
+    assert waiting == pytest.approx([0.1, 0.2, 0.3])
+    limiter.observe("p", remaining=6, sent_at=0.0, now=0.01)
+    # 6 left, less the first request, the 3 waiting and the margin: 1
+    assert slots(limiter, 2, now=0.01) == pytest.approx([0.01, 0.5])
+
+
+def test_bookings_after_the_reset_do_not_spend_this_windows_room():
+    limiter = credited(rate=1.0)
+    slots(limiter, 3, now=0.0)  # 1.0, 2.0, 3.0
+    limiter.observe("p", remaining=4, reset_after=1.5, sent_at=0.0, now=0.01)
+    # 4 - the first - the one at 1.0 (before the reset) - margin = 1: the ones at 2.0
+    # and 3.0 fall in the next window
+    assert slots(limiter, 2, now=0.01) == pytest.approx([0.01, 5.0])
+
+
+def test_a_waiter_is_told_to_look_again_and_goes_when_room_is_stated():
+    limiter = credited()
+    limiter.observe("p", remaining=50, sent_at=0.0, now=0.0)  # a window's worth seen
+    limiter.refused("p", sent_at=0.0)  # ... but void now
+    waiter = limiter.reserve("p", 0.0)
+    assert waiter.at == pytest.approx(0.1)
+    assert waiter.recheck is not None
+    assert 0.0 < waiter.recheck < waiter.at
+    assert limiter.refresh(waiter, 0.02).at == pytest.approx(0.1)  # nothing new: wait
+    limiter.observe("p", remaining=10, sent_at=0.01, now=0.02)
+    now_go = limiter.refresh(waiter, 0.02)
+    assert now_go.at == pytest.approx(0.02)
+    assert limiter.still_valid(now_go)
+
+
+def test_a_small_bucket_s_waiters_are_not_woken():
+    # the server never stated more room than there are waiters: they sleep to their slot
+    limiter = credited()
+    limiter.observe("p", remaining=2, sent_at=0.0, now=0.0)
+    slots(limiter, 5, now=0.0)
+    assert limiter.reserve("p", 0.0).recheck is None
+
+
+def test_a_429_voids_the_room_stated_before_it():
+    limiter = credited()
+    limiter.observe("p", remaining=5, sent_at=0.0, now=0.01)
+    limiter.refused("p", sent_at=0.005)
+    assert slots(limiter, 1, now=0.02) == pytest.approx([0.1])
+    limiter.observe("p", remaining=5, sent_at=0.004, now=0.03)  # sent before the 429's
+    assert slots(limiter, 1, now=0.03) == pytest.approx([0.2])
+    limiter.observe("p", remaining=9, sent_at=0.03, now=0.04)  # sent after it
+    assert limiter.reserve("p", 0.04).at == pytest.approx(0.04)
+
+
+def test_a_pause_voids_the_room():
+    limiter = credited()
+    limiter.observe("p", remaining=5, sent_at=0.0, now=0.01)
+    limiter.pause("p", until=1.0, now=0.01)
+    assert slots(limiter, 2, now=0.02) == pytest.approx([1.0, 1.1])
+    limiter.observe("p", remaining=5, sent_at=0.005, now=0.03)  # sent before the pause
+    assert slots(limiter, 1, now=0.03) == pytest.approx([1.2])
+
+
+def test_room_is_used_only_for_a_while_and_never_far_ahead():
+    limiter = credited(burst_ahead=0.25)
+    limiter.observe("p", remaining=100, sent_at=0.0, now=0.01)
+    got = slots(limiter, 4, now=0.01)
+    # ahead of the paced schedule by at most 0.25 s: slots 0.1 and 0.2 go now, 0.3 waits
+    assert got[:2] == pytest.approx([0.01, 0.01])
+    assert got[2] == pytest.approx(0.3)
+    limiter = credited()
+    limiter.observe("p", remaining=100, sent_at=0.0, now=0.01)
+    assert limiter.reserve("p", 5.0).at == pytest.approx(5.0)  # expired: paced (idle)
+    limiter.reserve("p", 5.0)
+    assert limiter.reserve("p", 5.0).at == pytest.approx(5.2)
+
+
+def test_negative_remaining_is_ignored():
+    limiter = credited()
+    limiter.observe("p", remaining=-3, sent_at=0.0, now=0.01)
+    assert slots(limiter, 1, now=0.01) == pytest.approx([0.1])
+
+
+@given(
+    remaining=st.integers(min_value=0, max_value=200),
+    waiting=st.integers(min_value=0, max_value=50),
+    wanted=st.integers(min_value=1, max_value=300),
+)
+def test_credit_never_sends_more_at_once_than_the_room_left(remaining, waiting, wanted):
+    limiter = credited(rate=1.0)
+    slots(limiter, waiting, now=0.0)
+    limiter.observe("p", remaining=remaining, sent_at=0.0, now=0.01)
+    early = sum(1 for at in slots(limiter, wanted, now=0.01) if at <= 0.01)
+    assert early <= max(remaining - 1 - waiting - 1, 0)

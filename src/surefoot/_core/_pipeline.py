@@ -201,7 +201,8 @@ def _gate(
                     _error(DeadlineExceeded),
                     f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
                 )
-            yield Sleep(wait)
+            recheck = reservation.recheck
+            yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
         admission = cast("Admission", (yield Admit(pacer, partition)))
         if admission.allowed:
             return bool(admission.probe)

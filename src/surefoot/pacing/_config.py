@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
@@ -60,6 +61,16 @@ class PacingPolicy:
       to catch up; the default 1.3 keeps the peak under 1.5x demand even when the
       demand measured over the last seconds runs 15 % above the true mean (Poisson
       arrivals do).
+    * ``burst_ahead`` — when the server states room (``remaining``) beyond the requests
+      already booked, a request may go at once instead of at its paced slot, up to this
+      many seconds ahead of it (the schedule is charged as if it had waited, so the
+      long-run rate stays the quota's): a window's or a large bucket's room is used
+      when it is there, not spread thin. Off by default (``0``): many servers state
+      ``remaining`` as what the rest of the window allows, not what may be sent at
+      once (a token bucket with a small burst behind window headers refuses such a
+      burst). For a server whose ``remaining`` is available at once (a fixed window,
+      a large bucket), ``120.0`` uses it. In-process pacing only (a shared store's
+      pacing does not know the other processes' bookings).
     * ``max_pause`` — the longest a partition is held by a Retry-After or a reset in the
       quota headers (a guard against absurd values; the request's own deadline and
       ``retry_after_cap`` still apply to it).
@@ -72,6 +83,7 @@ class PacingPolicy:
     budget: RetryBudgetPolicy | None = field(default_factory=RetryBudgetPolicy)
     breaker: BreakerPolicy | None = None
     safety: float = 0.99
+    burst_ahead: float = 0.0
     max_pause: float = 3600.0
     release_factor: float = 1.3
 
@@ -79,6 +91,8 @@ class PacingPolicy:
         object.__setattr__(self, "quotas", tuple(self.quotas))
         if not (0 < self.safety <= 1):
             raise ConfigurationError("safety must be in (0, 1]")
+        if not (self.burst_ahead >= 0 and math.isfinite(self.burst_ahead)):
+            raise ConfigurationError("burst_ahead must be a number of seconds, 0 or more")
         if not (self.max_pause > 0):
             raise ConfigurationError("max_pause must be positive")
         if not (self.release_factor > 1):
@@ -116,6 +130,10 @@ class Report(NamedTuple):
     #: The throttle is a quota's (429): its stated wait may be checked against the
     #: partition's rate (a short hold first). A 503's wait is always honoured.
     quota: bool = False
+    #: The least ``remaining`` the server stated (burst credit; in-process state only),
+    #: and the seconds until that quota is whole again (``None``: not stated).
+    remaining: int | None = None
+    remaining_reset: float | None = None
 
 
 #: What a client paces with when given no ``pacing=``: its own pacer learning the quota

@@ -41,6 +41,7 @@ forgotten.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -72,6 +73,26 @@ DERATE_RECOVERY = 0.03
 FIRST_CONTACT_STEP = 0.005
 #: ...but never longer than this in all.
 FIRST_CONTACT_WAIT = 0.25
+
+#: Burst credit (see :meth:`RateLimiter.observe`): a ``remaining`` observation is used
+#: for this many seconds after it arrived (another client may share the quota)...
+CREDIT_TTL = 1.0
+#: ...less this many requests (a safety margin)...
+CREDIT_MARGIN = 1
+#: ...and less every request booked to go after the observed one was sent, or less
+#: than its round trip (at least this many seconds) before: those may have reached the
+#: server after it.
+CREDIT_SLACK = 0.002
+#: The longest recent round trip decays by this factor per answer.
+CREDIT_RTT_DECAY = 0.995
+#: The bookings kept to count against an observation (the older half is dropped beyond).
+CREDIT_LOG = 4096
+#: Bookings older than this many seconds are forgotten (an observation of a request
+#: sent before the oldest one kept is not used).
+CREDIT_HORIZON = 10.0
+#: A waiter whose slot is far off while credit may appear looks again after an eighth
+#: of its wait, but not sooner than this many seconds.
+RECHECK_MIN = 0.005
 
 __all__ = ["Quota", "RateLimiter", "Reservation"]
 
@@ -123,12 +144,14 @@ class Reservation:
     """A booked slot: send at ``at`` (a ``now``-clock instant). ``generation`` identifies
     the partition's state it was booked against (a pause voids older ones). A
     ``tentative`` one is not a slot but "ask again at ``at``" (the partition is waiting
-    for its first answer)."""
+    for its first answer). ``recheck``: ask again then, before ``at`` (the server may
+    state burst credit meanwhile, which lets the request go at once)."""
 
     partition: str
     at: float
     generation: int
     tentative: bool = False
+    recheck: float | None = None
 
 
 @dataclass(slots=True)
@@ -173,6 +196,61 @@ class _Partition:
     #: bucket already).
     unpaced: int = 0
     unpaced_since: float = 0.0
+    #: Burst credit (in-process only: not part of :meth:`to_state`). ``booked``: the
+    #: slots handed out since ``booked_since`` (sorted; ``None``: the server has never
+    #: stated a ``remaining``); ``credit``: the best observation ``(remaining, sent_at,
+    #: expires)``; ``burst_seen``: the largest ``remaining`` ever stated.
+    booked: list[float] | None = None
+    booked_since: float = 0.0
+    #: ``(remaining, since, expires, until)``: bookings of slots between ``since`` and
+    #: ``until`` (the server's reset: its quota is whole again then) spend it.
+    credit: tuple[int, float, float, float] | None = None
+    #: Observations of requests sent before this are void (a later one was refused).
+    credit_void: float = -math.inf
+    burst_seen: int = 0
+    #: The longest recent round trip (decaying): how far back a request may have been
+    #: sent and still reach the server after a later one.
+    slowest: float = 0.0
+
+    def book(self, slot: float, now: float) -> None:
+        booked = self.booked
+        if booked is None:
+            return
+        if not booked or slot >= booked[-1]:
+            booked.append(slot)
+        else:
+            bisect.insort(booked, slot)
+        if len(booked) > CREDIT_LOG:
+            half = len(booked) // 2
+            self.booked_since = max(self.booked_since, booked[half - 1])
+            del booked[:half]
+        elif len(booked) > 64 and booked[0] < now - CREDIT_HORIZON:
+            cut = bisect.bisect_left(booked, now - CREDIT_HORIZON)
+            self.booked_since = max(self.booked_since, booked[cut - 1])
+            del booked[:cut]
+
+    def unbook(self, slot: float) -> None:
+        booked = self.booked
+        if booked is None:
+            return
+        index = bisect.bisect_left(booked, slot)
+        if index < len(booked) and booked[index] == slot:
+            del booked[index]
+
+    def later(self, since: float, until: float = math.inf) -> int:
+        """Bookings of slots from ``since`` on, before ``until``."""
+        booked = self.booked
+        if booked is None:
+            return 0
+        end = len(booked) if until == math.inf else bisect.bisect_left(booked, until)
+        return max(end - bisect.bisect_left(booked, since), 0)
+
+    def available(self, now: float) -> int:
+        """Requests the server's last statements leave for us now (0: none known)."""
+        credit = self.credit
+        if credit is None or now >= credit[2]:
+            return 0
+        return max(credit[0] - CREDIT_MARGIN - self.later(credit[1], credit[3]), 0)
 
     def quotas(self, now: float) -> Iterable[tuple[str, Quota]]:
         for index, quota in enumerate(self.configured):
@@ -261,7 +339,7 @@ class RateLimiter:
     pauses apply).
     """
 
-    __slots__ = ("_partitions", "first_contact", "max_partitions", "quotas")
+    __slots__ = ("_partitions", "burst_ahead", "first_contact", "max_partitions", "quotas")
 
     def __init__(
         self,
@@ -269,12 +347,15 @@ class RateLimiter:
         *,
         max_partitions: int = 10_000,
         first_contact: bool = False,
+        burst_ahead: float = 0.0,
     ) -> None:
         if max_partitions < 1:
             raise ConfigurationError("max_partitions must be at least 1")
         self.quotas = tuple(quotas)
         #: The first request to a partition goes alone (see :meth:`reserve`).
         self.first_contact = first_contact
+        #: How far ahead of its paced slot burst credit may send a request (seconds).
+        self.burst_ahead = burst_ahead
         self.max_partitions = max_partitions
         self._partitions: OrderedDict[str, _Partition] = OrderedDict()
 
@@ -320,7 +401,13 @@ class RateLimiter:
             return Reservation(
                 partition, now + FIRST_CONTACT_STEP, part.generation, tentative=True
             )
-        slot = max(now, part.pause_until, part.floor_until)
+        if part.booked is None and self.first_contact:
+            # Learning from the server: count bookings from the first, so that the
+            # first answers' `remaining` can be checked against them.
+            part.booked = []
+            part.booked_since = now
+        earliest = max(now, part.pause_until, part.floor_until)
+        slot = earliest
         quotas = tuple(part.quotas(now))
         if not quotas:
             if part.unpaced == 0:
@@ -333,7 +420,115 @@ class RateLimiter:
         for name, quota in quotas:
             tat = part.tats.get(name, now)
             part.tats[name] = max(tat, slot) + quota.interval
-        return Reservation(partition, slot, part.generation)
+        if (
+            now == earliest < slot <= now + self.burst_ahead
+            and part.recovery is None
+            and part.available(now) > 0
+        ):
+            slot = now  # burst credit: the schedule is charged as if it went at its slot
+        part.book(slot, now)
+        return Reservation(partition, slot, part.generation, recheck=self._recheck(part, slot, now))
+
+    def refresh(self, reservation: Reservation, now: float) -> Reservation:
+        """A still-valid reservation asked about again (at its ``recheck``): go now if the
+        server has stated burst credit since, else the same slot, to be checked again."""
+        part = self._partitions.get(reservation.partition)
+        if part is None or reservation.at <= now or reservation.tentative:
+            return reservation
+        if (
+            max(part.pause_until, part.floor_until) <= now
+            and reservation.at <= now + self.burst_ahead
+            and part.recovery is None
+            and part.available(now) > 0
+        ):
+            part.unbook(reservation.at)
+            part.book(now, now)
+            return Reservation(reservation.partition, now, reservation.generation)
+        recheck = self._recheck(part, reservation.at, now)
+        if recheck == reservation.recheck:
+            return reservation
+        return Reservation(
+            reservation.partition, reservation.at, reservation.generation, recheck=recheck
+        )
+
+    def _recheck(self, part: _Partition, slot: float, now: float) -> float | None:
+        """When a waiter for ``slot`` should look again (``None``: at its slot). Only where
+        the server has stated more room than there are waiters (a window or a large
+        bucket); a small token bucket's waiters just sleep."""
+        booked = part.booked
+        if (
+            booked is None
+            or not self.burst_ahead
+            or slot - now <= 2 * RECHECK_MIN
+        ):
+            return None
+        if part.burst_seen <= len(booked) - bisect.bisect_right(booked, now):
+            return None
+        return now + max(RECHECK_MIN, (slot - now) / 8)
+
+    def observe(
+        self,
+        partition: str,
+        *,
+        remaining: int,
+        reset_after: float | None = None,
+        sent_at: float,
+        now: float,
+    ) -> None:
+        """The server stated ``remaining`` requests left (until its quota is whole again
+        in ``reset_after`` seconds, if stated) when it answered a request sent at
+        ``sent_at``: burst credit. Every request booked to go after that one (and before
+        the reset) may already have spent part of it, and each one booked from now on
+        spends one more.
+        Credit lets a request go before its paced slot *instead of* at it (the schedule
+        is charged as if it had waited): a window's unused remainder, or a large
+        bucket's, is sent at once rather than spread over the window, and the long-run
+        rate stays the quota's. Never on a shared state (another process's bookings are
+        not in this log); a 429 voids it (see :meth:`refused`)."""
+        part = self._get(partition)
+        if remaining < 0:
+            return
+        part.burst_seen = max(part.burst_seen, remaining)
+        if part.booked is None:
+            part.booked = []
+            part.booked_since = now
+            return  # earlier bookings are not in the log: this one cannot be counted
+        age = max(now - sent_at, CREDIT_SLACK)
+        part.slowest = max(age, part.slowest * CREDIT_RTT_DECAY)
+        if sent_at <= part.credit_void:
+            return
+        # Requests sent up to the slowest recent round trip before this one may have
+        # reached the server after it (a thread that was slow to write, a slow path).
+        if sent_at < part.booked_since:
+            return  # sent before the log began: what it spent is not known
+        since = max(sent_at - part.slowest, part.booked_since)
+        until = (
+            now + reset_after
+            if reset_after is not None and math.isfinite(reset_after) and reset_after > 0
+            else math.inf
+        )
+        current = part.credit
+        if (
+            current is not None
+            and now < current[2]
+            and since < current[1]
+            and remaining - part.later(since, until)
+            <= current[0] - part.later(current[1], current[3])
+        ):
+            # An answer overtaken by a later one replaces it only if it leaves more
+            # (each is a lower bound); the later one is kept alive.
+            part.credit = (current[0], current[1], now + CREDIT_TTL, current[3])
+            return
+        part.credit = (remaining, since, now + CREDIT_TTL, until)
+
+    def refused(self, partition: str, *, sent_at: float) -> None:
+        """A 429 for a request sent at ``sent_at``: what the server stated before it
+        is void."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return
+        part.credit = None
+        part.credit_void = max(part.credit_void, sent_at)
 
     def answered(self, partition: str) -> None:
         """The server answered a request on ``partition`` (first contact is over)."""
@@ -403,6 +598,12 @@ class RateLimiter:
             return
         part.pause_until = until
         part.generation += 1
+        part.credit = None
+        if part.booked is not None:
+            # Every booking is void; observations of requests sent before now cannot be
+            # counted against the new ones.
+            part.booked.clear()
+            part.booked_since = now
         # Every booking is void: the slots from `until` on are booked at today's rate.
         part.derate_guard = min(part.derate_guard, until)
         if release_rate is not None and release_rate > 0 and math.isfinite(release_rate):

@@ -174,10 +174,11 @@ class Pacer:
         throttled = outcome.status in _THROTTLE_STATUSES
         learned: tuple[Quota, ...] = ()
         tighten: tuple[tuple[int, float], ...] = ()
+        remaining: tuple[int, float | None] | None = None
         pause = None
         if pacing.learn:
             with self._lock:
-                learned, tighten = self._learn(partition, outcome, wall_now)
+                learned, tighten, remaining = self._learn(partition, outcome, wall_now)
                 if learned:
                     self._server_learned.add(partition)
                     told = self._sent_learned.get(partition)
@@ -197,10 +198,13 @@ class Pacer:
             if pacing.adaptive is not None and partition not in self._server_learned
             else None
         )
+        if self.state.does_io or not pacing.burst_ahead:
+            remaining = None  # burst credit (off, or counts this process's bookings only)
         if (
             healthy is None
             and adapt is None
             and pause is None
+            and remaining is None
             and not (learned or tighten or first)
             and outcome.status != 429
         ):
@@ -210,17 +214,24 @@ class Pacer:
             Report(
                 healthy, probe, learned, tighten, pause, adapt, age,
                 quota=outcome.status == 429,
+                remaining=None if remaining is None else remaining[0],
+                remaining_reset=None if remaining is None else remaining[1],
             ),
             now=now,
         )
 
     def _learn(
         self, partition: str, info: ResponseInfo, wall_now: float
-    ) -> tuple[tuple[Quota, ...], tuple[tuple[int, float], ...]]:
+    ) -> tuple[
+        tuple[Quota, ...], tuple[tuple[int, float], ...], tuple[int, float | None] | None
+    ]:
         observations = parse_quota_headers(info.header, now=wall_now)
         learned: list[Quota] = []
         tighten: list[tuple[int, float]] = []
+        remaining: tuple[int, float | None] | None = None
         for obs in observations:
+            if obs.remaining is not None and (remaining is None or obs.remaining < remaining[0]):
+                remaining = (obs.remaining, obs.reset_after)
             window = obs.window or self._infer_window(partition, obs, wall_now)
             if obs.limit is not None and window:
                 learned.append(Quota(limit=obs.limit, period=window, safety=self.pacing.safety))
@@ -232,7 +243,7 @@ class Pacer:
                     # seconds (GitHub, X), not a longer wait.
                     reset_after = min(reset_after, window)
                 tighten.append((obs.remaining, reset_after))
-        return tuple(learned), tuple(tighten)
+        return tuple(learned), tuple(tighten), remaining
 
     def _infer_window(self, partition: str, obs: QuotaObservation, wall_now: float) -> float:
         """Dialects that state a limit and a reset but no window (GitHub, X, X-RateLimit)

@@ -67,7 +67,9 @@ class LocalPacerState:
 
     def __init__(self, pacing: PacingPolicy) -> None:
         self.pacing = pacing
-        self.limiter = RateLimiter(pacing.quotas, first_contact=pacing.learn)
+        self.limiter = RateLimiter(
+            pacing.quotas, first_contact=pacing.learn, burst_ahead=pacing.burst_ahead
+        )
         self._adaptive: dict[str, AdaptiveRate] = {}
         self._arrivals: dict[str, tuple[float, WindowCounts]] = {}
         #: Reservations (attempts) per partition, over the last couple of seconds.
@@ -93,7 +95,7 @@ class LocalPacerState:
                 and not previous.tentative
                 and self.limiter.still_valid(previous)
             ):
-                return previous
+                return self.limiter.refresh(previous, now)
             if adaptive:
                 rate = self._adaptive.get(partition)
                 if rate is not None:
@@ -153,6 +155,16 @@ class LocalPacerState:
                 self._adapt(partition, report, now)
             elif report.quota:
                 limiter.derate(partition, now, sent_at=now - report.age)
+            if report.quota:
+                limiter.refused(partition, sent_at=now - report.age)
+            elif report.remaining is not None:
+                limiter.observe(
+                    partition,
+                    remaining=report.remaining,
+                    reset_after=report.remaining_reset,
+                    sent_at=now - report.age,
+                    now=now,
+                )
             # What the server says of its waits is checked against its rate, when one is
             # known: a short hold first, the whole wait once a request sent after the
             # hold began is refused too (see RateLimiter.pause).
