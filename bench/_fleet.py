@@ -225,6 +225,11 @@ def _process_main(
 ) -> None:
     """Build the client, wait for the others, run this process's share, report."""
     client = None
+    if os.environ.get("SUREFOOT_BENCH_LOG"):  # debugging: surefoot's own log, per process
+        import logging
+
+        logging.basicConfig(level=os.environ["SUREFOOT_BENCH_LOG"],
+                            format=f"p{index} %(relativeCreated)d %(levelname)s %(message)s")
     try:
         recorder = Recorder()
         setup = Setup(

@@ -26,6 +26,7 @@ from surefoot._core._pipeline import FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.errors import NotRetryable, RetryAfterTooLong
 from surefoot.events import EventKind, redact_url
+from surefoot.pacing import Quota
 from surefoot.signing import HmacVerifier, SignedRequest
 from surefoot.testing import FakeClock
 
@@ -643,3 +644,39 @@ def test_a_paced_waiter_goes_early_when_room_is_stated_while_it_waits():
     assert sleeps[0] < 0.5  # it looked again long before its slot...
     assert sent_at is not None
     assert sent_at < 1.0
+
+
+@pytest.mark.parametrize("oversleep", [0.0, 0.3])
+def test_the_pacer_is_told_how_late_after_its_slot_an_attempt_went(oversleep):
+    # A thread starved of CPU wakes up after its slot: the pacer hears of it (a 429 of
+    # the sends around it is then no sign that the server admits less than it states).
+    from surefoot import Pacer, PacingPolicy
+    from surefoot._core._effects import ReportOutcome
+
+    clock = FakeClock(start_wall=T0)
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    partition = pacer.partition_of(URL, {})
+    start = clock.monotonic()
+    pacer.limiter.learn(partition, Quota.per_second(10), start)
+    pacer.reserve(partition, now=start)  # the next slot is 0.1 s away
+    pacer.limiter.answered(partition)  # (first contact is over)
+    flow = request_flow(get(), policy=RetryPolicy(), auth=None, clock=clock,
+                        hook=lambda event: None, rng=lambda: 0.5, pacer=pacer)
+    effect = next(flow)
+    reports: list[ReportOutcome] = []
+    while True:
+        if isinstance(effect, Sleep):
+            clock.sleep(effect.seconds + oversleep)
+            value: Any = None
+        elif isinstance(effect, Send):
+            clock.advance(0.01)
+            value = ResponseInfo(200, {})
+        else:
+            if isinstance(effect, ReportOutcome):
+                reports.append(effect)
+            value = effect.run(clock)
+        try:
+            effect = flow.send(value)
+        except StopIteration:
+            break
+    assert [r.late for r in reports] == pytest.approx([oversleep], abs=1e-9)

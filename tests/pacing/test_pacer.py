@@ -7,6 +7,7 @@ import pytest
 from surefoot import ConfigurationError, FailureKind, Pacer, PacingPolicy
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.pacing import AdaptivePolicy, BreakerPolicy, Quota, RetryBudgetPolicy
+from surefoot.pacing._state import LocalPacerState
 
 WALL = 1_800_000_000.0
 
@@ -307,3 +308,29 @@ def test_burst_ahead_is_off_by_default_and_keeps_the_paced_schedule():
     assert slots(pacer, 2, 0.01) == pytest.approx([0.1, 0.2])
     with pytest.raises(ConfigurationError, match="burst_ahead"):
         PacingPolicy(burst_ahead=-1.0)
+
+
+def test_a_late_send_excuses_the_429s_around_it_and_is_told_sparingly():
+    # Stated 100/s: a 429 of a request sent on time derates; one sent beside a send
+    # that went 0.3 s after its slot does not. Late sends are told to the state once
+    # per 10 ms of sends (a shared state costs a round trip per report).
+    told: list[float] = []
+
+    class Counting(LocalPacerState):
+        def report(self, partition, report, *, now):
+            if report.late:
+                told.append(report.late)
+            super().report(partition, report, now=now)
+
+    policy = {"RateLimit-Policy": '"d";q=100;w=1'}
+    pacer = Pacer(PacingPolicy(budget=None, safety=1.0),
+                  state=Counting(PacingPolicy(budget=None, safety=1.0)))
+    report(pacer, ok(policy), 0.0)
+    for i in range(5):
+        pacer.report("p", ok(policy), sent_at=1.0 + i * 0.001, now=1.01, wall_now=WALL,
+                     probe=False, late=0.3)
+    assert told == [0.3]
+    pacer.report("p", ok(policy, 429), sent_at=1.1, now=1.11, wall_now=WALL, probe=False)
+    assert pacer.limiter._partitions["p"].derate == 1.0
+    pacer.report("p", ok(policy, 429), sent_at=2.0, now=2.01, wall_now=WALL, probe=False)
+    assert pacer.limiter._partitions["p"].derate == pytest.approx(0.95)

@@ -246,6 +246,36 @@ def test_refusals_of_slots_booked_before_a_cut_do_not_cut_again():
         (0.95 + 0.03 * (later + 0.01 - 0.05)) * 0.95)
 
 
+def test_refusals_after_a_late_send_do_not_derate():
+    # A thread that woke up 0.3 s after its slot sent beside the ones on time: the
+    # server may have seen them bunched, and a 429 then says nothing of its rate.
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=100.0), now=0.0)
+    limiter.late("p", sent_at=1.0, late=0.3)
+    limiter.derate("p", 1.2, sent_at=1.1)
+    assert limiter._partitions["p"].derate == 1.0
+    limiter.derate("p", 1.7, sent_at=1.6)  # sent after the grace: it counts
+    assert limiter._partitions["p"].derate == pytest.approx(0.95)
+
+
+def test_a_little_lateness_is_not_an_excuse():
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=10.0), now=0.0)
+    limiter.late("p", sent_at=1.0, late=0.15)  # under 2 slots of 0.1 s
+    limiter.derate("p", 1.2, sent_at=1.1)
+    assert limiter._partitions["p"].derate == pytest.approx(0.95)
+
+
+def test_lateness_survives_the_shared_state():
+    limiter = RateLimiter()
+    limiter.learn("p", Quota(limit=100.0), now=0.0)
+    limiter.late("p", sent_at=1.0, late=0.3)
+    copy = RateLimiter()
+    copy.import_partition("p", limiter.export_partition("p"))
+    copy.derate("p", 1.2, sent_at=1.1)
+    assert copy._partitions["p"].derate == 1.0
+
+
 # -- burst credit: the server's stated `remaining` ------------------------------------
 
 

@@ -175,6 +175,8 @@ class ReportOutcome(NamedTuple):
     outcome: ResponseInfo | Failure
     sent_at: float
     probe: bool
+    #: Seconds the attempt went after its paced slot.
+    late: float = 0.0
 
     def run(self, clock: Clock) -> None:
         self.pacer.report(
@@ -184,6 +186,7 @@ class ReportOutcome(NamedTuple):
             now=clock.monotonic(),
             wall_now=clock.wall(),
             probe=self.probe,
+            late=self.late,
         )
 
 

@@ -97,11 +97,12 @@ def request_flow(
 
     while True:
         probe = False
+        slot: float | None = None
         if pacer is not None:
             gated = yield from _gate(state, pacer, partition, clock)
             if isinstance(gated, FlowResult):
                 return gated
-            probe = gated
+            probe, slot = gated
         state.number += 1
         state.tries += 1
         token: Token | None = None
@@ -122,7 +123,8 @@ def request_flow(
         ))
         ended = clock.monotonic()
         if pacer is not None:
-            yield ReportOutcome(pacer, partition, outcome, started, probe)
+            late = 0.0 if slot is None else max(started - slot, 0.0)
+            yield ReportOutcome(pacer, partition, outcome, started, probe, late)
 
         if isinstance(outcome, ResponseInfo) and outcome.status == 401 and token is not None:
             assert use_auth is not None  # a token was attached
@@ -184,9 +186,10 @@ def _idempotency(
 
 def _gate(
     state: RequestState, pacer: Pacer, partition: str, clock: Clock
-) -> Generator[Effect, object, FlowResult | bool]:
+) -> Generator[Effect, object, FlowResult | tuple[bool, float]]:
     """Pacing, then the breaker: wait for this attempt's slot and its admission. Returns
-    whether the attempt is the breaker's probe, or a FlowResult when it must give up."""
+    whether the attempt is the breaker's probe and its slot, or a FlowResult when it
+    must give up."""
     deadline = state.deadline
     while True:
         reservation: Reservation | None = None
@@ -205,7 +208,7 @@ def _gate(
             yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
         admission = cast("Admission", (yield Admit(pacer, partition)))
         if admission.allowed:
-            return bool(admission.probe)
+            return bool(admission.probe), reservation.at
         retry_at = admission.retry_at
         assert retry_at is not None  # refused: the breaker says when to come back
         retry_in = max(retry_at - clock.monotonic(), 0.0)

@@ -134,6 +134,9 @@ class Report(NamedTuple):
     #: and the seconds until that quota is whole again (``None``: not stated).
     remaining: int | None = None
     remaining_reset: float | None = None
+    #: Seconds the attempt was sent after its paced slot, when that is worth telling
+    #: (see ``RateLimiter.late``; 0: on time or not told).
+    late: float = 0.0
 
 
 #: What a client paces with when given no ``pacing=``: its own pacer learning the quota

@@ -68,6 +68,15 @@ DERATE_FLOOR = 0.5
 #: ...and recovers by this share of the stated rate per second without a 429.
 DERATE_RECOVERY = 0.03
 
+#: A request sent more than this many slots of the learned rate (and more than
+#: :data:`LATE_MIN` seconds) after its slot went late: the requests around it may have
+#: reached the server bunched (a fleet starting on few cores wakes its threads up to
+#: 0.4 s late), and refusals of requests sent up to :data:`LATE_GRACE` seconds after it
+#: do not derate.
+LATE_SLOTS = 2
+LATE_MIN = 0.01
+LATE_GRACE = 0.5
+
 #: While the first request to a partition nobody has heard from is out, the others wait
 #: for its answer (which may state the quota) in steps of this many seconds...
 FIRST_CONTACT_STEP = 0.005
@@ -178,6 +187,9 @@ class _Partition:
     #: Requests sent before this were booked before the last cut (at the old rate):
     #: their refusals say nothing of the new one.
     derate_guard: float = 0.0
+    #: A request was sent well after its slot (see :meth:`RateLimiter.late`): refusals
+    #: of requests sent before this say nothing of the server's rate.
+    late_until: float = 0.0
 
     def derated(self, now: float) -> float:
         if self.derate >= 1.0:
@@ -286,7 +298,7 @@ class _Partition:
             "f": self.floor_until,
             "h": None if self.hold is None else list(self.hold),
             "c": [self.contact, self.contact_at],
-            "d": [self.derate, self.derate_at, self.derate_guard],
+            "d": [self.derate, self.derate_at, self.derate_guard, self.late_until],
             "r": None if self.recovery is None else list(self.recovery),
             "u": [self.unpaced, self.unpaced_since],
         }
@@ -315,10 +327,11 @@ class _Partition:
             )
             contact = state.get("c") or (0, 0.0)
             part.contact, part.contact_at = int(contact[0]), float(contact[1])
-            derate = state.get("d") or (1.0, 0.0, 0.0)
+            derate = state.get("d") or (1.0, 0.0, 0.0, 0.0)
             part.derate = min(max(float(derate[0]), DERATE_FLOOR), 1.0)
             part.derate_at = float(derate[1])
             part.derate_guard = float(derate[2]) if len(derate) > 2 else part.derate_at
+            part.late_until = float(derate[3]) if len(derate) > 3 else 0.0
             recovery = state.get("r")
             part.recovery = (
                 None
@@ -401,7 +414,7 @@ class RateLimiter:
             return Reservation(
                 partition, now + FIRST_CONTACT_STEP, part.generation, tentative=True
             )
-        if part.booked is None and self.first_contact:
+        if part.booked is None and self.first_contact and self.burst_ahead:
             # Learning from the server: count bookings from the first, so that the
             # first answers' `remaining` can be checked against them.
             part.booked = []
@@ -641,13 +654,26 @@ class RateLimiter:
         part = self._partitions.get(partition)
         if part is None or part.learned is None:
             return
-        if sent_at < max(part.derate_at, part.derate_guard):
+        if sent_at < max(part.derate_at, part.derate_guard, part.late_until):
             return
         part.derate = max(DERATE_FLOOR, part.derated(now) * DERATE_STEP)
         part.derate_at = now
         # Every slot booked so far was booked at the old rate (a fleet's queue of
         # waiters can be a second long): only requests sent after them test the new one.
         part.derate_guard = max(now, part.tats.get("learned", now))
+
+    def late(self, partition: str, *, sent_at: float, late: float) -> None:
+        """A request was sent ``late`` seconds after its slot (a thread starved of CPU,
+        a slow token fetch): if by more than :data:`LATE_SLOTS` slots of the rate, the
+        sends around it may have reached the server bunched, and a refusal of a request
+        sent up to :data:`LATE_GRACE` seconds later is no sign that the server admits
+        less than it states (see :meth:`derate`)."""
+        part = self._partitions.get(partition)
+        if part is None or part.learned is None:
+            return
+        if late <= max(LATE_SLOTS * part.learned.interval, LATE_MIN):
+            return
+        part.late_until = max(part.late_until, sent_at + LATE_GRACE)
 
     def recovering(self, partition: str) -> bool:
         """Is the partition releasing a backlog after a pause (see :meth:`pause`)?"""

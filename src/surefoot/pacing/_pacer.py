@@ -47,6 +47,7 @@ class Pacer:
 
     __slots__ = (
         "_answered",
+        "_late_told",
         "_lock",
         "_longest",
         "_resets",
@@ -80,6 +81,8 @@ class Pacer:
         #: told again only after :data:`_RETELL` seconds (a shared state costs a round
         #: trip per report, and forgets what expires).
         self._sent_learned: dict[str, tuple[tuple[Quota, ...], float]] = {}
+        #: When this process last told the state of a late send, per partition.
+        self._late_told: dict[str, float] = {}
         self._resets: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, str], float] = {}
         self._longest: dict[tuple[str, str], float] = {}
@@ -157,7 +160,9 @@ class Pacer:
         now: float,
         wall_now: float,
         probe: bool,
+        late: float = 0.0,
     ) -> None:
+        """``late``: the attempt was sent this many seconds after its paced slot."""
         pacing = self.pacing
         healthy = _healthy(outcome) if pacing.breaker is not None else None
         age = max(now - sent_at, 0.0)
@@ -167,9 +172,11 @@ class Pacer:
                 if len(self._answered) > 40_000:
                     self._answered.clear()
                 self._answered.add(partition)
+        late = self._late(partition, late, sent_at)
         if not isinstance(outcome, ResponseInfo):
-            if healthy is not None or first:
-                self.state.report(partition, Report(healthy, probe, age=age), now=now)
+            if healthy is not None or first or late:
+                self.state.report(partition, Report(healthy, probe, age=age, late=late),
+                                  now=now)
             return
         throttled = outcome.status in _THROTTLE_STATUSES
         learned: tuple[Quota, ...] = ()
@@ -205,7 +212,7 @@ class Pacer:
             and adapt is None
             and pause is None
             and remaining is None
-            and not (learned or tighten or first)
+            and not (learned or tighten or first or late)
             and outcome.status != 429
         ):
             return  # nothing to tell the state (a shared one would cost a round trip)
@@ -216,9 +223,26 @@ class Pacer:
                 quota=outcome.status == 429,
                 remaining=None if remaining is None else remaining[0],
                 remaining_reset=None if remaining is None else remaining[1],
+                late=late,
             ),
             now=now,
         )
+
+    def _late(self, partition: str, late: float, sent_at: float) -> float:
+        """The lateness worth telling the state (0: none): more than :data:`_LATE_TELL`
+        seconds, and at most once per :data:`_LATE_TELL` seconds of sends per partition
+        (a shared state costs a round trip per report; one late send in that span
+        stands for the others)."""
+        if late <= _LATE_TELL:
+            return 0.0
+        with self._lock:
+            told = self._late_told.get(partition)
+            if told is not None and told <= sent_at < told + _LATE_TELL:
+                return 0.0
+            if len(self._late_told) > 40_000:
+                self._late_told.clear()
+            self._late_told[partition] = sent_at
+        return late
 
     def _learn(
         self, partition: str, info: ResponseInfo, wall_now: float
@@ -277,6 +301,10 @@ class Pacer:
 
 #: Seconds after which an unchanged learned quota is told to the state again.
 _RETELL = 5.0
+
+#: A send later than this after its slot is told to the state, at most once per this
+#: many seconds per partition (see ``RateLimiter.late``).
+_LATE_TELL = 0.01
 
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 

@@ -151,6 +151,8 @@ class LocalPacerState:
                     breaker.on_result(now, ok=report.healthy, probe=report.probe)
             for quota in report.learned:
                 limiter.learn(partition, quota, now)
+            if report.late:
+                limiter.late(partition, sent_at=now - report.age, late=report.late)
             if report.throttled is not None and pacing.adaptive is not None:
                 self._adapt(partition, report, now)
             elif report.quota:
