@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from surefoot import ConfigurationError, FailureKind, Pacer, PacingPolicy
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.pacing import AdaptivePolicy, BreakerPolicy, Quota, RetryBudgetPolicy
+from surefoot.pacing._pacer import _Refill
 from surefoot.pacing._state import LocalPacerState
 
 WALL = 1_800_000_000.0
@@ -53,13 +58,48 @@ def test_a_window_never_stated_is_at_least_the_longest_reset_seen():
     assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(10.0)
 
 
+def openai(limit: int, remaining: int, reset: str) -> ResponseInfo:
+    return ok({"x-ratelimit-limit-requests": str(limit),
+               "x-ratelimit-remaining-requests": str(remaining),
+               "x-ratelimit-reset-requests": reset})
+
+
 def test_openai_limits_without_a_window_are_not_guessed():
     # x-ratelimit-limit-requests is per minute or per day; reset-requests is the time
-    # until the bucket is full again, not a window: adaptive pacing covers it.
+    # until the bucket is full again, not a window: one answer says nothing of the rate.
     pacer = Pacer(PacingPolicy(safety=1.0))
-    report(pacer, ok({"x-ratelimit-limit-requests": "200",
-                      "x-ratelimit-remaining-requests": "199",
-                      "x-ratelimit-reset-requests": "300ms"}), 0.0)
+    report(pacer, openai(200, 199, "300ms"), 0.0)
+    assert "learned_rate" not in pacer.limiter.snapshot("p")
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_openai_refill_times_reveal_a_buckets_rate(exact):
+    # A bucket of 10 refilling at 200/s (stated limit 200: per second or per minute,
+    # nobody says), drained by a burst: its refill time grows 5 ms per token missing,
+    # with or without the fraction of a token it holds.
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    for i, remaining in enumerate([9, 8, 7, 6, 5, 4, 3, 2, 1, 0] * 3):
+        held = 0.0 if exact else (0.37 * i) % 1.0
+        reset = (10 - remaining - held) / 200
+        report(pacer, openai(200, remaining, f"{round(reset * 1000)}ms"), i * 0.001)
+    assert pacer.limiter.snapshot("p")["learned_rate"] == pytest.approx(200, rel=0.06)
+
+
+def test_openai_style_headers_over_a_fixed_window_are_not_read_as_a_rate():
+    # A window of 200 per second whose reset is the time to its end: the later in the
+    # window, the more is spent and the shorter the reset. No bucket refills like that.
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    for used in range(1, 40):
+        t = used * 0.02
+        report(pacer, openai(200, 200 - used, f"{round((1 - t) * 1000)}ms"), t)
+    assert "learned_rate" not in pacer.limiter.snapshot("p")
+
+
+def test_an_idle_openai_client_learns_nothing():
+    # Every answer from a full bucket: one token missing, always the same refill time.
+    pacer = Pacer(PacingPolicy(safety=1.0))
+    for i in range(20):
+        report(pacer, openai(10_000, 9_999, "6ms"), float(i))
     assert "learned_rate" not in pacer.limiter.snapshot("p")
 
 
@@ -334,3 +374,14 @@ def test_a_late_send_excuses_the_429s_around_it_and_is_told_sparingly():
     assert pacer.limiter._partitions["p"].derate == 1.0
     pacer.report("p", ok(policy, 429), sent_at=2.0, now=2.01, wall_now=WALL, probe=False)
     assert pacer.limiter._partitions["p"].derate == pytest.approx(0.95)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**15), st.integers(0, 10**15),
+                          st.floats(0, 1e9, allow_nan=False, allow_infinity=False)),
+                max_size=80))
+def test_refill_rates_are_total(answers):
+    # Any answers at all: a positive finite rate or none, never an error.
+    refill = _Refill()
+    for limit, remaining, reset in answers:
+        rate = refill.add(limit, remaining, reset)
+        assert rate is None or (math.isfinite(rate) and rate > 0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -50,6 +51,7 @@ class Pacer:
         "_late_told",
         "_lock",
         "_longest",
+        "_refills",
         "_resets",
         "_sent_learned",
         "_server_learned",
@@ -86,6 +88,7 @@ class Pacer:
         self._resets: dict[tuple[str, str], float] = {}
         self._windows: dict[tuple[str, str], float] = {}
         self._longest: dict[tuple[str, str], float] = {}
+        self._refills: dict[tuple[str, str], _Refill] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -259,6 +262,10 @@ class Pacer:
             window = obs.window or self._infer_window(partition, obs, wall_now)
             if obs.limit is not None and window:
                 learned.append(Quota(limit=obs.limit, period=window, safety=self.pacing.safety))
+            elif obs.dialect == "openai":
+                rate = self._refill_rate(partition, obs)
+                if rate is not None:
+                    learned.append(Quota(limit=rate, safety=self.pacing.safety))
             # Only "none remaining" acts on the schedule (RateLimiter.tighten).
             if obs.remaining == 0 and obs.reset_after is not None:
                 reset_after = min(obs.reset_after, self.pacing.max_pause)
@@ -269,11 +276,30 @@ class Pacer:
                 tighten.append((obs.remaining, reset_after))
         return tuple(learned), tuple(tighten), remaining
 
+    def _refill_rate(self, partition: str, obs: QuotaObservation) -> float | None:
+        """OpenAI states no window: its reset is the time until the bucket is full again.
+        A bucket refilling at ``r`` per second states ``reset = (capacity - remaining -
+        f) / r`` (``f`` the fraction of a token it holds), a line in the deficit
+        ``capacity - remaining`` (``0 <= f < 1``): answers with different deficits bound
+        ``r`` from both sides (see :meth:`_Refill._fit`), and only bounds that agree
+        count: a window's reset is the time to its end, which shrinks as the deficit
+        grows, and so is never read as a rate. ``capacity``: one more than the most
+        ``remaining`` seen (at most the limit)."""
+        if obs.limit is None or obs.remaining is None or obs.reset_after is None:
+            return None
+        key = (partition, obs.policy or obs.dialect)
+        refill = self._refills.get(key)
+        if refill is None:
+            if len(self._refills) > 40_000:
+                self._refills.clear()
+            refill = self._refills[key] = _Refill()
+        return refill.add(obs.limit, obs.remaining, obs.reset_after)
+
     def _infer_window(self, partition: str, obs: QuotaObservation, wall_now: float) -> float:
         """Dialects that state a limit and a reset but no window (GitHub, X, X-RateLimit)
         reveal it when the reset instant jumps: the jump is the window's length."""
-        if obs.limit is None or obs.reset_after is None:
-            return 0.0
+        if obs.limit is None or obs.reset_after is None or obs.dialect == "openai":
+            return 0.0  # (OpenAI's reset is a refill time: see _refill_rate)
         key = (partition, obs.policy or obs.dialect)
         reset_at = wall_now + obs.reset_after
         previous = self._resets.get(key)
@@ -287,8 +313,6 @@ class Pacer:
         window = self._windows.get(key)
         if window is not None:
             return window
-        if obs.dialect == "openai":
-            return 0.0  # its limit is per minute or per day, its reset a refill time
         # No jump seen (yet): the window is at least the longest reset stated, in whole
         # seconds (a token bucket's "full again in 40 ms" is a quota per second). A
         # reset seen late in a longer window guesses short; the next ones correct it.
@@ -298,6 +322,63 @@ class Pacer:
         self._longest[key] = longest
         return float(max(1, math.ceil(longest - 1e-6)))
 
+
+class _Refill:
+    """The answers of one OpenAI-style quota (see :meth:`Pacer._refill_rate`)."""
+
+    __slots__ = ("capacity", "rate", "samples")
+
+    def __init__(self) -> None:
+        self.capacity = 0
+        self.samples: deque[tuple[int, float]] = deque(maxlen=_REFILL_SAMPLES)
+        self.rate: float | None = None
+
+    def add(self, limit: int, remaining: int, reset_after: float) -> float | None:
+        self.capacity = min(limit, max(self.capacity, remaining + 1))
+        if remaining < self.capacity and reset_after >= _REFILL_MIN_RESET:
+            self.samples.append((remaining, reset_after))
+        fitted = self._fit()
+        if fitted is not None and (
+            self.rate is None or abs(fitted - self.rate) > _REFILL_HYSTERESIS * self.rate
+        ):
+            self.rate = fitted
+        return self.rate
+
+    def _fit(self) -> float | None:
+        """Each answer bounds the rate: ``reset * r`` lies in ``(d - 1, d]`` for the
+        deficit ``d`` (and the reset is rounded to the millisecond). Over answers with
+        different deficits the bounds close in on the rate; a window's reset (the time
+        to its end: shorter as more is spent) contradicts them at once."""
+        if len(self.samples) < _REFILL_MIN_SAMPLES:
+            return None
+        low, high = 0.0, math.inf
+        least, most = math.inf, 0
+        for rem, reset in self.samples:
+            deficit = self.capacity - rem
+            if deficit <= 0:
+                continue
+            least, most = min(least, deficit), max(most, deficit)
+            low = max(low, (deficit - 1) / (reset + _RESET_ROUNDING))
+            high = min(high, deficit / max(reset - _RESET_ROUNDING, 1e-9))
+        if most - least < _REFILL_MIN_SPREAD or not low > 0:
+            return None
+        if low > high or high > _REFILL_TOLERANCE * low:
+            return None  # contradictory (not a bucket's refill time) or not yet narrow
+        return (low + high) / 2
+
+
+#: OpenAI-style refill times (see :meth:`Pacer._refill_rate`): the answers kept per
+#: quota, the fewest used, the least spread of their deficits, the widest the bounds
+#: on the rate may be (high/low), the shortest reset used and its rounding (stated to
+#: the millisecond), and the change of the rate below which the last one is kept (the
+#: same quota is not told again).
+_REFILL_SAMPLES = 64
+_REFILL_MIN_SAMPLES = 6
+_REFILL_MIN_SPREAD = 3
+_REFILL_TOLERANCE = 1.25
+_REFILL_MIN_RESET = 0.004
+_RESET_ROUNDING = 0.0005
+_REFILL_HYSTERESIS = 0.03
 
 #: Seconds after which an unchanged learned quota is told to the state again.
 _RETELL = 5.0
