@@ -51,8 +51,10 @@ class PacingPolicy:
       (default on; ``None``: no adaptive pacing). Nothing is paced before a throttle.
     * ``budget`` — retries may be at most a fraction of recent traffic (``None``: off).
     * ``breaker`` — a circuit breaker per partition (``None``: off).
-    * ``safety`` — learned quotas are used at this fraction, so that jitter on the way
-      does not turn into 429s.
+    * ``safety`` — learned quotas are used at this fraction (default 1: the whole
+      quota; a 429 at the learned rate uses 5 % less of it for a while, see
+      ``RateLimiter.derate``). Under 1 keeps a margin for servers that count
+      differently from what they state.
     * ``release_factor`` — after a pause (Retry-After), the waiters are released at no
       more than this multiple of the recent demand on the partition (and never faster
       than the quota) until the backlog is gone: a server back from an outage gets the
@@ -82,7 +84,7 @@ class PacingPolicy:
     adaptive: AdaptivePolicy | None = field(default_factory=AdaptivePolicy)
     budget: RetryBudgetPolicy | None = field(default_factory=RetryBudgetPolicy)
     breaker: BreakerPolicy | None = None
-    safety: float = 0.99
+    safety: float = 1.0
     burst_ahead: float = 0.0
     max_pause: float = 3600.0
     release_factor: float = 1.3
