@@ -79,8 +79,8 @@ from _quota_metrics import (
 from _sandbox_process import SandboxProcess
 
 MODEL_SERVER = Path(__file__).resolve().parent / "_model_server.py"
-CLOSED_CLIENTS = ("surefoot", "surefoot_defaults", "tenacity", "pyrate_limiter", "urllib3",
-                  "naive")
+CLOSED_CLIENTS = ("surefoot", "surefoot_defaults", "surefoot_burst", "tenacity",
+                  "pyrate_limiter", "urllib3", "naive")
 PEERS = ("tenacity", "pyrate_limiter", "urllib3", "naive")
 FLEET_CLIENTS = ("surefoot_redis", "surefoot_sqlite", "tenacity", "pyrate_redis")
 OUTAGE_CLIENTS = ("surefoot_defaults", "surefoot", "naive", "tenacity", "urllib3")
@@ -298,6 +298,8 @@ def build_client(name: str, setup: Setup) -> Client:
         return SurefootClient(name, setup, surefoot.PacingPolicy())
     if name == "surefoot_defaults":
         return SurefootDefaultsClient(setup)
+    if name == "surefoot_burst":  # the opt-in burst credit (the server's `remaining`)
+        return SurefootClient(name, setup, surefoot.PacingPolicy(burst_ahead=120.0))
     if name == "tenacity":
         return TenacityClient(setup)
     if name == "pyrate_limiter":

@@ -65,8 +65,12 @@ PROOF_SLOTS = 8
 #: rate is used at this factor less per 429 (down to :data:`DERATE_FLOOR` of it)...
 DERATE_STEP = 0.95
 DERATE_FLOOR = 0.5
-#: ...and recovers by this share of the stated rate per second without a 429.
+#: ...and recovers by this share of the stated rate per second without a 429, up to
+#: the whole rate before the first cut, and to this share of it after (a window
+#: counts the few requests jitter pushes across its boundary: at the whole rate that
+#: is a 429 every few seconds; a token bucket's burst absorbs them).
 DERATE_RECOVERY = 0.03
+DERATE_CEILING = 0.99
 
 #: A request sent more than this many slots of the learned rate (and more than
 #: :data:`LATE_MIN` seconds) after its slot went late: the requests around it may have
@@ -184,6 +188,9 @@ class _Partition:
     #: recovering with time (see :data:`DERATE_STEP`).
     derate: float = 1.0
     derate_at: float = 0.0
+    #: What the derated rate recovers to: the whole quota until a 429 at it, then
+    #: :data:`DERATE_CEILING` of it.
+    ceiling: float = 1.0
     #: Requests sent before this were booked before the last cut (at the old rate):
     #: their refusals say nothing of the new one.
     derate_guard: float = 0.0
@@ -192,12 +199,13 @@ class _Partition:
     late_until: float = 0.0
 
     def derated(self, now: float) -> float:
-        if self.derate >= 1.0:
-            return 1.0
+        ceiling = self.ceiling
+        if self.derate >= ceiling:
+            return ceiling
         factor = self.derate + DERATE_RECOVERY * max(now - self.derate_at, 0.0)
-        if factor >= 1.0:
-            self.derate = 1.0
-            return 1.0
+        if factor >= ceiling:
+            self.derate = ceiling
+            return ceiling
         return factor
     #: After a pause: slots at least ``[1]`` apart (the release rate) until ``[0]`` and
     #: for as long after it as the paced schedule is still ahead of the clock (the
@@ -298,7 +306,7 @@ class _Partition:
             "f": self.floor_until,
             "h": None if self.hold is None else list(self.hold),
             "c": [self.contact, self.contact_at],
-            "d": [self.derate, self.derate_at, self.derate_guard, self.late_until],
+            "d": [self.derate, self.derate_at, self.derate_guard, self.late_until, self.ceiling],
             "r": None if self.recovery is None else list(self.recovery),
             "u": [self.unpaced, self.unpaced_since],
         }
@@ -327,11 +335,14 @@ class _Partition:
             )
             contact = state.get("c") or (0, 0.0)
             part.contact, part.contact_at = int(contact[0]), float(contact[1])
-            derate = state.get("d") or (1.0, 0.0, 0.0, 0.0)
+            derate = state.get("d") or (1.0, 0.0, 0.0, 0.0, 1.0)
             part.derate = min(max(float(derate[0]), DERATE_FLOOR), 1.0)
             part.derate_at = float(derate[1])
             part.derate_guard = float(derate[2]) if len(derate) > 2 else part.derate_at
             part.late_until = float(derate[3]) if len(derate) > 3 else 0.0
+            ceiling = float(derate[4]) if len(derate) > 4 else 1.0
+            part.ceiling = min(max(ceiling, DERATE_CEILING), 1.0)
+            part.derate = min(part.derate, part.ceiling)
             recovery = state.get("r")
             part.recovery = (
                 None
@@ -658,6 +669,7 @@ class RateLimiter:
             return
         part.derate = max(DERATE_FLOOR, part.derated(now) * DERATE_STEP)
         part.derate_at = now
+        part.ceiling = DERATE_CEILING
         # Every slot booked so far was booked at the old rate (a fleet's queue of
         # waiters can be a second long): only requests sent after them test the new one.
         part.derate_guard = max(now, part.tats.get("learned", now))
