@@ -31,7 +31,7 @@ from surefoot._core._retry_after import retry_after_from_headers
 from surefoot.errors import ConfigurationError
 from surefoot.pacing._breaker import Admission
 from surefoot.pacing._config import _THROTTLE_STATUSES, PacingPolicy, Report
-from surefoot.pacing._gcra import Quota, RateLimiter, Reservation
+from surefoot.pacing._gcra import LATE_MIN, Quota, RateLimiter, Reservation
 from surefoot.pacing._quota_headers import QuotaObservation, parse_quota_headers
 from surefoot.pacing._state import LocalPacerState, PacerState
 
@@ -232,15 +232,15 @@ class Pacer:
         )
 
     def _late(self, partition: str, late: float, sent_at: float) -> float:
-        """The lateness worth telling the state (0: none): more than :data:`_LATE_TELL`
-        seconds, and at most once per :data:`_LATE_TELL` seconds of sends per partition
-        (a shared state costs a round trip per report; one late send in that span
-        stands for the others)."""
-        if late <= _LATE_TELL:
+        """The lateness worth telling the state (0: none): more than ``LATE_MIN``
+        seconds (the least :meth:`RateLimiter.late` acts on), and at most once per
+        ``LATE_MIN`` seconds of sends per partition (a shared state costs a round trip
+        per report; one late send in that span stands for the others)."""
+        if late <= LATE_MIN:
             return 0.0
         with self._lock:
             told = self._late_told.get(partition)
-            if told is not None and told <= sent_at < told + _LATE_TELL:
+            if told is not None and told <= sent_at < told + LATE_MIN:
                 return 0.0
             if len(self._late_told) > 40_000:
                 self._late_told.clear()
@@ -382,10 +382,6 @@ _REFILL_HYSTERESIS = 0.03
 
 #: Seconds after which an unchanged learned quota is told to the state again.
 _RETELL = 5.0
-
-#: A send later than this after its slot is told to the state, at most once per this
-#: many seconds per partition (see ``RateLimiter.late``).
-_LATE_TELL = 0.01
 
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 

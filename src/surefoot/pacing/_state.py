@@ -143,6 +143,7 @@ class LocalPacerState:
     def report(self, partition: str, report: Report, *, now: float) -> None:
         pacing = self.pacing
         limiter = self.limiter
+        sent_at = now - report.age
         with self._lock:
             limiter.answered(partition)
             if report.healthy is not None:
@@ -152,19 +153,19 @@ class LocalPacerState:
             for quota in report.learned:
                 limiter.learn(partition, quota, now)
             if report.late:
-                limiter.late(partition, sent_at=now - report.age, late=report.late)
+                limiter.late(partition, sent_at=sent_at, late=report.late)
             if report.throttled is not None and pacing.adaptive is not None:
                 self._adapt(partition, report, now)
             elif report.quota:
-                limiter.derate(partition, now, sent_at=now - report.age)
+                limiter.derate(partition, now, sent_at=sent_at)
             if report.quota:
-                limiter.refused(partition, sent_at=now - report.age)
+                limiter.refused(partition, sent_at=sent_at)
             elif report.remaining is not None:
                 limiter.observe(
                     partition,
                     remaining=report.remaining,
                     reset_after=report.remaining_reset,
-                    sent_at=now - report.age,
+                    sent_at=sent_at,
                     now=now,
                 )
             # What the server says of its waits is checked against its rate, when one is
@@ -185,7 +186,7 @@ class LocalPacerState:
                     release_rate=self._release_rate(partition, now, at_pause=True),
                     recovery=report.pause,
                     hold=hold if report.quota else None,
-                    sent_at=now - report.age,
+                    sent_at=sent_at,
                 )
 
     def _adapt(self, partition: str, report: Report, now: float) -> None:
