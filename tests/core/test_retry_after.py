@@ -262,3 +262,94 @@ def test_imf_fixdate_roundtrip(when):
     text = format_datetime(when.replace(tzinfo=dt.timezone.utc), usegmt=True)
     expected = calendar.timegm(when.replace(microsecond=0).timetuple())
     assert parse_http_date(text) == expected
+
+
+# -- totality: every year an HTTP-date can spell, any `now` ------------------------------
+
+_WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+_LONG_WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
+                  "Sunday"]
+_MONTH_NAMES = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                "Dec"]
+
+
+def _usable(result: float | None) -> bool:
+    return result is None or (isinstance(result, float) and math.isfinite(result)
+                              and result >= 0)
+
+
+@pytest.mark.parametrize(
+    "value", ["Mon, 01 Jan 0000 00:00:00 GMT", "Mon Jan  1 00:00:00 0000"]
+)
+def test_year_zero_is_not_a_date(value):
+    # there is no year 0 in the Gregorian calendar: invalid (fall back), never a crash
+    assert parse_retry_after(value, now=NOW) is None
+    assert parse_http_date(value, now=NOW) is None
+    assert retry_after_from_headers(_getter({"Retry-After": value}), now=NOW) is None
+
+
+def test_year_one_and_year_9999_are_dates():
+    assert parse_retry_after("Mon, 01 Jan 0001 00:00:00 GMT", now=NOW) == 0.0
+    assert parse_retry_after("Mon Jan  1 00:00:00 0001", now=NOW) == 0.0
+    far = parse_retry_after("Fri, 31 Dec 9999 23:59:60 GMT", now=NOW)
+    assert far == calendar.timegm((9999, 12, 31, 23, 59, 59, 0, 0, 0)) - NOW
+
+
+@pytest.mark.parametrize("now", [math.nan, math.inf, -math.inf])
+def test_a_date_with_a_now_that_is_no_time_is_none(now):
+    for value in [*HTTP_DATES, "Fri, 31 Dec 9999 23:59:59 GMT"]:
+        assert parse_retry_after(value, now=now) is None
+
+
+@pytest.mark.parametrize(("now", "expected"), [(1e300, 0.0), (1e20, 0.0), (-1e300, _CLAMP)])
+def test_a_date_against_a_far_away_now_is_clamped(now, expected):
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now=now) == expected
+    # a two-digit year needs the year of `now`: there is none beyond time_t
+    assert parse_retry_after("Monday, 03-Jun-19 11:30:12 GMT", now=now) in (None, expected)
+
+
+def test_every_year_in_every_form_parses_without_raising():
+    for year in range(10000):
+        imf = f"Mon, 01 Mar {year:04d} 12:00:00 GMT"
+        asctime = f"Mon Mar  1 12:00:00 {year:04d}"
+        for value in (imf, asctime):
+            result = parse_retry_after(value, now=NOW)
+            assert _usable(result), value
+            assert (result is None) == (year == 0), value
+
+
+@pytest.mark.parametrize("value", ["1" + "0" * 400, "999999999999999.999999999"])
+def test_huge_numbers_are_clamped(value):
+    assert parse_retry_after(value, now=NOW) == _CLAMP
+
+
+_nows = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-62135596800.0 - 86400 * 366, max_value=253402300800.0 + 86400 * 366),
+)
+
+
+@st.composite
+def _http_dates(draw: st.DrawFn) -> str:
+    year = draw(st.integers(min_value=0, max_value=9999))
+    month = draw(st.sampled_from(_MONTH_NAMES))
+    day = draw(st.integers(min_value=0, max_value=39))
+    hh, mm, ss = (draw(st.integers(min_value=0, max_value=99)) for _ in range(3))
+    clock = f"{hh:02d}:{mm:02d}:{ss:02d}"
+    form = draw(st.sampled_from(["imf", "asctime", "rfc850"]))
+    if form == "imf":
+        return f"{draw(st.sampled_from(_WEEKDAYS))}, {day:02d} {month} {year:04d} {clock} GMT"
+    if form == "asctime":
+        return f"{draw(st.sampled_from(_WEEKDAYS))} {month} {day:>2} {clock} {year:04d}"
+    return f"{draw(st.sampled_from(_LONG_WEEKDAYS))}, {day:02d}-{month}-{year % 100:02d} " \
+           f"{clock} GMT"
+
+
+@given(st.one_of(_http_dates(), st.text()), _nows)
+def test_every_http_date_and_any_text_is_total(value, now):
+    assert _usable(parse_retry_after(value, now=now))
+    when = parse_http_date(value, now=now)
+    assert when is None or math.isfinite(when)
+    get = _getter({"Retry-After": value, "retry-after-ms": value})
+    assert _usable(retry_after_from_headers(get, now=now))
+    assert _usable(parse_retry_after_ms(value))

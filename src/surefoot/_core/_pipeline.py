@@ -43,6 +43,7 @@ from surefoot._core._policy import (
     RetryPolicy,
     Verdict,
     decide,
+    over_cap,
 )
 from surefoot._core._state import FlowResult, RequestState, RequestView
 from surefoot.errors import (
@@ -93,7 +94,7 @@ def request_flow(
     partition = ""
     if pacer is not None:
         partition = pacer.partition_of(request.url, request.headers)
-        yield OnRequest(pacer, partition)
+        yield OnRequest(pacer, partition, state.deadline)
 
     while True:
         probe = False
@@ -124,7 +125,7 @@ def request_flow(
         ended = clock.monotonic()
         if pacer is not None:
             late = 0.0 if slot is None else max(started - slot, 0.0)
-            yield ReportOutcome(pacer, partition, outcome, started, probe, late)
+            yield ReportOutcome(pacer, partition, outcome, started, probe, late, state.deadline)
 
         if isinstance(outcome, ResponseInfo) and outcome.status == 401 and token is not None:
             assert use_auth is not None  # a token was attached
@@ -139,7 +140,7 @@ def request_flow(
             wall_now=clock.wall(), rng=rng,
         )
         if decision.verdict is Verdict.RETRY and pacer is not None and not (
-            yield TryRetry(pacer)
+            yield TryRetry(pacer, state.deadline)
         ):
                 decision = Decision(
                     Verdict.GIVE_UP,
@@ -189,16 +190,35 @@ def _gate(
 ) -> Generator[Effect, object, FlowResult | tuple[bool, float]]:
     """Pacing, then the breaker: wait for this attempt's slot and its admission. Returns
     whether the attempt is the breaker's probe and its slot, or a FlowResult when it
-    must give up."""
+    must give up.
+
+    The wait for a slot obeys the same rules as a retry's wait (:func:`decide`): none
+    longer than ``retry_after_cap`` (counted from when the attempt began waiting for
+    its slot, re-bookings included: a slot far off is the server's hold on the
+    partition, a Retry-After in all but name), none past the deadline. The pacer holds
+    the partition for as long as the server said, for every caller; each request
+    applies its own policy to it."""
     deadline = state.deadline
     while True:
         reservation: Reservation | None = None
+        waiting_since = clock.monotonic()
         while True:
-            reservation = cast("Reservation", (yield Reserve(pacer, partition, reservation)))
+            reservation = cast(
+                "Reservation", (yield Reserve(pacer, partition, reservation, deadline))
+            )
             now = clock.monotonic()
             wait = reservation.at - now
             if wait <= 0:
                 break
+            # (A tentative reservation is no slot, only "ask again" during first
+            # contact, which lasts a fraction of a second by design.)
+            refused = None if reservation.tentative else over_cap(
+                state.policy, reservation.at - waiting_since,
+                "waiting for the next rate-limit slot would take",
+            )
+            if refused is not None:
+                assert refused.requested_wait is not None
+                return state.give_up(_too_long(refused.requested_wait), refused.reason)
             if deadline is not None and now + wait >= deadline:
                 return state.give_up(
                     _error(DeadlineExceeded),
@@ -206,7 +226,7 @@ def _gate(
                 )
             recheck = reservation.recheck
             yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
-        admission = cast("Admission", (yield Admit(pacer, partition)))
+        admission = cast("Admission", (yield Admit(pacer, partition, deadline)))
         if admission.allowed:
             return bool(admission.probe), reservation.at
         retry_at = admission.retry_at
@@ -310,6 +330,12 @@ def _error(error_type: type[RequestFailed]) -> ErrorFactory:
     return lambda message, history: error_type(message, history=history)
 
 
+def _too_long(requested: float) -> ErrorFactory:
+    return lambda message, history: RetryAfterTooLong(
+        message, requested_wait=requested, history=history
+    )
+
+
 def _circuit_open(message: str, history: tuple[Attempt, ...], *, retry_in: float) -> CircuitOpen:
     return CircuitOpen(message, retry_in=retry_in, history=history)
 
@@ -325,9 +351,6 @@ def _failure_error(
             return lambda message, history: TransportError(message, kind=kind, history=history)
         return _error(error_type)
     if error_type is RetryAfterTooLong:
-        requested = decision.requested_wait
-        assert requested is not None
-        return lambda message, history: RetryAfterTooLong(
-            message, requested_wait=requested, history=history
-        )
+        assert decision.requested_wait is not None
+        return _too_long(decision.requested_wait)
     return _error(error_type) if state.policy.on_exhausted == "raise" else None

@@ -37,6 +37,7 @@ __all__ = [
     "backoff_delay",
     "case_insensitive",
     "decide",
+    "over_cap",
 ]
 
 DEFAULT_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -60,8 +61,12 @@ class RetryPolicy:
       before retry *n* is drawn from ``[0, min(max, initial * multiplier**(n-1))]``
       ("full" jitter), ``[cap/2, cap]`` ("equal") or is exactly ``cap`` ("none").
     * ``retry_statuses`` — response statuses that are retryable.
-    * ``retry_after_cap`` — a server-requested wait above this fails fast with
-      :class:`~surefoot.RetryAfterTooLong` instead of sleeping (``None``: no cap).
+    * ``retry_after_cap`` — the longest wait on the server's say-so: a ``Retry-After``
+      above it, and (with pacing) a wait for a rate-limit slot longer than it (mostly a
+      partition held by an earlier ``Retry-After`` or a quota reset with none
+      remaining), fail fast with :class:`~surefoot.RetryAfterTooLong` instead of
+      sleeping (``None``: no cap; ``0``: never wait for either). Backoff is bounded by
+      ``backoff_max`` instead.
     * ``respect_retry_after`` — use the server's ``Retry-After``/``retry-after-ms``.
     * ``idempotent_methods`` — methods retried after the server may have processed them.
       Other methods are retried then only when they carry an idempotency key.
@@ -266,6 +271,22 @@ def _classify_failure(
     return why, TransportError, None
 
 
+def over_cap(policy: RetryPolicy, wait: float, what: str) -> Decision | None:
+    """The one rule for a wait the server imposes (a ``Retry-After``, or a paced slot far
+    off because the server held the partition): above ``retry_after_cap`` it is not
+    waited, the request gives up with :class:`~surefoot.RetryAfterTooLong` at once.
+    ``None``: within the cap. ``what`` introduces the wait in the reason."""
+    cap = policy.retry_after_cap
+    if cap is None or not wait > cap:
+        return None
+    return Decision(
+        Verdict.GIVE_UP,
+        f"{what} {wait:g} s, above the cap of {cap:g} s",
+        error=RetryAfterTooLong,
+        requested_wait=wait,
+    )
+
+
 def decide(
     policy: RetryPolicy,
     outcome: ResponseInfo | Failure,
@@ -302,14 +323,9 @@ def decide(
             error=fail_error,
         )
     if requested is not None:
-        cap = policy.retry_after_cap
-        if cap is not None and requested > cap:
-            return Decision(
-                Verdict.GIVE_UP,
-                f"{why}: server asked to wait {requested:g} s, above the cap of {cap:g} s",
-                error=RetryAfterTooLong,
-                requested_wait=requested,
-            )
+        refused = over_cap(policy, requested, f"{why}: server asked to wait")
+        if refused is not None:
+            return refused
         wait, source = requested, "Retry-After"
     else:
         wait, source = backoff_delay(policy, attempt, rng), "backoff"

@@ -7,7 +7,10 @@ meaning "fall back to backoff"); nothing raises.
   ``-1``, ``+1``, ``1.0``, ``inf``, ``nan``, ``""`` and non-ASCII digits are invalid.
 * ``Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`` — an HTTP-date in any of the three
   forms (IMF-fixdate, obsolete RFC 850, asctime), always UTC, independent of the local
-  time zone. A date in the past means "retry now" (0).
+  time zone. A date in the past means "retry now" (0). Years 0001 to 9999 only: the
+  Gregorian calendar has no year 0 (``0000`` is not a date: invalid, not "long ago").
+* Every wait is a finite number of seconds, at most ``_CLAMP`` (a longer one is "very
+  long" either way); a ``now`` that is not finite gives ``None`` for a date.
 * ``retry-after-ms: 1500`` — milliseconds (a non-negative decimal), used by OpenAI-style
   APIs; it wins over ``Retry-After`` when both are valid, being more precise.
 """
@@ -15,6 +18,7 @@ meaning "fall back to backoff"); nothing raises.
 from __future__ import annotations
 
 import calendar
+import math
 import re
 import time
 from collections.abc import Callable
@@ -41,9 +45,14 @@ _RFC850 = re.compile(rf"{_LONG_DAY}, (\d{{2}})-{_MON}-(\d{{2}}) {_TIME} GMT", re
 _ASCTIME = re.compile(rf"{_DAY} {_MON} ([ \d]\d) {_TIME} (\d{{4}})", re.ASCII)
 _DECIMAL = re.compile(r"\d{1,15}(?:\.\d{1,9})?", re.ASCII)
 _OWS = " \t"
+# The years the calendar module (and the proleptic Gregorian calendar) has: there is no
+# year 0, and 10000 has five digits.
+_MIN_YEAR, _MAX_YEAR = 1, 9999
 
 
 def _timegm(year: int, month: int, day: int, hh: int, mm: int, ss: int) -> float | None:
+    if not (_MIN_YEAR <= year <= _MAX_YEAR):
+        return None
     if not (1 <= day <= 31 and hh <= 23 and mm <= 59 and ss <= 60):
         return None
     if day > calendar.monthrange(year, month)[1]:
@@ -63,7 +72,9 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
         return _timegm(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss))
     if m := _RFC850.fullmatch(text):
         day, mon, yy, hh, mm, ss = m.groups()
-        current = time.gmtime(now).tm_year if now is not None else 2000
+        current = _year_of(now)
+        if current is None:
+            return None
         year = (current // 100) * 100 + int(yy)
         if year > current + 50:
             year -= 100
@@ -72,6 +83,16 @@ def parse_http_date(value: str, *, now: float | None = None) -> float | None:
         mon, day, hh, mm, ss, year = m.groups()
         return _timegm(int(year), _MONTHS[mon], int(day.strip()), int(hh), int(mm), int(ss))
     return None
+
+
+def _year_of(now: float | None) -> int | None:
+    """The UTC year of Unix time ``now`` (2000 when not given), ``None`` if it has none."""
+    if now is None:
+        return 2000
+    try:
+        return time.gmtime(now).tm_year
+    except (OverflowError, OSError, ValueError):  # NaN, infinities, beyond time_t
+        return None
 
 
 def parse_retry_after(value: str | None, *, now: float) -> float | None:
@@ -92,11 +113,11 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     if _DECIMAL.fullmatch(text):
         # Not RFC 9110 (delay-seconds are whole), but servers send "0.25": it is their
         # advice all the same, to the millisecond rather than rounded up to a second.
-        return float(text)
+        return min(float(text), _CLAMP)
     when = parse_http_date(text, now=now)
-    if when is None:
+    if when is None or not math.isfinite(now):  # (no wait can be told from a date then)
         return None
-    return max(0.0, when - now)
+    return min(max(0.0, when - now), _CLAMP)
 
 
 def parse_retry_after_ms(value: str | None) -> float | None:
