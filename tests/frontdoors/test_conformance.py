@@ -11,7 +11,9 @@ which run the same pipeline with the no-retry policy.
 from __future__ import annotations
 
 import os
+import socket
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -561,3 +563,64 @@ def test_two_clients_sharing_a_store_pace_as_one(make_api, sandbox, store_kind, 
     # the burst of 10, then 20 more at <= 50/s between them: at least ~0.4 s
     assert elapsed >= 0.35
     store.close()
+
+
+# -- the whole attempt within the deadline -----------------------------------------------
+
+
+@pytest.fixture
+def trickle_url() -> Iterator[str]:
+    """A loopback server that answers 200 with a 20-byte body, one byte per 0.25 s (each
+    byte well within any read timeout; the whole body takes 5 s)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve_one(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.settimeout(10)
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: 20\r\nConnection: close\r\n\r\n")
+                for _ in range(20):
+                    if stop.wait(0.25):
+                        return
+                    conn.sendall(b"x")
+            except OSError:
+                return
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    listener.close()
+
+
+def test_a_trickled_body_does_not_hold_the_attempt_past_the_deadline(make_api, trickle_url):
+    api = make_api(base_url=trickle_url,
+                   retry=RetryPolicy(deadline=1.0, max_attempts=3, on_exhausted="raise"))
+    start = time.monotonic()
+    with pytest.raises((TransportError, DeadlineExceeded)):
+        api.get("/slow")
+    assert time.monotonic() - start < 1.3
+
+
+def test_a_trickled_token_response_does_not_hold_the_token_fetch(trickle_url):
+    from surefoot.oauth._sender import send
+    from surefoot.signing import HttpRequest
+
+    start = time.monotonic()
+    with pytest.raises(TransportError, match="deadline") as info:
+        send(HttpRequest("POST", trickle_url + "/token", {}, b""), 1.0)
+    assert info.value.kind == "read_timeout"
+    assert time.monotonic() - start < 1.2

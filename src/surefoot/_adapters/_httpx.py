@@ -29,9 +29,11 @@ import random
 from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import Any, NamedTuple
 
+import anyio
 import httpx
 
 from surefoot._adapters._auth import AuthBase, standalone_flow
+from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_timeout_setter
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -242,23 +244,35 @@ class Transport(_Common, httpx.BaseTransport):
         return f"Transport(retry={self.retry!r}, auth={self.auth!r})"
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        inner = self.transport
+        inner, clock = self.transport, self.clock
 
         def attempt(effect: Send) -> Outcome:
+            ends = None if effect.timeout is None else clock.monotonic() + effect.timeout
             try:
                 response = inner.handle_request(self._attempt_request(request, effect))
                 if self._wants_buffer(response):
-                    # Read the raw (still encoded) body inside the attempt, then hand httpx
-                    # a response whose stream replays it.
+                    # Read the raw (still encoded) body inside the attempt (and within its
+                    # deadline), then hand httpx a response whose stream replays it.
                     stream = response.stream
                     assert isinstance(stream, httpx.SyncByteStream)
                     try:
-                        raw = b"".join(stream)
+                        if ends is None:
+                            raw = b"".join(stream)
+                        else:
+                            chunks = iter(stream)
+                            raw = read_within(
+                                lambda: next(chunks, b""), ends=ends, clock=clock,
+                                settimeout=_socket_setter(response),
+                                timeout_errors=(httpx.ReadTimeout,),
+                            )
                     finally:
                         stream.close()
                     response.stream = httpx.ByteStream(raw)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
+            except AttemptTimedOut:
+                late = httpx.ReadTimeout("the attempt's deadline passed while reading the body")
+                return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
             return _info(response), response
 
         native, result = drive_sync(
@@ -286,21 +300,31 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         inner = self.transport
 
+        async def send(effect: Send) -> httpx.Response:
+            response = await inner.handle_async_request(self._attempt_request(request, effect))
+            if self._wants_buffer(response):
+                stream = response.stream
+                assert isinstance(stream, httpx.AsyncByteStream)
+                try:
+                    raw = b"".join([chunk async for chunk in stream])
+                finally:
+                    await stream.aclose()
+                response.stream = httpx.ByteStream(raw)
+            return response
+
         async def attempt(effect: Send) -> Outcome:
             try:
-                response = await inner.handle_async_request(
-                    self._attempt_request(request, effect)
-                )
-                if self._wants_buffer(response):
-                    stream = response.stream
-                    assert isinstance(stream, httpx.AsyncByteStream)
-                    try:
-                        raw = b"".join([chunk async for chunk in stream])
-                    finally:
-                        await stream.aclose()
-                    response.stream = httpx.ByteStream(raw)
+                if effect.timeout is None:
+                    response = await send(effect)
+                else:
+                    # The whole attempt (headers and buffered body) within the deadline.
+                    with anyio.fail_after(max(effect.timeout, 0.001)):
+                        response = await send(effect)
             except httpx.TransportError as exc:
                 return Failure(classify_httpx_error(exc), type(exc).__name__), exc
+            except TimeoutError:
+                late = httpx.ReadTimeout("the attempt's deadline passed")
+                return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
             return _info(response), response
 
         native, result = await drive_async(
@@ -310,6 +334,14 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+def _socket_setter(response: httpx.Response) -> Callable[[float], None] | None:
+    """The timeout setter of the socket ``response`` is read from (HTTP/1.1 over
+    httpcore), if it can be reached."""
+    stream = response.extensions.get("network_stream")
+    get = getattr(stream, "get_extra_info", None)
+    return socket_timeout_setter(get("socket")) if callable(get) else None
 
 
 def _discard(response: httpx.Response) -> None:

@@ -34,6 +34,7 @@ import requests.exceptions as rexc
 import urllib3.exceptions as u3exc
 
 from surefoot._adapters._auth import AuthBase, standalone_flow
+from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_timeout_setter
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -194,6 +195,35 @@ def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest
     return copy
 
 
+def _read_body(response: requests.Response, ends: float, clock: Clock) -> None:
+    """``response.content``, read by :func:`read_within` (the socket's timeout shrunk to
+    what is left of the deadline before each receive); urllib3's errors become the ones
+    requests raises for a body."""
+    raw = response.raw
+    connection = getattr(raw, "_connection", None)
+    setter = socket_timeout_setter(getattr(connection, "sock", None))
+    try:
+        body = read_within(
+            lambda: raw.read1(_CHUNK, decode_content=True),
+            ends=ends, clock=clock, settimeout=setter,
+            timeout_errors=(u3exc.ReadTimeoutError,),
+        )
+    except u3exc.ProtocolError as exc:
+        raise rexc.ChunkedEncodingError(exc) from exc
+    except u3exc.DecodeError as exc:
+        raise rexc.ContentDecodingError(exc) from exc
+    except u3exc.ReadTimeoutError as exc:
+        raise rexc.ConnectionError(exc) from exc
+    except u3exc.SSLError as exc:
+        raise rexc.SSLError(exc) from exc
+    response._content = body  # what Response.content caches
+    response._content_consumed = True  # type: ignore[attr-defined]
+
+
+#: The most one receive of a body reads.
+_CHUNK = 65536
+
+
 def _discard(response: requests.Response) -> None:
     """Release a response that is not returned; reuse its connection when cheap."""
     try:
@@ -268,11 +298,14 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
         parent_send = super().send
 
+        clock = self.clock
+
         def attempt(effect: Send) -> Outcome:
             prepared = _attempt_copy(request) if effect.headers or effect.remove else request
             _apply(prepared, effect)
             if position is not None:
                 request.body.seek(position)  # type: ignore[union-attr]
+            ends = None if effect.timeout is None else clock.monotonic() + effect.timeout
             try:
                 response = parent_send(
                     prepared,
@@ -282,11 +315,19 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
                     cert=cert,
                     proxies=proxies,
                 )
-                if not stream:
+                if stream:
+                    pass
+                elif ends is None:
                     _ = response.content  # read inside the attempt: truncation is retryable
+                else:
+                    _read_body(response, ends, clock)  # ... and within the deadline
             except rexc.RequestException as exc:
                 kind = classify_requests_error(exc)
                 return Failure(kind, type(exc).__name__), exc
+            except AttemptTimedOut:
+                response.close()
+                late = rexc.ReadTimeout("the attempt's deadline passed while reading the body")
+                return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
             return _info(response), response
 
         response: requests.Response

@@ -10,6 +10,13 @@ import http.client
 import ssl
 from urllib.parse import urlsplit
 
+from surefoot._adapters._deadline import (
+    MAX_SOCKET_TIMEOUT,
+    AttemptTimedOut,
+    read_within,
+    socket_timeout_setter,
+)
+from surefoot._core._clock import SystemClock
 from surefoot._core._history import FailureKind
 from surefoot._core._messages import HttpRequest, HttpResponse
 from surefoot.errors import TransportError
@@ -17,9 +24,20 @@ from surefoot.errors import TransportError
 __all__ = ["send"]
 
 _MAX_BODY = 1 << 20
+_CHUNK = 65536
+#: Sockets time out in real time, whatever clock the caller's deadline runs on.
+_CLOCK = SystemClock()
+
+
+def _shrink(conn: http.client.HTTPConnection, ends: float) -> None:
+    """The socket's timeout: what is left until ``ends``."""
+    if conn.sock is not None:
+        conn.sock.settimeout(min(max(ends - _CLOCK.monotonic(), 0.001), MAX_SOCKET_TIMEOUT))
 
 
 def send(request: HttpRequest, timeout: float | None) -> HttpResponse:
+    """``timeout``: the whole attempt's, from connecting to the body's last byte."""
+    ends = None if timeout is None else _CLOCK.monotonic() + timeout
     parts = urlsplit(request.url)
     connection_type = (
         http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -38,8 +56,23 @@ def send(request: HttpRequest, timeout: float | None) -> HttpResponse:
             ) from exc
         try:
             conn.request(request.method, target, body=request.body, headers=dict(request.headers))
+            if ends is not None:
+                _shrink(conn, ends)
             response = conn.getresponse()
-            body = response.read(_MAX_BODY)
+            if ends is None:
+                body = response.read(_MAX_BODY)
+            else:
+                # One receive at a time, within the deadline: a server trickling its
+                # body does not hold the attempt past it.
+                body = read_within(
+                    lambda: response.read1(_CHUNK), ends=ends, clock=_CLOCK,
+                    settimeout=socket_timeout_setter(conn.sock),
+                    timeout_errors=(TimeoutError,), limit=_MAX_BODY,
+                )
+        except AttemptTimedOut as exc:
+            raise TransportError(
+                "timed out: the attempt's deadline passed", kind=FailureKind.READ_TIMEOUT.value
+            ) from exc
         except TimeoutError as exc:
             raise TransportError("timed out", kind=FailureKind.READ_TIMEOUT.value) from exc
         except http.client.IncompleteRead as exc:
