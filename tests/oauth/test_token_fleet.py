@@ -793,3 +793,29 @@ def test_cache_takes_the_token_part_of_a_shared_store(tmp_path: Any) -> None:
     assert cache.store is shared.tokens
     assert cache.get().access_token == "t"
     assert shared.tokens.load("default").access_token == "t"
+
+
+# -- a stored value no parser can take -----------------------------------------------------
+
+_DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def test_deeply_nested_stored_token_is_no_token_in_sqlite(tmp_path):
+    import sqlite3
+
+    where = str(tmp_path / "tokens.db")
+    store = SQLiteTokenStore(SQLiteConnection(where), FailureMode("closed", "sqlite token store"))
+    assert store.save("k", Token("tok", expires_at=time.time() + 60))
+    with sqlite3.connect(where) as raw:
+        raw.execute("UPDATE surefoot_tokens SET json = ? WHERE key = ?", (_DEEP, "k"))
+    assert store.load("k") is None
+
+
+def test_deeply_nested_stored_token_is_no_token_in_redis(redis_url):
+    import redis
+
+    conn = RedisConnection(redis_url)
+    store = RedisTokenStore(conn, FailureMode("closed", "redis token store"))
+    assert store.save("k", Token("tok", expires_at=time.time() + 60))
+    redis.Redis.from_url(redis_url).hset(conn.key("k", "token"), "json", _DEEP)
+    assert store.load("k") is None

@@ -21,6 +21,7 @@ from surefoot.errors import (
 )
 
 __all__ = [
+    "MAX_TOKEN_LIFETIME",
     "Freshness",
     "Token",
     "TokenFunction",
@@ -74,35 +75,71 @@ class Token:
 
     @classmethod
     def from_json(cls, data: object) -> Token | None:
-        """Rebuild a stored token; ``None`` for anything malformed."""
+        """Rebuild a stored token; ``None`` for anything malformed.
+
+        Total: any decoded JSON value gives a token or ``None``, never an exception
+        (a store may hold anything: a corrupt file, another program's data). Times must
+        be finite numbers (not booleans), ``version`` a non-negative integer, and
+        ``access_token`` a string a request can carry (see :func:`_usable_token`).
+        """
         if not isinstance(data, dict):
             return None
         access = data.get("access_token")
-        if not isinstance(access, str) or not access:
+        if not isinstance(access, str) or not access or not _usable_token(access):
             return None
         expires = data.get("expires_at")
-        obtained = data.get("obtained_at", 0.0)
+        obtained = _finite(data.get("obtained_at", 0.0))
         version = data.get("version", 0)
         refresh = data.get("refresh_token")
         scope = data.get("scope")
         token_type = data.get("token_type", "Bearer")
-        if expires is not None and not (
-            isinstance(expires, (int, float)) and math.isfinite(expires)
-        ):
+        expires_at = None if expires is None else _finite(expires)
+        if expires is not None and expires_at is None:
             return None
-        if not isinstance(obtained, (int, float)) or not isinstance(version, int):
+        if obtained is None:
+            return None
+        if isinstance(version, bool) or not isinstance(version, int) or version < 0:
             return None
         if not isinstance(token_type, str):
             return None
         return cls(
             access_token=access,
             token_type=token_type,
-            expires_at=float(expires) if expires is not None else None,
-            obtained_at=float(obtained),
-            refresh_token=refresh if isinstance(refresh, str) else None,
-            scope=scope if isinstance(scope, str) else None,
+            expires_at=expires_at,
+            obtained_at=obtained,
+            refresh_token=refresh if isinstance(refresh, str) and _usable_token(refresh) else None,
+            scope=scope if isinstance(scope, str) and _encodable(scope) else None,
             version=version,
         )
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite float; ``None`` for a boolean, a non-number, NaN, an
+    infinity or an integer too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` can be encoded as UTF-8 (JSON may decode lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _usable_token(text: str) -> bool:
+    """Whether ``text`` is a token a request can carry: non-empty, and only visible
+    ASCII characters and spaces (RFC 6749 Appendix A: ``1*VSCHAR``, %x20-7E). Anything
+    else (a line break, a control character, a lone surrogate, non-ASCII) could not be
+    sent in a header or a form, or would inject into one."""
+    return bool(text) and text.isascii() and all(" " <= c <= "~" for c in text)
 
 
 class Freshness(str, enum.Enum):
@@ -142,22 +179,48 @@ _ERRORS: dict[str, type[TokenEndpointError]] = {
 }
 
 
+#: The longest lifetime an ``expires_in`` is taken at: ten years. A larger value (even one
+#: of 400 digits) is clamped to it: the server means "does not expire soon", and the token
+#: is used until it expires or the server answers 401, as with no ``expires_in`` at all.
+MAX_TOKEN_LIFETIME = 10.0 * 365 * 86400
+#: Digit strings longer than this are clamped without being converted to a number.
+_MAX_DIGITS = 15
+
+
 def _expires_in(value: Any) -> float | None:
+    """The lifetime in seconds an ``expires_in`` stands for, at most
+    :data:`MAX_TOKEN_LIFETIME`; ``None`` (unknown: the token is used until the server
+    answers 401) for anything that is not a non-negative number or a string of ASCII
+    digits: a boolean, NaN, an infinity, a negative number, ``"1e3"``, a list ..."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        number = float(value)
-    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        number = float(value.strip())
-    else:
-        return None
-    if not math.isfinite(number) or number < 0:
-        return None
-    return min(number, 10.0 * 365 * 86400)
+    if isinstance(value, int):  # any size: compared as an integer, never overflows
+        return None if value < 0 else float(min(value, int(MAX_TOKEN_LIFETIME)))
+    if isinstance(value, float):
+        if not math.isfinite(value) or value < 0:
+            return None
+        return min(value, MAX_TOKEN_LIFETIME)
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()):
+            return None
+        if len(text.lstrip("0")) > _MAX_DIGITS:
+            return MAX_TOKEN_LIFETIME
+        return min(float(text), MAX_TOKEN_LIFETIME)
+    return None
 
 
 def token_from_response_json(data: Any, *, now: float, status: int | None = None) -> Token:
-    """A token from a decoded RFC 6749 §5.1 response body, or a typed error."""
+    """A token from a decoded RFC 6749 §5.1 response body, or a typed error.
+
+    Total: any decoded JSON value (or mapping from a token function) gives a
+    :class:`Token` or a :class:`~surefoot.errors.TokenResponseError`. ``access_token``
+    must be a usable token (see :func:`_usable_token`); ``token_type`` ``Bearer`` (any
+    case) or absent. ``expires_in`` is read by :func:`_expires_in`: clamped to
+    :data:`MAX_TOKEN_LIFETIME` (ten years) when larger, ignored (no known expiry) when it
+    is not a non-negative number. A ``refresh_token`` or ``scope`` that is not a usable
+    string is ignored, as if absent.
+    """
     if not isinstance(data, dict):
         raise TokenResponseError("token response is not a JSON object")
     access = data.get("access_token")
@@ -165,38 +228,57 @@ def token_from_response_json(data: Any, *, now: float, status: int | None = None
         raise TokenResponseError("token response has no access_token")
     if any(c in access for c in "\r\n"):
         raise TokenResponseError("access_token contains a line break")
+    access = access.strip()
+    if not _usable_token(access):
+        raise TokenResponseError(
+            "access_token contains characters a request cannot carry (RFC 6749: visible ASCII only)"
+        )
     token_type = data.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise TokenResponseError(f"unsupported token_type {str(token_type)[:20]!r}")
+    if not isinstance(token_type, str):
+        raise TokenResponseError(f"unsupported token_type of type {type(token_type).__name__}")
+    if token_type.lower() != "bearer":
+        raise TokenResponseError(f"unsupported token_type {token_type[:20]!r}")
     lifetime = _expires_in(data.get("expires_in"))
     refresh = data.get("refresh_token")
     scope = data.get("scope")
     return Token(
-        access_token=access.strip(),
+        access_token=access,
         token_type="Bearer",
         expires_at=now + lifetime if lifetime is not None else None,
         obtained_at=now,
-        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
-        scope=scope if isinstance(scope, str) else None,
+        refresh_token=refresh if isinstance(refresh, str) and _usable_token(refresh) else None,
+        scope=scope if isinstance(scope, str) and _encodable(scope) else None,
     )
 
 
 def _json_body(response: HttpResponse) -> Any:
-    try:
-        return json.loads(response.body.decode("utf-8")) if response.body else None
-    except (UnicodeDecodeError, ValueError):
+    """The decoded JSON body; ``None`` for an empty body or anything that does not
+    decode: not UTF-8, not JSON, nested too deeply (``RecursionError``), an integer past
+    Python's digit limit (``ValueError``) ..."""
+    if not response.body:
         return None
+    try:
+        return json.loads(bytes(response.body).decode("utf-8"))
+    except (ValueError, RecursionError, OverflowError, TypeError):
+        return None
+
+
+def _printable(text: str) -> str:
+    """``text`` with every character that is not printable (line breaks and other
+    control characters, lone surrogates) replaced by ``?``: the server's words go into
+    an error message, where they must neither forge log lines nor fail to encode."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
 
 def _raise_endpoint_error(response: HttpResponse, data: Any) -> NoReturn:
     """RFC 6749 §5.2: a typed error from an error answer."""
     if isinstance(data, dict) and isinstance(data.get("error"), str):
-        code = data["error"][:64]
+        code = _printable(data["error"][:64])
         description = data.get("error_description")
         error_type = _ERRORS.get(code, TokenEndpointError)
         raise error_type(
             code,
-            description if isinstance(description, str) else None,
+            _printable(description) if isinstance(description, str) else None,
             status=response.status,
         )
     raise TokenEndpointError("http_error", f"HTTP {response.status}", status=response.status)
@@ -226,6 +308,11 @@ def token_from_callable_result(result: Any, *, now: float) -> Token:
     if isinstance(result, str):
         if not result.strip() or any(c in result for c in "\r\n"):
             raise TokenResponseError("token function returned an empty or multi-line token")
+        if not _usable_token(result.strip()):
+            raise TokenResponseError(
+                "token function returned a token with characters a request cannot carry "
+                "(RFC 6749: visible ASCII only)"
+            )
         return Token(access_token=result.strip(), obtained_at=now)
     if isinstance(result, Mapping):
         return token_from_response_json(dict(result), now=now)

@@ -3,9 +3,29 @@
 :class:`FileTokenStore` — a JSON file, written atomically (temporary file in the same
 directory, fsync, ``os.replace``) with mode 0600, and a cross-process lease (``flock`` on a
 sibling ``.lock`` file) around refreshes. A corrupt, empty or unreadable file means "no
-token"; it never crashes a request. The other token stores: ``MemoryTokenStore``
-(in-process, the default; ``stores/_memory.py``), ``SQLiteTokenStore`` (one host;
-``stores/_sqlite``) and ``RedisTokenStore`` (a fleet; ``stores/_redis``).
+token"; it never crashes a request.
+
+**What it refuses.** The token file holds secrets and decides which token is sent, so
+the store does not trust a file or directory someone else could have planted or can
+change (on POSIX systems; on others only the symlink part applies, where it exists):
+
+* a symbolic link, as the token file or the lock file (opened with ``O_NOFOLLOW``: a
+  dangling ``.lock`` link is never followed to create its target);
+* a token or lock file that is not a regular file, is not owned by this process's user,
+  or is writable by group or others (a token file readable by them is tightened to 0600,
+  with a warning: its token may have leaked);
+* a directory not owned by this user (or root), or writable by group or others without
+  the sticky bit (``/tmp`` is fine: nobody can replace another user's files there). Only
+  the token file's own directory is checked, not its ancestors.
+
+Each is a :class:`~surefoot.StoreError` naming the path and what is wrong with it (never
+the token); a :class:`~surefoot.TokenCache` raises it from ``get()``. New files are
+created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600 (the temporary file of a
+write, replaced over the token file with ``os.replace``), a new directory with 0700.
+
+The other token stores: ``MemoryTokenStore`` (in-process, the default;
+``stores/_memory.py``), ``SQLiteTokenStore`` (one host; ``stores/_sqlite``) and
+``RedisTokenStore`` (a fleet; ``stores/_redis``).
 
 The protocol (:class:`TokenStore`) has two parts:
 
@@ -30,7 +50,7 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import stat
 import threading
 import time
 import uuid
@@ -56,6 +76,13 @@ _FORMAT = "surefoot-tokens/1"
 _FILE_WRITE_WAIT = 10.0
 #: The pseudo-key of the file lock taken just for one write.
 _WRITING = "\x00writing"
+# Flags missing on some platforms are 0 (no effect).
+_O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+_O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)  # a planted FIFO must not block the open
+_O_BINARY: int = getattr(os, "O_BINARY", 0)  # Windows
+#: Whether owners and permission bits mean anything here (not on Windows).
+_POSIX = os.name == "posix" and hasattr(os, "getuid")
 
 
 class FileTokenStore:
@@ -67,6 +94,10 @@ class FileTokenStore:
     others. There is one lock file per token file: one refresh at a time per file.
     Every write (``save``, ``delete``) happens under that lock, so the version check
     and the write are one step for every process.
+
+    It refuses (:class:`~surefoot.StoreError`) a token or lock file that is a symlink,
+    not this user's or writable by others, and a directory others can write without the
+    sticky bit: see the module documentation.
     """
 
     __slots__ = ("_guard", "_leases", "_warned", "lock_path", "path")
@@ -86,8 +117,10 @@ class FileTokenStore:
     # -- reading -----------------------------------------------------------------------
 
     def _read_all(self) -> dict[str, object]:
+        """The stored tokens by key. Corrupt, empty or unreadable: none. Raises
+        :class:`StoreError` for a file or directory the store refuses (module doc)."""
         try:
-            raw = self.path.read_bytes()
+            raw = self._read_bytes()
         except FileNotFoundError:
             return {}
         except OSError as exc:
@@ -95,7 +128,7 @@ class FileTokenStore:
             return {}
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply ...
             data = None
         if not (isinstance(data, dict) and isinstance(data.get("tokens"), dict)):
             if raw.strip():
@@ -103,6 +136,81 @@ class FileTokenStore:
             return {}
         tokens: dict[str, object] = data["tokens"]
         return tokens
+
+    def _read_bytes(self) -> bytes:
+        self._check_directory()
+        fd = self._open(self.path, os.O_RDONLY | _O_NONBLOCK, "token file", private=True)
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+
+    # -- what the store refuses (see the module documentation) ---------------------------
+
+    def _check_directory(self) -> None:
+        """Refuse a directory others could plant or swap files in. ``FileNotFoundError``
+        when it does not exist."""
+        directory = self.path.parent
+        info = os.stat(directory)  # a symlinked directory: its target is what matters
+        if not stat.S_ISDIR(info.st_mode):
+            raise StoreError(f"token directory {directory} is not a directory")
+        if not _POSIX:  # pragma: no cover - no owners or permission bits to check
+            return
+        uid = os.getuid()
+        if info.st_uid not in (uid, 0):
+            raise StoreError(
+                f"token directory {directory} is owned by uid {info.st_uid}, not by this "
+                f"user (uid {uid}) or root; refusing to use it"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022 and not mode & stat.S_ISVTX:
+            raise StoreError(
+                f"token directory {directory} is writable by {_who(mode)} without the "
+                f"sticky bit (mode {mode:04o}); refusing to use it"
+            )
+
+    def _open(self, path: Path, flags: int, what: str, *, private: bool = False) -> int:
+        """Open ``path`` without following a symlink, then check what was opened: a
+        regular file of this user that nobody else may write (nor read, if ``private``:
+        tightened to 0600 then)."""
+        try:
+            fd = os.open(path, flags | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, 0o600)
+        except OSError:
+            if _O_NOFOLLOW and os.path.islink(path):  # ELOOP (Linux), EMLINK (BSDs)
+                raise StoreError(
+                    f"{what} {path} is a symbolic link; refusing to follow it"
+                ) from None
+            raise
+        try:
+            self._check_opened(fd, path, what, private=private)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _check_opened(self, fd: int, path: Path, what: str, *, private: bool) -> None:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise StoreError(f"{what} {path} is not a regular file; refusing to use it")
+        if not _POSIX:  # pragma: no cover - no owners or permission bits to check
+            return
+        uid = os.getuid()
+        if info.st_uid != uid:
+            raise StoreError(
+                f"{what} {path} is owned by uid {info.st_uid}, not by this user "
+                f"(uid {uid}); refusing to use it"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            raise StoreError(
+                f"{what} {path} is writable by {_who(mode)} (mode {mode:04o}); refusing "
+                "to use it"
+            )
+        if mode & 0o077 and private:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o600)
+            self._warn_once(
+                f"token file {path} was readable by {_who(mode, 0o044)} (mode {mode:04o}); "
+                "made it 0600: its tokens may have leaked"
+            )
 
     def _warn_once(self, message: str) -> None:
         try:
@@ -159,15 +267,20 @@ class FileTokenStore:
                 self.release_lease(_WRITING, owner)
 
     def _write(self, document: dict[str, object]) -> None:
+        """Write atomically: a new temporary file (``O_CREAT | O_EXCL | O_NOFOLLOW``,
+        0600) in the same directory, fsync, ``os.replace`` over the token file (which
+        replaces a symlink there, never writes through it), fsync of the directory."""
         directory = self.path.parent
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=directory)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._check_directory()
+            fd, tmp = self._create_temporary(directory)
         except OSError as exc:
             raise StoreError(f"cannot write token file {self.path}: {exc.strerror}") from exc
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                os.fchmod(handle.fileno(), 0o600)
+                if _POSIX:
+                    os.fchmod(handle.fileno(), 0o600)  # the umask may have taken bits
                 json.dump(document, handle, separators=(",", ":"))
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -185,6 +298,13 @@ class FileTokenStore:
             finally:
                 os.close(dir_fd)
 
+    def _create_temporary(self, directory: Path) -> tuple[int, Path]:
+        """A new, private file next to the token file, with a random name: never an
+        existing file (``O_EXCL``: a name already there fails), never through a symlink."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+        tmp = directory / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
+        return os.open(tmp, flags, 0o600), tmp
+
     # -- leases ------------------------------------------------------------------------
 
     def try_lease(self, key: str, owner: str, ttl: float) -> bool:
@@ -197,8 +317,9 @@ class FileTokenStore:
                 self._leases[key] = (owner, -1)
                 return True
             try:
-                self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                self.lock_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._check_directory()
+                fd = self._open(self.lock_path, os.O_RDWR | os.O_CREAT, "lock file")
             except OSError as exc:
                 raise StoreError(
                     f"cannot open lock file {self.lock_path}: {exc.strerror}"
@@ -250,3 +371,9 @@ class FileTokenStore:
 
 def _owner() -> str:
     return f"{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _who(mode: int, bits: int = 0o022) -> str:
+    """Who besides the owner ``mode`` gives ``bits`` (write: 0o022, read: 0o044) to."""
+    group, others = mode & bits & 0o070, mode & bits & 0o007
+    return "group and others" if group and others else "group" if group else "others"

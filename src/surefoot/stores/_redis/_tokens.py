@@ -104,7 +104,7 @@ class RedisTokenStore(FailoverTokenStore):
             return None
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # garbage: no token
             return None
         return Token.from_json(data)
 

@@ -47,7 +47,7 @@ class SQLiteTokenStore(FailoverTokenStore):
             return None
         try:
             data = json.loads(rows[0][0])
-        except ValueError:
+        except (ValueError, TypeError, RecursionError):  # garbage: no token
             return None
         return Token.from_json(data)
 
