@@ -1,8 +1,9 @@
 """Instrumentation: one typed hook receiving frozen events.
 
 By default events go to the stdlib logger ``surefoot`` (DEBUG for attempts, INFO for
-retries and refreshes, WARNING for giving up). URLs in events are redacted: query
-values whose names look like credentials are replaced, userinfo is dropped.
+retries and refreshes, WARNING for giving up). URLs in events are redacted
+(:func:`redact_url`): the values of credential parameters (:data:`CREDENTIAL_PARAMS`) are
+replaced, userinfo and fragments are dropped.
 Events never carry header values, tokens, keys or signatures.
 """
 
@@ -13,9 +14,10 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
-from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
+    "CREDENTIAL_PARAMS",
     "Event",
     "EventKind",
     "Hook",
@@ -121,25 +123,72 @@ def combine_hooks(hooks: Iterable[Hook]) -> Hook:
     return _call
 
 
-_SECRET_NAME = re.compile(
-    r"(token|secret|password|passwd|pwd|key|sig|signature|auth|credential|session|code)",
-    re.IGNORECASE,
-)
+#: Names of URL parameters whose values are credentials, lower case. Matched whole (not
+#: as substrings: ``code`` is a credential, ``zip_code`` and ``codes`` are not), case
+#: insensitively and with ``-`` and ``_`` alike, after percent-decoding; in the query and
+#: in ``;`` parameters of path segments (the fragment is dropped whole).
+CREDENTIAL_PARAMS: frozenset[str] = frozenset({
+    # OAuth 2 / OpenID Connect, OAuth 1.0a
+    "access_token", "refresh_token", "id_token", "token", "code", "client_secret",
+    "client_assertion", "assertion", "jwt", "oauth_token", "oauth_token_secret",
+    "oauth_signature", "oauth_verifier",
+    # API keys and other secrets
+    "api_key", "apikey", "api-key", "x-api-key", "key", "app_key", "appkey",
+    "subscription-key", "private_key", "access_key", "secret_key", "secret",
+    "auth", "authorization", "auth_token", "authtoken", "api_token", "apitoken",
+    "accesstoken", "private_token", "credential", "credentials",
+    # passwords
+    "password", "passwd", "pwd", "passphrase",
+    # signatures (S3/SigV4 and GCS presigned URLs, Azure SAS)
+    "signature", "sig", "x-amz-signature", "x-amz-credential", "x-amz-security-token",
+    "x-goog-signature", "x-goog-credential",
+    # sessions
+    "session", "sessionid", "session_id", "jsessionid", "phpsessid",
+})
+
+_CREDENTIAL_KEYS = frozenset(name.replace("-", "_") for name in CREDENTIAL_PARAMS)
+_REDACTED = "REDACTED"
+_PAIR_SEPARATORS = re.compile(r"([&;])")
+
+
+def _is_credential(raw_name: str) -> bool:
+    name = unquote_plus(raw_name).strip().lower().replace("-", "_")
+    return name in _CREDENTIAL_KEYS
+
+
+def _redact_pair(item: str) -> str:
+    name, equals, _ = item.partition("=")
+    return f"{name}={_REDACTED}" if equals and _is_credential(name) else item
+
+
+def _redact_query(query: str) -> str:
+    """``name=value`` items split on ``&`` (and ``;``), kept as sent but for the values of
+    credentials."""
+    return "".join(_redact_pair(part) for part in _PAIR_SEPARATORS.split(query))
+
+
+def _redact_path(path: str) -> str:
+    """Matrix parameters (``/p;access_token=...``) of each segment."""
+    if ";" not in path:
+        return path
+    out = []
+    for segment in path.split("/"):
+        head, semi, params = segment.partition(";")
+        out.append(head + semi + _redact_query(params) if semi else segment)
+    return "/".join(out)
 
 
 def redact_url(url: str) -> str:
-    """The URL with userinfo removed and credential-like query values replaced."""
-    if "?" not in url and "@" not in url and "#" not in url:
+    """The URL with its userinfo and fragment removed and the values of credential
+    parameters (:data:`CREDENTIAL_PARAMS`, in the query and in path segments' ``;``
+    parameters) replaced by ``REDACTED``. Never raises: a URL that cannot be parsed is
+    ``"<unparseable url>"``."""
+    if not any(c in url for c in "?@#;"):
         return url
     try:
         parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit(SplitResult(parts.scheme, netloc, _redact_path(parts.path),
+                                      _redact_query(parts.query), ""))
     except ValueError:
         return "<unparseable url>"
-    netloc = parts.netloc.rpartition("@")[2]
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "REDACTED" if _SECRET_NAME.search(k) else v) for k, v in pairs], safe="/:"
-        )
-    return urlunsplit(SplitResult(parts.scheme, netloc, parts.path, query, ""))

@@ -598,6 +598,82 @@ def test_redact_url_never_raises():
         assert isinstance(redact_url(url), str)
 
 
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("https://h/api;access_token=s3cr3t/items?q=1", "s3cr3t"),  # a matrix parameter
+        ("https://h/a;v=1;Access_Token=s3cr3t;x=2/b", "s3cr3t"),
+        ("https://h/p?jwt=eyJhbGciOiJIUzI1NiJ9.e30.sig", "eyJhbGciOiJIUzI1NiJ9"),
+        ("https://h/token?client_assertion=eyJ.assertion.value&grant_type=x", "eyJ.assertion"),
+        ("https://h/p?a=1;token=s3cr3t", "s3cr3t"),  # ';' as a query separator
+        ("https://h/p?X-Amz-Credential=AKIDEXAMPLE%2F20240101&X-Amz-Signature=abcdef",
+         "AKIDEXAMPLE"),
+        ("https://h/p?x-amz-signature=abcdef0123", "abcdef0123"),
+        ("https://h/cb?code=authz-code-123&state=ok", "authz-code-123"),
+        ("https://h/p?API-KEY=s3cr3t", "s3cr3t"),
+        ("https://h/p?%74oken=s3cr3t", "s3cr3t"),  # a percent-encoded name
+        ("https://h/cb#access_token=s3cr3t&token_type=bearer", "s3cr3t"),  # fragment
+        ("https://user:s3cr3t@h/p?q=1", "s3cr3t"),  # userinfo
+        ("https://user:s3cr3t@h/p;jsessionid=s3cr3t", "s3cr3t"),
+    ],
+)
+def test_redact_url_hides_credentials_in_query_matrix_params_fragment_userinfo(url, secret):
+    redacted = redact_url(url)
+    assert secret not in redacted
+    assert redacted.startswith("https://h/")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://h/p?codes=A1,B2",
+        "https://h/p?zip_code=75001",
+        "https://h/search?keyword=python",
+        "https://h/books?author=knuth",
+        "https://h/scan?barcode=4006381333931",
+        "https://h/p;version=2/q?page=3&sort=-date",
+    ],
+)
+def test_redact_url_keeps_what_only_contains_a_credential_name(url):
+    assert redact_url(url) == url
+
+
+def test_redact_url_keeps_the_query_as_sent():
+    url = "https://h/p?q=a%20b+c&flag&token=s3cr3t&empty="
+    assert redact_url(url) == "https://h/p?q=a%20b+c&flag&token=REDACTED&empty="
+
+
+def test_credential_params_is_one_lower_case_list():
+    from surefoot.events import CREDENTIAL_PARAMS
+
+    assert all(name == name.lower() for name in CREDENTIAL_PARAMS)
+    for name in ("access_token", "refresh_token", "id_token", "token", "api_key", "apikey",
+                 "api-key", "key", "secret", "client_secret", "client_assertion",
+                 "assertion", "password", "passwd", "pwd", "signature", "sig",
+                 "x-amz-signature", "x-amz-credential", "x-amz-security-token", "code",
+                 "jwt", "auth", "authorization", "session", "sessionid", "credential"):
+        assert name in CREDENTIAL_PARAMS
+        assert redact_url(f"https://h/p?{name.upper()}=v4lue") == (
+            f"https://h/p?{name.upper()}=REDACTED")
+
+
+_URLISH = st.text(alphabet=st.sampled_from(list("htps:/[]@?#;=&%+.-_a0\x00\n\t é\udc80")))
+
+
+@given(st.one_of(st.text(), _URLISH, st.builds("https://{}".format, _URLISH)))
+def test_redact_url_never_raises_on_any_string(url):
+    assert isinstance(redact_url(url), str)
+
+
+@given(st.text(), st.sampled_from(["access_token", "jwt", "client_assertion", "Code", "sig"]),
+       st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=8, max_size=20))
+def test_redact_url_hides_a_credential_after_any_path(path, name, secret):
+    from urllib.parse import quote
+
+    url = f"https://h.example/{quote(path)}?{name}={secret}"
+    assert secret not in redact_url(url).partition("?")[2]
+
+
 
 # -- pacing: a waiter looks again when the server may have stated room ---------------------
 

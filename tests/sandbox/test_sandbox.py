@@ -17,6 +17,7 @@ import requests
 from surefoot.errors import ConfigurationError
 from surefoot.sandbox import Sandbox, SandboxConfig
 from surefoot.sandbox._cli import main as cli_main
+from surefoot.sandbox._routes_quota import key_partition
 from surefoot.signing import HmacSigner, HttpRequest
 
 
@@ -291,7 +292,8 @@ def test_quota_ietf(sb: Sandbox, http: requests.Session) -> None:
     headers = {"X-API-Key": "ietf"}
     responses = [http.get(url, headers=headers) for _ in range(4)]
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
-    assert responses[0].json() == {"ok": True, "path": "thing", "partition": "ietf"}
+    assert responses[0].json() == {"ok": True, "path": "thing",
+                                   "partition": key_partition("ietf")}
     # a quota of rate·w per window of w seconds; what is left for the next window: the
     # bucket's content plus what refills in it (at most q)
     assert responses[0].headers["RateLimit-Policy"] == '"default";q=5;w=1'
@@ -337,6 +339,30 @@ def test_quota_partitions(sb: Sandbox, http: requests.Session) -> None:
     )
 
 
+API_KEY = "sk_live_0123456789abcdef"
+
+
+def test_quota_never_shows_the_api_key(sb: Sandbox, http: requests.Session) -> None:
+    """/limited (200 and 429) and /stats show the key's fingerprint, never the key."""
+    shown = key_partition(API_KEY)
+    assert shown.startswith("key:")
+    assert len(shown) == len("key:") + 16
+    assert API_KEY not in shown
+    replies = [_limited(http, sb, X_API_Key=API_KEY) for _ in range(4)]
+    assert [r.status_code for r in replies] == [200, 200, 200, 429]
+    stats = http.get(sb.url + "/stats")
+    for reply in (*replies, stats):
+        assert API_KEY not in reply.text
+        assert API_KEY not in str(reply.headers)
+    assert {r.json()["partition"] for r in replies} == {shown}  # one partition, both ways
+    assert stats.json()["clients"] == {shown: {"ok": 3, "429s": 1}}
+    assert API_KEY not in json.dumps(sb.stats())
+    # another key: another partition (its own quota), another fingerprint
+    other = _limited(http, sb, X_API_Key=API_KEY + "x")
+    assert other.status_code == 200
+    assert other.json()["partition"] == key_partition(API_KEY + "x") != shown
+
+
 def test_quota_partition_is_validated() -> None:
     with pytest.raises(ConfigurationError):
         SandboxConfig(quota_partition="bogus")  # type: ignore[arg-type]
@@ -359,7 +385,7 @@ def test_quota_default_partition_ignores_client_id_but_counts_it(
     # the default (credential): no key, so clients a and b share the anonymous quota
     codes = [_limited(http, sb, client).status_code for client in ("a", "b", "a", "b")]
     assert codes == [200, 200, 200, 429]
-    assert _limited(http, sb, "a", X_API_Key="k").json()["partition"] == "k"
+    assert _limited(http, sb, "a", X_API_Key="k").json()["partition"] == key_partition("k")
     assert _limited(http, sb).json()["partition"] == "anonymous"
     stats = http.get(sb.url + "/stats").json()
     assert stats == sb.stats()
@@ -383,8 +409,8 @@ def test_quota_partition_global_one_quota_for_everyone(http: requests.Session) -
         assert [r.status_code for r in responses] == [200, 200, 200, 429]
         assert {r.json()["partition"] for r in responses} == {"global"}
         assert sb.stats()["clients"] == {
-            "k1": {"ok": 1, "429s": 0},
-            "k2": {"ok": 1, "429s": 0},
+            key_partition("k1"): {"ok": 1, "429s": 0},
+            key_partition("k2"): {"ok": 1, "429s": 0},
             "c1": {"ok": 1, "429s": 0},
             "c2": {"ok": 0, "429s": 1},
         }
@@ -401,12 +427,12 @@ def test_quota_partition_client_one_quota_per_client_id(http: requests.Session) 
         assert _limited(http, sb, "b").json()["partition"] == "b"
         # no X-Client-Id: partitioned by credential, as by default
         r = _limited(http, sb, X_API_Key="k")
-        assert (r.status_code, r.json()["partition"]) == (200, "k")
+        assert (r.status_code, r.json()["partition"]) == (200, key_partition("k"))
         assert _limited(http, sb).json()["partition"] == "anonymous"
         assert sb.stats()["clients"] == {
             "a": {"ok": 2, "429s": 1},
             "b": {"ok": 2, "429s": 2},
-            "k": {"ok": 1, "429s": 0},
+            key_partition("k"): {"ok": 1, "429s": 0},
             "anonymous": {"ok": 1, "429s": 0},
         }
         # a malformed client id is a 400, counted nowhere
@@ -710,3 +736,12 @@ def test_cli_rejects_bad_client() -> None:
     with pytest.raises(SystemExit) as info:
         cli_main(["--client", "no-secret"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("port", ["-5", "65536"])
+def test_sandbox_cli_refuses_a_port_out_of_range(port, capsys):
+    assert cli_main(["--port", port]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "surefoot sandbox: error: --port must be 0 to 65535 (0 picks a free port)"
+    ]

@@ -32,6 +32,8 @@ import httpx
 import pytest
 import requests
 from http_sfv.dictionary import Dictionary
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import surefoot
 from surefoot.middleware import (
@@ -573,6 +575,23 @@ def test_host_that_is_not_an_authority_is_400(server: str) -> None:
         target.close()
 
 
+@pytest.mark.parametrize("host", ["[", "a]b"])
+@pytest.mark.parametrize("scheme_name", list(SCHEMES))
+@pytest.mark.parametrize("server", SERVERS)
+def test_host_with_a_stray_bracket_is_400(server: str, scheme_name: str, host: str) -> None:
+    """urlsplit raised ValueError on such a Host: a 500, with no credentials (SigV4)."""
+    target = make_target(server, SCHEMES[scheme_name].verifier())
+    try:
+        for headers in ({"Host": host},
+                        {**SCHEMES[scheme_name].sign("GET", "http://h/api/x", b""),
+                         "Host": host}):
+            reply = target.send("GET", "/api/x", headers)
+            assert reply.status == 400, reply.body
+            assert reply.json() == {"error": "bad_request", "message": "malformed Host header"}
+    finally:
+        target.close()
+
+
 def test_percent_encoded_path_survives_wsgiref_decoding() -> None:
     """wsgiref gives no raw target: the path is re-encoded from PATH_INFO."""
     target = make_target("wsgiref", SCHEMES["hmac"].verifier())
@@ -781,6 +800,156 @@ def test_wsgi_short_body_malformed_length_and_unterminated_input() -> None:
     assert _call(app, bad)[0].startswith("400")
     chunked = _environ(REQUEST_METHOD="POST", HTTP_TRANSFER_ENCODING="chunked")
     assert _call(app, chunked)[0].startswith("411")
+
+
+# -- malformed requests: an answer (4xx), never an exception ------------------------------
+
+
+def _asgi_call(app: Any, scope_extra: dict[str, Any], headers: list[Any]) -> dict[str, Any]:
+    """The response start the middleware sent (it must send one, and not raise)."""
+    sent = drive(app, method="GET", headers=headers, scope_extra=scope_extra)
+    assert sent, "no response"
+    assert sent[0]["type"] == "http.response.start"
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert b"Traceback" not in body
+    assert len(body) < 200
+    return {"status": sent[0]["status"], "body": body}
+
+
+MALFORMED_HOSTS = ["[", "a]b", "]", "[]", "[::1", "::1", "[x]", "[V1.x]", "[1.2.3.4]",
+                   "a[b]", "h:99999", "h:x", "h:80:80", "[::1]x", "h%zz",
+                   "h/api", "u@h", "h h", "h\tx", ":80", "é.example", "[::1%/x]"]
+GOOD_HOSTS = ["h", "h:8080", "h:", "[::1]", "[::1]:", "[::1]:8080", "[v1.x]",
+              "[fe80::1%25eth0]", "xn--caf-dma.example", "a-b.c_d~e"]
+
+
+@pytest.mark.parametrize("scheme_name", list(SCHEMES))
+def test_any_malformed_host_is_400_wsgi_and_asgi(scheme_name: str) -> None:
+    verifier = SCHEMES[scheme_name].verifier()
+    wsgi = VerifyWSGI(wsgi_echo, verifier)
+    asgi = VerifyASGI(asgi_echo, verifier)
+    for host in MALFORMED_HOSTS:
+        status, body = _call(wsgi, _environ(HTTP_HOST=host, PATH_INFO="/api/x"))
+        assert status.startswith("400"), (host, status)
+        assert json.loads(body)["error"] == "bad_request"
+        reply = _asgi_call(asgi, {}, [(b"host", host.encode())])
+        assert reply["status"] == 400, host
+    for host in GOOD_HOSTS:  # well formed, unsigned
+        assert _call(wsgi, _environ(HTTP_HOST=host, PATH_INFO="/api/x"))[0].startswith("401")
+        assert _asgi_call(asgi, {}, [(b"host", host.encode())])["status"] == 401, host
+
+
+def test_malformed_field_lines_target_and_method_are_4xx() -> None:
+    verifier = SCHEMES["sigv4"].verifier()
+    wsgi = VerifyWSGI(wsgi_echo, verifier)
+    asgi = VerifyASGI(asgi_echo, verifier)
+    huge = "x" * 70000
+    wsgi_cases: list[tuple[dict[str, Any], str]] = [
+        ({"HTTP_X_A": "a\r\nInjected: 1"}, "400"),
+        ({"HTTP_X_A": "a\nb"}, "400"),
+        ({"HTTP_X_A": "a\x00b"}, "400"),
+        ({"HTTP_X_A": "caf\u00e9 \u20ac"}, "400"),  # not Latin-1: not what PEP 3333 gives
+        ({"HTTP_X_A": "\udcff"}, "400"),
+        ({"HTTP_X_(A)": "a"}, "400"),  # not a token
+        ({"HTTP_X_A": huge}, "431"),
+        ({"CONTENT_TYPE": "text/plain\r\n"}, "400"),
+        ({"REQUEST_METHOD": "GE T"}, "400"),
+        ({"REQUEST_METHOD": "G\u00c9T"}, "400"),
+        ({"PATH_INFO": "/api/\ud800"}, "400"),  # no encoding has it
+        ({"REQUEST_URI": "/api/x y"}, "400"),
+        ({"REQUEST_URI": "/api/\x85"}, "400"),
+        ({"REQUEST_URI": "/api/" + huge}, "414"),
+        ({"QUERY_STRING": "a=\r\n"}, "400"),
+        ({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "9" * 5000}, "413"),  # int() refuses
+        ({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "0" * 5000 + "3"}, "400"),  # short
+    ]
+    for extra, expected in wsgi_cases:
+        environ = _environ(**{"PATH_INFO": "/api/x", **extra})
+        status, body = _call(wsgi, environ)
+        assert status.startswith(expected), (extra.keys(), status, body)
+        assert len(body) < 200
+    asgi_cases: list[tuple[dict[str, Any], list[Any], int]] = [
+        ({}, [(b"host", b"h"), (b"x-a", b"a\r\nInjected: 1")], 400),
+        ({}, [(b"host", b"h"), (b"x-a", b"\x7f")], 400),
+        ({}, [(b"host", b"h"), (b"x a", b"1")], 400),
+        ({}, [(b"host", b"h"), (b"x-a", huge.encode())], 431),
+        ({}, [(b"host", b"h"), ("x-a", "str, not bytes")], 400),
+        ({}, [(b"host", b"h"), (b"x-a",)], 400),
+        ({}, [(b"host", b"h"), (b"content-length", b"9" * 5000)], 413),
+        ({"method": "GE\nT"}, [(b"host", b"h")], 400),
+        ({"raw_path": b"/api/x y"}, [(b"host", b"h")], 400),
+        ({"raw_path": b"/api/" + huge.encode()}, [(b"host", b"h")], 414),
+        ({"raw_path": "/api/str"}, [(b"host", b"h")], 400),
+        ({"raw_path": None, "path": "/api/\ud800"}, [(b"host", b"h")], 400),
+        ({"query_string": b"a=\r\n"}, [(b"host", b"h")], 400),
+        ({"server": ("::1", 8000)}, [], 401),  # no Host: the server's address, bracketed
+    ]
+    for scope_extra, headers, expected_status in asgi_cases:
+        reply = _asgi_call(asgi, scope_extra, headers)
+        assert reply["status"] == expected_status, (scope_extra, headers[-1:], reply)
+
+
+class ParseFailingVerifier:
+    """A verifier with a bug: it raises ValueError on a request it cannot parse."""
+
+    scheme = "broken"
+    blocking = False
+
+    def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
+        raise ValueError(f"cannot parse {request.url}")
+
+    def challenge(self, error: surefoot.SignatureError) -> list[tuple[str, str]]:
+        return []
+
+
+@pytest.mark.parametrize("server", ["wsgiref", "asgi"])
+def test_a_verifier_failing_to_parse_is_400_not_500(server: str,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="surefoot.middleware")
+    target = make_target(server, ParseFailingVerifier())
+    try:
+        reply = target.send("GET", "/api/x?token=query-secret", {})
+    finally:
+        target.close()
+    assert reply.status == 400
+    assert reply.json() == {"error": "bad_request", "message": "malformed request"}
+    assert "ParseFailingVerifier" in caplog.text
+    assert "query-secret" not in caplog.text  # neither the query nor the message
+
+
+_ANY_TEXT = st.one_of(
+    st.text(),
+    st.text(alphabet=st.characters(codec="latin-1")),
+    st.text(alphabet=st.sampled_from(
+        list("[]:@%/?#;.=&vV01fF \t\r\nh\x00\x85\udcff\ud800\u20ac"))),
+)
+
+
+def _wire(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(host=_ANY_TEXT, path=_ANY_TEXT, raw=st.booleans())
+@pytest.mark.parametrize("scheme_name", list(SCHEMES))
+def test_any_host_and_path_get_an_answer_never_an_exception(
+    scheme_name: str, host: str, path: str, raw: bool
+) -> None:
+    """Whatever the Host and the path, WSGI and ASGI answer 400 (malformed), 414 or 401
+    (unsigned): the middleware never raises."""
+    expected = {400, 401, 414}
+    verifier = SCHEMES[scheme_name].verifier()
+    wsgi = VerifyWSGI(wsgi_echo, verifier)
+    environ = _environ(HTTP_HOST=host, PATH_INFO="/api/" + path)
+    if raw:
+        environ["REQUEST_URI"] = "/api/" + path
+    status, _ = _call(wsgi, environ)
+    assert int(status[:3]) in expected
+    asgi = VerifyASGI(asgi_echo, verifier)
+    scope: dict[str, Any] = {"path": "/api/" + path,
+                             "raw_path": _wire("/api/" + path) if raw else None}
+    reply = _asgi_call(asgi, scope, [(b"host", _wire(host))])
+    assert reply["status"] in expected
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,16 @@ middleware
    ``Accept-Signature`` saying what to sign when the signature is missing or falls short
    of the policy). A fail-closed nonce store that is down
    (:class:`~surefoot.StoreUnavailable`) gets ``503`` with ``Retry-After: 1``: the request
-   may be fine, it could not be checked. Malformed requests (an unparseable
-   ``Content-Length``, a ``Host`` that is not an authority) get ``400``.
+   may be fine, it could not be checked. Malformed requests get ``400`` and a short JSON
+   body (``{"error": "bad_request", "message": ...}``), never an exception: an unparseable
+   ``Content-Length``, a ``Host`` (or trusted ``X-Forwarded-Host``) that is not an
+   RFC 3986 authority (``host[:port]``, a bracketed IPv6 or IPvFuture literal, a port up
+   to 65535), a request target with spaces or control characters, a method or a field
+   name that is not a token, a field value with CR, LF, NUL or another control character
+   (or, WSGI, a character beyond Latin-1), and a request a verifier fails to parse
+   (its ``ValueError``, logged at WARNING by type only). Field lines larger than
+   ``MAX_HEADER_BYTES`` (64 KiB in all) get ``431``, a target longer than ``MAX_TARGET``
+   (64 KiB) ``414``.
 
 Responses and logs carry reason codes only: never a key, a secret, a signature or a
 header value. Rejections are logged at DEBUG (store failures at WARNING) on the

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
 from typing import Any
 
 from surefoot.middleware._guard import (
@@ -16,6 +16,8 @@ from surefoot.middleware._guard import (
     Rejected,
     Reply,
     bad_request,
+    check_fields,
+    check_method,
     content_length,
     quote_path,
     too_large,
@@ -79,11 +81,10 @@ class VerifyASGI:
         if not guard.protects(method, scope.get("path") or "/"):
             await self.app(scope, receive, send)
             return
-        headers = [
-            (bytes(name).decode("latin-1").lower(), bytes(value).decode("latin-1"))
-            for name, value in scope.get("headers") or ()
-        ]
         try:
+            check_method(method)
+            headers = _fields(scope.get("headers") or ())
+            check_fields(headers)
             body = await self._body(headers, receive)
             if body is None:  # the client went away before sending its body
                 return
@@ -146,14 +147,14 @@ class VerifyASGI:
     ) -> SignedRequest:
         raw_path = scope.get("raw_path")
         if raw_path:
-            target = bytes(raw_path).partition(b"?")[0].decode("latin-1")
+            target = _text(raw_path).partition("?")[0]
         else:
             path = str(scope.get("path") or "/")
             root = str(scope.get("root_path") or "")
             target = quote_path(path if path.startswith(root) else root + path, "utf-8")
         query = scope.get("query_string") or b""
         if query:
-            target += "?" + bytes(query).decode("latin-1")
+            target += "?" + _text(query)
         server_info = scope.get("server")
         server = None
         if server_info and server_info[0] is not None:
@@ -173,6 +174,22 @@ class VerifyASGI:
                         for n, v in reply.headers],
         })
         await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+def _text(value: object) -> str:
+    """Bytes from the server as Latin-1 text (anything else, a server's mistake: 400)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("latin-1")
+    raise bad_request("malformed request")
+
+
+def _fields(lines: Iterable[Any]) -> list[tuple[str, str]]:
+    """``scope["headers"]`` as (lower-case name, value) text."""
+    try:
+        pairs = [(name, value) for name, value in lines]
+    except (TypeError, ValueError):  # not pairs
+        raise bad_request("malformed headers") from None
+    return [(_text(name).lower(), _text(value)) for name, value in pairs]
 
 
 def _on_asyncio() -> bool:

@@ -3,6 +3,7 @@ client sent it, verifying, and the answers (see :mod:`surefoot.middleware`)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -10,14 +11,16 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from surefoot.errors import ConfigurationError, SignatureError, StoreError
+from surefoot.errors import ConfigurationError, SignatureError, StoreError, SurefootError
 from surefoot.signing._protocols import Identity, SignedRequest, Verifier, join_fields
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "ENVIRON_KEY",
+    "MAX_HEADER_BYTES",
+    "MAX_TARGET",
     "READ_CHUNK",
     "SCOPE_KEY",
     "STATE_KEY",
@@ -27,6 +30,8 @@ __all__ = [
     "Rejected",
     "Reply",
     "bad_request",
+    "check_fields",
+    "check_method",
     "content_length",
     "identity",
     "json_reply",
@@ -44,13 +49,28 @@ STATE_KEY = "surefoot_identity"
 
 DEFAULT_MAX_BODY = 1 << 20
 READ_CHUNK = 65536
+#: The most header bytes (names and values of all field lines) a protected request may
+#: have; more: ``431``.
+MAX_HEADER_BYTES = 65536
+#: The longest request target (path and query) of a protected request; longer: ``414``.
+MAX_TARGET = 65536
 
 logger = logging.getLogger("surefoot.middleware")
 
 _SLASHES = re.compile(r"//+")
-_AUTHORITY = re.compile(r"[A-Za-z0-9\-._~%!$&'()*+,;=:\[\]]+")
 _PATH_SAFE = "/!$&'()*+,;=:@-._~"
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
+# RFC 9110 §5.6.2: a field name (and a method) is a token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110 §5.5: a field value is visible characters, obs-text, spaces and tabs.
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+# RFC 3986 §3.2.2: the host of an authority, a reg-name or an IP literal (with an
+# RFC 6874 zone); the port is checked apart.
+_REG_NAME = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+")
+_IPV6_LITERAL = re.compile(
+    r"\[(?P<address>[0-9A-Fa-f:.]+)(?:%25(?:[A-Za-z0-9\-._~]|%[0-9A-Fa-f]{2})+)?\]"
+)
+_IPVFUTURE_LITERAL = re.compile(r"\[v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+\]")
 
 
 def identity(
@@ -105,6 +125,65 @@ def bad_request(message: str) -> Rejected:
     return Rejected(json_reply(400, {"error": "bad_request", "message": message}))
 
 
+def check_method(method: str) -> str:
+    if not _TOKEN.fullmatch(method):
+        raise bad_request("malformed method")
+    return method
+
+
+def check_fields(headers: Sequence[tuple[str, str]]) -> None:
+    """Each field line is a token and a value of visible Latin-1 characters (no CR, LF,
+    NUL or other control character), ``MAX_HEADER_BYTES`` in all at most."""
+    size = 0
+    for name, value in headers:
+        size += len(name) + len(value)
+        if size > MAX_HEADER_BYTES:
+            raise Rejected(json_reply(431, {"error": "header_fields_too_large",
+                                            "max_header_bytes": MAX_HEADER_BYTES}))
+        if not _TOKEN.fullmatch(name):
+            raise bad_request("malformed header name")
+        if not _FIELD_VALUE.fullmatch(value):
+            raise bad_request("malformed header value")
+
+
+def _is_authority(text: str) -> bool:
+    """``host [":" port]`` (RFC 3986 §3.2.2, 3.2.3; no userinfo), the port at most 65535,
+    and parsed back the same by :func:`urllib.parse.urlsplit` (which the verifiers use)."""
+    if text.startswith("["):  # an IP literal
+        end = text.find("]") + 1
+        if end == 0:
+            return False
+        literal, port = text[:end], text[end:]
+        ipv6 = _IPV6_LITERAL.fullmatch(literal)
+        if ipv6 is None:
+            if not _IPVFUTURE_LITERAL.fullmatch(literal):
+                return False
+        else:
+            try:
+                ipaddress.IPv6Address(ipv6["address"])
+            except ValueError:
+                return False
+    else:
+        name, colon, digits = text.partition(":")
+        if not _REG_NAME.fullmatch(name):
+            return False
+        port = colon + digits
+    if port:
+        digits = port[1:]
+        if port[0] != ":":
+            return False
+        if digits and not (
+            len(digits) <= 5 and digits.isascii() and digits.isdigit() and int(digits) <= 65535
+        ):
+            return False
+    try:
+        parts = urlsplit(f"http://{text}/")
+        _ = parts.hostname, parts.port
+    except ValueError:
+        return False
+    return parts.netloc == text
+
+
 def too_large(limit: int) -> Rejected:
     return Rejected(json_reply(413, {"error": "payload_too_large", "max_body": limit}))
 
@@ -136,7 +215,10 @@ def quote_path(path: str, encoding: str) -> str:
     try:
         raw = path.encode(encoding)
     except UnicodeEncodeError:
-        raw = path.encode("utf-8", "surrogateescape")
+        try:
+            raw = path.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise bad_request("malformed path") from None
     return quote(raw, safe=_PATH_SAFE)
 
 
@@ -234,14 +316,25 @@ class Guard:
             if server is None:
                 raise bad_request("no Host header")
             name, port = server
+            if ":" in name and not name.startswith("["):  # an IPv6 address
+                name = f"[{name}]"
             host = name if _DEFAULT_PORTS.get(scheme) == port else f"{name}:{port}"
-        if not _AUTHORITY.fullmatch(host):
+        if not _is_authority(host):
             raise bad_request("malformed Host header")
+        if len(target) > MAX_TARGET:
+            raise Rejected(json_reply(414, {"error": "uri_too_long", "max_target": MAX_TARGET}))
         if not target.startswith("/") or "#" in target or any(
             c.isspace() or not c.isprintable() for c in target
         ):
             raise bad_request("malformed request target")
-        return f"{scheme}://{host}{target}"
+        url = f"{scheme}://{host}{target}"
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            raise bad_request("malformed request target") from None
+        if parts.netloc != host:
+            raise bad_request("malformed request target")
+        return url
 
     def verify(self, request: SignedRequest) -> Identity | Reply:
         try:
@@ -260,6 +353,16 @@ class Guard:
                            type(exc).__name__, request.method, request.url.partition("?")[0])
             self._rejected(exc, request)
             return json_reply(503, {"error": "store_unavailable"}, [("Retry-After", "1")])
+        except ValueError as exc:  # UnicodeError too
+            if isinstance(exc, SurefootError):  # a ConfigurationError: the server's fault
+                raise
+            # The verifier could not parse what the client sent (a request the checks
+            # above let through): the client's fault, not a 500. The exception's message
+            # may quote the request: only its type is logged.
+            logger.warning("verifier %s failed on a malformed request (%s): answering 400 "
+                           "to %s %s", type(self.verifier).__name__, type(exc).__name__,
+                           request.method, request.url.partition("?")[0])
+            return bad_request("malformed request").reply
 
     def _rejected(self, error: SignatureError | StoreError, request: SignedRequest) -> None:
         if self.on_reject is not None:
@@ -267,12 +370,15 @@ class Guard:
 
 
 def content_length(text: str | None, limit: int) -> int | None:
-    if text is None or not text.strip():
+    if text is None or not str(text).strip():
         return None
-    text = text.strip()
+    text = str(text).strip()
     if not (text.isascii() and text.isdigit()):
         raise bad_request("malformed Content-Length")
-    length = int(text)
+    digits = text.lstrip("0")  # int() refuses more than 4300 digits, zeros too
+    if len(digits) > len(str(limit)):
+        raise too_large(limit)
+    length = int(digits or "0")
     if length > limit:
         raise too_large(limit)
     return length

@@ -16,6 +16,8 @@ from surefoot.middleware._guard import (
     Rejected,
     Reply,
     bad_request,
+    check_fields,
+    check_method,
     content_length,
     json_reply,
     quote_path,
@@ -76,10 +78,12 @@ class VerifyWSGI:
         method = str(environ.get("REQUEST_METHOD") or "GET").upper()
         if not guard.protects(method, environ.get("PATH_INFO") or "/"):
             return self.app(environ, start_response)
-        sent_length = environ.get("CONTENT_LENGTH")
         try:
+            check_method(method)
+            headers = self._headers(environ)
+            check_fields(headers)
             body = self._body(environ)
-            request = self._request(environ, method, body, sent_length)
+            request = self._request(environ, method, headers, body)
         except Rejected as rejected:
             return self._send(rejected.reply, start_response)
         outcome = guard.verify(request)
@@ -127,9 +131,10 @@ class VerifyWSGI:
             environ["CONTENT_LENGTH"] = str(len(body))
         return body
 
-    def _request(
-        self, environ: WSGIEnvironment, method: str, body: bytes, sent_length: str | None
-    ) -> SignedRequest:
+    @staticmethod
+    def _headers(environ: WSGIEnvironment) -> list[tuple[str, str]]:
+        """The field lines, as the client sent them (before the body is read: its
+        ``CONTENT_LENGTH`` is the one sent)."""
         headers: list[tuple[str, str]] = []
         for key, value in environ.items():
             if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE",
@@ -137,8 +142,15 @@ class VerifyWSGI:
                 headers.append((key[5:].lower().replace("_", "-"), str(value)))
         if environ.get("CONTENT_TYPE"):
             headers.append(("content-type", str(environ["CONTENT_TYPE"])))
+        sent_length = environ.get("CONTENT_LENGTH")
         if sent_length:
             headers.append(("content-length", str(sent_length).strip()))
+        return headers
+
+    def _request(
+        self, environ: WSGIEnvironment, method: str, headers: list[tuple[str, str]],
+        body: bytes,
+    ) -> SignedRequest:
         target = environ.get("REQUEST_URI") or environ.get("RAW_URI")
         if target:
             target = str(target)

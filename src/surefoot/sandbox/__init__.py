@@ -18,7 +18,9 @@ The ``/limited`` quota (rate, burst) is per partition, set by ``quota_partition`
 one ``"anonymous"`` quota), ``"global"`` (one quota for every request: a fleet of
 processes is one client) or ``"client"`` (one quota per ``X-Client-Id`` header: each
 process its own client). ``stats()["clients"]`` counts ``{"ok": n, "429s": m}`` per
-``X-Client-Id`` (else per credential), for per-client fairness.
+``X-Client-Id`` (else per credential), for per-client fairness. An API key is shown as
+its fingerprint, ``key:`` and 16 hex digits of its SHA-256 (as a
+:class:`~surefoot.Pacer` names its ``api_key`` partitions), never as itself.
 """
 
 from __future__ import annotations

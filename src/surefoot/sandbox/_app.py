@@ -17,8 +17,9 @@ in ``replays``.
 The ``/limited`` quota is a GCRA (rate ``R``, burst ``B``) per partition, and
 :attr:`SandboxConfig.quota_partition` says what a partition is:
 
-* ``"credential"`` (the default): the ``X-API-Key``, else the bearer token's OAuth2
-  client, else ``"anonymous"`` — clients that send no credentials share one quota;
+* ``"credential"`` (the default): the ``X-API-Key`` (shown as its fingerprint,
+  ``key:`` and 16 hex digits of its SHA-256 — never the key), else the bearer token's
+  OAuth2 client, else ``"anonymous"`` — clients that send no credentials share one quota;
 * ``"global"``: one quota ``R`` for every request, whoever sends it — a fleet of
   processes is seen as ONE client, as a real API sees one account;
 * ``"client"``: one quota ``R`` per ``X-Client-Id`` header (requests without it are

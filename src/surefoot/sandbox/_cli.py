@@ -63,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     from surefoot.sandbox import serve
 
     args = build_parser().parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        print("surefoot sandbox: error: --port must be 0 to 65535 (0 picks a free port)",
+              file=sys.stderr)
+        return 2
     options: dict[str, object] = {}
     if args.client:
         options["clients"] = dict(args.client)

@@ -1,7 +1,12 @@
-"""The ``/limited`` quota: a GCRA (rate, burst) per partition, with per-client counters."""
+"""The ``/limited`` quota: a GCRA (rate, burst) per partition, with per-client counters.
+
+An API key is never shown: its partition (in ``/limited`` answers and in ``/stats``) is
+its fingerprint, :func:`key_partition`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -10,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from surefoot.sandbox._group import RouteGroup
 from surefoot.sandbox._http import Headers, Route, _BadRequest, _bearer, _error, _json, _Req, _Resp
 
-__all__ = ["QuotaRoutes"]
+__all__ = ["QuotaRoutes", "key_partition"]
 
 if TYPE_CHECKING:
     from surefoot.sandbox._app import SandboxConfig
@@ -48,7 +53,7 @@ class QuotaRoutes(RouteGroup):
         """Caller holds the lock."""
         api_key = req.header("X-API-Key")
         if api_key:
-            return api_key
+            return key_partition(api_key)
         token = _bearer(req)
         if token:
             client = self._oauth.client_of(token, now)
@@ -105,6 +110,17 @@ class QuotaRoutes(RouteGroup):
             headers.append(("retry-after-ms", str(max(1, math.ceil(wait * 1000)))))
             return _error(429, "rate_limited", headers, partition=partition)
         return _json(200, {"ok": True, "path": req.rest, "partition": partition}, headers)
+
+
+def key_partition(api_key: str) -> str:
+    """The partition of an ``X-API-Key``: ``key:`` and the first 16 hex digits of its
+    SHA-256, as the client's :class:`~surefoot.Pacer` names an ``api_key`` partition.
+    The key itself is a credential: it is never in an answer or in ``/stats``."""
+    try:
+        raw = api_key.encode("latin-1")  # WSGI strings: the bytes as sent
+    except UnicodeEncodeError:
+        raw = api_key.encode("utf-8", "surrogatepass")
+    return f"key:{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def _quota_headers(dialect: str, rate: float, remaining: int, allowed: bool) -> Headers:
