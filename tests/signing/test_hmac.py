@@ -569,3 +569,73 @@ def test_verify_only_raises_signature_errors(signature, digest):
     headers["X-Content-SHA256"] = digest
     with pytest.raises(SignatureError):
         make_verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
+
+
+# -- replays are keyed on the resolved key, not the key id as sent ------------------------
+
+
+def test_replay_under_another_spelling_of_the_key_id_is_rejected():
+    """``X-API-Key`` is not signed: with a lookup that ignores case, the same request
+    sent again as ``MY-KEY`` instead of ``my-key`` must still be a replay."""
+    verifier = HmacVerifier(lambda k: SECRET if k.lower() == "my-key" else None)
+    headers = HmacSigner("my-key", SECRET).sign(HttpRequest("POST", URL, {}, BODY), now=NOW)
+    assert verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).key_id == (
+        "my-key")
+    for spelling in ("MY-KEY", "My-Key", "my-key"):
+        respelt = {**headers, "X-API-Key": spelling}
+        with pytest.raises(ReplayedNonce):
+            verifier.verify(SignedRequest.of("POST", URL, respelt, BODY), now=NOW + 1)
+
+
+def test_replay_under_an_alias_of_the_key_is_rejected():
+    verifier = HmacVerifier({"old-name": SECRET, "new-name": SECRET, "other": "other"})
+    headers = HmacSigner("old-name", SECRET, nonce_factory=lambda: NONCE).sign(
+        HttpRequest("GET", URL, {}, b""), now=NOW)
+    verifier.verify(SignedRequest.of("GET", URL, headers, b""), now=NOW)
+    with pytest.raises(ReplayedNonce):
+        verifier.verify(SignedRequest.of("GET", URL, {**headers, "X-API-Key": "new-name"}, b""),
+                        now=NOW)
+    # The same nonce under another secret is another key's: not a replay.
+    other = HmacSigner("other", "other", nonce_factory=lambda: NONCE).sign(
+        HttpRequest("GET", URL, {}, b""), now=NOW)
+    assert verifier.verify(SignedRequest.of("GET", URL, other, b""), now=NOW).key_id == "other"
+
+
+def test_nonce_store_key_reveals_neither_key_id_spelling_nor_secret():
+    recorded: list[str] = []
+
+    class Recording(MemoryNonceCache):
+        def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
+            recorded.append(key_id)
+            return super().add_if_absent(key_id, nonce, now=now, ttl=ttl)
+
+    verifier = HmacVerifier(lambda k: SECRET if k.lower() == KEY_ID else None,
+                            nonces=Recording())
+    for spelling, n in ((KEY_ID, 0), (KEY_ID.upper(), 1)):
+        headers = HmacSigner(spelling, SECRET, nonce_factory=lambda n=n: f"{n:032x}").sign(
+            HttpRequest("GET", URL, {}, b""), now=NOW)
+        verifier.verify(SignedRequest.of("GET", URL, headers, b""), now=NOW)
+    assert len(recorded) == 2
+    assert recorded[0] == recorded[1]
+    assert recorded[0].startswith("hmac:")
+    assert SECRET not in recorded[0]
+    assert KEY_ID not in recorded[0].lower()
+
+
+# -- an absurd port is not a crash --------------------------------------------------------
+
+
+def test_canonical_host_with_an_absurdly_long_port_does_not_raise():
+    """``int()`` refuses strings of more than 4300 digits (ValueError): a Host sent with
+    such a port must give a canonical host (and a SignatureError), not crash."""
+    huge = "9" * 5001
+    assert canonical_host("https", f"a.example:{huge}") == f"a.example:{huge}"
+    assert canonical_host("https", f"[::1]:{huge}") == f"[::1]:{huge}"
+    assert canonical_host("https", "a.example:" + "0" * 600 + "443") == "a.example"
+    url = f"https://a.example:{huge}/x"
+    headers = signed("GET", url, b"")
+    assert make_verifier().verify(SignedRequest.of("GET", url, headers, b""), now=NOW).key_id == (
+        KEY_ID)
+    other = f"https://a.example:{huge[:-1]}8/x"
+    with pytest.raises(BadSignature):
+        make_verifier().verify(SignedRequest.of("GET", other, headers, b""), now=NOW)

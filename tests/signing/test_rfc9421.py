@@ -1322,3 +1322,131 @@ def test_plain_httpx_async_client_auth(sandbox):
             return await client.delete(sandbox.url + "/anything/7?force=1")
 
     assert server_verify(asyncio.run(main()).json()).covers("@query")
+
+
+# --- content-digest covered in any form: the body is always checked ------------------
+
+TAMPERED_BODY = b'{"sku": "car"}'
+BODY_FORMS = ["content-digest", "content-digest;sf", 'content-digest;key="sha-256"',
+              "content-digest;bs"]
+
+
+def form_signer(form: str) -> MessageSigner:
+    return MessageSigner(HMAC_KEY, components=["@method", "@authority", "@path", "@query",
+                                               form])
+
+
+@pytest.mark.parametrize("required", [False, True])
+@pytest.mark.parametrize("form", BODY_FORMS)
+def test_body_is_checked_whatever_form_content_digest_is_covered_in(form, required):
+    headers = signed_request(signer=form_signer(form))
+    v = verifier(require_content_digest=required)
+    found = v.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW).signature
+    assert found.covers(form)
+    with pytest.raises(BodyDigestMismatch):
+        v.verify(SignedRequest.of("POST", URL, headers, TAMPERED_BODY), now=NOW)
+    with pytest.raises(BodyDigestMismatch):  # a stripped body does not pass either
+        v.verify(SignedRequest.of("POST", URL, headers, b""), now=NOW)
+
+
+@pytest.mark.parametrize("form", BODY_FORMS[1:])
+def test_response_body_is_checked_whatever_form_content_digest_is_covered_in(form):
+    signer = MessageSigner(HMAC_KEY, components=["@status", form])
+    fields = [("Content-Digest", content_digest(BODY, ["sha-256", "sha-512"]))]
+    headers = [*fields, *signer.sign_response(200, fields, now=NOW).items()]
+    v = verifier()
+    v.verify_response(200, headers, body=BODY, now=NOW)
+    with pytest.raises(BodyDigestMismatch):
+        v.verify_response(200, headers, body=TAMPERED_BODY, now=NOW)
+
+
+def test_covered_member_is_checked_not_the_others():
+    """``key=`` covers one member: that one is checked against the body (an uncovered
+    member an attacker adds for the new body does not make a tampered body pass)."""
+    sha512 = content_digest(BODY, "sha-512")
+    signer = form_signer('content-digest;key="sha-512"')
+    base = [("Content-Type", "application/json"), ("Content-Digest", sha512)]
+    headers = [*base, *signer.sign(HttpRequest("POST", URL, base), now=NOW).items()]
+    verifier().verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
+    forged = [(n, f"{v}, {content_digest(TAMPERED_BODY)}" if n == "Content-Digest" else v)
+              for n, v in headers]
+    verifier().verify(SignedRequest.of("POST", URL, forged, BODY), now=NOW)  # still covered
+    with pytest.raises(BodyDigestMismatch):
+        verifier().verify(SignedRequest.of("POST", URL, forged, TAMPERED_BODY), now=NOW)
+
+
+@pytest.mark.parametrize("required", [False, True])
+def test_covering_only_an_uncheckable_member_is_refused(required):
+    """A signature over an ``md5`` member alone protects nothing this verifier can
+    check: an attacker could add a ``sha-256`` member for another body."""
+    signer = form_signer('content-digest;key="md5"')
+    base = [("Content-Type", "application/json"),
+            ("Content-Digest", "md5=:Sd/dVLAcvNLSq16eXua5uQ==:")]
+    headers = [*base, *signer.sign(HttpRequest("POST", URL, base), now=NOW).items()]
+    forged = [(n, f"{v}, {content_digest(TAMPERED_BODY)}" if n == "Content-Digest" else v)
+              for n, v in headers]
+    with pytest.raises(InsufficientCoverage):
+        verifier(require_content_digest=required).verify(
+            SignedRequest.of("POST", URL, forged, TAMPERED_BODY), now=NOW)
+
+
+def test_content_digest_of_the_related_request_does_not_cover_the_response_body():
+    request = RelatedRequest("POST", URL, [("Content-Digest", content_digest(BODY))])
+    signer = MessageSigner(HMAC_KEY, components=["@status", "content-digest;req"])
+    headers = list(signer.sign_response(200, [], request=request, now=NOW).items())
+    v = verifier(require_content_digest=False)
+    v.verify_response(200, headers, request=request, body=b"the response", now=NOW)
+    with pytest.raises(InsufficientCoverage):
+        verifier().verify_response(200, headers, request=request, body=b"the response",
+                                   now=NOW)
+
+
+@pytest.mark.parametrize("form", BODY_FORMS)
+def test_signer_covering_content_digest_in_any_form_signs_the_body(form):
+    assert form_signer(form).signs_body
+    assert not form_signer("content-type").signs_body
+
+
+def test_accept_signature_asks_for_content_digest_once():
+    v = verifier(required_components=["@method", "content-digest;sf"])
+    assert v.accept_signature == 'sig1=("@method" "content-digest";sf);created'
+
+
+# --- replay protection needs created ----------------------------------------------------
+
+
+def test_nonce_store_without_required_created_is_a_configuration_error():
+    """Without ``created`` a signature stays valid after its nonce is forgotten
+    (``max_age + 2 * skew``): a replay then passes. The configuration is refused."""
+    for kwargs in ({}, {"require_nonce": False}):
+        with pytest.raises(ConfigurationError, match="require_created=True"):
+            MessageVerifier({"key-1": HMAC_KEY}, nonces=MemoryNonceCache(),
+                            require_created=False, **kwargs)
+    from surefoot.stores import MemoryStore
+
+    with pytest.raises(ConfigurationError, match="require_created=True"):
+        MessageVerifier({"key-1": HMAC_KEY}, nonces=MemoryStore(), require_created=False)
+    # Each is fine alone.
+    MessageVerifier({"key-1": HMAC_KEY}, nonces=MemoryNonceCache())
+    MessageVerifier({"key-1": HMAC_KEY}, require_created=False)
+
+
+def test_nonce_store_refuses_a_signature_without_created():
+    signer = MessageSigner(HMAC_KEY, created=False, expires_in=365 * 24 * 3600)
+    headers = signed_request(signer=signer)
+    with pytest.raises(InsufficientCoverage):
+        verifier(nonces=MemoryNonceCache()).verify(
+            SignedRequest.of("POST", URL, headers, BODY), now=NOW)
+
+
+def test_keyid_cannot_be_respelt():
+    """The keyid is signed: a resolver that ignores case does not open a replay under
+    another spelling (as it would for an unsigned key id)."""
+    v = MessageVerifier(lambda kid: HMAC_KEY if kid.lower() == "key-1" else None,
+                        nonces=MemoryNonceCache())
+    headers = signed_request()
+    v.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW)
+    respelt = [(n, v_.replace('keyid="key-1"', 'keyid="KEY-1"') if n == "Signature-Input"
+                else v_) for n, v_ in headers]
+    with pytest.raises(BadSignature):
+        v.verify(SignedRequest.of("POST", URL, respelt, BODY), now=NOW + 1)

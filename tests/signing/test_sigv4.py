@@ -32,6 +32,7 @@ from surefoot.errors import (
     PolicyViolation,
     ReplayedNonce,
     SignatureExpired,
+    SigningError,
     TimestampSkew,
     UnknownKey,
 )
@@ -1064,3 +1065,122 @@ def test_same_signatures_as_botocore(service: str):
             credentials=SigV4Credentials(ACCESS_KEY, SECRET_KEY, token), service=service
         ).sign(HttpRequest("POST", url, headers, body or b""), now=NOW)
         assert ours["Authorization"] == request.headers["Authorization"], url
+
+
+# -- replays are keyed on the resolved key, not the access key id as sent ------------------
+
+
+def test_replay_under_another_spelling_of_the_access_key_is_rejected():
+    """The access key id is not signed (only the credential scope is): with a lookup that
+    ignores case, the same request sent again with ``Credential=akidexample/...`` must
+    still be a replay."""
+    verifier = SigV4Verifier(lambda k: SECRET_KEY if k.upper() == ACCESS_KEY else None,
+                             region=REGION, service="execute-api", nonces=MemoryNonceCache())
+    method, url, headers, body = signed_request()
+    assert verifier.verify(SignedRequest.of(method, url, headers, body), now=NOW).key_id == (
+        ACCESS_KEY)
+    respelt = CaseInsensitiveDict(headers)
+    respelt["Authorization"] = headers["Authorization"].replace(
+        f"Credential={ACCESS_KEY}/", f"Credential={ACCESS_KEY.lower()}/")
+    assert respelt["Authorization"] != headers["Authorization"]
+    with pytest.raises(ReplayedNonce):
+        verifier.verify(SignedRequest.of(method, url, respelt, body), now=NOW + 1)
+
+
+def test_replay_under_an_alias_of_the_access_key_is_rejected():
+    verifier = SigV4Verifier({ACCESS_KEY: SECRET_KEY, "AKIDALIAS": SECRET_KEY},
+                             region=REGION, service="execute-api", nonces=MemoryNonceCache())
+    method, url, headers, body = signed_request()
+    verifier.verify(SignedRequest.of(method, url, headers, body), now=NOW)
+    alias = CaseInsensitiveDict(headers)
+    alias["Authorization"] = headers["Authorization"].replace(ACCESS_KEY, "AKIDALIAS")
+    with pytest.raises(ReplayedNonce):
+        verifier.verify(SignedRequest.of(method, url, alias, body), now=NOW + 1)
+
+
+# -- presigned URLs: smuggled or repeated X-Amz-* parameters ---------------------------------
+
+PRESIGN_TARGET = "https://b.s3.amazonaws.com/photos/cat.jpg?versionId=3"
+PRESIGN_HOST = {"Host": "b.s3.amazonaws.com"}
+
+
+def presigned_url() -> str:
+    return make_signer(service="s3").presign("GET", PRESIGN_TARGET, expires=300, now=NOW)
+
+
+@pytest.mark.parametrize("extra", [
+    "X%2DAmz-Signature=" + "0" * 64,           # an encoded name: the canonical query
+    "X-Amz%2DSignature=" + "0" * 64,           # drops it with the real signature
+    "%58%2D%41mz%2D%53ignature=" + "0" * 64,
+    "X%2DAmz-Signature=evil",
+    "X%2DAmz-Expires=900",                     # any X-Amz-* parameter given twice
+    "X-Amz-%45xpires=300",
+    "X%2DAmz-Credential=AKIDEXAMPLE%2F20231114%2Fus-east-1%2Fs3%2Faws4_request",
+    "X-Amz-Algorithm=AWS4-HMAC-SHA256",
+])
+def test_presign_smuggled_or_repeated_auth_parameter_is_refused(extra: str):
+    url = presigned_url()
+    verifier = make_verifier(service="s3")
+    verifier.verify(SignedRequest.of("GET", url, PRESIGN_HOST, b""), now=NOW)
+    with pytest.raises(MalformedSignature):
+        verifier.verify(SignedRequest.of("GET", f"{url}&{extra}", PRESIGN_HOST, b""), now=NOW)
+    # wherever it is put
+    base, _, query = url.partition("?")
+    with pytest.raises(MalformedSignature):
+        verifier.verify(SignedRequest.of("GET", f"{base}?{extra}&{query}", PRESIGN_HOST, b""),
+                        now=NOW)
+
+
+def test_presign_auth_parameter_names_are_case_sensitive_and_decoded():
+    url = presigned_url()
+    verifier = make_verifier(service="s3")
+    # Another case is another parameter (as for AWS): it is signed, so it cannot be added.
+    with pytest.raises(BadSignature):
+        verifier.verify(
+            SignedRequest.of("GET", url + "&x-amz-signature=" + "0" * 64, PRESIGN_HOST, b""),
+            now=NOW)
+    # An encoded name is the same name: the URL is the same URL.
+    encoded = url.replace("X-Amz-Signature=", "X%2DAmz-Signature=")
+    assert encoded != url
+    assert verifier.verify(SignedRequest.of("GET", encoded, PRESIGN_HOST, b""),
+                           now=NOW).key_id == ACCESS_KEY
+
+
+# -- presign and sign_session_token=False ----------------------------------------------------
+
+
+def test_presign_leaves_the_session_token_unsigned_with_sign_session_token_false():
+    with_token = SigV4Credentials(ACCESS_KEY, SECRET_KEY, "tok/en+=")
+    plain = make_signer(service="s3").presign("GET", PRESIGN_TARGET, expires=300, now=NOW)
+    after = make_signer(service="s3", credentials=with_token, sign_session_token=False).presign(
+        "GET", PRESIGN_TARGET, expires=300, now=NOW)
+    # The token is appended after the signature, which is the token-less one.
+    assert after == plain + "&X-Amz-Security-Token=tok%2Fen%2B%3D"
+    signed = make_signer(service="s3", credentials=with_token).presign(
+        "GET", PRESIGN_TARGET, expires=300, now=NOW)
+    query = dict(parse_qsl(urlsplit(signed).query))
+    assert query["X-Amz-Security-Token"] == "tok/en+="
+    assert query["X-Amz-Signature"] != dict(parse_qsl(urlsplit(plain).query))["X-Amz-Signature"]
+    assert make_verifier(service="s3").verify(
+        SignedRequest.of("GET", signed, PRESIGN_HOST, b""), now=NOW).key_id == ACCESS_KEY
+
+
+# -- an empty header name is refused, never signed --------------------------------------------
+
+
+@pytest.mark.parametrize("signed_headers", ["all", ()])
+def test_empty_header_name_is_refused(signed_headers: Any):
+    signer = make_signer(signed_headers=signed_headers)
+    for headers in ({"": "x"}, [("", "x")], [(" ", "x")], CaseInsensitiveDict({"": "x"})):
+        with pytest.raises(SigningError):
+            signer.sign(HttpRequest("GET", URL, headers, b""), now=NOW)
+        with pytest.raises(SigningError):
+            signer.presign("GET", URL, headers=headers, now=NOW)
+    with pytest.raises(SigningError):
+        canonical_headers([("host", "a"), ("", "x")])
+
+
+def test_empty_signed_header_name_is_a_configuration_error():
+    for names in ([""], ["x-custom", " "]):
+        with pytest.raises(ConfigurationError):
+            make_signer(signed_headers=names)

@@ -33,7 +33,11 @@ trailing newline::
 
 The verifier recomputes everything from the request it received, checks the timestamp is
 within ``skew`` seconds of its clock, compares the signature in constant time, and only
-then records the (key id, nonce) pair so that a replay within the window is rejected.
+then records the nonce so that a replay within the window is rejected. The nonce is
+recorded under the key the key id resolved to (``"hmac:<fingerprint of the secret>"``,
+see :func:`~surefoot.signing._protocols.nonce_scope`), not under the key id as sent: the
+key id is not signed, so with a resolver that ignores case (or knows aliases) the same
+request sent again as ``X-API-Key: MY-KEY`` instead of ``my-key`` is still a replay.
 """
 
 from __future__ import annotations
@@ -65,6 +69,7 @@ from surefoot.signing._protocols import (
     SignedRequest,
     join_fields,
     nonce_cache,
+    nonce_scope,
     nonces_block,
 )
 from surefoot.stores._memory import MemoryNonceCache
@@ -76,6 +81,8 @@ ALGORITHM = "SUREFOOT-HMAC-SHA256"
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_DEFAULT_PORT_TEXT = {scheme: str(port) for scheme, port in _DEFAULT_PORTS.items()}
+_MAX_PORT_DIGITS = 640
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,8 +145,12 @@ def canonical_host(scheme: str, netloc: str) -> str:
         name, port_text = host[: end + 1], host[end + 2 :] if end + 1 < len(host) else ""
     else:
         name, _, port_text = host.partition(":")
-    if port_text and port_text.isdigit() and int(port_text) != _DEFAULT_PORTS.get(scheme.lower()):
-        return f"{name}:{int(port_text)}"
+    if port_text and port_text.isdigit():
+        # int() refuses more than sys.get_int_max_str_digits() digits (at least 640): no
+        # port is that long, and such a one (from an untrusted Host) is kept as text.
+        port = str(int(port_text)) if len(port_text) <= _MAX_PORT_DIGITS else port_text
+        if port != _DEFAULT_PORT_TEXT.get(scheme.lower()):
+            return f"{name}:{port}"
     return name
 
 
@@ -241,7 +252,8 @@ class HmacVerifier:
     :class:`MalformedSignature`, :class:`UnknownKey`, :class:`TimestampSkew`,
     :class:`BodyDigestMismatch`, :class:`BadSignature`, :class:`ReplayedNonce`.
     ``nonces`` is a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``);
-    default a :class:`~surefoot.stores.MemoryNonceCache`.
+    default a :class:`~surefoot.stores.MemoryNonceCache`. Nonces are recorded per
+    resolved key (every spelling of a key id the lookup maps to one secret shares them).
     """
 
     __slots__ = ("_keys", "clock", "headers", "nonces", "skew")
@@ -317,6 +329,8 @@ class HmacVerifier:
         )
         if not hmac.compare_digest(_mac(secret, text), sent_signature):
             raise BadSignature("signature does not match")
-        if not self.nonces.add_if_absent(key_id, nonce, now=when, ttl=2 * self.skew + 1):
+        # Keyed on the resolved key, not the unsigned key id as sent (see the module doc).
+        scope = nonce_scope("hmac", secret)
+        if not self.nonces.add_if_absent(scope, nonce, now=when, ttl=2 * self.skew + 1):
             raise ReplayedNonce("nonce already used")
         return Identity("hmac", key_id)

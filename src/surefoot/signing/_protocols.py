@@ -10,12 +10,13 @@
   or your own). :mod:`surefoot.middleware` runs any of them in front of an application.
 
 Also here: what a verifier accepts as its nonce store (a
-:class:`~surefoot.stores.NonceCache`, or a store that has one) and the two small rules
-every verifier shares.
+:class:`~surefoot.stores.NonceCache`, or a store that has one), the key its nonces are
+recorded under (:func:`nonce_scope`) and the small rules every verifier shares.
 """
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -37,6 +38,7 @@ __all__ = [
     "Verifier",
     "join_fields",
     "nonce_cache",
+    "nonce_scope",
     "nonces_block",
 ]
 
@@ -164,6 +166,22 @@ def nonce_cache(nonces: NonceCache | HasNonces | None) -> NonceCache | None:
 def nonces_block(nonces: NonceCache | None) -> bool:
     """Whether recording a nonce may block on I/O: any cache but the in-process one."""
     return nonces is not None and not isinstance(nonces, MemoryNonceCache)
+
+
+_SCOPE_LABEL = b"surefoot nonce scope v1"
+
+
+def nonce_scope(scheme: str, secret: bytes) -> str:
+    """The key id under which a verifier records a verified request's nonce:
+    ``"<scheme>:<fingerprint of the key the request resolved to>"``.
+
+    Not the key id as sent: when the key id is not itself signed (the HMAC scheme's
+    ``X-API-Key``, SigV4's access key), a resolver that ignores case (or knows aliases)
+    would let the same request, sent again under another spelling of its key id, pass as
+    new. The fingerprint is an HMAC of a fixed label under the secret: the same for every
+    spelling of one key, different for another secret, and it reveals nothing of the
+    secret (it may be stored in a shared nonce store)."""
+    return f"{scheme}:{hmac.digest(secret, _SCOPE_LABEL, 'sha256')[:16].hex()}"
 
 
 def join_fields(lines: Iterable[tuple[str, str]], separator: str = ", ") -> dict[str, str]:

@@ -55,9 +55,15 @@ reproduces every example in the RFC.
 6. every covered component is in the message (:class:`MissingComponent`); the signature
    verifies (:class:`BadSignature`; HMAC compared in constant time);
 7. a body passed in is checked against a covered ``Content-Digest``
-   (:class:`BodyDigestMismatch`);
+   (:class:`BodyDigestMismatch`), whatever the form it is covered in: ``content-digest``,
+   ``;sf`` or ``;bs`` (every member of a supported algorithm is checked) or ``;key=``
+   (the covered members are checked; covering only members of algorithms that cannot be
+   checked is :class:`InsufficientCoverage`). ``content-digest;req`` covers the related
+   request's field, not this message's body;
 8. the nonce, if any, is recorded in the nonce store as ``("rfc9421:" + keyid, nonce)``
-   only now, so that a replay is rejected (:class:`ReplayedNonce`).
+   only now, so that a replay is rejected (:class:`ReplayedNonce`). The ``keyid`` is a
+   signature parameter, so it is signed: the request cannot be replayed under another
+   spelling of it.
 
 Error messages and reprs never contain keys, secrets or signature bytes.
 """
@@ -546,6 +552,32 @@ def _component(spec: str | Component) -> Component:
 _CONTENT_DIGEST = Component("content-digest")
 
 
+def _covers_content(comp: Component) -> bool:
+    """Whether ``comp`` is this message's ``Content-Digest``, in any form (``sf``, ``bs``,
+    ``key=``), but not the related request's (``req``)."""
+    return comp.name == "content-digest" and comp.param("req") is None
+
+
+def _digest_algorithms(covered: Iterable[Component]) -> tuple[str, ...] | None:
+    """The ``Content-Digest`` members a signature protects, by algorithm: ``None`` when
+    it does not cover this message's ``Content-Digest`` at all; every supported algorithm
+    when it covers the whole field (plain, ``sf`` or ``bs``); else those of the covered
+    ``key=`` members that are supported (maybe none)."""
+    found = False
+    keys: set[str] = set()
+    for comp in covered:
+        if not _covers_content(comp):
+            continue
+        found = True
+        key = comp.param("key")
+        if key is None:
+            return DIGEST_ALGORITHMS
+        keys.add(str(key))
+    if not found:
+        return None
+    return tuple(a for a in DIGEST_ALGORITHMS if a in keys)
+
+
 def _signed_components(
     components: Iterable[str | Component], digest: DigestAlgorithm | None
 ) -> tuple[Component, ...]:
@@ -963,7 +995,7 @@ class MessageSigner:
         self._pre = keyid_part + (f';alg="{key.algorithm}"' if include_alg else "")
         self._post = tag_part
         #: The body is covered (through Content-Digest): a streaming body cannot be sent.
-        self._signs_body = any(c.canonical == _CONTENT_DIGEST.canonical for c in comps)
+        self._signs_body = any(_covers_content(c) for c in comps)
         digest_field = ("Content-Digest",) if content_digest is not None else ()
         self._credential_headers = ("Signature-Input", "Signature", *digest_field)
 
@@ -1129,15 +1161,21 @@ class MessageVerifier:
       ``@request-target``, ``@path`` and ``@query``, and a covered ``@request-target`` for
       ``@path`` and ``@query`` (they are parts of it).
     * ``require_content_digest`` — a request with a body (or a ``Content-Digest``), or a
-      response verified with a ``body``, must cover ``content-digest`` (which is then
-      checked against the body).
+      response verified with a ``body``, must cover ``content-digest``, in any form
+      (``content-digest``, ``;sf``, ``;bs``, ``;key=``; not ``;req``). Required or not, a
+      covered ``Content-Digest`` is checked against the body.
     * ``max_age`` — seconds a signature stays acceptable after its ``created``
       (``None``: no limit); ``skew`` — tolerated clock difference, seconds.
     * ``expected_tag`` — the ``tag`` the signature must carry (``None``: any or none).
     * ``allowed_algorithms`` — algorithms accepted at all.
     * ``nonces`` — a :class:`~surefoot.stores.NonceCache` (``MemoryNonceCache()``, or a
       shared store's ``store.nonces``, or the store itself); with one, a nonce is required
-      unless ``require_nonce=False``, and each is accepted once per key id.
+      unless ``require_nonce=False``, and each is accepted once per key id (and
+      remembered ``max_age + 2 * skew`` seconds, so a nonce store needs ``max_age`` and
+      ``require_created=True``, else :class:`~surefoot.ConfigurationError`).
+    * ``require_created`` — the signature must carry ``created`` (default). ``False``
+      accepts signatures without it, which stay valid until their ``expires`` (if any)
+      and so can be replayed: it cannot be combined with ``nonces``.
     * ``label`` — verify the signature with this label (default: the only one, else the
       first one carrying ``expected_tag``, else the first one).
     """
@@ -1176,6 +1214,13 @@ class MessageVerifier:
         cache = nonce_cache(nonces)
         if cache is not None and max_age is None:
             raise ConfigurationError("a nonce store needs max_age (how long to remember)")
+        if cache is not None and not require_created:
+            # A signature without created stays valid until its expires, if any (a year
+            # away, or never), but its nonce is remembered only max_age + 2 * skew: it
+            # could be replayed once forgotten.
+            raise ConfigurationError(
+                "a nonce store needs require_created=True: a signature without created "
+                "outlives its remembered nonce and could be replayed after it")
         self._keys = keys
         if required_components is None:
             self._required_request = tuple(
@@ -1238,9 +1283,7 @@ class MessageVerifier:
         """The ``Accept-Signature`` value (RFC 9421 §5.1) asking for what this verifier
         requires of a request: its components and parameters."""
         components = list(self._required_request)
-        if self.require_content_digest and all(
-            c.canonical != _CONTENT_DIGEST.canonical for c in components
-        ):
+        if self.require_content_digest and not any(_covers_content(c) for c in components):
             components.append(_CONTENT_DIGEST)
         params = ""
         if self.require_created:
@@ -1305,13 +1348,12 @@ class MessageVerifier:
         when = self.clock.wall() if now is None else now
         label, member, signature = self._signature(msg)  # 1. the fields
         params, covered = self._covered(member)  # 2. parameters and components
-        digest_covered = self._check_policy(params, covered, required, body)  # 3.
+        digests = self._check_policy(params, covered, required, body)  # 3.
         self._check_time(params, when)  # 4.
         key_id, key = self._key(params)  # 5.
         self._check_signature(msg, covered, params, key, signature)  # 6.
-        if body is not None and digest_covered:  # 7. the body
-            verify_content_digest(_joined(msg, "content-digest"), body,
-                                  algorithms=DIGEST_ALGORITHMS)
+        if body is not None and digests:  # 7. the body, against the covered members
+            verify_content_digest(_joined(msg, "content-digest"), body, algorithms=digests)
         nonce: str | None = params.get("nonce")
         if nonce is not None and self.nonces is not None:  # 8. recorded only when valid
             assert self.max_age is not None
@@ -1379,9 +1421,9 @@ class MessageVerifier:
         covered: list[tuple[str, Component, Resolver]],
         required: tuple[Component, ...],
         body: bytes | None,
-    ) -> bool:
-        """Required components, ``created``, ``nonce`` and ``tag``; whether
-        ``content-digest`` is covered."""
+    ) -> tuple[str, ...] | None:
+        """Required components, ``created``, ``nonce`` and ``tag``; the ``Content-Digest``
+        algorithms to check the body with (``None``: ``content-digest`` is not covered)."""
         seen = {c[1].canonical for c in covered}
         for comp in required:
             if comp.canonical not in seen and not any(
@@ -1389,16 +1431,21 @@ class MessageVerifier:
                 for whole in _PART_OF.get(comp.name, ())
             ):
                 raise InsufficientCoverage(f"the signature does not cover {comp.identifier}")
-        digest_covered = _CONTENT_DIGEST.canonical in seen
-        if body is not None and self.require_content_digest and not digest_covered:
-            raise InsufficientCoverage("the signature does not cover content-digest")
+        digests = _digest_algorithms(c[1] for c in covered)
+        if body is not None:
+            if digests is None and self.require_content_digest:
+                raise InsufficientCoverage("the signature does not cover content-digest")
+            if digests is not None and not digests:
+                raise InsufficientCoverage(
+                    "the signature covers no content-digest member of a supported "
+                    "algorithm (" + ", ".join(DIGEST_ALGORITHMS) + ")")
         if params.get("created") is None and self.require_created:
             raise InsufficientCoverage("the signature has no created parameter")
         if params.get("nonce") is None and self.require_nonce:
             raise InsufficientCoverage("the signature has no nonce parameter")
         if self.expected_tag is not None and params.get("tag") != self.expected_tag:
             raise TagMismatch("the signature's tag is not the expected one")
-        return digest_covered
+        return digests
 
     def _check_time(self, params: Mapping[str, Any], when: float) -> None:
         skew = self.skew

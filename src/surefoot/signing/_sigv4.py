@@ -51,11 +51,18 @@ from surefoot.errors import (
     ReplayedNonce,
     SignatureError,
     SignatureExpired,
+    SigningError,
     TimestampSkew,
     UnknownKey,
 )
 from surefoot.signing._hmac import canonical_host
-from surefoot.signing._protocols import Identity, join_fields, nonce_cache, nonces_block
+from surefoot.signing._protocols import (
+    Identity,
+    join_fields,
+    nonce_cache,
+    nonce_scope,
+    nonces_block,
+)
 from surefoot.stores._protocols import NonceCache
 
 if TYPE_CHECKING:
@@ -101,6 +108,7 @@ _GENERATED = frozenset(
 )
 _DEFAULT_SIGNED = frozenset({"host", "content-type", "content-md5"})
 _SKIP, _SIGN, _SHA256 = 0, 1, 2
+_EMPTY_NAME = "an empty header name cannot be signed (nor sent)"
 
 # -- errors (SignatureError family) --------------------------------------------------------
 
@@ -218,10 +226,13 @@ def _trim(value: str) -> str:
 
 def canonical_headers(headers: Iterable[tuple[str, str]]) -> tuple[str, str]:
     """``(canonical headers block, signed headers)`` of these (name, value) pairs, every
-    one signed. Repeated names are joined with ``,`` in the order given."""
+    one signed. Repeated names are joined with ``,`` in the order given. An empty header
+    name raises :class:`~surefoot.SigningError`."""
     merged: dict[str, str] = {}
     for name, value in headers:
         key = name.strip().lower()
+        if not key:
+            raise SigningError(_EMPTY_NAME)
         trimmed = _trim(value)
         if key in merged:
             merged[key] = f"{merged[key]},{trimmed}"
@@ -402,6 +413,8 @@ class SigV4Signer:
         else:
             self._sign_all = False
             self._extra = frozenset(n.strip().lower() for n in signed_headers)
+            if "" in self._extra:
+                raise ConfigurationError("signed_headers must not contain an empty name")
         self.clock = clock or default_clock
         self._keys = _KeyCache(max_entries=16)
         self._date_cache: tuple[int, str] = (-1, "")
@@ -435,7 +448,11 @@ class SigV4Signer:
 
     def _decide(self, lower: str) -> int:
         """Whether a header (lower-case name) is signed, skipped, or the stale payload hash;
-        memoised per name (at most 512 names)."""
+        memoised per name (at most 512 names). An empty name is refused
+        (:class:`~surefoot.SigningError`): it is no header, and would make ``SignedHeaders``
+        ambiguous."""
+        if not lower.strip():
+            raise SigningError(_EMPTY_NAME)
         if lower == "x-amz-content-sha256":
             decision = _SHA256
         elif lower in _GENERATED:
@@ -564,7 +581,10 @@ class SigV4Signer:
 
         Signs ``host`` (and the headers selected like :meth:`sign` from ``headers``,
         which must then be sent unchanged). The payload is ``UNSIGNED-PAYLOAD`` for S3
-        (or with ``unsigned_payload``), else the hash of ``body``.
+        (or with ``unsigned_payload``), else the hash of ``body``. A session token is
+        signed as ``X-Amz-Security-Token``, or with ``sign_session_token=False`` appended
+        after ``X-Amz-Signature``, unsigned (as the services that want it so expect;
+        :class:`SigV4Verifier` verifies only signed tokens).
         """
         if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
             raise ConfigurationError(f"expires must be between 1 and {MAX_PRESIGN_EXPIRES} s")
@@ -584,7 +604,7 @@ class SigV4Signer:
             ("X-Amz-Expires", str(expires)),
             ("X-Amz-SignedHeaders", signed),
         ]
-        if creds.token:
+        if creds.token and self.sign_session_token:
             params.append(("X-Amz-Security-Token", creds.token))
         added = "&".join(f"{_encode(k)}={_encode(v)}" for k, v in params)
         query = f"{parts.query}&{added}" if parts.query else added
@@ -598,6 +618,8 @@ class SigV4Signer:
         key = self._keys.get(creds.secret_key, date, self.region, self.service)
         signature = _signature(key, string_to_sign(amz_date, scope, creq))
         query = f"{query}&X-Amz-Signature={signature}"
+        if creds.token and not self.sign_session_token:
+            query = f"{query}&X-Amz-Security-Token={_encode(creds.token)}"
         return parts._replace(query=query, fragment="").geturl()
 
 
@@ -609,6 +631,34 @@ _AUTH_RE = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=([^,\s]+)\s*,\s*SignedHeaders=([^,\s]+)\s*,"
     r"\s*Signature=([0-9a-fA-F]{64})\s*"
 )
+
+
+_PRESIGN_MARKS = (b"X-Amz-Signature", b"X-Amz-Algorithm")
+
+
+def _amz_query_params(query: str) -> dict[str, str]:
+    """The ``X-Amz-*`` parameters of a presigned query, ``{name: value}``, both
+    percent-decoded. Names are compared after decoding (``X%2DAmz-Signature`` is
+    ``X-Amz-Signature``: the canonical query decodes names too, so an encoded duplicate
+    would be dropped from it with the real signature) and case-sensitively, as AWS does;
+    any name given twice is refused (:class:`~surefoot.MalformedSignature`)."""
+    values: dict[str, str] = {}
+    for item in query.split("&"):
+        raw_name, _, raw_value = item.partition("=")
+        name_bytes = unquote_to_bytes(raw_name)
+        if not name_bytes.startswith(b"X-Amz-"):
+            continue
+        try:
+            name = name_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedSignature("an X-Amz-* query parameter name is not UTF-8") from None
+        if name in values:
+            raise MalformedSignature(f"repeated query parameter {name[:64]!r}")
+        try:
+            values[name] = unquote_to_bytes(raw_value).decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedSignature(f"{name[:64]!r} is not UTF-8") from None
+    return values
 
 
 class _Claim(NamedTuple):
@@ -636,7 +686,12 @@ class SigV4Verifier:
     ``X-Amz-Expires`` after it) → ``X-Amz-Content-SHA256``, if sent, matches the body
     (``UNSIGNED-PAYLOAD`` only when ``allow_unsigned_payload``, by default for S3) → the
     signature (constant-time) → with ``nonces``, the signature was not seen before
-    (replay; AWS itself has no such check).
+    (replay; AWS itself has no such check), recorded per resolved key (not per access
+    key id as sent, which is not signed), so every spelling of an access key the lookup
+    maps to one secret shares them.
+
+    A presigned URL's ``X-Amz-*`` parameters are found by their percent-decoded names
+    (case-sensitively, as AWS does); one given twice, in any encoding, is refused.
 
     Raises (all :class:`surefoot.SignatureError`): :class:`MissingHeader`,
     :class:`MalformedSignature`, :class:`CredentialScopeMismatch`,
@@ -745,16 +800,7 @@ class SigV4Verifier:
         return sent
 
     def _query_claim(self, query: str, lower: dict[str, str]) -> _Claim:
-        values: dict[str, str] = {}
-        for item in query.split("&"):
-            name, _, value = item.partition("=")
-            if name.startswith("X-Amz-"):
-                if name in values:
-                    raise MalformedSignature(f"repeated query parameter {name}")
-                try:
-                    values[name] = unquote_to_bytes(value).decode("utf-8")
-                except UnicodeDecodeError:
-                    raise MalformedSignature(f"{name} is not UTF-8") from None
+        values = _amz_query_params(query)
         for name in ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-Expires",
                      "X-Amz-SignedHeaders", "X-Amz-Signature"):
             if not values.get(name):
@@ -786,7 +832,12 @@ class SigV4Verifier:
     def _claim(self, lower: dict[str, str], query: str) -> _Claim:
         """What the request claims: from its ``Authorization`` header or its query."""
         authorization = lower.get("authorization")
-        presigned = "X-Amz-Signature=" in query or "X-Amz-Algorithm=" in query
+        presigned = "X-Amz-Signature=" in query or "X-Amz-Algorithm=" in query or (
+            "%" in query and any(
+                unquote_to_bytes(item.partition("=")[0]) in _PRESIGN_MARKS
+                for item in query.split("&")
+            )
+        )
         if authorization is not None and authorization.lstrip().startswith(ALGORITHM):
             if presigned:
                 raise MalformedSignature("both an Authorization header and a presigned query")
@@ -870,8 +921,10 @@ class SigV4Verifier:
             raise BadSignature("signature does not match")
         if self.nonces is not None:
             ttl = 2 * self.skew + 1 if claim.expires is None else claim.expires + self.skew
-            if not self.nonces.add_if_absent(claim.access_key, claim.signature, now=when,
-                                             ttl=ttl):
+            # Keyed on the resolved key: the access key id is not signed (only its scope
+            # is), so another spelling of it that the lookup accepts is the same request.
+            scope = nonce_scope("sigv4", secret.encode("utf-8"))
+            if not self.nonces.add_if_absent(scope, claim.signature, now=when, ttl=ttl):
                 raise ReplayedNonce("signature already used")
         return Identity("sigv4", claim.access_key)
 
