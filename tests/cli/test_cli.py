@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -409,3 +410,163 @@ def test_sign_usage_errors_exit_2_without_secrets(extra, key_files):
     for secret in (b"super-secret-literal", HMAC_SECRET, b"not-a-key"):
         assert secret not in result.stderr
     assert b"Traceback" not in result.stderr
+
+
+# -- D8: invalid input is refused up front: exit 2, one line on stderr, nothing sent -------
+
+RETRY_AFTER_YEAR_0 = "Mon, 01 Jan 0000 00:00:00 GMT"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("request", "GET", "http://"), "URL must be an absolute http(s) URL"),
+        (("request", "GET", "http://[::1"), "URL must be an absolute http(s) URL"),
+        (("request", "GET", "http://h:99999/"), "port"),
+        (("request", "GET", "http://h:abc/"), "port"),
+        (("request", "GET", "http://a..b/"), "label"),
+        (("request", "GE T", "{url}/get"), "method 'GE T'"),
+        (("request", "GÉT", "{url}/get"), "method 'GÉT'"),
+        (("request", "", "{url}/get"), "method is empty"),
+        (("request", "GET", "{url}/get", "-H", "X-A: a\r\nX-B: b"), "header 'X-A'"),
+        (("request", "GET", "{url}/get", "-H", "X-A: caf\u00e9 \u2603"), "Latin-1"),
+        (("request", "GET", "{url}/get", "-H", "X-\u2603: a"), "header name"),
+        (("request", "GET", "{url}/get", "--timeout", "nan"), "--timeout"),
+        (("request", "GET", "{url}/get", "--deadline", "inf"), "--deadline"),
+        (("request", "POST", "{url}/anything", "--idempotency-key", "k\r\nX-B: b"),
+         "--idempotency-key"),
+        (("request", "GET", "{url}/protected", "--oauth2-token-url", "http://[::1",
+          "--client-id", "demo-client", "--client-secret", "demo-secret"),
+         "--oauth2-token-url"),
+        (("request", "GET", "{url}/protected", "--oauth2-token-url", "http://h:99999/t",
+          "--client-id", "demo-client", "--client-secret", "demo-secret"),
+         "--oauth2-token-url"),
+        (("sandbox", "--port", "-5"), "--port"),
+        (("sandbox", "--port", "65536"), "--port"),
+    ],
+)
+def test_invalid_input_exits_2_with_one_line_and_sends_nothing(args, named, sandbox):
+    result = run(*(a.format(url=sandbox.url) for a in args), timeout=30)
+    stderr = result.stderr.decode()
+    assert result.returncode == EXIT_USAGE, stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(("surefoot: error: ", "surefoot sandbox: error: ")), stderr
+    assert named in stderr
+    assert "X-B" not in stderr  # header values are never echoed (they may be secrets)
+    assert result.stdout == b""
+    assert sandbox.stats()["requests"] == 0
+
+
+@pytest.fixture
+def counting_server():
+    """A raw loopback server that answers every connection with a retryable 503 and
+    counts them: it sees a request even when its request line is malformed."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    seen.append(conn.recv(65536))
+                    conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\n"
+                                 b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", seen
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_empty_method_is_refused_and_never_sent(counting_server):
+    url, seen = counting_server
+    result = run("request", "", url + "/anything", "--retries", "3", "-v", timeout=30)
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert result.stderr.decode().splitlines() == [
+        "surefoot: error: the method is empty: give one, e.g. GET"
+    ]
+    assert seen == []
+
+
+@pytest.fixture
+def unusable_paths(tmp_path):
+    regular = tmp_path / "a-file"
+    regular.write_text("not a directory")
+    return {"under_a_file": str(regular / "tok.json"), "a_directory": str(tmp_path)}
+
+
+@pytest.mark.parametrize("which", ["under_a_file", "a_directory"])
+def test_unopenable_token_cache_exits_2_before_any_request(which, unusable_paths, sandbox):
+    path = unusable_paths[which]
+    result = run("request", "GET", sandbox.url + "/protected",
+                 "--oauth2-token-url", sandbox.url + "/oauth/token",
+                 "--client-id", "demo-client", "--client-secret", "demo-secret",
+                 "--token-cache", path)
+    stderr = result.stderr.decode()
+    assert result.returncode == EXIT_USAGE, stderr
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(f"surefoot: error: --token-cache {path}")
+    assert result.stdout == b""
+    assert sandbox.stats()["requests"] == 0  # not even the token request
+    assert "demo-secret" not in stderr
+
+
+def test_429_with_retry_after_in_year_0_is_an_http_error_not_a_traceback(sandbox):
+    from urllib.parse import quote
+
+    url = f"{sandbox.url}/status/429?retry_after={quote(RETRY_AFTER_YEAR_0)}"
+    result = run("request", "GET", url, "--retries", "1", timeout=30)
+    assert b"Traceback" not in result.stderr
+    assert result.returncode == EXIT_HTTP, result.stderr
+    assert len(result.stderr.splitlines()) <= 1
+    assert sandbox.stats()["endpoints"]["/status"]["statuses"].get("429", 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "line"),
+    [
+        (RuntimeError("boom\nsecond line"), 1,  # EXIT_INTERNAL
+         "surefoot: internal error: RuntimeError: boom second line (a bug in surefoot: "
+         "please report it)"),
+        (surefoot.errors.StoreError("cannot write token file t.json: Read-only file system"),
+         EXIT_USAGE,
+         "surefoot: error: token cache: cannot write token file t.json: Read-only file system"),
+        (surefoot.errors.TokenResponseError("no access_token"), EXIT_AUTH,
+         "surefoot: auth failed: no access_token"),
+        (surefoot.errors.Unauthorized("401 after a refresh", response=requests.Response()),
+         EXIT_AUTH, "surefoot: auth failed: 401 after a refresh"),
+        (surefoot.errors.TransportError("connect failed", kind="connect"), EXIT_TRANSPORT,
+         "surefoot: connect failed"),
+    ],
+)
+def test_every_exception_maps_to_its_exit_code_and_one_line(
+    error, code, line, monkeypatch, capsys, closed_port
+):
+    """The mapping is explicit: each branch of the error tree has its documented code, and
+    anything else is an internal error (exit 1), never a usage error or a traceback."""
+    from surefoot.cli._main import main
+    from surefoot.requests import Client
+
+    def fail(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(Client, "request", fail)
+    assert main(["request", "GET", f"http://127.0.0.1:{closed_port}/x"]) == code
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [line]
+    assert captured.out == ""

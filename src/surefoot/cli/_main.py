@@ -4,11 +4,15 @@ Exit codes of ``surefoot request``:
 
 ====  =====================================================================
 0     the final response is 2xx
-2     usage error (bad options)
+1     internal error: an exception outside surefoot's error tree (a bug)
+2     usage error: bad options, URL, method or header, unusable --token-cache
 3     HTTP error: the final response (after retries) is not 2xx
 4     transport failure: no response (connection, timeout, deadline)
 5     auth failure: the token could not be obtained or the request signed
 ====  =====================================================================
+
+Every failure is one line on stderr, never a traceback: invalid input is refused before
+anything is sent, with a message naming what is wrong (``surefoot: error: ...``).
 
 Signing: ``--sign hmac:KEY_ID[:SOURCE]``, ``--sign rfc9421:ALG:KEY_ID[:SOURCE]`` or
 ``--sign sigv4:REGION:SERVICE`` (see :mod:`surefoot.cli._sign`); key material comes from
@@ -18,19 +22,37 @@ Signing: ``--sign hmac:KEY_ID[:SOURCE]``, ``--sign rfc9421:ALG:KEY_ID[:SOURCE]``
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
 from surefoot.cli._sign import CliUsage as _Usage
 from surefoot.cli._sign import add_sign_options, check_companions, describe, sign_auth
-from surefoot.errors import AuthError, RequestFailed, SurefootError, TokenError
+from surefoot.errors import (
+    AuthError,
+    ConfigurationError,
+    RequestFailed,
+    StoreError,
+    SurefootError,
+)
 from surefoot.events import Event, EventKind
+from surefoot.oauth._url import check_http_url
 
-__all__ = ["EXIT_AUTH", "EXIT_HTTP", "EXIT_OK", "EXIT_TRANSPORT", "EXIT_USAGE", "main"]
+__all__ = [
+    "EXIT_AUTH",
+    "EXIT_HTTP",
+    "EXIT_INTERNAL",
+    "EXIT_OK",
+    "EXIT_TRANSPORT",
+    "EXIT_USAGE",
+    "main",
+]
 
 EXIT_OK = 0
+EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_HTTP = 3
 EXIT_TRANSPORT = 4
@@ -74,6 +96,93 @@ def _pair(value: str, what: str) -> tuple[str, str]:
     if not sep or not name:
         raise _Usage(f"{what} must look like ID:SECRET")
     return name, secret
+
+
+#: An RFC 9110 token (section 5.6.2): what a method or a header name may be.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted for an error message: escaped, on one line, at most 40 characters."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _check_method(method: str) -> None:
+    if not method:
+        raise _Usage("the method is empty: give one, e.g. GET")
+    if not _TOKEN.fullmatch(method):
+        raise _Usage(
+            f"method {_shown(method)} is not an HTTP token "
+            "(ASCII letters, digits and !#$%&'*+-.^_`|~ only)"
+        )
+
+
+def _check_header_value(value: str, what: str) -> None:
+    """A header value is sent as Latin-1 bytes without line breaks (RFC 9110 section 5.5).
+    The message names the header, never the value, which may be a credential."""
+    for char in value:
+        code = ord(char)
+        if code > 0xFF:
+            raise _Usage(
+                f"{what} has characters outside Latin-1 (header values are bytes: "
+                "percent-encode other text)"
+            )
+        if (code < 0x20 and char != "\t") or code == 0x7F:
+            raise _Usage(f"{what} contains a line break or another control character")
+
+
+def _headers_from(raw_headers: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for raw in raw_headers:
+        name, sep, value = raw.partition(":")
+        name, value = name.strip(), value.strip()
+        if not sep or not name:
+            raise _Usage(f"bad header {_shown(raw.split(':')[0])}: use 'Name: value'")
+        if not _TOKEN.fullmatch(name):
+            raise _Usage(f"header name {_shown(name)} is not an HTTP token")
+        _check_header_value(value, f"header {name!r}")
+        headers[name] = value
+    return headers
+
+
+def _check_seconds(value: float, option: str, *, zero: bool = False) -> None:
+    if not (math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        kind = "a finite number >= 0" if zero else "a positive, finite number"
+        raise _Usage(f"{option} must be {kind} of seconds")
+
+
+def _check_url(url: str, option: str) -> None:
+    """An absolute http(s) URL with a host and a valid port, that requests can send."""
+    import requests
+
+    try:
+        check_http_url(url, option)
+    except ConfigurationError as exc:
+        raise _Usage(str(exc)) from None
+    try:  # what requests itself refuses (e.g. an invalid IDNA host)
+        requests.PreparedRequest().prepare_url(url, None)
+    except requests.RequestException as exc:  # its message would repeat the URL
+        raise _Usage(f"{option} cannot be sent: {type(exc).__name__}") from None
+
+
+def _check_token_cache(path: str) -> None:
+    """The token file must be creatable or readable and writable: checked before the
+    request, as the store only finds out in the middle of it."""
+    target = os.path.abspath(path)
+    try:
+        if os.path.isdir(target):
+            raise _Usage(f"--token-cache {path} is a directory, not a file")
+        folder = os.path.dirname(target)
+        while not os.path.lexists(folder):  # the store creates the missing folders
+            folder = os.path.dirname(folder)
+        if not os.path.isdir(folder):
+            raise _Usage(f"--token-cache {path}: {folder} is not a directory")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise _Usage(f"--token-cache {path}: cannot create files in {folder}")
+        if os.path.lexists(target) and not os.access(target, os.R_OK | os.W_OK):
+            raise _Usage(f"--token-cache {path}: cannot read and write it")
+    except OSError as exc:
+        raise _Usage(f"--token-cache {path}: {exc.strerror}") from None
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -152,6 +261,9 @@ def _auth_from(args: argparse.Namespace, hook: Any) -> Any:
         client_secret: str = args.client_secret or os.environ.get("SUREFOOT_CLIENT_SECRET", "")
         if not args.client_id or not client_secret:
             raise _Usage("--oauth2-token-url needs --client-id and --client-secret")
+        _check_url(args.oauth2_token_url, "--oauth2-token-url")
+        if args.token_cache:
+            _check_token_cache(args.token_cache)
         store = FileTokenStore(args.token_cache) if args.token_cache else None
         return BearerAuth.client_credentials(
             args.oauth2_token_url,
@@ -173,20 +285,19 @@ def _request(args: argparse.Namespace) -> int:
     from surefoot._core._policy import RetryPolicy
     from surefoot.requests import Client
 
-    if not args.url.startswith(("http://", "https://")):
-        raise _Usage("URL must be absolute http(s)")
-    if args.retries < 0 or args.deadline <= 0 or args.timeout <= 0:
-        raise _Usage("--retries must be >= 0, --deadline and --timeout positive")
-    headers: dict[str, str] = {}
-    for raw in args.header:
-        name, sep, value = raw.partition(":")
-        if not sep or not name.strip():
-            raise _Usage(f"bad header {raw.split(':')[0][:40]!r}: use 'Name: value'")
-        headers[name.strip()] = value.strip()
+    _check_method(args.method)
+    _check_url(args.url, "URL")
+    if args.retries < 0:
+        raise _Usage("--retries must be >= 0")
+    _check_seconds(args.deadline, "--deadline")
+    _check_seconds(args.timeout, "--timeout")
+    _check_seconds(args.retry_after_cap, "--retry-after-cap", zero=True)
+    headers = _headers_from(args.header)
     idempotency: dict[str, Any] = {}
     if args.idempotency_key == "auto":
         idempotency["idempotency_keys"] = "auto"
     elif args.idempotency_key:
+        _check_header_value(args.idempotency_key, "--idempotency-key")
         headers["Idempotency-Key"] = args.idempotency_key
     hook = StderrHook() if args.verbose else (lambda event: None)
     try:
@@ -205,21 +316,14 @@ def _request(args: argparse.Namespace) -> int:
     with Client(args.url, auth=auth, retry=policy, hook=hook, timeout=args.timeout) as client:
         try:
             response = client.request(args.method, args.url, headers=headers, data=body)
-        except TokenError as exc:
-            print(f"surefoot: auth failed: {exc}", file=sys.stderr)
-            return EXIT_AUTH
-        except AuthError as exc:
-            print(f"surefoot: auth failed: {exc}", file=sys.stderr)
-            return EXIT_AUTH
+        except AuthError:
+            raise  # an auth failure (see _failed), even a final 401 (Unauthorized)
         except RequestFailed as exc:
-            print(f"surefoot: {exc}", file=sys.stderr)
-            if isinstance(exc.response, requests.Response):
-                sys.stdout.buffer.write(exc.response.content)
-                return EXIT_HTTP
-            return EXIT_TRANSPORT
-        except SurefootError as exc:
-            print(f"surefoot: {exc}", file=sys.stderr)
-            return EXIT_TRANSPORT
+            if not isinstance(exc.response, requests.Response):
+                raise  # no response: a transport failure (see _failed)
+            _say(f"surefoot: {exc}")
+            sys.stdout.buffer.write(exc.response.content)
+            return EXIT_HTTP
     if args.verbose:
         print(f"< HTTP {response.status_code} {response.reason}", file=sys.stderr)
     sys.stdout.buffer.write(response.content)
@@ -227,12 +331,51 @@ def _request(args: argparse.Namespace) -> int:
     return EXIT_OK if 200 <= response.status_code < 300 else EXIT_HTTP
 
 
+def _say(text: str) -> None:
+    """One line on stderr, whatever line breaks ``text`` holds."""
+    print(" ".join(text.split()), file=sys.stderr, flush=True)
+
+
+def _failed(exc: Exception, prog: str) -> int:
+    """One line on stderr for the exception that ended a command, and its exit code: the
+    documented code for each branch of surefoot's error tree, ``EXIT_INTERNAL`` for
+    anything else (a bug; a one-line message rather than a traceback)."""
+    if isinstance(exc, (_Usage, ConfigurationError)):
+        _say(f"{prog}: error: {exc}")
+        return EXIT_USAGE
+    if isinstance(exc, StoreError):  # the --token-cache file, a local configuration
+        _say(f"{prog}: error: token cache: {exc}")
+        return EXIT_USAGE
+    if isinstance(exc, AuthError):  # TokenError, Unauthorized, SigningError
+        _say(f"{prog}: auth failed: {exc}")
+        return EXIT_AUTH
+    if isinstance(exc, SurefootError):  # RequestFailed without a response
+        _say(f"{prog}: {exc}")
+        return EXIT_TRANSPORT
+    _say(f"{prog}: internal error: {type(exc).__name__}: {exc} (a bug in surefoot: please "
+         "report it)")
+    return EXIT_INTERNAL
+
+
+def _sandbox(argv: list[str]) -> int:
+    from surefoot.sandbox._cli import build_parser
+    from surefoot.sandbox._cli import main as sandbox_main
+
+    port = build_parser().parse_args(argv).port  # argparse's own errors and --help
+    if not 0 <= port <= 65535:
+        _say(f"surefoot sandbox: error: --port must be from 0 to 65535 (0 picks a free "
+             f"port), not {port}")
+        return EXIT_USAGE
+    try:
+        return sandbox_main(argv)
+    except Exception as exc:
+        return _failed(exc, "surefoot sandbox")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["sandbox"]:
-        from surefoot.sandbox._cli import main as sandbox_main
-
-        return sandbox_main(arguments[1:])
+        return _sandbox(arguments[1:])
     parser = _build_parser()
     args = parser.parse_args(arguments)
     try:
@@ -242,10 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from surefoot.cli._demo import run_demo
 
             return run_demo(quiet=args.quiet)
-    except _Usage as exc:
-        parser.print_usage(sys.stderr)
-        print(f"surefoot: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except Exception as exc:
+        return _failed(exc, "surefoot")
     parser.print_help()
     return EXIT_USAGE
 

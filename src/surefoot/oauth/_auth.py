@@ -13,6 +13,7 @@ from surefoot.oauth._cache import Sender, TokenCache
 from surefoot.oauth._client_auth import ClientAuth
 from surefoot.oauth._grants import ClientCredentials, ExtraParams, Grant, RefreshTokenGrant
 from surefoot.oauth._token import Token, TokenFunction
+from surefoot.oauth._url import check_http_url
 from surefoot.stores._protocols import Store, TokenStore
 
 __all__ = ["BearerAuth"]
@@ -81,7 +82,14 @@ class BearerAuth(AuthBase):
         revoke_on_close: bool = False,
     ) -> BearerAuth:
         """The client-credentials grant. Authenticate with ``client_secret`` (Basic or
-        POST) or with ``client_auth=PrivateKeyJwt(client_id, private_key)``."""
+        POST) or with ``client_auth=PrivateKeyJwt(client_id, private_key)``.
+
+        ``token_url`` (and ``revocation_url``) must be absolute http(s) URLs with a host
+        and a valid port: anything else raises :class:`~surefoot.ConfigurationError`
+        here, not on the first request."""
+        check_http_url(token_url, "token_url")
+        if revocation_url is not None:
+            check_http_url(revocation_url, "revocation_url")
         grant = ClientCredentials(
             token_url=token_url,
             client_id=client_id,
