@@ -2,12 +2,13 @@
 one for an event loop.
 
 Both carry out every effect but :class:`Send` themselves (waits, token work, the pacer's
-operations) and stop at each :class:`Send` for the caller to send the attempt its own
-way: :func:`advance` / :func:`advance_async` are the step ("send this value in, run until
-the flow wants an attempt sent or ends"); :func:`drive_sync` / :func:`drive_async` are
-the loops for a transport that sends attempts itself. The standalone auth objects drive
-the same flow with the same steps, yielding their attempts to httpx or sending them
-through requests' connection (:mod:`surefoot._adapters._auth`).
+operations: a shared store's waits within what is left of the request's deadline, see
+:mod:`surefoot.stores._deadline`) and stop at each :class:`Send` for the caller to send
+the attempt its own way: :func:`advance` / :func:`advance_async` are the step ("send
+this value in, run until the flow wants an attempt sent or ends"); :func:`drive_sync` /
+:func:`drive_async` are the loops for a transport that sends attempts itself. The
+standalone auth objects drive the same flow with the same steps, yielding their attempts
+to httpx or sending them through requests' connection (:mod:`surefoot._adapters._auth`).
 """
 
 from __future__ import annotations
@@ -17,11 +18,19 @@ from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from surefoot._core._clock import Clock
-from surefoot._core._effects import PACER_EFFECTS, Effect, FetchToken, Send, Sleep
+from surefoot._core._effects import (
+    PACER_EFFECTS,
+    Effect,
+    FetchToken,
+    PacerEffect,
+    Send,
+    Sleep,
+)
 from surefoot._core._pipeline import Flow, FlowResult
 from surefoot._core._policy import Failure, ResponseInfo
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
+from surefoot.stores._deadline import within
 
 __all__ = [
     "Outcome",
@@ -40,26 +49,41 @@ N = TypeVar("N")
 Outcome = tuple["ResponseInfo | Failure", object]
 
 
+def _left(effect: FetchToken | PacerEffect, clock: Clock) -> float | None:
+    """Seconds left of the request's deadline (``None``: none), for the store calls the
+    effect makes (:func:`~surefoot.stores._deadline.within`: in real time, whatever the
+    flow's clock)."""
+    return None if effect.deadline is None else effect.deadline - clock.monotonic()
+
+
 def _carry_out(effect: Effect, clock: Clock) -> object:
     if isinstance(effect, Sleep):
         clock.sleep(effect.seconds)
         return None
     if isinstance(effect, FetchToken):
-        return effect.run()
+        with within(_left(effect, clock)):
+            return effect.run()
     if isinstance(effect, PACER_EFFECTS):
-        return effect.run(clock)
+        if not effect.pacer.does_io:
+            return effect.run(clock)  # in-process state: nothing to bound
+        with within(_left(effect, clock)):
+            return effect.run(clock)
     raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - programming error
 
 
 async def _carry_out_async(effect: Effect, clock: Clock) -> object:
+    # (``within`` is context-local: the worker threads below run in a copy of this
+    # task's context, so the store calls there see the deadline too.)
     if isinstance(effect, Sleep):
         await clock.asleep(effect.seconds)
         return None
     if isinstance(effect, FetchToken):
-        return await effect.run_async()  # token work runs off the loop
+        with within(_left(effect, clock)):
+            return await effect.run_async()  # token work runs off the loop
     if isinstance(effect, PACER_EFFECTS):
         if effect.pacer.does_io:  # a shared store (Redis, SQLite): one round trip, off the loop
-            return await asyncio.to_thread(effect.run, clock)
+            with within(_left(effect, clock)):
+                return await asyncio.to_thread(effect.run, clock)
         return effect.run(clock)  # O(1), microseconds: stay on the loop
     raise TypeError(f"unknown effect {effect!r}")  # pragma: no cover - programming error
 

@@ -14,6 +14,10 @@ I/O. Each effect says what it returns:
   and never waits; with a shared store (``pacer.does_io``) it is one round trip, which an
   async driver runs off the event loop.
 
+``deadline`` (on the token and the pacer effects) is the request's deadline, an instant on
+the flow's clock (``None``: none): the driver bounds the store calls the effect makes by
+what is left of it.
+
 Also here, the two things the pipeline needs of the objects it is given:
 :class:`AuthStrategy` (an auth object) and :class:`TokenSource` (a token cache).
 """
@@ -140,6 +144,7 @@ class OnRequest(NamedTuple):
 
     pacer: Pacer
     partition: str
+    deadline: float | None = None
 
     def run(self, clock: Clock) -> None:
         self.pacer.on_request(self.partition, now=clock.monotonic())
@@ -151,6 +156,7 @@ class Reserve(NamedTuple):
     pacer: Pacer
     partition: str
     previous: Reservation | None
+    deadline: float | None = None
 
     def run(self, clock: Clock) -> Reservation:
         return self.pacer.reserve(self.partition, self.previous, now=clock.monotonic())
@@ -161,6 +167,7 @@ class Admit(NamedTuple):
 
     pacer: Pacer
     partition: str
+    deadline: float | None = None
 
     def run(self, clock: Clock) -> Admission:
         return self.pacer.admit(self.partition, now=clock.monotonic())
@@ -177,6 +184,7 @@ class ReportOutcome(NamedTuple):
     probe: bool
     #: Seconds the attempt went after its paced slot.
     late: float = 0.0
+    deadline: float | None = None
 
     def run(self, clock: Clock) -> None:
         self.pacer.report(
@@ -194,6 +202,7 @@ class TryRetry(NamedTuple):
     """Spend a retry from the retry budget (``False``: the budget is spent)."""
 
     pacer: Pacer
+    deadline: float | None = None
 
     def run(self, clock: Clock) -> bool:
         return self.pacer.try_retry(clock.monotonic())

@@ -16,7 +16,8 @@ class RedisStore:
     """State shared by a fleet through one Redis server (or Cluster).
 
     ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` ...) or ``client`` (a
-    ``redis.Redis``). ``prefix`` starts every key. ``timeout`` bounds every call.
+    ``redis.Redis``). ``prefix`` starts every key. ``timeout`` bounds every call; a call
+    made for a request whose deadline is near waits less (its share of what is left).
     """
 
     def __init__(

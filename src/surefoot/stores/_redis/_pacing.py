@@ -44,6 +44,7 @@ from surefoot.pacing._breaker import Admission
 from surefoot.pacing._config import PacingPolicy, Report
 from surefoot.pacing._gcra import Reservation
 from surefoot.pacing._state import LocalPacerState
+from surefoot.stores._deadline import wait_for
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._redis._connection import RedisConnection
 
@@ -153,15 +154,21 @@ class RedisPacerState:
         ks = self._key_state(key)
         with ks.guard:
             ks.queue.append(pending)
-        # Bounded, so that callers queued behind a hung call do not wait for each one.
-        if not ks.lock.acquire(timeout=2 * self._conn.timeout):
+        # Bounded, so that callers queued behind a hung call do not wait for each one
+        # (nor past what their request's deadline leaves them).
+        if not ks.lock.acquire(timeout=wait_for(2 * self._conn.timeout)):
             with ks.guard:
                 if pending in ks.queue:  # not taken up yet: give up on the store
                     ks.queue.remove(pending)
                     raise StoreUnavailable(
                         "Redis is unavailable: pacing calls are queued too long"
                     )
-            ks.lock.acquire()  # being applied now, by a call bounded by its own timeouts
+            # Being applied now, by a call bounded by its own timeouts; with a deadline,
+            # wait no longer than it leaves (the outcome is then unknown, as after a
+            # call that timed out).
+            left = wait_for(None)
+            if not ks.lock.acquire(timeout=-1 if left is None else left):
+                raise StoreUnavailable("Redis is unavailable: pacing calls are queued too long")
         try:
             if not pending.done:
                 with ks.guard:

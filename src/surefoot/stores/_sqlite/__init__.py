@@ -10,7 +10,11 @@ from surefoot.stores._failure import FailureMode, OnFailure
 
 
 class SQLiteStore:
-    """State shared by the processes of one host, in one SQLite database file."""
+    """State shared by the processes of one host, in one SQLite database file.
+
+    ``busy_timeout`` is the longest a call waits for another process's lock; a call made
+    for a request whose deadline is near waits less (its share of what is left).
+    """
 
     def __init__(
         self,

@@ -2,11 +2,13 @@
 
 WAL journal (readers never block the writer), ``BEGIN IMMEDIATE`` for every state
 change (the write lock is taken up front, so two processes never both read and then
-both write), and a busy timeout (a process waits its turn instead of failing). One
-connection per thread and per process: connections are never shared across ``fork``.
-Every ``sqlite3`` exception is translated: a database that stays locked past the busy
-timeout, or cannot be opened, is :class:`~surefoot.StoreUnavailable`; anything else is
-:class:`~surefoot.StoreError`.
+both write), and a busy timeout (a process waits its turn instead of failing). The busy
+timeout is set for each call: ``busy_timeout``, or less when a request's deadline is
+near (:func:`~surefoot.stores._deadline.wait_for`); every other wait (the setup lock, the
+lock retries) is bounded the same way. One connection per thread and per process:
+connections are never shared across ``fork``. Every ``sqlite3`` exception is
+translated: a database that stays locked past the busy timeout, or cannot be opened, is
+:class:`~surefoot.StoreUnavailable`; anything else is :class:`~surefoot.StoreError`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
+from surefoot.stores._deadline import wait_for
 
 __all__ = ["SQLiteConnection"]
 
@@ -51,61 +54,67 @@ class SQLiteConnection:
             self._schema.extend(s for s in statements if s not in self._schema)
 
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (opened, its schema applied), its busy timeout set to
+        what is left of this call's wait: every lock it waits for, here and in the
+        statement that follows, is waited for until one instant."""
+        give_up = time.monotonic() + wait_for(self.busy_timeout)
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid() and local.schema == len(self._schema):
-            return conn
-        if conn is not None and local.pid == os.getpid():
-            self._apply_schema(conn)
-            local.schema = len(self._schema)
-            return conn
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with _setup_lock(self.path, self.busy_timeout):
-                conn = self._open()
+            if conn is None or local.pid != os.getpid():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with _setup_lock(self.path, give_up):
+                    conn = self._open(give_up)
+                local.conn, local.pid, local.busy = conn, os.getpid(), None
+                local.schema = len(self._schema)
+            elif local.schema != len(self._schema):
+                local.busy = None  # set for each statement meanwhile
+                self._apply_schema(conn, give_up)
+                local.schema = len(self._schema)
+            busy = _busy_ms(give_up)
+            if local.busy != busy:
+                conn.execute(f"PRAGMA busy_timeout = {busy}")
+                local.busy = busy
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from None
         except OSError as exc:
             raise StoreUnavailable(f"SQLite store {self.path}: {exc.strerror}") from None
-        local.conn = conn
-        local.pid = os.getpid()
-        local.schema = len(self._schema)
         return conn
 
-    def _open(self) -> sqlite3.Connection:
-        """A new connection in WAL mode with the schema applied. The caller holds the
-        setup lock: processes that open a new database at once take turns creating it
-        and switching it to WAL (done concurrently, SQLite was seen to answer "disk I/O
-        error" to one of them)."""
+    def _open(self, give_up: float) -> sqlite3.Connection:
+        """A new connection in WAL mode with the schema applied, waiting for locks until
+        ``give_up`` (a ``time.monotonic()`` instant). The caller holds the setup lock:
+        processes that open a new database at once take turns creating it and switching
+        it to WAL (done concurrently, SQLite was seen to answer "disk I/O error" to one
+        of them)."""
         if not self.path.exists():
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
         conn = sqlite3.connect(
             self.path,
-            timeout=self.busy_timeout,
+            timeout=_busy_ms(give_up) / 1000,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
             check_same_thread=True,
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             # Another host process may hold the database (an older surefoot without the
             # setup lock, a tool): switching to WAL can still answer SQLITE_BUSY without
             # calling the busy handler, so retry here.
             mode = _retry_locked(
-                lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), self.busy_timeout
+                conn, lambda: conn.execute("PRAGMA journal_mode = WAL").fetchone(), give_up
             )
             if mode is None or str(mode[0]).lower() != "wal":  # pragma: no cover
                 raise StoreError(f"SQLite store {self.path}: WAL journal not available")
             conn.execute("PRAGMA synchronous = NORMAL")
-            self._apply_schema(conn)
+            self._apply_schema(conn, give_up)
         except BaseException:
             conn.close()
             raise
         return conn
 
-    def _apply_schema(self, conn: sqlite3.Connection) -> None:
+    def _apply_schema(self, conn: sqlite3.Connection, give_up: float) -> None:
         for statement in list(self._schema):
-            _retry_locked(functools.partial(conn.execute, statement), self.busy_timeout)
+            _retry_locked(conn, functools.partial(conn.execute, statement), give_up)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -147,9 +156,10 @@ class SQLiteConnection:
 
 
 @contextlib.contextmanager
-def _setup_lock(path: Path, timeout: float) -> Iterator[None]:
+def _setup_lock(path: Path, give_up: float) -> Iterator[None]:
     """An exclusive ``flock`` on ``<database>.setup-lock`` (POSIX; elsewhere nothing),
-    waited for at most ``timeout`` seconds (then :class:`StoreUnavailable`)."""
+    waited for until ``give_up`` (a ``time.monotonic()`` instant; then
+    :class:`StoreUnavailable`)."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
@@ -157,7 +167,6 @@ def _setup_lock(path: Path, timeout: float) -> Iterator[None]:
         return
     fd = os.open(path.with_name(path.name + ".setup-lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        give_up = time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -176,9 +185,16 @@ def _setup_lock(path: Path, timeout: float) -> Iterator[None]:
         os.close(fd)
 
 
-def _retry_locked(call: Callable[[], _T], busy_timeout: float) -> _T:
-    give_up = time.monotonic() + busy_timeout
+def _busy_ms(give_up: float) -> int:
+    """The busy timeout (whole milliseconds, at least one) that ends at ``give_up``."""
+    return max(int((give_up - time.monotonic()) * 1000), 1)
+
+
+def _retry_locked(conn: sqlite3.Connection, call: Callable[[], _T], give_up: float) -> _T:
+    """``call()``, again while the database is locked, until ``give_up`` (each try's busy
+    wait ends there too)."""
     while True:
+        conn.execute(f"PRAGMA busy_timeout = {_busy_ms(give_up)}")
         try:
             return call()
         except sqlite3.OperationalError as exc:
