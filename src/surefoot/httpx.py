@@ -29,7 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "surefoot.httpx needs httpx: pip install 'surefoot[httpx]'", name=exc.name
     ) from exc
 
-from surefoot._adapters._client import BaseUrl, SyncVerbs
+from surefoot._adapters._client import BaseUrl, RevokesOnClose, SyncVerbs
 from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._httpx import AsyncTransport, Transport, classify_httpx_error
 from surefoot._core._clock import Clock
@@ -42,7 +42,7 @@ from surefoot.pacing._pacer import Pacer
 __all__ = ["AsyncClient", "AsyncTransport", "Client", "Transport", "classify_httpx_error"]
 
 
-class Client(BaseUrl, SyncVerbs[httpx.Response]):
+class Client(BaseUrl, RevokesOnClose, SyncVerbs[httpx.Response]):
     """Sync convenience client on ``httpx.Client`` with :class:`Transport`.
 
     kwargs of ``request`` and the verbs are httpx's (``params``, ``headers``, ``json``,
@@ -96,14 +96,19 @@ class Client(BaseUrl, SyncVerbs[httpx.Response]):
         self.close()
 
     def close(self) -> None:
-        self.http.close()
+        """Close the HTTP client; with an auth built with ``revoke_on_close=True``, revoke
+        its token too (once, best-effort: a failure is logged, not raised)."""
+        try:
+            self.http.close()
+        finally:
+            self._revoke_on_close(self.transport.auth)
 
     def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         # the caller's keyword arguments are httpx's own, passed through as they are
         return self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))
 
 
-class AsyncClient(BaseUrl):
+class AsyncClient(BaseUrl, RevokesOnClose):
     """Async convenience client on ``httpx.AsyncClient`` with :class:`AsyncTransport`;
     the same options as :class:`Client` (``transport``: an async inner transport)."""
 
@@ -124,7 +129,11 @@ class AsyncClient(BaseUrl):
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        """As :meth:`Client.close`; the revocation runs in a worker thread."""
+        try:
+            await self.http.aclose()
+        finally:
+            await self._arevoke_on_close(self.transport.auth)
 
     async def request(self, method: str, path: str, **kwargs: object) -> httpx.Response:
         return await self.http.request(method.upper(), self.url_for(path), **_passed(kwargs))

@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "surefoot.requests needs requests: pip install 'surefoot[requests]'", name=exc.name
     ) from exc
 
-from surefoot._adapters._client import BaseUrl, SyncVerbs
+from surefoot._adapters._client import BaseUrl, RevokesOnClose, SyncVerbs
 from surefoot._adapters._client import passed as _passed
 from surefoot._adapters._requests import SurefootAdapter, classify_requests_error
 from surefoot._core._clock import Clock
@@ -36,7 +36,7 @@ from surefoot.pacing._pacer import Pacer
 __all__ = ["Client", "SurefootAdapter", "classify_requests_error"]
 
 
-class Client(BaseUrl, SyncVerbs[requests.Response]):
+class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
     """``Client(base_url, auth=..., retry=RetryPolicy(...))`` with ``get/post/put/patch/
     delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
 
@@ -90,7 +90,12 @@ class Client(BaseUrl, SyncVerbs[requests.Response]):
         self.close()
 
     def close(self) -> None:
-        self.session.close()
+        """Close the session; with an auth built with ``revoke_on_close=True``, revoke its
+        token too (once, best-effort: a failure is logged, not raised)."""
+        try:
+            self.session.close()
+        finally:
+            self._revoke_on_close(self.adapter.auth)
 
     def request(self, method: str, path: str, **kwargs: object) -> requests.Response:
         kwargs.setdefault("timeout", self.timeout)

@@ -173,8 +173,9 @@ def test_client_secret_basic_request():
     assert request.headers["Accept"] == "application/json"
     scheme, _, encoded = request.headers["Authorization"].partition(" ")
     assert scheme == "Basic"
-    # RFC 6749 §2.3.1: id and secret form-urlencoded before Basic encoding
-    assert base64.b64decode(encoded) == b"a+b:p%40ss%3Aw"
+    # RFC 6749 §2.3.1: id and secret encoded before Basic encoding, a space as %20 (read
+    # the same by servers decoding with unquote and with unquote_plus)
+    assert base64.b64decode(encoded) == b"a%20b:p%40ss%3Aw"
     form = parse_qs(request.body.decode(), keep_blank_values=True)
     assert form == {"grant_type": ["client_credentials"], "scope": ["read write"]}
     assert CLIENT_SECRET.encode() not in request.body

@@ -1,15 +1,23 @@
-"""What the front doors' convenience clients share: a base URL and the verbs."""
+"""What the front doors' convenience clients share: a base URL, the verbs, and the
+revocation of their token on close."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from surefoot.errors import ConfigurationError
 
-__all__ = ["BaseUrl", "SyncVerbs", "passed"]
+__all__ = ["REVOKE_ON_CLOSE_TIMEOUT", "BaseUrl", "RevokesOnClose", "SyncVerbs", "passed"]
 
 R = TypeVar("R")
+
+logger = logging.getLogger("surefoot")
+
+#: How long closing a client may spend revoking its token (seconds, all attempts).
+REVOKE_ON_CLOSE_TIMEOUT = 5.0
 
 
 class BaseUrl:
@@ -56,3 +64,56 @@ def passed(kwargs: dict[str, object]) -> dict[str, Any]:
     """Keyword arguments of the HTTP library's own, handed to it unchanged (typed by the
     library's signature, which checks them)."""
     return kwargs
+
+
+class RevokesOnClose:
+    """Closing a client whose auth's token cache has ``revoke_on_close`` revokes its token
+    (RFC 7009): once per client, best-effort (a failure is logged, never raised) and
+    within :data:`REVOKE_ON_CLOSE_TIMEOUT`."""
+
+    _revoked_on_close = False
+
+    def _revoke_on_close(self, auth: object) -> None:
+        if self._revoked_on_close:
+            return
+        self._revoked_on_close = True
+        revoke_on_close(auth)
+
+    async def _arevoke_on_close(self, auth: object) -> None:
+        if self._revoked_on_close:
+            return
+        self._revoked_on_close = True
+        if _revocable_cache(auth) is not None:
+            # the cache's locks, store and token request block: not on the event loop
+            await asyncio.to_thread(revoke_on_close, auth)
+
+
+def _revocable_cache(auth: object) -> Any:
+    """``auth``'s token cache if it is to be revoked on close, else ``None``."""
+    cache = getattr(auth, "token_source", None)
+    if cache is None:
+        return None
+    from surefoot.oauth._cache import TokenCache
+
+    if isinstance(cache, TokenCache) and cache.revoke_on_close:
+        return cache
+    return None
+
+
+def revoke_on_close(auth: object) -> None:
+    """Revoke ``auth``'s token if its cache has ``revoke_on_close``; never raises."""
+    try:
+        cache = _revocable_cache(auth)
+        if cache is None:
+            return
+        cache.close(deadline=cache.clock.monotonic() + REVOKE_ON_CLOSE_TIMEOUT)
+    except Exception as exc:  # best-effort: closing must not fail because of it
+        # The type and the RFC 6749 error code only: a server's description may echo
+        # what it was sent.
+        code = getattr(exc, "error", None)
+        logger.warning(
+            "surefoot: revoking the token on close failed (%s%s); it stays valid until "
+            "it expires",
+            type(exc).__name__,
+            f": {code}" if isinstance(code, str) else "",
+        )

@@ -26,6 +26,9 @@ class BearerAuth(AuthBase):
     :class:`RefreshTokenGrant`), or a function returning a token (string, :class:`Token`
     or token-response mapping). The other options are the :class:`TokenCache`'s
     (ignored when ``source`` already is one).
+
+    ``revoke_on_close=True`` (needs a grant with a ``revocation_url``): closing a surefoot
+    client that uses this auth revokes the token (RFC 7009), best-effort.
     """
 
     @property

@@ -142,6 +142,11 @@ class TokenCache:
             )
         if not lease_ttl > 0:
             raise ConfigurationError("lease_ttl must be positive")
+        if revoke_on_close and not (
+            isinstance(source, RevocableGrant) and source.revocation_url
+        ):
+            # Refused now: closing a client must not skip a revocation it was asked for.
+            raise ConfigurationError("revoke_on_close needs a grant with a revocation_url")
         self.source = source
         self.store: TokenStore = store if store is not None else MemoryTokenStore()
         self.lease_ttl = lease_ttl
@@ -614,7 +619,11 @@ class TokenCache:
 
     def close(self, *, revoke: bool | None = None, deadline: float | None = None) -> None:
         """Done with this cache. With ``revoke`` (default: ``revoke_on_close``), the
-        token is revoked first (see :meth:`revoke`)."""
+        token is revoked first (see :meth:`revoke`; its errors are raised).
+
+        Closing a surefoot client (``surefoot.Client``, ``surefoot.httpx.Client``,
+        ``surefoot.httpx.AsyncClient``) whose auth's cache has ``revoke_on_close`` calls
+        this once, within a few seconds, and only logs a failure."""
         if revoke is None:
             revoke = self.revoke_on_close
         if revoke:

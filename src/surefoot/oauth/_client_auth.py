@@ -12,7 +12,7 @@ import math
 import secrets
 from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-from urllib.parse import quote_plus
+from urllib.parse import quote
 
 from surefoot.errors import (
     ConfigurationError,
@@ -61,17 +61,38 @@ class ClientAuth(Protocol):
 def _check_client_id(client_id: str) -> None:
     if not isinstance(client_id, str) or not client_id:
         raise ConfigurationError("client_id must not be empty")
+    _check_encodable(client_id, "client_id")
 
 
 def _check_secret(secret: str) -> None:
     if not isinstance(secret, str) or not secret:
         raise ConfigurationError("client_secret must not be empty")
+    _check_encodable(secret, "client_secret")
+
+
+def _check_encodable(text: str, name: str) -> None:
+    """Refused when built rather than failing every request (the value is not shown)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigurationError(f"{name} is not valid Unicode (a lone surrogate)") from None
+
+
+def _basic_quote(text: str) -> str:
+    """Percent-encode for a Basic credential (see :class:`ClientSecretBasic`)."""
+    return quote(text, safe="")
 
 
 @dataclass(frozen=True, slots=True)
 class ClientSecretBasic:
-    """``client_secret_basic``: HTTP Basic with the id and secret each
-    form-urlencoded first (RFC 6749 §2.3.1), so ``:``, ``%`` and non-ASCII survive."""
+    """``client_secret_basic``: HTTP Basic with the id and secret each percent-encoded
+    first (RFC 6749 §2.3.1), so ``:``, ``%``, ``+``, spaces and non-ASCII survive.
+
+    Every byte but the unreserved ``A-Z a-z 0-9 - . _ ~`` is ``%XX`` (UTF-8) — a space is
+    ``%20``, not the form encoding's ``+``. With no ``+`` in the header, servers that
+    decode with ``unquote`` (authlib) and with ``unquote_plus`` (form decoding, as §2.3.1
+    reads) get the same id and secret; with ``+`` for a space, the former would read a
+    ``+``."""
 
     client_id: str
     client_secret: str = field(repr=False)
@@ -85,7 +106,7 @@ class ClientSecretBasic:
         return "client_secret_basic"
 
     def apply(self, form: Form, headers: dict[str, str], *, token_url: str, now: float) -> None:
-        pair = f"{quote_plus(self.client_id)}:{quote_plus(self.client_secret)}"
+        pair = f"{_basic_quote(self.client_id)}:{_basic_quote(self.client_secret)}"
         headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
 
 
