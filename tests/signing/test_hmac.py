@@ -344,6 +344,22 @@ def test_replay_is_rejected():
         verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 300)
 
 
+def test_nonces_false_turns_the_replay_check_off():
+    """One shape for every verifier: ``nonces=False`` is no replay check (the signer's
+    nonce is fresh per attempt, so only a replay repeats one); the default is a fresh
+    in-process cache, and a replay outside the window is refused anyway."""
+    assert isinstance(make_verifier().nonces, MemoryNonceCache)
+    verifier = make_verifier(nonces=False)
+    assert verifier.nonces is None
+    assert verifier.blocking is False
+    headers = signed()
+    for offset in (0, 1, 300):
+        assert verifier.verify(SignedRequest.of("POST", URL, headers, BODY),
+                               now=NOW + offset).key_id == KEY_ID
+    with pytest.raises(TimestampSkew):
+        verifier.verify(SignedRequest.of("POST", URL, headers, BODY), now=NOW + 301)
+
+
 def test_same_nonce_other_key_is_not_a_replay():
     verifier = HmacVerifier({KEY_ID: SECRET, "key-2": "other"})
     a = HmacSigner(KEY_ID, SECRET, nonce_factory=lambda: NONCE).sign(

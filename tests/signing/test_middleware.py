@@ -477,6 +477,33 @@ def test_unprotected_paths_pass_through_untouched(case: tuple[Target, Scheme]) -
         assert target.send("GET", path, {}).status == 401, path
 
 
+@pytest.mark.parametrize("server", SERVERS)
+def test_sigv4_identical_requests_in_one_second_refused_by_default_unless_opted_out(
+    server: str,
+) -> None:
+    """SigV4 has no nonce: the same GET signed twice in one second is the same request.
+    A default ``SigV4Verifier`` refuses the second as a replay; ``nonces=False`` (AWS's
+    own behaviour) accepts it."""
+    default = make_target(server, SigV4Verifier({KEY_ID: SECRET}, region=REGION,
+                                                service=SERVICE))
+    lenient = make_target(server, SigV4Verifier({KEY_ID: SECRET}, region=REGION,
+                                                service=SERVICE, nonces=False))
+    try:
+        for target, again in ((default, 401), (lenient, 200)):
+            now = time.time()
+            first = _sigv4_sign("GET", target.base + "/api/items", b"", now=now)
+            second = _sigv4_sign("GET", target.base + "/api/items", b"", now=now)
+            assert first == second  # no nonce: one signature
+            assert target.send("GET", "/api/items", first).status == 200
+            reply = target.send("GET", "/api/items", second)
+            assert reply.status == again, reply.body
+            if again == 401:
+                _rejected(reply, "replayed_nonce")
+    finally:
+        default.close()
+        lenient.close()
+
+
 # -- 503 when a fail-closed nonce store is down ------------------------------------------
 
 
@@ -621,6 +648,90 @@ def test_asgi_repeated_header_lines_are_kept_apart() -> None:
     swapped = [raw[0], raw[2], raw[1], *raw[3:]]
     sent = drive(app, method="GET", path="/m", headers=swapped)
     assert sent[0]["status"] == 401
+
+
+def send_lines(target: Target, method: str, path: str,
+               lines: list[tuple[str, str]]) -> Reply:
+    """One request with these header field lines, a repeated name sent as separate lines
+    (the WSGI server then joins them into one ``HTTP_*`` value; ASGI keeps them apart)."""
+    if isinstance(target, ASGITarget):
+        async def run() -> httpx.Response:
+            transport = httpx.ASGITransport(app=target.app)
+            async with httpx.AsyncClient(transport=transport) as client:
+                return await client.request(method, target.base + path, headers=lines)
+
+        response = asyncio.run(run())
+        return Reply(response.status_code, dict(response.headers), response.content)
+    conn = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+    try:
+        conn.putrequest(method, path)
+        for name, value in lines:
+            conn.putheader(name, value)
+        conn.endheaders()
+        reply = conn.getresponse()
+        return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()},
+                     reply.read())
+    finally:
+        conn.close()
+
+
+def _tag_signature(target: Target, path: str, lines: list[tuple[str, str]],
+                   component: str) -> list[tuple[str, str]]:
+    signer = MessageSigner(SignatureKey("hmac-sha256", SECRET, key_id=KEY_ID),
+                           components=["@method", "@authority", "@path", component])
+    request = HttpRequest("GET", target.base + path, httpx.Headers(lines))
+    return list(signer.sign(request).items())
+
+
+def _tag_verifier() -> MessageVerifier:
+    return MessageVerifier({KEY_ID: SignatureKey("hmac-sha256", SECRET, key_id=KEY_ID)},
+                           required_components=["@method", "@authority", "@path"])
+
+
+@pytest.mark.parametrize("component", ["x-tag", "x-tag;bs"])
+@pytest.mark.parametrize("server", SERVERS)
+def test_repeated_header_lines_verify_whatever_the_server_joined(server: str,
+                                                                 component: str) -> None:
+    """Two ``X-Tag`` lines, covered by an RFC 9421 signature (their value ``a, b``, or one
+    byte sequence each): wsgiref and the sandbox server join them into ``a,b``, ASGI keeps
+    them apart; every one verifies the genuine request and refuses a tampered one."""
+    target = make_target(server, _tag_verifier())
+    try:
+        path = "/api/tags"
+        for lines in ([("X-Tag", "a"), ("X-Tag", "b")],
+                      [("X-Tag", '"x,y"'), ("X-Tag", "z")],  # a comma in a quoted string
+                      [("X-Tag", "a, b"), ("X-Tag", "c")]):  # a comma and a space in a line
+            signature = _tag_signature(target, path, lines, component)
+            reply = send_lines(target, "GET", path, [*lines, *signature])
+            assert reply.status == 200, (lines, reply.body)
+            assert reply.json()["identity"] == ["rfc9421", KEY_ID]
+        signature = _tag_signature(target, path, [("X-Tag", "a"), ("X-Tag", "b")], component)
+        for tampered in ([("X-Tag", "a"), ("X-Tag", "c")], [("X-Tag", "b"), ("X-Tag", "a")],
+                         [("X-Tag", "a")], [("X-Tag", "a"), ("X-Tag", "b"), ("X-Tag", "c")],
+                         [("X-Tag", "a,c")]):
+            _rejected(send_lines(target, "GET", path, [*tampered, *signature]),
+                      "bad_signature")
+    finally:
+        target.close()
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_repeated_lines_a_joining_server_makes_ambiguous_are_refused(server: str) -> None:
+    """The documented limit: lines ``a,b`` and ``c`` reach a WSGI application as ``a,b,c``,
+    which cannot be split back into the lines that were signed: refused (``401``), never
+    verified under another reading. ASGI gets the lines apart and verifies them."""
+    target = make_target(server, _tag_verifier())
+    try:
+        path = "/api/tags"
+        lines = [("X-Tag", "a,b"), ("X-Tag", "c")]
+        signature = _tag_signature(target, path, lines, "x-tag")
+        reply = send_lines(target, "GET", path, [*lines, *signature])
+        if server == "asgi":
+            assert reply.status == 200, reply.body
+        else:
+            _rejected(reply, "bad_signature")
+    finally:
+        target.close()
 
 
 # -- a hand-written ASGI driver for the protocol's corners -------------------------------

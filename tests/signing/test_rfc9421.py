@@ -1450,3 +1450,147 @@ def test_keyid_cannot_be_respelt():
                 else v_) for n, v_ in headers]
     with pytest.raises(BadSignature):
         v.verify(SignedRequest.of("POST", URL, respelt, BODY), now=NOW + 1)
+
+
+# --- repeated field lines a server joined (WSGI: one HTTP_* value) -------------------
+
+JOINED_URL = "https://api.example.com/v1/tags"
+
+
+def joined_case(lines: list[tuple[str, str]], components: list[str]) -> list[tuple[str, str]]:
+    """The signature fields of a GET whose field lines are ``lines`` (kept apart)."""
+    signer = MessageSigner(HMAC_KEY, components=["@method", "@path", *components])
+    return list(signer.sign(HttpRequest("GET", JOINED_URL, lines), now=NOW).items())
+
+
+def received(fields: list[tuple[str, str]], signature: list[tuple[str, str]], *,
+             joined: bool) -> SignedRequest:
+    return SignedRequest.of("GET", JOINED_URL, [*fields, *signature], b"",
+                            lines_joined=joined)
+
+
+def joined_verifier() -> MessageVerifier:
+    return MessageVerifier({"key-1": HMAC_KEY}, required_components=["@method", "@path"])
+
+
+@pytest.mark.parametrize("component", ["x-tag", "x-tag;bs"])
+@pytest.mark.parametrize("separator", [",", ", "])
+def test_repeated_lines_joined_by_the_server_verify(component, separator):
+    """Two ``X-Tag`` lines signed apart (``a, b``) reach a WSGI application as one value
+    ``a,b`` (wsgiref, gunicorn, werkzeug) or ``a, b``: either verifies once the request
+    says the server joined its lines."""
+    signature = joined_case([("X-Tag", "a"), ("X-Tag", "b")], [component])
+    found = joined_verifier().verify(
+        received([("x-tag", f"a{separator}b")], signature, joined=True), now=NOW)
+    assert found.key_id == "key-1"
+    assert found.signature is not None
+    assert found.signature.covers(component)
+
+
+@pytest.mark.parametrize("component", ["x-tag", "x-tag;bs"])
+def test_repeated_lines_joined_by_the_server_tampered_is_refused(component):
+    signature = joined_case([("X-Tag", "a"), ("X-Tag", "b")], [component])
+    for value in ("a,c", "b,a", "a", "a,b,c", "ab", "a;b"):
+        with pytest.raises(BadSignature):
+            joined_verifier().verify(received([("x-tag", value)], signature, joined=True),
+                                     now=NOW)
+
+
+def test_joined_value_is_read_as_one_line_first_and_strictly_without_the_flag():
+    # One line with a comma: signed as it is, it verifies as it is, joined or not.
+    one = joined_case([("X-Tag", "a,b")], ["x-tag"])
+    for joined in (False, True):
+        joined_verifier().verify(received([("x-tag", "a,b")], one, joined=joined), now=NOW)
+    # Two lines, received as one value by a server that did not say it joined them (an
+    # ASGI server gives every line apart): the value is taken as one line, and refused.
+    two = joined_case([("X-Tag", "a"), ("X-Tag", "b")], ["x-tag"])
+    with pytest.raises(BadSignature):
+        joined_verifier().verify(received([("x-tag", "a,b")], two, joined=False), now=NOW)
+    # ... and the two lines themselves verify, flag or not.
+    for joined in (False, True):
+        joined_verifier().verify(
+            received([("x-tag", "a"), ("x-tag", "b")], two, joined=joined), now=NOW)
+
+
+def test_commas_inside_quoted_strings_do_not_separate_lines():
+    lines = [("X-Tag", '"x,y"'), ("X-Tag", "z")]
+    signature = joined_case(lines, ["x-tag", "x-tag;bs"])
+    joined_verifier().verify(received([("x-tag", '"x,y",z')], signature, joined=True),
+                             now=NOW)
+    for tampered in ('"x",y,z', '"x, y",z', '"x,y,z"'):
+        with pytest.raises(BadSignature):
+            joined_verifier().verify(received([("x-tag", tampered)], signature, joined=True),
+                                     now=NOW)
+    # An unterminated quoted string cannot be split safely: read as one line only.
+    odd = joined_case([("X-Tag", '"x'), ("X-Tag", 'y"')], ["x-tag;bs"])
+    with pytest.raises(BadSignature):
+        joined_verifier().verify(received([("x-tag", '"x,y"')], odd, joined=True), now=NOW)
+
+
+def test_byte_sequences_keep_the_join_unambiguous():
+    """``;bs`` encodes each line apart: one line ``a, b`` is not two lines ``a`` and ``b``,
+    so squeezing it into the server's ``a,b`` does not verify."""
+    signature = joined_case([("X-Tag", "a, b")], ["x-tag;bs"])
+    with pytest.raises(BadSignature):
+        joined_verifier().verify(received([("x-tag", "a,b")], signature, joined=True),
+                                 now=NOW)
+    joined_verifier().verify(received([("x-tag", "a, b")], signature, joined=True), now=NOW)
+
+
+def test_structured_fields_need_no_second_reading():
+    """``;sf`` and ``;key=`` parse the value: the server's join gives the same one."""
+    lines = [("CDN-Cache-Control", "max-age=60"), ("CDN-Cache-Control", "no-transform")]
+    signature = joined_case(lines, ["cdn-cache-control;sf",
+                                    '"cdn-cache-control";key="max-age"'])
+    for value in ("max-age=60,no-transform", "max-age=60, no-transform"):
+        for joined in (False, True):
+            joined_verifier().verify(received([("cdn-cache-control", value)], signature,
+                                              joined=joined), now=NOW)
+
+
+def test_several_joined_fields_are_read_in_every_combination():
+    """A one-line list (a browser's ``Accept``) next to a repeated field: each may be
+    read either way, so the combination that was signed is found."""
+    lines = [("Accept", "text/html,application/json"), ("X-Tag", "a"), ("X-Tag", "b"),
+             ("X-Lang", "en"), ("X-Lang", "fr")]
+    signature = joined_case(lines, ["accept", "x-tag", "x-lang"])
+    fields = [("accept", "text/html,application/json"), ("x-tag", "a,b"),
+              ("x-lang", "en,fr")]
+    joined_verifier().verify(received(fields, signature, joined=True), now=NOW)
+    with pytest.raises(BadSignature):
+        joined_verifier().verify(received([*fields[:2], ("x-lang", "en,de")], signature,
+                                          joined=True), now=NOW)
+
+
+def test_more_joined_fields_than_combinations_are_read_all_one_way():
+    names = ["x-a", "x-b", "x-c", "x-d", "x-e"]  # 2 ** 5 readings: past the limit (16)
+    lines = [(name, value) for name in names for value in ("1", "2")]
+    signature = joined_case(lines, names)
+    fields = [(name, "1,2") for name in names]
+    joined_verifier().verify(received(fields, signature, joined=True), now=NOW)
+    # Past the limit a mix (one of them a one-line value) is not looked for: refused,
+    # saying why.
+    mixed = joined_case([*lines[:8], ("x-e", "1,2")], names)
+    with pytest.raises(BadSignature) as caught:
+        joined_verifier().verify(received(fields, mixed, joined=True), now=NOW)
+    assert "joined" in str(caught.value)
+
+
+def test_mixed_lines_of_one_field_cannot_be_told_apart_and_are_refused():
+    """The documented limit: a field sent on several lines, one of which has a comma of
+    its own (not followed by a space), joined by the server into ``a,b,c``: its lines
+    cannot be told apart, and it is refused (never read some other way that verifies)."""
+    signature = joined_case([("X-Tag", "a,b"), ("X-Tag", "c")], ["x-tag"])
+    with pytest.raises(BadSignature) as caught:
+        joined_verifier().verify(received([("x-tag", "a,b,c")], signature, joined=True),
+                                 now=NOW)
+    assert "x-tag" in str(caught.value)
+    # Kept apart (ASGI), the same lines verify.
+    joined_verifier().verify(
+        received([("x-tag", "a,b"), ("x-tag", "c")], signature, joined=False), now=NOW)
+
+
+def test_signed_request_of_lines_joined():
+    assert SignedRequest.of("GET", JOINED_URL, {}).lines_joined is False
+    assert SignedRequest.of("GET", JOINED_URL, {}, lines_joined=True).lines_joined is True
+    assert SignedRequest.of("GET", JOINED_URL, [("a", "b")], lines_joined=True).lines_joined

@@ -283,6 +283,31 @@ def test_verifiers_take_a_nonce_cache_or_a_store(name: str, tmp_path: Any):
         make(object())
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_nonces_false_is_no_replay_check_for_every_verifier(name: str):
+    """One shape: ``nonces=False`` means no replay check whatever the verifier;
+    ``None`` is the verifier's default (a fresh in-process cache for the schemes whose
+    every request carries a replay key, HMAC and SigV4; none for RFC 9421, whose nonce is
+    optional); ``True`` is no cache."""
+    make = {
+        "hmac": lambda nonces: HmacVerifier({"k": "s"}, nonces=nonces),
+        "rfc9421": lambda nonces: MessageVerifier({}, nonces=nonces),
+        "sigv4": lambda nonces: SigV4Verifier({}, region="r", service="s", nonces=nonces),
+    }[name]
+    off = make(False)
+    assert off.nonces is None
+    assert off.blocking is False
+    default = make(None).nonces
+    if name == "rfc9421":
+        assert default is None
+        assert make(False).require_nonce is False
+    else:
+        assert isinstance(default, MemoryNonceCache)
+        assert make(None).nonces is not default  # a fresh one each
+    with pytest.raises(ConfigurationError):
+        make(True)
+
+
 def test_middleware_reexports_the_request_and_the_identity():
     import surefoot.middleware
 

@@ -485,8 +485,9 @@ def test_roundtrip_with_callable_keys_repeated_headers_and_pairs():
     pairs = [("Host", "api.example.com"), ("X-Multi", "a"), ("X-Multi", "b")]
     added = signer.sign(HttpRequest("GET", URL, pairs, b""), now=NOW)
     received = [*pairs, *added.items()]
+    # The same signature is verified in two forms: no replay check (nonces=False).
     verifier = SigV4Verifier(lambda k: SECRET_KEY if k == ACCESS_KEY else None,
-                             region=REGION, service="execute-api")
+                             region=REGION, service="execute-api", nonces=False)
     assert (
         verifier.verify(SignedRequest.of("GET", URL, received, b""), now=NOW).key_id == ACCESS_KEY
     )
@@ -686,11 +687,71 @@ def test_replays_are_rejected_with_a_nonce_cache():
         verifier.verify(SignedRequest.of(method, url, headers, body), now=NOW + 1).key_id
         == ACCESS_KEY
     )
-    # Without a nonce cache (AWS's behaviour) the same request verifies again.
-    assert (
-        make_verifier().verify(SignedRequest.of(*request), now=NOW).key_id
-        == make_verifier().verify(SignedRequest.of(*request), now=NOW).key_id
-    )
+    # With nonces=False (AWS's behaviour) the same request verifies again.
+    lenient = make_verifier(nonces=False)
+    assert lenient.nonces is None
+    for _ in range(2):
+        assert lenient.verify(SignedRequest.of(*request), now=NOW).key_id == ACCESS_KEY
+
+
+# -- replay protection: on by default, nonces=False to opt out ------------------------------
+
+
+def test_default_verifier_refuses_an_identical_request_in_the_same_second():
+    """SigV4 has no nonce and X-Amz-Date has one-second resolution: the same GET sent twice
+    in one second is one signature. By default (no ``nonces`` given) the second is refused
+    as a replay, by an in-process cache."""
+    verifier = make_verifier()
+    assert isinstance(verifier.nonces, MemoryNonceCache)
+    assert verifier.blocking is False
+    first = signed_request("GET", body=None)
+    again = signed_request("GET", body=None)  # signed again, within the same second
+    assert first == again
+    assert verifier.verify(SignedRequest.of(*first), now=NOW).key_id == ACCESS_KEY
+    with pytest.raises(ReplayedNonce):
+        verifier.verify(SignedRequest.of(*again), now=NOW)
+    # A second later it is another signature: accepted.
+    later = signed_request("GET", body=None, now=NOW + 1)
+    assert verifier.verify(SignedRequest.of(*later), now=NOW + 1).key_id == ACCESS_KEY
+    # Each default verifier has its own cache.
+    assert make_verifier().verify(SignedRequest.of(*first), now=NOW).key_id == ACCESS_KEY
+
+
+def test_nonces_false_accepts_identical_requests_in_the_same_second():
+    verifier = make_verifier(nonces=False)
+    assert verifier.nonces is None
+    request = signed_request("GET", body=None)
+    for offset in (0, 0, 1, 900):
+        assert verifier.verify(SignedRequest.of(*request), now=NOW + offset).key_id == ACCESS_KEY
+
+
+@pytest.mark.parametrize("nonces", [None, False, "cache"], ids=["default", "off", "cache"])
+def test_replay_outside_the_skew_window_is_refused_whatever_the_nonces(nonces: Any):
+    verifier = make_verifier(nonces=MemoryNonceCache() if nonces == "cache" else nonces)
+    request = signed_request("GET", body=None)
+    assert verifier.verify(SignedRequest.of(*request), now=NOW).key_id == ACCESS_KEY
+    for late in (NOW + verifier.skew + 1, NOW + 2 * verifier.skew + 2, NOW - verifier.skew - 1):
+        with pytest.raises(TimestampSkew):
+            verifier.verify(SignedRequest.of(*request), now=late)
+
+
+def test_presigned_url_is_single_use_by_default_and_reusable_with_nonces_false():
+    url = presigned_url()
+    default = make_verifier(service="s3")
+    default.verify(SignedRequest.of("GET", url, PRESIGN_HOST, b""), now=NOW)
+    with pytest.raises(ReplayedNonce):
+        default.verify(SignedRequest.of("GET", url, PRESIGN_HOST, b""), now=NOW + 10)
+    lenient = make_verifier(service="s3", nonces=False)
+    for offset in (0, 10, 300):
+        lenient.verify(SignedRequest.of("GET", url, PRESIGN_HOST, b""), now=NOW + offset)
+    with pytest.raises(SignatureExpired):  # expired is expired, replay check or not
+        lenient.verify(SignedRequest.of("GET", url, PRESIGN_HOST, b""), now=NOW + 301)
+
+
+@pytest.mark.parametrize("nonces", [True, 0, "memory", object()])
+def test_nonces_must_be_a_cache_a_store_false_or_none(nonces: Any):
+    with pytest.raises(ConfigurationError):
+        make_verifier(nonces=nonces)
 
 
 def test_errors_are_signature_errors_with_reasons():

@@ -58,8 +58,16 @@ segments resolved (a match of any of the three protects the request) — or a pr
 everything and exempting a few paths with a predicate is the safer way round.
 
 **Repeated headers.** ASGI servers give each field line; they are passed on as they are.
-WSGI servers join repeated headers into one ``HTTP_*`` value (with ``,``), which an
-RFC 9421 signature over such a header (its lines joined with ``", "``) may not match.
+WSGI servers join repeated headers into one ``HTTP_*`` value (with ``,``, or ``", "``),
+so :class:`VerifyWSGI` marks its :class:`SignedRequest` ``lines_joined``: a
+:class:`~surefoot.signing.MessageVerifier` then verifies an RFC 9421 signature over a
+repeated header (its lines joined with ``", "``, or one byte sequence each with ``bs``)
+whichever way the server joined it, reading a value with a comma as one line or as the
+lines it was joined from. A join that cannot be read back — one of the lines has a
+comma of its own not followed by a space (``a,b`` and ``c`` arrive as ``a,b,c``) — is
+refused (``401``, ``bad_signature``), never verified under another reading: send such a
+header on one line. SigV4 joins repeated headers with ``,`` as wsgiref, gunicorn and
+werkzeug do; the HMAC scheme signs no header but its own.
 
 **Blocking.** The verifiers are synchronous. With a nonce store that does I/O (Redis,
 SQLite; ``verifier.blocking``), :class:`VerifyASGI` runs the verification in a worker

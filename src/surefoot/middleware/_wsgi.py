@@ -49,6 +49,10 @@ class VerifyWSGI:
       each rejection;
     * ``environ_key`` — where the :class:`~surefoot.signing.Identity` goes (default
       ``"surefoot.identity"``).
+
+    The server joined repeated header lines into one ``HTTP_*`` value: the
+    :class:`~surefoot.signing.SignedRequest` says so (``lines_joined``), see "Repeated
+    headers" in :mod:`surefoot.middleware`.
     """
 
     def __init__(
@@ -167,4 +171,5 @@ class VerifyWSGI:
         scheme = str(environ.get("wsgi.url_scheme") or "http")
         server = (str(environ.get("SERVER_NAME") or ""), str(environ.get("SERVER_PORT") or ""))
         url = self._guard.url(scheme, headers, server, environ.get("REMOTE_ADDR"), target)
-        return SignedRequest(method, url, tuple(headers), body)
+        # The server joined repeated field lines into one HTTP_* value: say so.
+        return SignedRequest(method, url, tuple(headers), body, lines_joined=True)

@@ -64,15 +64,14 @@ from surefoot.errors import (
     UnknownKey,
 )
 from surefoot.signing._protocols import (
-    HasNonces,
     Identity,
+    NoncesOption,
     SignedRequest,
     join_fields,
-    nonce_cache,
     nonce_scope,
     nonces_block,
+    verifier_nonces,
 )
-from surefoot.stores._memory import MemoryNonceCache
 from surefoot.stores._protocols import NonceCache
 
 __all__ = ["HmacHeaders", "HmacSigner", "HmacVerifier", "canonical_string"]
@@ -252,8 +251,11 @@ class HmacVerifier:
     :class:`MalformedSignature`, :class:`UnknownKey`, :class:`TimestampSkew`,
     :class:`BodyDigestMismatch`, :class:`BadSignature`, :class:`ReplayedNonce`.
     ``nonces`` is a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``);
-    default a :class:`~surefoot.stores.MemoryNonceCache`. Nonces are recorded per
-    resolved key (every spelling of a key id the lookup maps to one secret shares them).
+    default (``None``) a fresh :class:`~surefoot.stores.MemoryNonceCache`; ``False``: no
+    replay check (every verifier's ``nonces=`` means the same, see
+    :func:`~surefoot.signing._protocols.verifier_nonces`; the signer's nonce is fresh per
+    attempt, so only a replay repeats one). Nonces are recorded per resolved key (every
+    spelling of a key id the lookup maps to one secret shares them).
     """
 
     __slots__ = ("_keys", "clock", "headers", "nonces", "skew")
@@ -265,7 +267,7 @@ class HmacVerifier:
         keys: KeyLookup,
         *,
         skew: float = 300.0,
-        nonces: NonceCache | HasNonces | None = None,
+        nonces: NoncesOption = None,
         headers: HmacHeaders | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -273,8 +275,7 @@ class HmacVerifier:
             raise ConfigurationError("skew must be positive")
         self._keys = keys
         self.skew = skew
-        cache = nonce_cache(nonces)  # (an empty MemoryNonceCache is falsy: test for None)
-        self.nonces: NonceCache = cache if cache is not None else MemoryNonceCache()
+        self.nonces: NonceCache | None = verifier_nonces(nonces, default=True)
         self.headers = headers or HmacHeaders()
         self.clock = clock or default_clock
 
@@ -330,7 +331,8 @@ class HmacVerifier:
         if not hmac.compare_digest(_mac(secret, text), sent_signature):
             raise BadSignature("signature does not match")
         # Keyed on the resolved key, not the unsigned key id as sent (see the module doc).
-        scope = nonce_scope("hmac", secret)
-        if not self.nonces.add_if_absent(scope, nonce, now=when, ttl=2 * self.skew + 1):
-            raise ReplayedNonce("nonce already used")
+        if self.nonces is not None:
+            scope = nonce_scope("hmac", secret)
+            if not self.nonces.add_if_absent(scope, nonce, now=when, ttl=2 * self.skew + 1):
+                raise ReplayedNonce("nonce already used")
         return Identity("hmac", key_id)

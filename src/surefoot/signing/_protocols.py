@@ -9,9 +9,10 @@
   :class:`~surefoot.signing.MessageVerifier`, :class:`~surefoot.signing.SigV4Verifier`,
   or your own). :mod:`surefoot.middleware` runs any of them in front of an application.
 
-Also here: what a verifier accepts as its nonce store (a
-:class:`~surefoot.stores.NonceCache`, or a store that has one), the key its nonces are
-recorded under (:func:`nonce_scope`) and the small rules every verifier shares.
+Also here: what a verifier's ``nonces=`` means (:func:`verifier_nonces`: a
+:class:`~surefoot.stores.NonceCache`, a store that has one, ``False`` for no replay check,
+or ``None`` for the verifier's default), the key its nonces are recorded under
+(:func:`nonce_scope`) and the small rules every verifier shares.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
 
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HasNonces",
     "Identity",
+    "NoncesOption",
     "SignedRequest",
     "Signer",
     "Verifier",
@@ -40,6 +42,7 @@ __all__ = [
     "nonce_cache",
     "nonce_scope",
     "nonces_block",
+    "verifier_nonces",
 ]
 
 
@@ -80,6 +83,12 @@ class SignedRequest:
     headers: tuple[tuple[str, str], ...]
     """Field lines in order, names in lower case (a WSGI server may have joined repeats)."""
     body: bytes = b""
+    lines_joined: bool = False
+    """The server may have joined repeated field lines into one value, with a comma (and
+    maybe a space): WSGI servers do (``X-Tag: a`` and ``X-Tag: b`` arrive as ``a,b``), so
+    a value with a comma may stand for several lines. :class:`~surefoot.middleware.VerifyWSGI`
+    sets it; a verifier that signs field lines may then read such a value either way
+    (see :class:`~surefoot.signing.MessageVerifier`)."""
 
     def __repr__(self) -> str:  # headers hold signatures
         return f"SignedRequest({self.method} {self.url.partition('?')[0]})"
@@ -91,13 +100,17 @@ class SignedRequest:
         url: str,
         headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
         body: bytes | None = b"",
+        *,
+        lines_joined: bool = False,
     ) -> SignedRequest:
         """A request received outside the middleware: ``headers`` a mapping (repeated
         field lines are kept apart when it has ``multi_items()``, as httpx's does) or
-        ``(name, value)`` pairs; ``None`` is the empty body."""
+        ``(name, value)`` pairs; ``None`` is the empty body. ``lines_joined``: the headers
+        come from a WSGI environ (Flask's and Django's ``request.headers`` do), whose
+        server joined repeated lines (see :attr:`lines_joined`)."""
         if type(headers) is dict:  # the common case, fast
             lines = tuple([(name.lower(), value) for name, value in headers.items()])
-            return cls(method, url, lines, body or b"")
+            return cls(method, url, lines, body or b"", lines_joined)
         multi = getattr(headers, "multi_items", None)
         if callable(multi):
             pairs: Iterable[tuple[str, str]] = multi()
@@ -106,7 +119,7 @@ class SignedRequest:
         else:
             pairs = headers
         lines = tuple([(str(name).lower(), str(value)) for name, value in pairs])
-        return cls(method, url, lines, body or b"")
+        return cls(method, url, lines, body or b"", lines_joined)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +172,32 @@ def nonce_cache(nonces: NonceCache | HasNonces | None) -> NonceCache | None:
         return nonces
     found = getattr(nonces, "nonces", None)
     if not isinstance(found, NonceCache):
-        raise ConfigurationError("nonces must be a NonceCache or a store")
+        raise ConfigurationError("nonces must be a NonceCache, a store, False or None")
     return found
+
+
+NoncesOption: TypeAlias = "NonceCache | HasNonces | Literal[False] | None"
+"""What every verifier's ``nonces=`` takes (see :func:`verifier_nonces`)."""
+
+
+def verifier_nonces(nonces: NoncesOption, *, default: bool) -> NonceCache | None:
+    """The nonce cache a verifier records verified requests in (``None``: replays are not
+    checked), one rule for every verifier:
+
+    * a :class:`~surefoot.stores.NonceCache`, or a store (its ``.nonces``): that cache
+      (share one store between processes to refuse replays fleet-wide);
+    * ``False``: no replay check at all;
+    * ``None``: the verifier's default: with ``default`` (schemes whose every request
+      carries a replay key: the HMAC scheme's nonce, SigV4's signature) a fresh
+      in-process :class:`~surefoot.stores.MemoryNonceCache`, else none (RFC 9421, whose
+      nonce is optional).
+    """
+    if nonces is False:
+        return None
+    cache = nonce_cache(nonces)  # (an empty MemoryNonceCache is falsy: test for None)
+    if cache is None and default:
+        return MemoryNonceCache()
+    return cache
 
 
 def nonces_block(nonces: NonceCache | None) -> bool:

@@ -30,6 +30,30 @@ tabs, and the lines of one field are joined with ``", "``. Headers may be any ma
 ``dict`` is matched case-insensitively) or a sequence of ``(name, value)`` pairs, one per
 field line. A component value with a line break, or a base that is not ASCII, is refused.
 
+**Field lines a server joined** (a :class:`~surefoot.signing.SignedRequest` with
+``lines_joined``, as :class:`~surefoot.middleware.VerifyWSGI` gives: a WSGI server joins
+``X-Tag: a`` and ``X-Tag: b`` into one value, ``a,b`` for wsgiref, gunicorn or werkzeug,
+``a, b`` for mod_wsgi, while the signer's value is ``a, b``). One such value cannot say how
+many lines it was: ``a,b`` is the two lines, or one line ``a,b``. The verifier reads it as
+received first (one line); only if that does not verify, it reads each covered field whose
+value has a comma outside a quoted string as the lines the server joined — split at each
+comma (outside quoted strings) not followed by a space or a tab, and, for ``bs``, at each
+``", "`` too — in every combination of fields (at most 16 readings; past that, all of
+them one way, then all the other). Each reading is lines the signer may have signed that
+a server joining with that separator turns into exactly the value received, so tampering
+with the lines (a value, their order, their number) is refused. What is left unprotected
+is the space after a separating comma, since which server joined is not known: one line
+``a, b`` signed and ``a,b`` sent verifies for a plain field (lines ``a`` and ``b`` signed
+and one line ``a, b`` sent, for ``bs``). In a list field (and only list fields may be sent
+on several lines, RFC 9110 §5.3) that is optional whitespace, meaning nothing; cover a
+field that is not a list with ``bs`` if a space after its commas matters. ``sf`` and
+``key`` parse the value, which comes out the same whatever the join. What cannot be read
+back is refused (:class:`BadSignature`, saying so), never verified some other way: a field
+sent on several lines one of which has a comma of its own not followed by a space
+(``a,b`` and ``c`` arrive as ``a,b,c``), or an unterminated quoted string. Behind a WSGI
+server, send such lines as one line, or put a space after the commas inside a line.
+Without ``lines_joined`` (ASGI gives every line apart) a value is always one line.
+
 **Signature parameters** (§2.3): ``created``, ``expires``, ``nonce``, ``alg``, ``keyid``,
 ``tag``. The signer writes them in that order except that ``keyid`` and ``alg`` come
 before ``nonce`` (``created``, ``expires``, ``keyid``, ``alg``, ``nonce``, ``tag``), which
@@ -72,8 +96,10 @@ from __future__ import annotations
 
 import base64
 import hmac
+import itertools
+import math
 import secrets
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -110,11 +136,11 @@ from surefoot.signing._digest import (
 from surefoot.signing._digest import content_digest as digest_field
 from surefoot.signing._hmac import canonical_host
 from surefoot.signing._protocols import (
-    HasNonces,
     Identity,
+    NoncesOption,
     SignedRequest,
-    nonce_cache,
     nonces_block,
+    verifier_nonces,
 )
 from surefoot.stores._protocols import NonceCache
 
@@ -190,6 +216,10 @@ _PART_OF: Mapping[str, tuple[str, ...]] = {
 _MAX_SF_LENGTH = 16384  # Signature-Input/Signature/sf fields; http_sfv is quadratic
 _MAX_STRING_PARAM = 1024
 _MAX_CACHED_IDENTIFIERS = 512
+# The most readings of the covered fields a server may have joined (WSGI) that are tried
+# in every combination (each one a signature check); past it, two uniform readings.
+_MAX_JOINED_READINGS = 16
+_MAX_NAMES_SHOWN = 3
 
 
 # -- errors inside base building; the signer and the verifier map them ---------------
@@ -649,8 +679,8 @@ class _Message:
     """A request or a response as the base builder sees it; the header lookup and the
     URL parts are built lazily, on first use."""
 
-    __slots__ = ("_fields", "_headers", "_overrides", "_parts", "_query", "method",
-                 "request", "status", "url")
+    __slots__ = ("_fields", "_headers", "_overrides", "_parts", "_query", "_split",
+                 "method", "request", "status", "url")
 
     def __init__(
         self,
@@ -670,8 +700,20 @@ class _Message:
         self._overrides = overrides
         self._parts: Any = None
         self._query: dict[str, list[str]] | None = None
+        self._split: Mapping[str, list[str]] | None = None
+
+    def reading(self, split: Mapping[str, list[str]]) -> _Message:
+        """The same message, with these fields' lines instead (another reading of a
+        message whose server joined repeated lines)."""
+        other = _Message(self.method, self.url, self._headers, self.status, self.request,
+                         self._overrides)
+        other._split = split
+        return other
 
     def lines(self, name: str) -> list[str] | None:
+        split = self._split
+        if split is not None and name in split:
+            return split[name]
         overrides = self._overrides
         if overrides is not None and name in overrides:
             return [overrides[name]]
@@ -897,6 +939,90 @@ def _resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
 
         return from_request
     return get
+
+
+def _split_joined(value: str, separator: str) -> list[str] | None:
+    """The field lines that a server joining repeated lines with ``separator`` (``","``:
+    wsgiref, gunicorn, werkzeug; ``", "``: Apache's mod_wsgi) would have turned into
+    ``value``: ``value`` split at each such separator outside a quoted string. With
+    ``","``, a comma followed by a space or a tab is inside a line (HTTP strips the
+    whitespace around a field line's value, so no line starts with one). ``None``: no
+    separator, or an unterminated quoted string (then no other reading is safe)."""
+    parts: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for index, char in enumerate(value):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                quoted = False
+        elif char == '"':
+            quoted = True
+        elif char == ",":
+            after = value[index + 1 : index + 2]
+            if separator == "," and after not in (" ", "\t"):
+                parts.append(value[start:index])
+                start = index + 1
+            elif separator == ", " and after == " ":
+                parts.append(value[start:index])
+                start = index + 2
+    if quoted or not parts:
+        return None
+    parts.append(value[start:])
+    return parts
+
+
+def _line_sensitive(comp: Component) -> bool:
+    """Whether a covered field's value depends on how its lines were joined: a plain
+    field (lines joined with ``", "``) or ``bs`` (each line encoded apart). ``sf`` and
+    ``key`` parse the value, which gives the same whatever the join."""
+    return (not comp.name.startswith("@") and comp.param("sf") is not True
+            and comp.param("key") is None and comp.param("req") is not True)
+
+
+def _joined_readings(
+    msg: _Message, covered: list[tuple[str, Component, Resolver]]
+) -> tuple[list[str], Iterator[_Message]]:
+    """For a request whose server joined repeated field lines: the covered fields whose
+    one value may be such a join, and the messages reading some of them as the lines
+    they were joined from. A field may have been joined with ``","`` or, for ``bs``
+    (which encodes each line apart; a plain field's value is then the same as received),
+    with ``", "``. Every combination when there are at most ``_MAX_JOINED_READINGS``,
+    else two: every field read as joined with ``","``, then with ``", "``."""
+    splits: dict[str, dict[str, list[str]]] = {}
+    byte_sequences = {c[1].name for c in covered if c[1].param("bs") is True}
+    for _, comp, _ in covered:
+        name = comp.name
+        if name in splits or not _line_sensitive(comp):
+            continue
+        lines = msg.lines(name)
+        if lines is None or len(lines) != 1:
+            continue
+        separators = (",", ", ") if name in byte_sequences else (",",)
+        found: dict[str, list[str]] = {}
+        for separator in separators:
+            parts = _split_joined(lines[0], separator)
+            if parts is not None:
+                found[separator] = parts
+        if found:
+            splits[name] = found
+    names = list(splits)
+    choices: list[list[list[str] | None]] = [[None, *splits[n].values()] for n in names]
+    if math.prod(len(c) for c in choices) <= _MAX_JOINED_READINGS:
+        readings = (
+            {name: lines for name, lines in zip(names, combination, strict=True)
+             if lines is not None}
+            for combination in itertools.islice(itertools.product(*choices), 1, None)
+        )
+    else:
+        readings = (
+            {name: splits[name][separator] for name in names if separator in splits[name]}
+            for separator in (",", ", ")
+        )
+    return names, (msg.reading(reading) for reading in readings if reading)
 
 
 def _message(
@@ -1172,7 +1298,9 @@ class MessageVerifier:
       shared store's ``store.nonces``, or the store itself); with one, a nonce is required
       unless ``require_nonce=False``, and each is accepted once per key id (and
       remembered ``max_age + 2 * skew`` seconds, so a nonce store needs ``max_age`` and
-      ``require_created=True``, else :class:`~surefoot.ConfigurationError`).
+      ``require_created=True``, else :class:`~surefoot.ConfigurationError`). ``None``
+      (default; RFC 9421 nonces are optional) and ``False`` (as for every verifier): no
+      replay check.
     * ``require_created`` — the signature must carry ``created`` (default). ``False``
       accepts signatures without it, which stay valid until their ``expires`` (if any)
       and so can be replayed: it cannot be combined with ``nonces``.
@@ -1197,7 +1325,7 @@ class MessageVerifier:
         skew: float = 30.0,
         expected_tag: str | None = None,
         allowed_algorithms: Collection[str] = ALGORITHMS,
-        nonces: NonceCache | HasNonces | None = None,
+        nonces: NoncesOption = None,
         require_nonce: bool | None = None,
         require_created: bool = True,
         label: str | None = None,
@@ -1211,7 +1339,7 @@ class MessageVerifier:
         unknown = set(allowed_algorithms) - set(ALGORITHMS)
         if unknown:
             raise ConfigurationError(f"unknown algorithms: {', '.join(sorted(unknown))}")
-        cache = nonce_cache(nonces)
+        cache = verifier_nonces(nonces, default=False)
         if cache is not None and max_age is None:
             raise ConfigurationError("a nonce store needs max_age (how long to remember)")
         if cache is not None and not require_created:
@@ -1260,7 +1388,7 @@ class MessageVerifier:
                                 for name, _ in request.headers):
             body = None
         msg = _Message(request.method, request.url, request.headers)
-        found = self._verify(msg, self._required_request, body, now)
+        found = self._verify(msg, self._required_request, body, now, request.lines_joined)
         return Identity("rfc9421", found.key_id, found)
 
     def verify_response(
@@ -1344,6 +1472,7 @@ class MessageVerifier:
         required: tuple[Component, ...],
         body: bytes | None,
         now: float | None,
+        lines_joined: bool = False,
     ) -> VerifiedSignature:
         when = self.clock.wall() if now is None else now
         label, member, signature = self._signature(msg)  # 1. the fields
@@ -1351,7 +1480,7 @@ class MessageVerifier:
         digests = self._check_policy(params, covered, required, body)  # 3.
         self._check_time(params, when)  # 4.
         key_id, key = self._key(params)  # 5.
-        self._check_signature(msg, covered, params, key, signature)  # 6.
+        self._check_signature(msg, covered, params, key, signature, lines_joined)  # 6.
         if body is not None and digests:  # 7. the body, against the covered members
             verify_content_digest(_joined(msg, "content-digest"), body, algorithms=digests)
         nonce: str | None = params.get("nonce")
@@ -1487,29 +1616,56 @@ class MessageVerifier:
         params: Mapping[str, Any],
         key: SignatureKey,
         signature: bytes,
+        lines_joined: bool = False,
     ) -> None:
-        """Rebuild the signature base from the message and check the signature."""
-        lines: list[str] = []
-        try:
-            for identifier, _, resolve in covered:
-                lines.append(f"{identifier}: {resolve(msg)}\n")
-        except _Absent as exc:
-            raise MissingComponent(f"covered component missing: {exc}") from None
-        except _Invalid as exc:
-            raise MalformedSignature(f"covered component invalid: {exc}") from None
+        """Rebuild the signature base from the message and check the signature. When the
+        server may have joined repeated field lines (``lines_joined``: WSGI) and the base
+        as received does not verify, a covered field whose one value has a comma outside
+        a quoted string is read as the lines it may have been joined from, too (see the
+        module documentation)."""
         # The canonical serialisation of the parsed member: every identifier and parameter
         # was checked to be a String with flag/String parameters, or an Integer.
-        lines.append('"@signature-params": (' + " ".join(c[0] for c in covered) + ")")
-        lines.extend(
-            f";{name}={value}" if type(value) is int else f";{name}={_sf_string(value)}"
-            for name, value in params.items()
-        )
-        try:
-            data = "".join(lines).encode("ascii")
-        except UnicodeEncodeError:
-            raise MalformedSignature("a covered component value is not ASCII") from None
-        if not key.verify(data, signature):
-            raise BadSignature("signature does not match")
+        params_line = "".join([
+            '"@signature-params": (', " ".join(c[0] for c in covered), ")",
+            *(f";{name}={value}" if type(value) is int else f";{name}={_sf_string(value)}"
+              for name, value in params.items()),
+        ])
+        base = _signature_base(msg, covered, params_line)
+        if key.verify(base, signature):
+            return
+        if lines_joined:
+            names, readings = _joined_readings(msg, covered)
+            tried = {base}
+            for reading in readings:
+                other = _signature_base(reading, covered, params_line)
+                if other not in tried:
+                    tried.add(other)
+                    if key.verify(other, signature):
+                        return
+            if names:
+                shown = ", ".join(names[:_MAX_NAMES_SHOWN])
+                raise BadSignature(
+                    "signature does not match, with the fields the server may have joined "
+                    f"({shown}) read as one line or as the lines it joined")
+        raise BadSignature("signature does not match")
+
+
+def _signature_base(
+    msg: _Message, covered: list[tuple[str, Component, Resolver]], params_line: str
+) -> bytes:
+    lines: list[str] = []
+    try:
+        for identifier, _, resolve in covered:
+            lines.append(f"{identifier}: {resolve(msg)}\n")
+    except _Absent as exc:
+        raise MissingComponent(f"covered component missing: {exc}") from None
+    except _Invalid as exc:
+        raise MalformedSignature(f"covered component invalid: {exc}") from None
+    lines.append(params_line)
+    try:
+        return "".join(lines).encode("ascii")
+    except UnicodeEncodeError:
+        raise MalformedSignature("a covered component value is not ASCII") from None
 
 
 def _joined(msg: _Message, name: str) -> str | None:

@@ -58,15 +58,16 @@ from surefoot.errors import (
 from surefoot.signing._hmac import canonical_host
 from surefoot.signing._protocols import (
     Identity,
+    NoncesOption,
     join_fields,
-    nonce_cache,
     nonce_scope,
     nonces_block,
+    verifier_nonces,
 )
 from surefoot.stores._protocols import NonceCache
 
 if TYPE_CHECKING:
-    from surefoot.signing._protocols import HasNonces, SignedRequest
+    from surefoot.signing._protocols import SignedRequest
 
 __all__ = [
     "ALGORITHM",
@@ -685,10 +686,24 @@ class SigV4Verifier:
     within ``skew`` (AWS: 15 minutes; presigned: from ``skew`` before the date until
     ``X-Amz-Expires`` after it) → ``X-Amz-Content-SHA256``, if sent, matches the body
     (``UNSIGNED-PAYLOAD`` only when ``allow_unsigned_payload``, by default for S3) → the
-    signature (constant-time) → with ``nonces``, the signature was not seen before
-    (replay; AWS itself has no such check), recorded per resolved key (not per access
-    key id as sent, which is not signed), so every spelling of an access key the lookup
-    maps to one secret shares them.
+    signature (constant-time) → unless ``nonces=False``, the signature was not seen
+    before (replay; AWS itself has no such check), recorded per resolved key (not per
+    access key id as sent, which is not signed), so every spelling of an access key the
+    lookup maps to one secret shares them.
+
+    **Replays.** SigV4 has no nonce: the replay key is the signature, and ``X-Amz-Date``
+    has one-second resolution. So by default two *identical* requests signed in the same
+    second (the same idempotent ``GET`` sent twice, say) are one signature, and the second
+    is refused as a replay (:class:`ReplayedNonce`), as is a presigned URL used a second
+    time. ``nonces`` (the same option as every verifier's):
+
+    * ``None`` (default) — a fresh in-process :class:`~surefoot.stores.MemoryNonceCache`
+      (each process, and each verifier, remembers its own);
+    * a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``) — that one
+      (a shared store refuses replays across processes);
+    * ``False`` — no replay check, AWS's own behaviour: identical requests (and a
+      presigned URL used again) are accepted until the date leaves the ``skew`` window
+      (or the presigned URL expires); a request replayed after that is refused anyway.
 
     A presigned URL's ``X-Amz-*`` parameters are found by their percent-decoded names
     (case-sensitively, as AWS does); one given twice, in any encoding, is refused.
@@ -700,7 +715,6 @@ class SigV4Verifier:
     :class:`ReplayedNonce`.
 
     ``request.url`` is the absolute URL as received (raw path and query, not decoded).
-    ``nonces``: a :class:`~surefoot.stores.NonceCache` or a store (its ``.nonces``).
     """
 
     __slots__ = (
@@ -726,7 +740,7 @@ class SigV4Verifier:
         skew: float = 900.0,
         s3: bool | None = None,
         allow_unsigned_payload: bool | None = None,
-        nonces: NonceCache | HasNonces | None = None,
+        nonces: NoncesOption = None,
         clock: Clock | None = None,
     ) -> None:
         _check_scope_part("region", region)
@@ -741,7 +755,7 @@ class SigV4Verifier:
         self.allow_unsigned_payload = (
             self.s3 if allow_unsigned_payload is None else allow_unsigned_payload
         )
-        self.nonces: NonceCache | None = nonce_cache(nonces)
+        self.nonces: NonceCache | None = verifier_nonces(nonces, default=True)
         self.clock = clock or default_clock
         self._signing_keys = _KeyCache()
 
