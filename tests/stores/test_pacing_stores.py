@@ -66,6 +66,9 @@ def test_reserve_books_fifo_slots_at_the_quota(store_factory):
 
 def test_partitions_are_independent(store_factory):
     state = store_factory(PacingPolicy(quotas=(Quota.per_second(10),), budget=None))
+    # Open the store first: its schema setup is not what is measured (it took 95 ms once
+    # on a loaded machine, where the first slot came out 0.095 s "late").
+    state.reserve("warm-up", None, now=time.monotonic(), adaptive=False)
     assert delays(state, 2, partition="a") == pytest.approx([0.0, 0.1], abs=TOL)
     assert delays(state, 1, partition="b") == pytest.approx([0.0], abs=TOL)
 
