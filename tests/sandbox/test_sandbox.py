@@ -258,6 +258,32 @@ def test_flaky_timeout(sb: Sandbox, http: requests.Session) -> None:
     assert time.monotonic() - started < 1.5
 
 
+def test_flaky_slow_trickles_the_body(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=0.5)  # per read
+    started = time.monotonic()
+    conn.request("GET", "/flaky/x?p=1&fault=slow&hang=1")
+    resp = conn.getresponse()
+    assert time.monotonic() - started < 0.5  # the head comes at once
+    assert resp.status == 200
+    assert resp.getheader("Connection") == "close"
+    body = resp.read()  # every piece within the 0.5 s read timeout ...
+    assert time.monotonic() - started >= 0.9  # ... the whole body in about 1 s
+    assert len(body) == int(resp.getheader("Content-Length"))
+    assert json.loads(body)["ok"] is True
+    conn.close()
+    stats = sb.stats()
+    assert stats["faults"] == {"slow": 1}
+    assert stats["endpoints"]["/flaky"]["statuses"] == {"slow": 1}
+
+
+def test_flaky_slow_client_gone(sb: Sandbox, http: requests.Session) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    conn.request("GET", "/flaky/x?p=1&fault=slow&hang=2")
+    assert conn.getresponse().status == 200
+    conn.close()  # mid-trickle: the server stops sending, nothing breaks
+    assert http.get(sb.url + "/flaky/x?p=0").json() == {"ok": True}
+
+
 def test_flaky_503_and_retry_after(sb: Sandbox, http: requests.Session) -> None:
     r = http.post(sb.url + "/flaky/x?p=1&fault=503")
     assert r.status_code == 503
@@ -667,6 +693,75 @@ def test_orders_fail_after_commit(sb: Sandbox, http: requests.Session) -> None:
         http.post(url, json={"item": "tv"})
     assert sb.stats()["orders_created"] == 2
     assert sb.stats()["resets"] == 2
+
+
+def test_orders_faults_before_commit(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/orders"
+    r = http.post(url + "?fault=503&p=1&retry_after=1", json={"item": "a"},
+                  headers={"Idempotency-Key": "before-1"})
+    assert r.status_code == 503
+    assert r.headers["Retry-After"] == "1"
+    assert "Retry-After" not in http.post(url + "?fault=503&p=1", json={"item": "a"}).headers
+    with pytest.raises(requests.ConnectionError):
+        http.post(url + "?fault=reset&p=1", json={"item": "a"},
+                  headers={"Idempotency-Key": "before-1"})
+    assert sb.stats()["orders_created"] == 0  # nothing stored
+    assert sb.stats()["faults"] == {"503_before_commit": 2, "reset_before_commit": 1}
+    r = http.post(url + "?fault=503&p=0", json={"item": "a"},
+                  headers={"Idempotency-Key": "before-1"})
+    assert r.status_code == 201  # the key was never used
+    assert http.post(url + "?fault=bogus", json={}).status_code == 400
+    assert http.post(url + "?fault=slow&hang=x", json={}).status_code == 400
+    assert sb.stats()["orders_created"] == 1
+
+
+def test_orders_timeout_after_commit(sb: Sandbox, http: requests.Session) -> None:
+    url = sb.url + "/orders?fault=timeout&p=1&hang=1"
+    headers = {"Idempotency-Key": "late-1"}
+    with pytest.raises(requests.ReadTimeout):
+        http.post(url, json={"item": "tv"}, headers=headers, timeout=0.3)
+    assert sb.stats()["orders_created"] == 1  # stored before the answer hung
+    started = time.monotonic()
+    replay = http.post(url, json={"item": "tv"}, headers=headers)  # replays are hit too
+    assert time.monotonic() - started >= 0.9
+    assert replay.status_code == 200
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert sb.stats()["orders_created"] == 1
+    assert sb.stats()["faults"] == {"timeout_after_commit": 2}
+
+
+def test_orders_truncate_and_slow_after_commit(sb: Sandbox) -> None:
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=5)
+    body = json.dumps({"item": "pen"})
+    json_headers = {"Content-Type": "application/json", "Idempotency-Key": "cut-1"}
+    conn.request("POST", "/orders?fault=truncate&p=1", body=body, headers=json_headers)
+    resp = conn.getresponse()
+    assert resp.status == 201
+    assert resp.getheader("Location") == "/orders/ord_1"
+    with pytest.raises(httpclient.IncompleteRead):
+        resp.read()
+    conn.close()
+    assert sb.stats()["orders_created"] == 1
+
+    conn = httpclient.HTTPConnection("127.0.0.1", sb.port, timeout=0.5)
+    started = time.monotonic()
+    conn.request("POST", "/orders?fault=slow&p=1&hang=1", body=body, headers=json_headers)
+    resp = conn.getresponse()
+    assert resp.status == 200  # the replay of ord_1, trickled
+    assert resp.getheader("Idempotent-Replayed") == "true"
+    assert json.loads(resp.read()) == {"id": "ord_1", "item": "pen"}
+    assert time.monotonic() - started >= 0.9
+    conn.close()
+    stats = sb.stats()
+    assert stats["orders_created"] == 1
+    assert stats["faults"] == {"truncate_after_commit": 1, "slow_after_commit": 1}
+    assert stats["endpoints"]["/orders"]["statuses"] == {"truncated": 1, "slow": 1}
+
+
+def test_orders_without_fault_ignore_its_parameters(sb: Sandbox, http: requests.Session) -> None:
+    r = http.post(sb.url + "/orders?hang=x&retry_after=%0A&p=2", json={"item": "a"})
+    assert r.status_code == 201
+    assert sb.stats()["faults"] == {}
 
 
 # -- stats and admin -----------------------------------------------------------------------

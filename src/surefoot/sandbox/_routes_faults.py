@@ -1,10 +1,14 @@
 """Injected faults: ``/flaky`` (error statuses, timeouts, reset, closed and truncated
-connections), and the connection drops and seeded dice the other groups use too."""
+connections, trickled bodies), and the connection drops, trickles and seeded dice the
+other groups use too."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import threading
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from surefoot.sandbox._group import RouteGroup, Traffic
@@ -15,10 +19,12 @@ from surefoot.sandbox._http import (
     _error,
     _header_value,
     _json,
+    _phrase,
     _Req,
     _Resp,
     _Taken,
 )
+from surefoot.sandbox._server import ConnectionControl, _http_date
 
 __all__ = ["FaultRoutes"]
 
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
     from surefoot.sandbox._app import SandboxConfig
 
 _MAX_HANG = 60.0
+#: A trickled body goes out in this many pieces, spread evenly over its duration.
+_TRICKLE_PIECES = 10
 
 
 class FaultRoutes(RouteGroup):
@@ -74,6 +82,10 @@ class FaultRoutes(RouteGroup):
             rng = found
         return rng.random() < p
 
+    def hang(self, seconds: float) -> None:
+        """Sleep ``seconds``, or until the sandbox stops."""
+        self._stopping.wait(seconds)
+
     def count(self, fault: str) -> None:
         """Count an injected fault. Caller holds the lock."""
         self._faults[fault] = self._faults.get(fault, 0) + 1
@@ -103,14 +115,55 @@ class FaultRoutes(RouteGroup):
             )
         return _Taken(label)
 
+    def truncate_response(self, req: _Req, resp: _Resp, group: str) -> _Resp | _Taken:
+        """Send ``resp``'s status and headers announcing its whole body, only the first
+        half of the body, then close; counted as ``truncated``."""
+        control = req.connection()
+        if control is None:
+            return _error(501, "not_supported", message="needs the surefoot sandbox server")
+        with self._lock:
+            request_id = self._traffic.next_id()
+            self._traffic.record(group, "truncated")
+        body = resp.body
+        control.truncate(
+            resp.status,
+            [*resp.headers, ("X-Sandbox-Request-Id", str(request_id))],
+            body[: len(body) // 2],
+            len(body),
+        )
+        return _Taken("truncated")
+
+    def trickle(self, req: _Req, resp: _Resp, seconds: float, group: str) -> _Resp | _Taken:
+        """Send ``resp``'s status and headers (with its ``Content-Length``) at once, then
+        its body in :data:`_TRICKLE_PIECES` pieces spread over ``seconds``, then close
+        (also when the client went away, or the sandbox stops: then at once). Counted as
+        ``slow``. Each piece comes well within a read timeout: only a bound on the whole
+        response ends it early."""
+        control = req.connection()
+        if not isinstance(control, ConnectionControl):
+            return _error(501, "not_supported", message="needs the surefoot sandbox server")
+        with self._lock:
+            request_id = self._traffic.next_id()
+            self._traffic.record(group, "slow")
+        headers = [*resp.headers, ("X-Sandbox-Request-Id", str(request_id))]
+        # ConnectionControl's own calls end a connection at once; a trickle takes the
+        # socket over the way its truncate does.
+        sock = control._take()
+        if sock is not None:
+            _trickle(sock, resp.status, headers, resp.body, seconds, self._stopping)
+            control._close(sock)
+        return _Taken("slow")
+
     # -- routes ----------------------------------------------------------------------------
 
     def _flaky(self, req: _Req) -> _Resp | _Taken:
         fault = (req.arg("fault") or "503").lower()
-        if fault not in ("reset", "close", "timeout", "truncate") and not (
+        if fault not in ("reset", "close", "timeout", "truncate", "slow") and not (
             fault.isdigit() and 400 <= int(fault) <= 599
         ):
-            raise _BadRequest("fault must be reset, close, timeout, truncate or a 4xx/5xx code")
+            raise _BadRequest(
+                "fault must be reset, close, timeout, truncate, slow or a 4xx/5xx code"
+            )
         p = req.float_arg("p", 0.3, 0.0, 1.0)
         seed = req.int_arg("seed")
         fail = req.int_arg("fail")
@@ -131,7 +184,38 @@ class FaultRoutes(RouteGroup):
         if fault == "timeout":
             self._stopping.wait(hang)
             return _json(200, {"ok": True, "hung": hang})
+        if fault == "slow":
+            padding = "x" * 64
+            return self.trickle(req, _json(200, {"ok": True, "padding": padding}), hang, "/flaky")
         if fault in ("reset", "close", "truncate"):
             return self.drop(req, fault, "/flaky")
         headers = [("Retry-After", _header_value(retry_after))] if retry_after else []
         return _error(int(fault), "injected_fault", headers)
+
+
+def _trickle(
+    sock: socket.socket,
+    status: int,
+    headers: Iterable[tuple[str, str]],
+    body: bytes,
+    seconds: float,
+    stopping: threading.Event,
+) -> None:
+    """The head at once, then ``body`` in pieces over ``seconds``; then a clean close."""
+    lines = [f"HTTP/1.1 {status} {_phrase(status)}\r\n", f"Date: {_http_date()}\r\n"]
+    lines.extend(
+        f"{name}: {value}\r\n"
+        for name, value in headers
+        if name.lower() not in ("content-length", "connection", "transfer-encoding")
+    )
+    lines.append(f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    pieces = max(1, min(_TRICKLE_PIECES, len(body)))
+    size = -(-len(body) // pieces)  # ceil
+    interval = seconds / pieces
+    with contextlib.suppress(OSError):  # the client went away: stop
+        sock.sendall("".join(lines).encode("latin-1"))
+        for start in range(0, len(body), size):
+            if stopping.wait(interval):
+                break
+            sock.sendall(body[start : start + size])
+        sock.shutdown(socket.SHUT_RDWR)
