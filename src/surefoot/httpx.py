@@ -87,7 +87,7 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[httpx.Response]):
         )
 
     def __repr__(self) -> str:
-        return f"surefoot.httpx.Client({self.base_url!r}, transport={self.transport!r})"
+        return f"surefoot.httpx.Client({self._shown_base_url!r}, transport={self.transport!r})"
 
     def __enter__(self) -> Client:
         return self
@@ -120,7 +120,7 @@ class AsyncClient(BaseUrl, RevokesOnClose):
     __init__ = Client.__init__
 
     def __repr__(self) -> str:
-        return f"surefoot.httpx.AsyncClient({self.base_url!r}, transport={self.transport!r})"
+        return f"surefoot.httpx.AsyncClient({self._shown_base_url!r}, transport={self.transport!r})"
 
     async def __aenter__(self) -> AsyncClient:
         return self

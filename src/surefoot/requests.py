@@ -41,8 +41,12 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
     delete/request(method, path, **kwargs)``; kwargs are those of :mod:`requests`.
 
     Every request runs through :class:`SurefootAdapter`. The caller's dicts (headers,
-    params, json) are never mutated. Credentials only ever go to ``base_url``'s origin:
-    a redirect elsewhere is followed without them.
+    params, json) are never mutated. The auth object's credentials only ever go to
+    ``base_url``'s origin, and a redirect to another origin is followed without any
+    credential: neither the auth object's nor a credential header such as ``X-API-Key``
+    or ``Authorization`` set in ``headers`` or per request
+    (:data:`surefoot._core._origin.CREDENTIAL_HEADERS`). ``repr`` shows ``base_url``
+    redacted.
 
     ``pacing``: a :class:`PacingPolicy` (this client's own pacer; the default one learns
     the quota from the headers, adapts once throttled and budgets retries), a shared
@@ -81,7 +85,7 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
             self.session.headers.update(headers)
 
     def __repr__(self) -> str:
-        return f"Client({self.base_url!r}, adapter={self.adapter!r})"
+        return f"Client({self._shown_base_url!r}, adapter={self.adapter!r})"
 
     def __enter__(self) -> Client:
         return self

@@ -337,6 +337,53 @@ def test_credentials_withheld_on_cross_origin_hop():
     assert EventKind.CREDENTIALS_WITHHELD in [e.kind for e in events]
 
 
+STATIC = {"X-API-Key": "static-key", "Cookie": "session=abc", "X-Trace-Id": "trace-1"}
+
+
+def test_redirect_elsewhere_withholds_credential_headers_without_auth():
+    """A redirect hop to another origin carries no credential header, whoever set it,
+    whether or not an auth object is set; other headers go on."""
+    events: list = []
+    run = drive(get(headers=STATIC, credentials_allowed=False, redirected_elsewhere=True),
+                [ok(200)], hook=events.append)
+    (send,) = run.sends
+    assert {name.lower() for name in send.remove} == {"x-api-key", "cookie"}
+    assert not send.headers
+    (withheld,) = [e for e in events if e.kind is EventKind.CREDENTIALS_WITHHELD]
+    assert "x-api-key" in withheld.reason
+    assert "static-key" not in withheld.message()
+    assert "abc" not in withheld.message()
+
+
+def test_redirect_elsewhere_withholds_auth_and_credential_headers():
+    auth = SigningAuth.hmac(KEY_ID, SECRET)
+    run = drive(get(headers=STATIC, credentials_allowed=False, redirected_elsewhere=True),
+                [ok(200)], auth=auth)
+    (send,) = run.sends
+    assert "X-Signature" not in send.headers
+    removed = {name.lower() for name in send.remove}
+    assert removed == {h.lower() for h in auth.credential_headers} | {"x-api-key", "cookie"}
+    assert len(send.remove) == len(removed)  # each name once
+
+
+def test_redirect_elsewhere_with_nothing_to_withhold_is_silent():
+    events: list = []
+    run = drive(get(headers={"X-Trace-Id": "t"}, credentials_allowed=False,
+                    redirected_elsewhere=True), [ok(200)], hook=events.append)
+    (send,) = run.sends
+    assert send.remove == ()
+    assert EventKind.CREDENTIALS_WITHHELD not in [e.kind for e in events]
+
+
+def test_first_hop_outside_credential_origins_keeps_the_callers_headers():
+    """Outside credential_origins (not a redirect) only the auth object's credentials are
+    withheld: the caller chose that URL and its headers."""
+    auth = SigningAuth.hmac(KEY_ID, SECRET)
+    run = drive(get(headers=STATIC, credentials_allowed=False), [ok(200)], auth=auth)
+    (send,) = run.sends
+    assert set(send.remove) == set(auth.credential_headers)
+
+
 # -- 401 refresh and replay -----------------------------------------------------------------
 
 

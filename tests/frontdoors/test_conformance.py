@@ -394,6 +394,88 @@ def test_client_never_sends_credentials_to_an_absolute_url_elsewhere(sandbox, ma
     assert not echoed_headers(response) & CREDENTIAL_HEADERS
 
 
+#: Set on the client: a credential header (withheld from another origin) and one that is not.
+STATIC_HEADERS = {"X-API-Key": "static-api-key", "X-Trace-Id": "trace-1"}
+
+
+def test_static_credential_header_does_not_cross_origins_on_redirect(sandbox, make_api):
+    """A credential header set on the client (or per request), with no auth object, is
+    withheld from a redirect hop to another origin; other headers go on."""
+    seen: list[surefoot.Event] = []
+    api = make_api(headers=STATIC_HEADERS, hook=seen.append)
+    response = api.get("/redirect-to", params={"url": elsewhere(sandbox)},
+                       headers={"X-Auth-Token": "per-request-token"})
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [302]
+    echoed = echoed_headers(response)
+    assert not echoed & {"x-api-key", "x-auth-token"}
+    assert "x-trace-id" in echoed
+    withheld = [e for e in seen if e.kind is surefoot.events.EventKind.CREDENTIALS_WITHHELD]
+    assert withheld
+    assert all("static-api-key" not in e.message() for e in withheld)
+
+
+def test_static_credential_header_follows_a_same_origin_redirect(make_api):
+    api = make_api(headers=STATIC_HEADERS)
+    response = api.get("/redirect-to", params={"url": "/headers"})
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [302]
+    sent = {k.lower(): v for k, v in response.json()["headers"].items()}
+    assert sent["x-api-key"] == "static-api-key"
+
+
+def test_static_credential_header_with_auth_does_not_cross_origins(sandbox, make_auth_api):
+    """The same with an auth object, on every attachment (the auth object alone too)."""
+    # (not X-API-Key: the HMAC scheme sends its key id in it, one of its own headers)
+    api = make_auth_api(auth=SigningAuth.hmac("demo-key", "demo-secret"),
+                        headers={"X-Auth-Token": "static-token", "X-Trace-Id": "trace-1"})
+    response = api.get("/redirect-to", params={"url": elsewhere(sandbox)})
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [302]
+    echoed = echoed_headers(response)
+    assert not echoed & (CREDENTIAL_HEADERS | {"x-auth-token"})
+    assert "x-trace-id" in echoed
+
+
+def test_a_request_that_is_not_redirected_parses_no_origin(make_api, monkeypatch):
+    """The redirect rule costs a request that is not redirected nothing: no URL parsed."""
+    from surefoot._core import _origin
+
+    parsed: list[str] = []
+    real = _origin.origin_of
+
+    def counting(url: str) -> Any:
+        parsed.append(url)
+        return real(url)
+
+    api = make_api(headers=STATIC_HEADERS)
+    monkeypatch.setattr(_origin, "origin_of", counting)
+    assert api.get("/status/200").status_code == 200
+    assert parsed == []
+    assert api.get("/redirect-to", params={"url": "/status/200"}).status_code == 200
+    assert parsed  # the hop did compare origins
+
+
+@pytest.mark.parametrize(
+    ("base", "expected"),
+    [
+        ("/v1?api_key=hunter2", "/v1/?api_key=hunter2"),
+        ("/v1", "/v1/"),
+        ("/v1/", "/v1/"),
+        ("", "/"),
+    ],
+)
+def test_base_url_gets_its_slash_on_the_path_and_repr_redacts_it(sandbox, make_api, base,
+                                                                  expected):
+    api = make_api(base_url=sandbox.url + base)
+    assert api.client.base_url == sandbox.url + expected
+    userinfo = make_api(base_url=sandbox.url.replace("http://", "http://user:hunter2@") + base)
+    for client in (api.client, userinfo.client):
+        shown = repr(client)
+        assert "hunter2" not in shown
+        assert sandbox.url.removeprefix("http://") in shown
+
+
 def test_streaming_body_is_sent_once_and_not_retried(sandbox, make_api):
     response = make_api().put("/status/503", stream_body=[b"a", b"b"])
     assert response.status_code == 503

@@ -6,9 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, Generic, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from surefoot.errors import ConfigurationError
+from surefoot.events import redact_url
 
 __all__ = ["REVOKE_ON_CLOSE_TIMEOUT", "BaseUrl", "RevokesOnClose", "SyncVerbs", "passed"]
 
@@ -30,7 +31,16 @@ class BaseUrl:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise ConfigurationError("base_url must be an absolute http(s) URL")
-        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        # The path ends with "/" (paths are resolved under it): appended to the path, not
+        # after a query or a fragment.
+        if not parts.path.endswith("/"):
+            base_url = urlunsplit(parts._replace(path=parts.path + "/"))
+        self.base_url = base_url
+
+    @property
+    def _shown_base_url(self) -> str:
+        """The base URL as a repr shows it: redacted (userinfo, credential parameters)."""
+        return redact_url(self.base_url)
 
     def url_for(self, path: str) -> str:
         if path.startswith(("http://", "https://")):

@@ -12,9 +12,12 @@ inside the attempt, so a truncated body is an attempt failure that can be retrie
 (generators) are sent once and never retried after sending.
 
 Redirects: httpx follows them above the transport, building each hop from the original
-request (which never carries surefoot's credentials: every attempt is a copy) and sharing
-its ``extensions``. The transport marks the logical request's origin there, so a hop to
-another origin is sent without credentials and a same-origin hop is signed afresh.
+request (which never carries surefoot's credentials: every attempt is a copy) and copying
+its ``extensions``. The transport marks where the logical request started there, so a hop
+to another origin is sent without credentials — neither the auth object's nor any
+credential header it carries, the client's own ``headers`` included, whether or not an
+auth object is set (:func:`~surefoot._core._origin.hop_rule`) — and a same-origin hop is
+signed afresh.
 
 An auth object used alone (``httpx.Client(auth=auth)``) runs the same flow with the
 no-retry policy (:func:`sync_auth_flow`, :func:`async_auth_flow`): each attempt it asks
@@ -37,7 +40,7 @@ from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_ti
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
-from surefoot._core._origin import Origin, credentials_allowed, origin_of
+from surefoot._core._origin import FIRST_HOP, Hop, Origin, StartedAt, hop_rule, origin_of
 from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
 from surefoot._drivers import (
@@ -93,11 +96,13 @@ def _info(response: httpx.Response) -> ResponseInfo:
     return ResponseInfo(response.status_code, response.headers)
 
 
-def _view(request: httpx.Request, allowed: bool) -> RequestView:
+def _view(request: httpx.Request, hop: Hop, url: str | None = None) -> RequestView:
     replayable = isinstance(request.stream, httpx.ByteStream)
     body = request.read() if replayable else None
-    return RequestView(method=request.method, url=str(request.url), headers=request.headers,
-                       body=body or None, replayable=replayable, credentials_allowed=allowed)
+    return RequestView(method=request.method, url=str(request.url) if url is None else url,
+                       headers=request.headers, body=body or None, replayable=replayable,
+                       credentials_allowed=hop.credentials_allowed,
+                       redirected_elsewhere=hop.elsewhere)
 
 
 #: httpx's transport exceptions, by where the attempt failed (first match wins).
@@ -159,16 +164,19 @@ class _Common:
         """The pipeline for ``request``: with the transport's auth, or, on a redirect hop of
         a request an auth object signed on its own, with that auth object."""
         auth, started_at, request = self._hop_auth(request)
-        allowed = True
-        if auth is not None:
-            if started_at is None:
-                started_at = request.extensions.get(_ORIGIN_KEY)
-            if started_at is None:
-                # httpx shares this dict with the redirect hops built from this request.
-                request.extensions[_ORIGIN_KEY] = origin_of(str(request.url))
-            allowed = credentials_allowed(str(request.url), started_at=started_at,
-                                          allowed=self.credential_origins)
-        view = _view(request, allowed)
+        url = str(request.url)
+        if started_at is None:
+            start: StartedAt | None = request.extensions.get(_ORIGIN_KEY)
+            if start is None:
+                # httpx copies this into the redirect hops it builds from this request.
+                request.extensions[_ORIGIN_KEY] = StartedAt(url)
+            else:
+                started_at = start.origin
+        # Every request, with or without auth: a redirect hop to another origin carries no
+        # credential (the first hop, unless credential_origins applies, parses nothing).
+        hop = hop_rule(url, started_at=started_at,
+                       allowed=None if auth is None else self.credential_origins)
+        view = _view(request, hop, url)
         return request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
 
@@ -356,7 +364,7 @@ async def _adiscard(response: httpx.Response) -> None:
 
 
 def _standalone(auth: AuthBase, request: httpx.Request) -> Flow:
-    return standalone_flow(auth, _view(request, True), request.headers.copy())
+    return standalone_flow(auth, _view(request, FIRST_HOP), request.headers.copy())
 
 
 def _signed(auth: AuthBase, request: httpx.Request, send: Send) -> httpx.Request:

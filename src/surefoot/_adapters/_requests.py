@@ -16,7 +16,8 @@ Redirects: requests follows them *after* the adapter returns (and after the resp
 hooks ran), copying the request it just sent. The adapter never puts credentials on that
 request (each attempt is a copy) and marks it with the origin the logical request started
 at, so every hop runs the pipeline again: credentials are attached afresh on the same
-origin and withheld from any other (:func:`~surefoot._core._origin.credentials_allowed`).
+origin and withheld from any other, with every credential header the hop carries
+(:func:`~surefoot._core._origin.hop_rule`), whether or not an auth object is set.
 The standalone hook prepares the next hop the same way, on the request requests copies.
 """
 
@@ -38,7 +39,7 @@ from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_ti
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
-from surefoot._core._origin import Origin, credentials_allowed, origin_of
+from surefoot._core._origin import FIRST_HOP, Hop, Origin, StartedAt, hop_rule, origin_of
 from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
 from surefoot._drivers import Outcome, advance, drive_sync, finish, make_pacer
@@ -49,17 +50,14 @@ from surefoot.pacing._pacer import Pacer
 __all__ = ["SurefootAdapter", "attach_auth", "classify_requests_error"]
 
 
-class _OriginMarker:
-    """A no-op response hook recording the origin a logical request started at.
+class _OriginMarker(StartedAt):
+    """A no-op response hook recording where a logical request started.
 
     requests copies a prepared request for each redirect hop and shares its hooks, so the
     marker travels with the hops; the adapter compares each hop's origin to it.
     """
 
-    __slots__ = ("origin",)
-
-    def __init__(self, origin: Origin) -> None:
-        self.origin = origin
+    __slots__ = ()
 
     def __call__(self, response: object, *args: object, **kwargs: object) -> None:
         return None
@@ -67,18 +65,18 @@ class _OriginMarker:
 
 def _started_at(request: requests.PreparedRequest) -> Origin | None:
     """The origin the logical request started at (``None``: this is its first hop, which
-    is marked now)."""
+    is marked now; its origin is parsed only if a redirect hop asks)."""
     if request.hooks is None:
         request.hooks = {"response": []}
     hooks = request.hooks.setdefault("response", [])
     for hook in hooks:
         if isinstance(hook, _OriginMarker):
             return hook.origin
-    hooks.append(_OriginMarker(origin_of(request.url or "")))
+    hooks.append(_OriginMarker(request.url or ""))
     return None
 
 
-def _view(request: requests.PreparedRequest, allowed: bool) -> tuple[RequestView, int | None]:
+def _view(request: requests.PreparedRequest, hop: Hop) -> tuple[RequestView, int | None]:
     """The core's view of ``request``, and the position to rewind a file body to before
     each attempt."""
     body, replayable, position = _body_of(request)
@@ -88,7 +86,8 @@ def _view(request: requests.PreparedRequest, allowed: bool) -> tuple[RequestView
         headers=request.headers,
         body=body,
         replayable=replayable,
-        credentials_allowed=allowed,
+        credentials_allowed=hop.credentials_allowed,
+        redirected_elsewhere=hop.elsewhere,
     )
     return view, position
 
@@ -290,10 +289,11 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         auth = self.auth
-        allowed = auth is None or credentials_allowed(
-            request.url or "", started_at=_started_at(request), allowed=self.credential_origins
-        )
-        view, position = _view(request, allowed)
+        # Every request, with or without auth: a redirect hop to another origin carries no
+        # credential (the first hop, unless credential_origins applies, parses nothing).
+        hop = hop_rule(request.url or "", started_at=_started_at(request),
+                       allowed=None if auth is None else self.credential_origins)
+        view, position = _view(request, hop)
         flow = request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
         parent_send = super().send
@@ -357,7 +357,7 @@ class _StandaloneHook:
         """Run a flow for ``request`` (``view``: what a redirect hop will send) up to its
         first attempt, and apply that attempt's credentials to the request."""
         if view is None:
-            view, self.position = _view(request, True)
+            view, self.position = _view(request, FIRST_HOP)
         self.flow = standalone_flow(self.auth, view, request.headers.copy())
         step = advance(self.flow, None, self.auth.clock)
         if isinstance(step, FlowResult):  # pragma: no cover - no deadline, nothing to pace
@@ -408,10 +408,11 @@ class _StandaloneHook:
         body = _body_of(request)[0] if status in (307, 308) else None
         for name in self.auth.credential_headers:  # this hop's, or none
             request.headers.pop(name, None)
-        allowed = credentials_allowed(target, started_at=self.origin)
+        hop = hop_rule(target, started_at=self.origin)
         self.position = None
         self._start(request, RequestView(method, target, request.headers, body,
-                                         credentials_allowed=allowed))
+                                         credentials_allowed=hop.credentials_allowed,
+                                         redirected_elsewhere=hop.elsewhere))
 
 
 def attach_auth(auth: AuthBase, request: requests.PreparedRequest) -> requests.PreparedRequest:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from surefoot.events import redact_url
+
 __all__ = ["HttpRequest", "HttpResponse"]
 
 
@@ -20,8 +22,11 @@ class HttpRequest:
     headers: Mapping[str, str]
     body: bytes = b""
 
-    def __repr__(self) -> str:  # headers may hold credentials
-        return f"HttpRequest({self.method} {self.url})"
+    def __repr__(self) -> str:
+        # Headers and body may hold credentials, and so may the URL: its query is left out
+        # (as SignedRequest's repr does), its userinfo, fragment and credential path
+        # parameters too (redact_url).
+        return f"HttpRequest({self.method} {redact_url(self.url).partition('?')[0]})"
 
 
 @dataclass(frozen=True, slots=True)

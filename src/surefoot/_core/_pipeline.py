@@ -36,6 +36,7 @@ from surefoot._core._effects import (
     TryRetry,
 )
 from surefoot._core._messages import HttpRequest
+from surefoot._core._origin import withheld_headers
 from surefoot._core._policy import (
     Decision,
     Failure,
@@ -89,7 +90,10 @@ def request_flow(
         idempotent = True
     else:
         base_headers, idempotent = _idempotency(request, policy, key_factory)
-    use_auth, remove = (None, ()) if auth is None else _credentials(state, request, auth)
+    use_auth, remove = (
+        (None, ()) if auth is None and not request.redirected_elsewhere
+        else _credentials(state, request, auth)
+    )
 
     partition = ""
     if pacer is not None:
@@ -156,10 +160,23 @@ def request_flow(
 
 
 def _credentials(
-    state: RequestState, request: RequestView, auth: AuthStrategy
+    state: RequestState, request: RequestView, auth: AuthStrategy | None
 ) -> tuple[AuthStrategy | None, tuple[str, ...]]:
     """The auth to apply (none where the credentials do not belong) and the header names
-    to remove from every attempt (credentials a redirect hop to another origin carried)."""
+    to remove from every attempt: on a redirect hop to another origin, the auth object's
+    credential headers and every credential header the hop carries, whoever set it
+    (:func:`~surefoot._core._origin.withheld_headers`, the one rule)."""
+    if request.redirected_elsewhere:
+        remove = withheld_headers(request.headers, auth.credential_headers if auth else ())
+        if auth is not None or remove:
+            state.events.emit(  # names only: never a value
+                EventKind.CREDENTIALS_WITHHELD,
+                reason="a redirect hop to another origin"
+                + (f": {', '.join(remove)} withheld" if remove else ""),
+            )
+        return None, remove
+    if auth is None:
+        return None, ()
     if not request.credentials_allowed:
         state.events.emit(EventKind.CREDENTIALS_WITHHELD,
                           reason="not the origin the credentials belong to")

@@ -31,8 +31,12 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes | None = None
     replayable: bool = True
-    #: False on a redirect hop to another origin: no credentials are attached.
+    #: False where the auth object's credentials do not belong (a redirect hop to another
+    #: origin, outside ``credential_origins``): they are not attached.
     credentials_allowed: bool = True
+    #: True on a redirect hop to another origin than the logical request's first: it
+    #: carries no credential at all (:func:`~surefoot._core._origin.hop_rule`).
+    redirected_elsewhere: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "headers", case_insensitive(self.headers))

@@ -477,8 +477,13 @@ class TokenCache:
             except TokenError:
                 raise
             except Exception as exc:
-                raise TokenError(f"token function failed: {type(exc).__name__}") from exc
-            return token_from_callable_result(result, now=self.clock.wall())
+                failed = type(exc).__name__
+            else:
+                return token_from_callable_result(result, now=self.clock.wall())
+            # Raised out of the handler and not chained, as RequestFailed is: neither as
+            # __cause__ nor as __context__ does the function's exception (whose message may
+            # hold the very secret it was fetching) reach a traceback or a logger.
+            raise TokenError(f"token function failed: {failed}") from None
         response = self._exchange(
             lambda: source.build_request(current, now=self.clock.wall()), deadline, "token"
         )

@@ -29,6 +29,7 @@ from surefoot.errors import (
     ConfigurationError,
     TokenError,
 )
+from surefoot.events import redact_url
 from surefoot.oauth._client_auth import (
     ClientAuth,
     Form,
@@ -60,6 +61,38 @@ _RESERVED = frozenset({
     "grant_type", "refresh_token", "scope", "client_id", "client_secret",
     "client_assertion", "client_assertion_type", "token", "token_type_hint",
 })
+
+
+def _key_url(url: str) -> str:
+    """``url`` as a cache key shows it (keys show in reprs and in stores).
+
+    A URL :func:`~surefoot.events.redact_url` leaves as it is (no userinfo, no fragment,
+    no credential parameter: the usual token URL) is used as it is, so the keys already in
+    stores stay valid. Otherwise the redacted URL, then ``~`` and a fingerprint of the
+    whole URL (as the refresh-token fingerprint of :class:`RefreshTokenGrant`): grants
+    whose URLs differ only in a credential never share a store entry.
+    """
+    shown = redact_url(url)
+    if shown == url:
+        return url
+    return f"{shown}~{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+
+
+#: The fields of a grant holding URLs, which may carry credentials (userinfo, a query
+#: parameter): shown redacted by its repr.
+_URL_FIELDS = ("token_url", "revocation_url")
+
+
+def _grant_repr(grant: ClientCredentials | RefreshTokenGrant) -> str:
+    """The dataclass repr, with the URLs redacted (:func:`~surefoot.events.redact_url`)."""
+    parts = []
+    for f in dataclasses.fields(grant):
+        value = getattr(grant, f.name)
+        if f.name in _URL_FIELDS:
+            parts.append(f"{f.name}={None if value is None else redact_url(value)!r}")
+        elif f.repr:
+            parts.append(f"{f.name}={value!r}")
+    return f"{type(grant).__name__}({', '.join(parts)})"
 
 
 def _check_url(url: str | None, name: str) -> None:
@@ -175,19 +208,25 @@ class ClientCredentials:
     ``client_id`` may be left out). ``scope`` and ``extra`` parameters (``audience``,
     ``resource`` ...; a list repeats the parameter) go with every request.
     ``revocation_url``: the RFC 7009 endpoint, for :meth:`TokenCache.revoke`.
+
+    The repr and the cache key show the URLs redacted (a credential in their userinfo or
+    query never shows).
     """
 
-    token_url: str
+    token_url: str = field(repr=False)  # shown redacted by __repr__
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
     auth_method: Literal["client_secret_basic", "client_secret_post"] = "client_secret_basic"
     scope: str | None = None
     extra: ExtraParams = field(default_factory=dict)
     client_auth: ClientAuth | None = None
-    revocation_url: str | None = None
+    revocation_url: str | None = field(default=None, repr=False)  # shown redacted
 
     def __post_init__(self) -> None:
         _settle_client(self, ("client_secret_basic", "client_secret_post"))
+
+    def __repr__(self) -> str:
+        return _grant_repr(self)
 
     @property
     def authentication(self) -> ClientAuth:
@@ -196,7 +235,7 @@ class ClientCredentials:
 
     @property
     def cache_key(self) -> str:
-        return f"client_credentials:{self.client_id}@{self.token_url}"
+        return f"client_credentials:{self.client_id}@{_key_url(self.token_url)}"
 
     def build_request(
         self, current: Token | None = None, *, now: float | None = None
@@ -228,10 +267,11 @@ class RefreshTokenGrant:
     Client authentication as for :class:`ClientCredentials`, plus ``auth_method="none"``
     for a public client. The default cache key includes a fingerprint of the initial
     ``refresh_token``: every process configured with the same grant shares one entry,
-    and two users' grants never share one.
+    and two users' grants never share one. The repr and the cache key show the URLs
+    redacted, as for :class:`ClientCredentials`.
     """
 
-    token_url: str
+    token_url: str = field(repr=False)  # shown redacted by __repr__
     refresh_token: str | None = field(default=None, repr=False)
     client_id: str = ""
     client_secret: str = field(default="", repr=False)
@@ -241,7 +281,7 @@ class RefreshTokenGrant:
     scope: str | None = None
     extra: ExtraParams = field(default_factory=dict)
     client_auth: ClientAuth | None = None
-    revocation_url: str | None = None
+    revocation_url: str | None = field(default=None, repr=False)  # shown redacted
 
     def __post_init__(self) -> None:
         if self.refresh_token is not None and (
@@ -252,6 +292,9 @@ class RefreshTokenGrant:
             raise ConfigurationError("refresh_token must be a non-empty single-line string")
         _settle_client(self, ("client_secret_basic", "client_secret_post", "none"))
 
+    def __repr__(self) -> str:
+        return _grant_repr(self)
+
     @property
     def authentication(self) -> ClientAuth:
         assert self.client_auth is not None  # set by __post_init__
@@ -259,7 +302,7 @@ class RefreshTokenGrant:
 
     @property
     def cache_key(self) -> str:
-        key = f"refresh_token:{self.client_id}@{self.token_url}"
+        key = f"refresh_token:{self.client_id}@{_key_url(self.token_url)}"
         if self.refresh_token:
             key += "#" + hashlib.sha256(self.refresh_token.encode()).hexdigest()[:16]
         return key
