@@ -1028,6 +1028,93 @@ def test_a_verifier_failing_to_parse_is_400_not_500(server: str,
     assert "query-secret" not in caplog.text  # neither the query nor the message
 
 
+# -- a server that breaks PEP 3333 / the ASGI spec: 400, logged, never an exception -------------
+
+WSGI_SERVER_FAULTS: list[tuple[dict[str, Any], str]] = [
+    ({"PATH_INFO": 1}, "PATH_INFO"),
+    ({"PATH_INFO": b"/api/x"}, "PATH_INFO"),
+    ({"REQUEST_METHOD": 1}, "REQUEST_METHOD"),
+    ({"wsgi.input": 1, "CONTENT_LENGTH": "1"}, "wsgi.input"),
+    ({"wsgi.input": io.StringIO("abc"), "CONTENT_LENGTH": "3"}, "wsgi.input"),
+    ({"CONTENT_LENGTH": 3}, "CONTENT_LENGTH"),
+    ({"HTTP_X_A": b"bytes"}, "HTTP_X_A"),
+    ({"QUERY_STRING": ["a=1"]}, "QUERY_STRING"),
+    ({"REQUEST_URI": 1}, "REQUEST_URI"),
+    ({"SERVER_PORT": 80, "HTTP_HOST": ""}, "SERVER_PORT"),
+    ({"REMOTE_ADDR": ["10.0.0.1"]}, "REMOTE_ADDR"),
+    ({"wsgi.url_scheme": b"http"}, "wsgi.url_scheme"),
+]
+
+
+@pytest.mark.parametrize(("extra", "key"), WSGI_SERVER_FAULTS,
+                         ids=[key for _, key in WSGI_SERVER_FAULTS])
+def test_wsgi_environ_values_of_the_wrong_type_are_400_and_logged(
+    extra: dict[str, Any], key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="surefoot.middleware")
+    app = VerifyWSGI(wsgi_echo, SCHEMES["hmac"].verifier(), protect=["/api"],
+                     trust_forwarded=["10.0.0.1"])
+    status, body = _call(app, _environ(**{"PATH_INFO": "/api/x", **extra}))
+    assert status.startswith("400"), (extra, status)
+    assert json.loads(body) == {"error": "bad_request", "message": "malformed request"}
+    assert f"environ[{key!r}]" in caplog.text
+    assert "answering 400" in caplog.text
+
+
+def test_wsgi_an_unprotected_path_passes_a_wrongly_typed_value_it_does_not_read() -> None:
+    app = VerifyWSGI(wsgi_echo, SCHEMES["hmac"].verifier(), protect=["/api"])
+    status, _ = _call(app, _environ(PATH_INFO="/public", **{"wsgi.input": 1}))
+    assert status.startswith("200")
+
+
+ASGI_SERVER_FAULTS: list[tuple[dict[str, Any], str]] = [
+    ({"client": 1}, "client"),
+    ({"client": ("10.0.0.1",)}, "client"),
+    ({"client": (1, 5000)}, "client"),
+    ({"server": ("h",)}, "server"),
+    ({"server": "h:80"}, "server"),
+    ({"server": ("h", 80, 1)}, "server"),
+    ({"server": ("h", 1.5)}, "server"),
+    ({"method": 1}, "method"),
+    ({"path": b"/api/x", "raw_path": None}, "path"),
+    ({"root_path": 1, "raw_path": None}, "root_path"),
+    ({"scheme": b"http"}, "scheme"),
+]
+
+
+@pytest.mark.parametrize(("extra", "key"), ASGI_SERVER_FAULTS,
+                         ids=[f"{key}-{i}" for i, (_, key) in enumerate(ASGI_SERVER_FAULTS)])
+def test_asgi_scope_values_of_the_wrong_shape_are_400_and_logged(
+    extra: dict[str, Any], key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="surefoot.middleware")
+    app = VerifyASGI(asgi_echo, SCHEMES["hmac"].verifier(), trust_forwarded=["10.0.0.1"])
+    reply = _asgi_call(app, extra, [(b"host", b"asgi.test")])
+    assert reply["status"] == 400, extra
+    assert json.loads(reply["body"])["error"] == "bad_request"
+    assert f"scope[{key!r}]" in caplog.text
+
+
+def test_asgi_a_body_that_is_not_bytes_is_400(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="surefoot.middleware")
+    app = VerifyASGI(asgi_echo, SCHEMES["hmac"].verifier())
+    sent = drive(app, messages=[{"type": "http.request", "body": "text, not bytes"}])
+    assert sent[0]["status"] == 400
+    assert "body is a str" in caplog.text
+
+
+@pytest.mark.parametrize(("server", "status"), [
+    ((), 400),  # empty: no server address, and no Host either
+    (None, 400),
+    (("h", None), 401),  # a Unix socket: no port
+    ((None, 80), 400),
+    (["asgi.test", 80], 401),
+])
+def test_asgi_server_pairs_the_spec_allows(server: Any, status: int) -> None:
+    app = VerifyASGI(asgi_echo, SCHEMES["hmac"].verifier())
+    assert _asgi_call(app, {"server": server}, [])["status"] == status
+
+
 _ANY_TEXT = st.one_of(
     st.text(),
     st.text(alphabet=st.characters(codec="latin-1")),

@@ -40,6 +40,7 @@ from surefoot.signing import (
     RelatedRequest,
     SignatureKey,
     SignedRequest,
+    VerifiedSignature,
     content_digest,
     verify_content_digest,
 )
@@ -670,6 +671,114 @@ def test_verifier_configuration_errors():
                    {"nonces": MemoryNonceCache(), "max_age": None}, {"nonces": object()}):
         with pytest.raises(ConfigurationError):
             MessageVerifier({}, **kwargs)
+
+
+@pytest.mark.parametrize(("parameter", "value", "expected"), [
+    ("expected_tag", "caf\u00e9", "printable ASCII"),
+    ("expected_tag", "a\r\nb", "printable ASCII"),
+    ("expected_tag", 1, "printable ASCII"),
+    ("label", "sig1\r\nSet-Cookie: a=b", "structured-field key"),
+    ("label", "Sig1", "structured-field key"),
+    ("label", "1sig", "structured-field key"),
+    ("label", "", "structured-field key"),
+    ("label", "caf\u00e9", "structured-field key"),
+])
+def test_verifier_strings_for_structured_fields_are_checked_when_built(
+    parameter, value, expected
+):
+    """What goes into the signature's fields and the challenge's Accept-Signature (tag,
+    label) is checked when the verifier is built, not when challenge() would send it (a
+    header injected with CR LF, a value no header can carry)."""
+    with pytest.raises(ConfigurationError, match=expected) as caught:
+        MessageVerifier({}, **{parameter: value})
+    assert str(caught.value).startswith(parameter)
+    if parameter == "expected_tag":  # the signer's tag alike
+        with pytest.raises(ConfigurationError, match="^tag"):
+            MessageSigner(SignatureKey("hmac-sha256", b"k"), tag=value)
+    if parameter == "label":
+        with pytest.raises(ConfigurationError, match="^label"):
+            MessageSigner(SignatureKey("hmac-sha256", b"k"), label=value)
+
+
+def test_verifier_with_a_valid_tag_and_label_challenges_with_them():
+    verifier = MessageVerifier({}, expected_tag='a "b" \\ c', label="*sig-1.x_y")
+    headers = dict(verifier.challenge(MissingHeader()))
+    assert headers["Accept-Signature"].startswith("*sig-1.x_y=(")
+    assert headers["Accept-Signature"].endswith(';tag="a \\"b\\" \\\\ c"')
+
+
+@pytest.mark.parametrize(("parameter", "name"), [("key_id", "key_id"), ("tag", "tag")])
+def test_signer_names_the_parameter_that_is_not_an_sf_string(parameter, name):
+    with pytest.raises(ConfigurationError, match=f"^{name} must be a structured-field String"):
+        MessageSigner(SignatureKey("hmac-sha256", b"k"), **{parameter: "caf\u00e9"})
+
+
+@pytest.mark.parametrize("sf_types", [{"x-a": "bogus"}, {"x a": "item"}, {"": "list"}, 1])
+def test_sf_types_are_checked_when_built(sf_types):
+    with pytest.raises(ConfigurationError, match="sf_types"):
+        MessageVerifier({}, sf_types=sf_types)
+    with pytest.raises(ConfigurationError, match="sf_types"):
+        MessageSigner(SignatureKey("hmac-sha256", b"k"), sf_types=sf_types)
+
+
+@pytest.mark.parametrize("text", ["\u00e9;sf", "caf\u00e9;req", "\ud800;bs", "a\x00;sf",
+                                  '"x-a";key="\u00e9"', 'x-a;key="a"b'])
+def test_a_component_that_is_no_identifier_is_a_configuration_error_everywhere(text):
+    """Component.parse, a signer's components, a verifier's required components and
+    VerifiedSignature.covers: a ConfigurationError, never a bare ValueError."""
+    key = SignatureKey("hmac-sha256", b"k")
+    with pytest.raises(ConfigurationError):
+        Component.parse(text)
+    with pytest.raises(ConfigurationError):
+        MessageSigner(key, components=[text])
+    with pytest.raises(ConfigurationError):
+        MessageVerifier({}, required_components=[text])
+    signature = VerifiedSignature("sig1", "k", "hmac-sha256", ('"@method"',))
+    with pytest.raises(ConfigurationError):
+        signature.covers(text)
+
+
+def test_component_parameters_must_be_sf_strings():
+    for params in ((("key", "\u00e9"),), (("key", 1),), (("name", "a\nb"),), ((1, True),),
+                   (("key",),)):
+        with pytest.raises(ConfigurationError):
+            Component("x-a", params)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        Component(1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        Component.parse(None)  # type: ignore[arg-type]
+
+
+def test_covers_skips_what_is_not_an_identifier():
+    signature = VerifiedSignature("sig1", "k", "hmac-sha256", ("\u00e9;sf", '"@method"'))
+    assert signature.covers("@method")
+    assert not signature.covers("@path")
+
+
+def test_verify_response_refuses_what_no_message_can_carry():
+    key = SignatureKey("hmac-sha256", b"k", key_id="k")
+    verifier = MessageVerifier({"k": key}, required_components=())
+    related = RelatedRequest("GET", "http://[/p", {})
+    for headers, request in (({"x-a": "\ud800"}, None), ([("x-a", 1)], None), ({}, related),
+                             ({}, RelatedRequest("G\udcffT", "https://h/", {}))):
+        with pytest.raises(MalformedSignature, match="malformed response"):
+            verifier.verify_response(200, headers, request=request, now=CREATED)
+    with pytest.raises(MalformedSignature, match="status"):
+        verifier.verify_response("200", {}, now=CREATED)  # type: ignore[arg-type]
+
+
+def test_signer_refuses_what_no_message_can_carry():
+    signer = MessageSigner(SignatureKey("hmac-sha256", b"k"), components=["x-a;bs"])
+    with pytest.raises(SigningError, match="cannot sign"):
+        signer.sign(HttpRequest("GET", "https://h/", {"x-a": "\ud800"}))
+    with pytest.raises(SigningError, match="cannot sign"):
+        signer.sign_response(200, {"x-a": "\ud800"})
+    with pytest.raises(SigningError, match="cannot sign"):
+        signer.response_base(200, {"x-a": "ok"}, request=RelatedRequest("GET", "http://h]/"))
+    # not signed, not split: a component over an unsplittable URL is refused, typed
+    authority = MessageSigner(SignatureKey("hmac-sha256", b"k"), components=["@authority"])
+    with pytest.raises(SigningError):
+        authority.sign(HttpRequest("GET", "http://[/p", {}))
 
 
 # --- the signer's parameters --------------------------------------------------------

@@ -14,7 +14,7 @@ import surefoot
 from surefoot import ConfigurationError, SignatureError, SigningAuth
 from surefoot._adapters._auth import AuthBase
 from surefoot._core._clock import Clock, default_clock
-from surefoot.errors import BodyDigestMismatch, ReplayedNonce
+from surefoot.errors import BodyDigestMismatch, MalformedSignature, ReplayedNonce, SigningError
 from surefoot.signing import (
     HmacSigner,
     HmacVerifier,
@@ -31,6 +31,7 @@ from surefoot.signing import (
     VerifiedSignature,
     Verifier,
 )
+from surefoot.signing._protocols import message_flaw
 from surefoot.stores import MemoryNonceCache, MemoryStore, SQLiteStore
 
 NOW = 1_700_000_000.0
@@ -314,3 +315,61 @@ def test_middleware_reexports_the_request_and_the_identity():
     assert surefoot.middleware.SignedRequest is SignedRequest
     assert surefoot.middleware.Identity is Identity
     assert not hasattr(surefoot.middleware, "adapt")
+
+
+# -- one rule for what no message can carry --------------------------------------------------
+
+#: (method, url, headers) of requests no message can carry: a lone surrogate in the method,
+#: the URL or a header, or a URL urlsplit refuses ("Invalid IPv6 URL").
+UNCARRIABLE = [
+    pytest.param("G\udcffT", URL, {}, id="method-surrogate"),
+    pytest.param("POST", "https://api.example.com/v1\ud800", {}, id="path-surrogate"),
+    pytest.param("POST", URL + "&a=\ud800", {}, id="query-surrogate"),
+    pytest.param("POST", URL, {"X-Amz-Meta-A": "\ud800"}, id="header-value-surrogate"),
+    pytest.param("POST", URL, {"X-\udcff": "a"}, id="header-name-surrogate"),
+    pytest.param("POST", "http://[/p", {}, id="url-bracket-open"),
+    pytest.param("POST", "http://h]/p", {}, id="url-bracket-close"),
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize(("method", "url", "headers"), UNCARRIABLE)
+def test_a_request_no_message_can_carry_is_refused_typed(
+    name: str, method: str, url: str, headers: dict[str, str]
+):
+    """Signers raise SigningError, verifiers MalformedSignature: never the
+    UnicodeEncodeError or ValueError of an encoder or urlsplit."""
+    scheme = scheme_named(name)
+    with pytest.raises(SigningError, match="cannot sign"):
+        scheme.auth.signer.sign(HttpRequest(method, url, {**HEADERS, **headers}, BODY), now=NOW)
+    # a real signature of a carriable request, then the uncarriable one received with it
+    signed = scheme.auth.signer.sign(HttpRequest("POST", URL, HEADERS, BODY), now=NOW)
+    request = SignedRequest.of(method, url, {"Host": "api.example.com", **HEADERS, **signed,
+                                             **headers}, BODY)
+    with pytest.raises(MalformedSignature, match="malformed request"):
+        scheme.verifier.verify(request, now=NOW)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_signed_request_of_wrong_types_is_malformed(name: str):
+    verifier = scheme_named(name).verifier
+    for request in (
+        SignedRequest(None, URL, (), b""),  # type: ignore[arg-type]
+        SignedRequest("POST", b"https://h/p", (), b""),  # type: ignore[arg-type]
+        SignedRequest("POST", URL, (("host", b"h"),), b""),  # type: ignore[arg-type]
+        SignedRequest("POST", URL, (("host",),), b""),  # type: ignore[arg-type]
+        SignedRequest("POST", URL, (), "body"),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(MalformedSignature):
+            verifier.verify(request, now=NOW)
+
+
+def test_message_flaw_is_none_for_what_a_message_can_carry():
+    assert message_flaw("GET", URL, HEADERS) is None
+    assert message_flaw("GET", "https://[::1]:8443/caf\u00e9?q=\u20ac", [("x", "\u00e9")]) is None
+    assert message_flaw(None, None, None) is None  # a response has no method nor URL
+    # a request to sign (not strict): a value of another type is its HTTP library's business
+    assert message_flaw("GET", URL, {"X-Bytes": b"v"}, strict=False) is None
+    assert message_flaw("GET", URL, {"X-Bytes": b"v"}) == "a header field is not text"
+    assert message_flaw("GET", "http://[/", ()) == "the URL cannot be parsed"
+    assert message_flaw("GET", URL, {"a": "\ud800"}, strict=False) is not None

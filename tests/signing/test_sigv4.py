@@ -858,6 +858,26 @@ def test_presign_roundtrip_and_expiry():
         verifier.verify(SignedRequest.of("GET", url, {**headers, **header_signed}, b""), now=NOW)
 
 
+def test_presign_refuses_what_no_message_can_carry_and_reads_header_pairs_once():
+    signer = make_signer(service="s3")
+    for url, headers in (("https://b.s3.amazonaws.com/k\ud800", None),
+                         ("https://b.s3.amazonaws.com]/k", None),
+                         ("https://b.s3.amazonaws.com/k", iter([("x-amz-meta-a", "\udcff")]))):
+        with pytest.raises(SigningError, match="cannot sign"):
+            signer.presign("GET", url, headers=headers, now=NOW)
+    # header pairs from a generator: checked, then signed (read once, not lost)
+    url = signer.presign("GET", "https://b.s3.amazonaws.com/k",
+                         headers=(pair for pair in [("x-amz-meta-a", "1")]), now=NOW)
+    assert dict(parse_qsl(urlsplit(url).query))["X-Amz-SignedHeaders"] == "host;x-amz-meta-a"
+    request = SignedRequest.of("GET", url, {"Host": "b.s3.amazonaws.com", "X-Amz-Meta-A": "1"})
+    assert make_verifier(service="s3").verify(request, now=NOW).key_id == ACCESS_KEY
+
+
+def test_credentials_secret_must_have_a_utf8_encoding():
+    with pytest.raises(ConfigurationError, match="secret_key"):
+        SigV4Credentials(ACCESS_KEY, "secret\ud800")
+
+
 def test_presign_non_s3_signs_the_body_hash():
     signer = make_signer()
     url = signer.presign("POST", "https://api.example.com/v1/x", body=BODY, now=NOW)

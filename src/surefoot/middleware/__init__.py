@@ -45,6 +45,16 @@ middleware
    ``MAX_HEADER_BYTES`` (64 KiB in all) get ``431``, a target longer than ``MAX_TARGET``
    (64 KiB) ``414``.
 
+**A server that breaks PEP 3333 or the ASGI spec** — a value of another type or shape
+where the middleware reads one: a ``PATH_INFO`` or ``REQUEST_METHOD`` that is not a
+``str``, a ``wsgi.input`` that is no stream (or whose ``read`` gives no bytes), a
+``scope["client"]`` or ``scope["server"]`` that is not a ``[host, port]`` pair, a header
+or a body that is not bytes — cannot have its request rebuilt as the client sent it. One
+rule for all of them: ``400`` (``{"error": "bad_request", ...}``) for that request, and a
+WARNING log line naming the key and the value's type (never the value), so that the
+server's bug is seen; never an exception. When the method or the path itself is wrong,
+whether the request is protected cannot be told: it is refused all the same.
+
 Responses and logs carry reason codes only: never a key, a secret, a signature or a
 header value. Rejections are logged at DEBUG (store failures at WARNING) on the
 ``surefoot.middleware`` logger, with the method and path but not the query.

@@ -1,9 +1,20 @@
-"""The ASGI middleware (see :mod:`surefoot.middleware`)."""
+"""The ASGI middleware (see :mod:`surefoot.middleware`).
+
+**A server that breaks the ASGI spec.** The HTTP scope holds ``str`` for ``method``,
+``scheme``, ``path`` and ``root_path``, bytes for ``raw_path``, ``query_string`` and the
+header names and values, and ``[host, port]`` pairs (or ``None``) for ``server`` and
+``client``; a ``receive`` gives dicts whose ``body`` is bytes. A server that gives
+anything else where the middleware reads it (``client=1``, ``server=("h",)``, a ``str``
+header ...) gets ``400`` for that request, whether its path is protected or not when the
+method or path itself is wrong (it cannot be told), and a WARNING log line naming the
+scope key and the value's type (:func:`~surefoot.middleware._guard.server_fault`): never
+an exception.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from surefoot.middleware._guard import (
@@ -20,6 +31,7 @@ from surefoot.middleware._guard import (
     check_method,
     content_length,
     quote_path,
+    server_fault,
     too_large,
 )
 from surefoot.signing._protocols import SignedRequest, Verifier
@@ -77,8 +89,13 @@ class VerifyASGI:
         if scope.get("type") != "http":
             await self.app(scope, receive, send)
             return
-        method = str(scope.get("method") or "GET").upper()
-        if not guard.protects(method, scope.get("path") or "/"):
+        try:
+            method = (_scope_text(scope, "method") or "GET").upper()
+            path = _scope_text(scope, "path") or "/"
+        except Rejected as rejected:  # not even the path: protected or not, refused
+            await self._send(rejected.reply, send)
+            return
+        if not guard.protects(method, path):
             await self.app(scope, receive, send)
             return
         try:
@@ -128,12 +145,16 @@ class VerifyASGI:
         size = 0
         while True:
             message = await receive()
+            if not isinstance(message, Mapping):
+                raise server_fault("a received message", message)
             kind = message.get("type")
             if kind == "http.disconnect":
                 return None
             if kind != "http.request":
                 continue
             chunk = message.get("body") or b""
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise server_fault("a received message's body", chunk)
             if chunk:
                 size += len(chunk)
                 if size > limit:
@@ -149,19 +170,16 @@ class VerifyASGI:
         if raw_path:
             target = _text(raw_path).partition("?")[0]
         else:
-            path = str(scope.get("path") or "/")
-            root = str(scope.get("root_path") or "")
+            path = _scope_text(scope, "path") or "/"
+            root = _scope_text(scope, "root_path") or ""
             target = quote_path(path if path.startswith(root) else root + path, "utf-8")
         query = scope.get("query_string") or b""
         if query:
             target += "?" + _text(query)
-        server_info = scope.get("server")
-        server = None
-        if server_info and server_info[0] is not None:
-            server = (str(server_info[0]), str(server_info[1]))
-        client = scope.get("client")
-        peer = str(client[0]) if client else None
-        scheme = str(scope.get("scheme") or "http")
+        server = _address(scope, "server")
+        client = _address(scope, "client")
+        peer = None if client is None else client[0]
+        scheme = _scope_text(scope, "scheme") or "http"
         url = self._guard.url(scheme, headers, server, peer, target)
         return SignedRequest(method, url, tuple(headers), body)
 
@@ -174,6 +192,35 @@ class VerifyASGI:
                         for n, v in reply.headers],
         })
         await send({"type": "http.response.body", "body": reply.body, "more_body": False})
+
+
+def _scope_text(scope: Scope, key: str) -> str | None:
+    """``scope[key]``, a ``str``, or ``None`` when it is absent; another type is the
+    server's fault (``400``)."""
+    value = scope.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise server_fault(f"scope[{key!r}]", value)
+
+
+def _address(scope: Scope, key: str) -> tuple[str, str] | None:
+    """``scope["server"]`` or ``scope["client"]``: ``(host, port)`` as text, ``None``
+    when absent (or empty, or a host of ``None``). The spec's shape is a two-item list or
+    tuple, a ``str`` host and an ``int`` port (``None`` for a Unix socket: then there is
+    no port); anything else is the server's fault (``400``)."""
+    value = scope.get(key)
+    if value is None or (isinstance(value, (list, tuple)) and not value):
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise server_fault(f"scope[{key!r}]", value)
+    host, port = value
+    if host is None:
+        return None
+    if not isinstance(host, str) or not (
+        port is None or (isinstance(port, (int, str)) and not isinstance(port, bool))
+    ):
+        raise server_fault(f"scope[{key!r}]", value)
+    return host, "" if port is None else str(port)
 
 
 def _text(value: object) -> str:

@@ -36,6 +36,7 @@ __all__ = [
     "identity",
     "json_reply",
     "quote_path",
+    "server_fault",
     "too_large",
 ]
 
@@ -123,6 +124,17 @@ def json_reply(
 
 def bad_request(message: str) -> Rejected:
     return Rejected(json_reply(400, {"error": "bad_request", "message": message}))
+
+
+def server_fault(where: str, value: object) -> Rejected:
+    """A value the server put in the environ or scope that PEP 3333 / the ASGI spec do
+    not allow (a ``PATH_INFO`` that is not a ``str``, a ``wsgi.input`` without ``read``,
+    a ``scope["client"]`` that is not a pair ...): the request cannot be rebuilt as the
+    client sent it, so it is answered ``400`` — a server's bug, logged at WARNING (where,
+    and the value's type: never the value)."""
+    logger.warning("the server broke the WSGI/ASGI spec: %s is a %s; answering 400",
+                   where, type(value).__name__)
+    return bad_request("malformed request")
 
 
 def check_method(method: str) -> str:
@@ -318,7 +330,7 @@ class Guard:
             name, port = server
             if ":" in name and not name.startswith("["):  # an IPv6 address
                 name = f"[{name}]"
-            host = name if _DEFAULT_PORTS.get(scheme) == port else f"{name}:{port}"
+            host = name if not port or _DEFAULT_PORTS.get(scheme) == port else f"{name}:{port}"
         if not _is_authority(host):
             raise bad_request("malformed Host header")
         if len(target) > MAX_TARGET:

@@ -1,4 +1,13 @@
-"""The WSGI middleware (see :mod:`surefoot.middleware`)."""
+"""The WSGI middleware (see :mod:`surefoot.middleware`).
+
+**A server that breaks PEP 3333.** The environ holds native strings (``str``) for the
+CGI variables and the ``HTTP_*`` fields, and a ``wsgi.input`` whose ``read`` gives bytes.
+A server that gives anything else where the middleware reads it (``PATH_INFO=1``, a
+``wsgi.input`` that is no stream ...) gets ``400`` for that request, whether its path is
+protected or not when the path itself is wrong (it cannot be told), and a WARNING log
+line naming the environ key and the value's type
+(:func:`~surefoot.middleware._guard.server_fault`): never an exception.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,7 @@ from surefoot.middleware._guard import (
     content_length,
     json_reply,
     quote_path,
+    server_fault,
     too_large,
 )
 from surefoot.signing._protocols import SignedRequest, Verifier
@@ -79,8 +89,12 @@ class VerifyWSGI:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         guard = self._guard
-        method = str(environ.get("REQUEST_METHOD") or "GET").upper()
-        if not guard.protects(method, environ.get("PATH_INFO") or "/"):
+        try:
+            method = (_text(environ, "REQUEST_METHOD") or "GET").upper()
+            path = _text(environ, "PATH_INFO") or "/"
+        except Rejected as rejected:  # not even the path: protected or not, refused
+            return self._send(rejected.reply, start_response)
+        if not guard.protects(method, path):
             return self.app(environ, start_response)
         try:
             check_method(method)
@@ -105,20 +119,23 @@ class VerifyWSGI:
         """Read the body (PEP 3333: up to CONTENT_LENGTH; to the end only when the server
         says the input is terminated) and put the same bytes back for the application."""
         limit = self._guard.max_body
-        length = content_length(environ.get("CONTENT_LENGTH"), limit)
+        sent_length = _text(environ, "CONTENT_LENGTH")
+        length = content_length(sent_length, limit)
         stream = environ.get("wsgi.input")
+        if stream is not None and not callable(getattr(stream, "read", None)):
+            raise server_fault("environ['wsgi.input']", stream)
         chunks: list[bytes] = []
         size = 0
         if length is not None:
             while size < length and stream is not None:
-                chunk = stream.read(min(length - size, READ_CHUNK))
+                chunk = _chunk(stream.read(min(length - size, READ_CHUNK)))
                 if not chunk:
                     raise bad_request("the body is shorter than its Content-Length")
                 chunks.append(chunk)
                 size += len(chunk)
         elif environ.get("wsgi.input_terminated") and stream is not None:
             while True:
-                chunk = stream.read(READ_CHUNK)
+                chunk = _chunk(stream.read(READ_CHUNK))
                 if not chunk:
                     break
                 size += len(chunk)
@@ -131,7 +148,7 @@ class VerifyWSGI:
             raise Rejected(json_reply(411, {"error": "length_required"}))
         body = b"".join(chunks)
         environ["wsgi.input"] = io.BytesIO(body)
-        if body or environ.get("CONTENT_LENGTH"):
+        if body or sent_length:
             environ["CONTENT_LENGTH"] = str(len(body))
         return body
 
@@ -141,35 +158,55 @@ class VerifyWSGI:
         ``CONTENT_LENGTH`` is the one sent)."""
         headers: list[tuple[str, str]] = []
         for key, value in environ.items():
-            if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE",
-                                                       "HTTP_CONTENT_LENGTH"):
-                headers.append((key[5:].lower().replace("_", "-"), str(value)))
-        if environ.get("CONTENT_TYPE"):
-            headers.append(("content-type", str(environ["CONTENT_TYPE"])))
-        sent_length = environ.get("CONTENT_LENGTH")
+            if (isinstance(key, str) and key.startswith("HTTP_")
+                    and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH")):
+                if not isinstance(value, str):
+                    raise server_fault(f"environ[{key[:64]!r}]", value)
+                headers.append((key[5:].lower().replace("_", "-"), value))
+        content_type = _text(environ, "CONTENT_TYPE")
+        if content_type:
+            headers.append(("content-type", content_type))
+        sent_length = _text(environ, "CONTENT_LENGTH")
         if sent_length:
-            headers.append(("content-length", str(sent_length).strip()))
+            headers.append(("content-length", sent_length.strip()))
         return headers
 
     def _request(
         self, environ: WSGIEnvironment, method: str, headers: list[tuple[str, str]],
         body: bytes,
     ) -> SignedRequest:
-        target = environ.get("REQUEST_URI") or environ.get("RAW_URI")
+        target = _text(environ, "REQUEST_URI") or _text(environ, "RAW_URI")
         if target:
-            target = str(target)
             if target.startswith(("http://", "https://")):  # absolute-form
                 rest = target.partition("://")[2]
                 slash = rest.find("/")
                 target = "/" if slash < 0 else rest[slash:]
         else:
-            path = str(environ.get("SCRIPT_NAME") or "") + str(environ.get("PATH_INFO") or "")
+            path = (_text(environ, "SCRIPT_NAME") or "") + (_text(environ, "PATH_INFO") or "")
             target = quote_path(path or "/", "latin-1")
-            query = environ.get("QUERY_STRING")
+            query = _text(environ, "QUERY_STRING")
             if query:
                 target += f"?{query}"
-        scheme = str(environ.get("wsgi.url_scheme") or "http")
-        server = (str(environ.get("SERVER_NAME") or ""), str(environ.get("SERVER_PORT") or ""))
-        url = self._guard.url(scheme, headers, server, environ.get("REMOTE_ADDR"), target)
+        scheme = _text(environ, "wsgi.url_scheme") or "http"
+        server = (_text(environ, "SERVER_NAME") or "", _text(environ, "SERVER_PORT") or "")
+        url = self._guard.url(scheme, headers, server, _text(environ, "REMOTE_ADDR"), target)
         # The server joined repeated field lines into one HTTP_* value: say so.
         return SignedRequest(method, url, tuple(headers), body, lines_joined=True)
+
+
+def _text(environ: WSGIEnvironment, key: str) -> str | None:
+    """``environ[key]``, a ``str`` (PEP 3333), or ``None`` when it is absent; another
+    type is the server's fault (``400``)."""
+    value = environ.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise server_fault(f"environ[{key!r}]", value)
+
+
+def _chunk(data: object) -> bytes:
+    """What ``wsgi.input.read`` gave: bytes (PEP 3333); anything else, the server's fault."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise server_fault("environ['wsgi.input'].read()", data)

@@ -31,6 +31,11 @@ trailing newline::
 * canonical host: the host (and port) from the URL, lower case, without the port when it is
   the scheme's default (80 for http, 443 for https).
 
+A request whose method, URL or a header is text without a UTF-8 encoding (a lone
+surrogate), or whose URL cannot be split, is refused: :class:`~surefoot.SigningError`
+when signing, :class:`~surefoot.MalformedSignature` when verifying (the rule of
+:func:`~surefoot.signing._protocols.message_flaw`).
+
 The verifier recomputes everything from the request it received, checks the timestamp is
 within ``skew`` seconds of its clock, compares the signature in constant time, and only
 then records the nonce so that a replay within the window is rejected. The nonce is
@@ -67,6 +72,8 @@ from surefoot.signing._protocols import (
     Identity,
     NoncesOption,
     SignedRequest,
+    check_received,
+    check_signable,
     join_fields,
     nonce_scope,
     nonces_block,
@@ -223,6 +230,7 @@ class HmacSigner:
     def sign(self, request: HttpRequest, *, now: float | None = None) -> dict[str, str]:
         """The headers to add to this attempt (its other headers are not signed). A fresh
         timestamp and nonce every call."""
+        check_signable(request.method, request.url, request.headers)
         when = self.clock.wall() if now is None else now
         timestamp = str(int(when))
         nonce = self._nonce()
@@ -306,6 +314,7 @@ class HmacVerifier:
         return values
 
     def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
+        check_received(request)  # text it can encode, a URL it can split
         when = self.clock.wall() if now is None else now
         h = self.headers
         values = self._values(request)

@@ -9,7 +9,8 @@
   :class:`~surefoot.signing.MessageVerifier`, :class:`~surefoot.signing.SigV4Verifier`,
   or your own). :mod:`surefoot.middleware` runs any of them in front of an application.
 
-Also here: what a verifier's ``nonces=`` means (:func:`verifier_nonces`: a
+Also here: the one rule for text a message cannot carry (:func:`message_flaw`), what a
+verifier's ``nonces=`` means (:func:`verifier_nonces`: a
 :class:`~surefoot.stores.NonceCache`, a store that has one, ``False`` for no replay check,
 or ``None`` for the verifier's default), the key its nonces are recorded under
 (:func:`nonce_scope`) and the small rules every verifier shares.
@@ -18,13 +19,14 @@ or ``None`` for the verifier's default), the key its nonces are recorded under
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from urllib.parse import SplitResult, urlsplit
 
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
-from surefoot.errors import ConfigurationError, SignatureError
+from surefoot.errors import ConfigurationError, MalformedSignature, SignatureError, SigningError
 from surefoot.stores._memory import MemoryNonceCache
 from surefoot.stores._protocols import NonceCache
 
@@ -38,7 +40,10 @@ __all__ = [
     "SignedRequest",
     "Signer",
     "Verifier",
+    "check_received",
+    "check_signable",
     "join_fields",
+    "message_flaw",
     "nonce_cache",
     "nonce_scope",
     "nonces_block",
@@ -157,6 +162,121 @@ class Verifier(Protocol):
     def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity: ...
 
     def challenge(self, error: SignatureError) -> list[tuple[str, str]]: ...
+
+
+# -- what no message can carry: one rule for every signer and verifier --------------------
+
+
+def _unencodable(text: str) -> bool:
+    """``text`` has no UTF-8 encoding: it holds a lone surrogate (``"\\ud800"``), which
+    no HTTP message can carry (encoding it raises ``UnicodeEncodeError``)."""
+    if text.isascii():  # the common case, and cheap
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _field_lines(headers: object) -> Iterable[object]:
+    """A header collection's field lines, as it holds them (a mapping's items, its
+    ``multi_items()`` when it keeps repeated lines apart); none of an iterator's, which
+    can be read only once (the caller's to materialise first)."""
+    if headers is None:
+        return ()
+    if isinstance(headers, Mapping):
+        multi = getattr(headers, "multi_items", None)
+        lines: Iterable[object] = multi() if callable(multi) else headers.items()
+        return lines
+    if isinstance(headers, Iterator):  # read once, by whoever reads the message: not here
+        return ()
+    if isinstance(headers, Iterable) and not isinstance(headers, (str, bytes)):
+        return headers
+    raise TypeError
+
+
+def message_flaw(
+    method: object, url: object, headers: object, *, strict: bool = True
+) -> str | None:
+    """Why a message cannot be signed or verified as it is (``None``: it can): the one
+    rule every signer and verifier applies before it reads a message.
+
+    * its method, its URL, and the names and values of its header field lines are text
+      with a UTF-8 encoding: no lone surrogate (``"\\ud800"``), which no HTTP message can
+      carry;
+    * its URL can be split (:func:`urllib.parse.urlsplit`; not, say, with an unbalanced
+      ``[`` or ``]`` in its authority).
+
+    ``method`` and ``url`` are ``None`` for a response (it has neither). ``strict`` (a
+    received message: a :class:`SignedRequest` may have been built from anything) also
+    wants them, and every header name and value, to be ``str``, and the headers to be
+    ``(name, value)`` pairs; without it (a request to sign, typed by the HTTP library that
+    sends it) a value of another type is left to that library.
+
+    A verifier raises :class:`~surefoot.MalformedSignature` with the reason
+    (:func:`check_received`), a signer :class:`~surefoot.SigningError`
+    (:func:`check_signable`)."""
+    if not (type(method) is str and method.isascii() and type(url) is str and url.isascii()):
+        for what, text in (("the method", method), ("the URL", url)):
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                if strict:
+                    return f"{what} is not text"
+            elif _unencodable(text):
+                return f"{what} is not text with a UTF-8 encoding"
+    if isinstance(url, str):
+        try:
+            urlsplit(url)  # (cached: the verifier's own split is then free)
+        except ValueError:  # "Invalid IPv6 URL", a netloc that NFKC changes ...
+            return "the URL cannot be parsed"
+    try:
+        found = _field_lines(headers)
+        lines: list[Any] | tuple[Any, ...] = (
+            found if isinstance(found, (tuple, list)) else list(found))  # (read twice)
+        try:  # all at once, fast; else line by line, below
+            if not _unencodable("".join([name + value for name, value in lines])):
+                return None
+        except (TypeError, ValueError):
+            pass
+        line: Any
+        for line in lines:
+            name, value = line
+            for text in (name, value):
+                if isinstance(text, str):
+                    if _unencodable(text):
+                        return "a header field is not text with a UTF-8 encoding"
+                elif strict:
+                    return "a header field is not text"
+    except (TypeError, ValueError):  # not (name, value) pairs
+        if strict:
+            return "the header fields are not (name, value) pairs"
+    return None
+
+
+def check_received(request: SignedRequest) -> SplitResult:
+    """Apply :func:`message_flaw` to a received request (its body must be bytes, too);
+    :class:`~surefoot.MalformedSignature` if it has a flaw, else its URL, split."""
+    method: object = request.method  # (typed; but built from anything)
+    url: object = request.url
+    body: object = request.body
+    flaw = message_flaw(request.method, request.url, request.headers)
+    if flaw is None and not (isinstance(method, str) and isinstance(url, str)):
+        flaw = "a request needs a method and a URL"
+    if flaw is None and not isinstance(body, (bytes, bytearray, memoryview)):
+        flaw = "the body is not bytes"
+    if flaw is not None:
+        raise MalformedSignature(f"malformed request: {flaw}")
+    return urlsplit(request.url)
+
+
+def check_signable(method: object, url: object, headers: object) -> None:
+    """Apply :func:`message_flaw` (not strict) to a message to sign:
+    :class:`~surefoot.SigningError` if it has a flaw."""
+    flaw = message_flaw(method, url, headers, strict=False)
+    if flaw is not None:
+        raise SigningError(f"cannot sign: {flaw}")
 
 
 class HasNonces(Protocol):

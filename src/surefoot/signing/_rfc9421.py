@@ -29,6 +29,11 @@ tabs, and the lines of one field are joined with ``", "``. Headers may be any ma
 (case-insensitive ones such as ``requests``' and ``httpx``' are used as they are; a plain
 ``dict`` is matched case-insensitively) or a sequence of ``(name, value)`` pairs, one per
 field line. A component value with a line break, or a base that is not ASCII, is refused.
+A message no HTTP message can be (its method, URL or a field name or value text without a
+UTF-8 encoding: a lone surrogate; or a URL ``urlsplit`` refuses, such as an unbalanced
+``[``) is refused before any of it is read: :class:`~surefoot.SigningError` when signing,
+:class:`~surefoot.MalformedSignature` when verifying (one rule for every scheme, see
+:func:`~surefoot.signing._protocols.message_flaw`).
 
 **Field lines a server joined** (a :class:`~surefoot.signing.SignedRequest` with
 ``lines_joined``, as :class:`~surefoot.middleware.VerifyWSGI` gives: a WSGI server joins
@@ -139,6 +144,8 @@ from surefoot.signing._protocols import (
     Identity,
     NoncesOption,
     SignedRequest,
+    check_received,
+    message_flaw,
     nonces_block,
     verifier_nonces,
 )
@@ -244,6 +251,56 @@ def _sf_string(value: str) -> str:
     return f'"{value}"'
 
 
+def _is_sf_string(value: object) -> bool:
+    """Text a structured-field String can hold: printable ASCII (RFC 8941 §3.3.3)."""
+    return isinstance(value, str) and value.isascii() and value.isprintable()
+
+
+_KEY_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz*")
+_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_-.*")
+
+
+def _is_sf_key(value: object) -> bool:
+    """A structured-field key (RFC 8941 §3.1.2), as a signature label is: a lower-case
+    letter or ``*``, then lower-case letters, digits, ``_ - . *``."""
+    return (isinstance(value, str) and value != "" and value[0] in _KEY_FIRST
+            and all(c in _KEY_CHARS for c in value))
+
+
+def _check_sf_string(value: object, parameter: str) -> None:
+    """ConfigurationError unless ``value`` (``None`` aside) can be an sf-string."""
+    if value is not None and not _is_sf_string(value):
+        raise ConfigurationError(
+            f"{parameter} must be a structured-field String: printable ASCII text")
+
+
+def _check_label(value: object, parameter: str = "label") -> None:
+    if not _is_sf_key(value):
+        raise ConfigurationError(
+            f"{parameter} must be a structured-field key: a lower-case letter or '*', "
+            "then lower-case letters, digits, '_', '-', '.' or '*'")
+
+
+def _sf_type_table(
+    sf_types: Mapping[str, Literal["item", "list", "dictionary"]] | None,
+) -> dict[str, Literal["item", "list", "dictionary"]]:
+    """:data:`SF_FIELD_TYPES` with a signer's or verifier's ``sf_types`` (checked, names
+    lower-cased)."""
+    table = dict(SF_FIELD_TYPES)
+    if sf_types is None:
+        return table
+    if not isinstance(sf_types, Mapping):
+        raise ConfigurationError("sf_types must be a mapping of field name to type")
+    for name, kind in sf_types.items():
+        if not isinstance(name, str) or not name or not all(c in _TCHAR for c in name.lower()):
+            raise ConfigurationError("sf_types: a field name must be a token")
+        if kind not in ("item", "list", "dictionary"):
+            raise ConfigurationError(
+                "sf_types: a field's type must be 'item', 'list' or 'dictionary'")
+        table[name.lower()] = kind
+    return table
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -293,11 +350,7 @@ class SignatureKey:
             raise ConfigurationError(
                 f"unknown algorithm {algorithm!r}; use one of " + ", ".join(ALGORITHMS)
             )
-        if key_id is not None:
-            try:
-                _sf_string(key_id)
-            except ValueError:
-                raise ConfigurationError("key_id must be printable ASCII") from None
+        _check_sf_string(key_id, "key_id")
         self.algorithm = algorithm
         self.key_id = key_id
         if algorithm == "hmac-sha256":
@@ -495,6 +548,8 @@ class Component:
     def parse(cls, text: str) -> Component:
         """``"@method"``, ``"Content-Type"`` (field names are lower-cased),
         ``'@query-param;name="Pet"'``, ``'"example-dict";key="a"'``, ``"date;req"``."""
+        if not isinstance(text, str):
+            raise ConfigurationError("a component identifier must be text")
         text = text.strip()
         if not text.startswith('"'):
             name, sep, rest = text.partition(";")
@@ -503,11 +558,13 @@ class Component:
                 name = name.lower()
             if not sep:
                 return cls(name)
+            if not _is_sf_string(name):
+                raise ConfigurationError("not a component identifier")
             text = _sf_string(name) + sep + rest
         item = _SfItem()
         try:
             item.parse(text.encode("ascii"))
-        except (ValueError, UnicodeEncodeError):
+        except Exception:  # http_sfv raises ValueError; any failure means not one
             raise ConfigurationError("not a component identifier") from None
         if type(item.value) is not str:
             raise ConfigurationError("a component name must be a String")
@@ -536,7 +593,10 @@ class Component:
 
 
 def _check_component(name: str, params: tuple[tuple[str, ParamValue], ...]) -> None:
-    """Raise ConfigurationError for an identifier RFC 9421 does not define."""
+    """Raise ConfigurationError for an identifier RFC 9421 does not define (or that
+    cannot be serialised: so ``identifier`` never fails)."""
+    if not isinstance(name, str):
+        raise ConfigurationError("a component name must be text")
     if not name:
         raise ConfigurationError("empty component name")
     if name == "@signature-params":
@@ -547,7 +607,13 @@ def _check_component(name: str, params: tuple[tuple[str, ParamValue], ...]) -> N
     if not derived and not all(c in _TCHAR for c in name):
         raise ConfigurationError("a field name must be a lower-case token")
     seen: set[str] = set()
-    for key, value in params:
+    try:
+        pairs = [(key, value) for key, value in params]
+    except (TypeError, ValueError):
+        raise ConfigurationError("component parameters must be (name, value) pairs") from None
+    for key, value in pairs:
+        if not isinstance(key, str):
+            raise ConfigurationError("a component parameter name must be text")
         if key in seen:
             raise ConfigurationError(f"component parameter {key!r} given twice")
         seen.add(key)
@@ -555,8 +621,9 @@ def _check_component(name: str, params: tuple[tuple[str, ParamValue], ...]) -> N
             if value is not True:
                 raise ConfigurationError(f"component parameter {key!r} must be a flag")
         elif key in ("key", "name"):
-            if type(value) is not str:
-                raise ConfigurationError(f"component parameter {key!r} must be a String")
+            if type(value) is not str or not _is_sf_string(value):  # (not a Token)
+                raise ConfigurationError(
+                    f"component parameter {key!r} must be a String (printable ASCII)")
         else:
             raise ConfigurationError(f"unknown component parameter {key!r}")
     if "tr" in seen:
@@ -728,7 +795,10 @@ class _Message:
         if self._parts is None:
             if self.url is None:
                 raise _Absent("no target URI")
-            self._parts = urlsplit(self.url)
+            try:
+                self._parts = urlsplit(self.url)
+            except ValueError:  # "Invalid IPv6 URL" ...
+                raise _Invalid("the target URI cannot be parsed") from None
         return self._parts
 
     def query_params(self) -> dict[str, list[str]]:
@@ -1039,6 +1109,28 @@ def _message(
     return _Message(method, url, headers, status, related, overrides)
 
 
+def _response_flaw(
+    headers: Headers | None,
+    request: RelatedRequest | None,
+    overrides: Mapping[str, str] | None,
+    *,
+    strict: bool,
+) -> str | None:
+    """:func:`~surefoot.signing._protocols.message_flaw` of a response, its related
+    request and the signer's overriding fields."""
+    flaw = message_flaw(None, None, headers, strict=strict)
+    if flaw is None and overrides is not None:
+        flaw = message_flaw(None, None, overrides, strict=strict)
+    related: object = request  # (typed; built from anything)
+    if flaw is None and request is not None:
+        if not isinstance(related, RelatedRequest):
+            return "the related request is not a RelatedRequest" if strict else None
+        flaw = message_flaw(request.method, request.url, request.headers, strict=strict)
+        if flaw is not None:
+            flaw = f"related request: {flaw}"
+    return flaw
+
+
 # -- signer --------------------------------------------------------------------------
 
 
@@ -1089,20 +1181,16 @@ class MessageSigner:
             raise ConfigurationError("key must be a SignatureKey")
         if not key.can_sign:
             raise ConfigurationError("a public key cannot sign")
-        if not label or label[0] not in "abcdefghijklmnopqrstuvwxyz*" or not all(
-            c in "abcdefghijklmnopqrstuvwxyz0123456789_-.*" for c in label
-        ):
-            raise ConfigurationError("label must be a structured-field key (lower case)")
+        _check_label(label)
+        _check_sf_string(key_id, "key_id")
+        _check_sf_string(tag, "tag")
         if expires_in is not None and not expires_in > 0:
             raise ConfigurationError("expires_in must be positive")
         comps = _signed_components(components, content_digest)
         self.key = key
         self.key_id = key_id if key_id is not None else key.key_id
-        try:
-            keyid_part = "" if self.key_id is None else f";keyid={_sf_string(self.key_id)}"
-            tag_part = "" if tag is None else f";tag={_sf_string(tag)}"
-        except ValueError:
-            raise ConfigurationError("key_id and tag must be printable ASCII") from None
+        keyid_part = "" if self.key_id is None else f";keyid={_sf_string(self.key_id)}"
+        tag_part = "" if tag is None else f";tag={_sf_string(tag)}"
         self.components = comps
         self.content_digest: DigestAlgorithm | None = content_digest
         self.label = label
@@ -1112,7 +1200,7 @@ class MessageSigner:
         self.tag = tag
         self.clock = clock or default_clock
         self._nonce_factory = nonce_factory or _default_nonce
-        self._sf_types = {**SF_FIELD_TYPES, **(sf_types or {})}
+        self._sf_types = _sf_type_table(sf_types)
         self._label = label
         self._plan = tuple(
             (comp.identifier + ": ", _resolver(comp, self._sf_types)) for comp in comps
@@ -1150,6 +1238,9 @@ class MessageSigner:
 
     def _request_message(self, request: HttpRequest) -> tuple[_Message, str | None]:
         """The request as signed, and the ``Content-Digest`` to add (``None``: none)."""
+        flaw = message_flaw(request.method, request.url, request.headers, strict=False)
+        if flaw is not None:
+            raise SigningError(f"cannot sign: {flaw}")
         algorithm = self.content_digest
         if algorithm is None:
             return _Message(request.method, request.url, request.headers), None
@@ -1170,6 +1261,9 @@ class MessageSigner:
     ) -> dict[str, str]:
         """``Signature-Input`` and ``Signature`` for a response (``request``: the request
         it answers, for ``req`` components)."""
+        flaw = _response_flaw(headers, request, overrides, strict=False)
+        if flaw is not None:
+            raise SigningError(f"cannot sign: {flaw}")
         msg = _message(None, None, headers, status, request, overrides)
         return self._fields(msg, now, nonce)
 
@@ -1190,6 +1284,9 @@ class MessageSigner:
         nonce: str | None = None,
     ) -> tuple[str, str]:
         """Like :meth:`request_base`, for a response."""
+        flaw = _response_flaw(headers, request, None, strict=False)
+        if flaw is not None:
+            raise SigningError(f"cannot sign: {flaw}")
         return self._base(_message(None, None, headers, status, request), now, nonce)
 
     def _base(self, msg: _Message, now: float | None, nonce: str | None) -> tuple[str, str]:
@@ -1253,8 +1350,16 @@ class VerifiedSignature:
     tag: str | None = None
 
     def covers(self, component: str | Component) -> bool:
+        """Whether the signature covers ``component`` (an identifier that is not one:
+        :class:`~surefoot.ConfigurationError`)."""
         wanted = _component(component).canonical
-        return any(Component.parse(c).canonical == wanted for c in self.covered)
+        for identifier in self.covered:
+            try:
+                if Component.parse(identifier).canonical == wanted:
+                    return True
+            except ConfigurationError:  # (built by hand, not by a verifier)
+                continue
+        return False
 
 
 KeyResolver = Mapping[str, SignatureKey] | Callable[[str], SignatureKey | None]
@@ -1292,7 +1397,9 @@ class MessageVerifier:
       covered ``Content-Digest`` is checked against the body.
     * ``max_age`` — seconds a signature stays acceptable after its ``created``
       (``None``: no limit); ``skew`` — tolerated clock difference, seconds.
-    * ``expected_tag`` — the ``tag`` the signature must carry (``None``: any or none).
+    * ``expected_tag`` — the ``tag`` the signature must carry (``None``: any or none); a
+      structured-field String (printable ASCII), else :class:`~surefoot.ConfigurationError`
+      when built (it goes into ``Accept-Signature``, see :meth:`challenge`).
     * ``allowed_algorithms`` — algorithms accepted at all.
     * ``nonces`` — a :class:`~surefoot.stores.NonceCache` (``MemoryNonceCache()``, or a
       shared store's ``store.nonces``, or the store itself); with one, a nonce is required
@@ -1305,7 +1412,11 @@ class MessageVerifier:
       accepts signatures without it, which stay valid until their ``expires`` (if any)
       and so can be replayed: it cannot be combined with ``nonces``.
     * ``label`` — verify the signature with this label (default: the only one, else the
-      first one carrying ``expected_tag``, else the first one).
+      first one carrying ``expected_tag``, else the first one); a structured-field key
+      (a lower-case letter or ``*``, then lower-case letters, digits, ``_ - . *``), else
+      :class:`~surefoot.ConfigurationError` when built.
+    * ``sf_types`` — more fields ``sf`` may re-serialise, ``{name: "item" | "list" |
+      "dictionary"}`` (checked when built).
     """
 
     __slots__ = ("_identifiers", "_keys", "_required_request", "_required_response",
@@ -1339,6 +1450,10 @@ class MessageVerifier:
         unknown = set(allowed_algorithms) - set(ALGORITHMS)
         if unknown:
             raise ConfigurationError(f"unknown algorithms: {', '.join(sorted(unknown))}")
+        # Both go into structured fields: the signature's, and Accept-Signature (challenge).
+        _check_sf_string(expected_tag, "expected_tag")
+        if label is not None:
+            _check_label(label)
         cache = verifier_nonces(nonces, default=False)
         if cache is not None and max_age is None:
             raise ConfigurationError("a nonce store needs max_age (how long to remember)")
@@ -1366,7 +1481,7 @@ class MessageVerifier:
         self.require_nonce = cache is not None if require_nonce is None else require_nonce
         self.require_created = require_created
         self.label = label
-        self._sf_types = {**SF_FIELD_TYPES, **(sf_types or {})}
+        self._sf_types = _sf_type_table(sf_types)
         self.clock = clock or default_clock
         self._identifiers: dict[object, tuple[str, Component, Resolver]] = {}
 
@@ -1383,6 +1498,7 @@ class MessageVerifier:
         body is checked against a covered ``Content-Digest``; an empty body is checked
         too when a ``Content-Digest`` came with it (a stripped body must not pass), and
         without either there is nothing to check."""
+        check_received(request)  # text it can encode, a URL it can split
         body: bytes | None = request.body
         if not body and not any(name.lower() == "content-digest"
                                 for name, _ in request.headers):
@@ -1403,6 +1519,15 @@ class MessageVerifier:
         """Verify a received response (``request``: the request it answers, needed when
         the signature covers ``req`` components; ``body``, if given, is checked against a
         covered ``Content-Digest``)."""
+        flaw = _response_flaw(headers, request, None, strict=True)
+        received: tuple[object, object] = (status, body)  # (typed; given anything)
+        if flaw is None and not isinstance(received[0], int):
+            flaw = "the status is not an integer"
+        if flaw is None and received[1] is not None and not isinstance(
+                received[1], (bytes, bytearray, memoryview)):
+            flaw = "the body is not bytes"
+        if flaw is not None:
+            raise MalformedSignature(f"malformed response: {flaw}")
         msg = _message(None, None, headers, status, request)
         return self._verify(msg, self._required_response, body, now)
 

@@ -19,6 +19,11 @@ canonical request computed from the request *as it is sent*:
   are the names joined with ``;``.
 * **payload hash** — lower-case hex SHA-256 of the body, or ``UNSIGNED-PAYLOAD``.
 
+A request whose method, URL or a header is text without a UTF-8 encoding (a lone
+surrogate), or whose URL cannot be split, is refused: :class:`~surefoot.SigningError`
+when signing, :class:`~surefoot.MalformedSignature` when verifying (the rule of
+:func:`~surefoot.signing._protocols.message_flaw`).
+
 The date-scoped signing key (``HMAC`` chain over date, region, service, ``aws4_request``)
 is cached per (secret, date, region, service), so signing costs one SHA-256 of the
 canonical request and one HMAC.
@@ -59,6 +64,8 @@ from surefoot.signing._hmac import canonical_host
 from surefoot.signing._protocols import (
     Identity,
     NoncesOption,
+    check_received,
+    check_signable,
     join_fields,
     nonce_scope,
     nonces_block,
@@ -142,6 +149,10 @@ class SigV4Credentials:
             raise ConfigurationError("access_key must be printable, without '/', ',', '=' or ' '")
         if not self.secret_key:
             raise ConfigurationError("secret_key must not be empty")
+        try:
+            self.secret_key.encode("utf-8")
+        except (AttributeError, UnicodeEncodeError):
+            raise ConfigurationError("secret_key must be text with a UTF-8 encoding") from None
         if self.token is not None and (not self.token or not self.token.isprintable()):
             raise ConfigurationError("session token must be a non-empty single-line string")
 
@@ -276,7 +287,12 @@ def _hmac256(key: bytes, text: str) -> bytes:
 
 
 def signing_key(secret_key: str, date: str, region: str, service: str) -> bytes:
-    """The date-scoped signing key: HMAC chain over date, region, service, terminator."""
+    """A request whose method, URL or a header is text without a UTF-8 encoding (a lone
+surrogate), or whose URL cannot be split, is refused: :class:`~surefoot.SigningError`
+when signing, :class:`~surefoot.MalformedSignature` when verifying (the rule of
+:func:`~surefoot.signing._protocols.message_flaw`).
+
+The date-scoped signing key: HMAC chain over date, region, service, terminator."""
     key = _hmac256(f"AWS4{secret_key}".encode(), date)
     key = _hmac256(key, region)
     key = _hmac256(key, service)
@@ -535,6 +551,7 @@ class SigV4Signer:
 
     def sign_parts(self, request: HttpRequest, *, now: float | None = None) -> SigV4Parts:
         """Like :meth:`sign`, with the canonical request and string to sign."""
+        check_signable(request.method, request.url, request.headers)
         creds = self.credentials()
         amz_date = self._now(now)
         date = amz_date[:8]
@@ -589,6 +606,9 @@ class SigV4Signer:
         """
         if not 1 <= expires <= MAX_PRESIGN_EXPIRES:
             raise ConfigurationError(f"expires must be between 1 and {MAX_PRESIGN_EXPIRES} s")
+        if headers is not None and not isinstance(headers, Mapping):
+            headers = list(headers)  # (read twice: checked, then signed)
+        check_signable(method, url, headers)
         creds = self.credentials()
         amz_date = self._now(now)
         date = amz_date[:8]
@@ -910,10 +930,10 @@ class SigV4Verifier:
     def verify(self, request: SignedRequest, *, now: float | None = None) -> Identity:
         """Verify the request; its :class:`~surefoot.signing.Identity` is the access key
         id (scheme ``"sigv4"``)."""
+        parts = check_received(request)  # text it can encode, a URL it can split
         when = self.clock.wall() if now is None else now
         pairs = request.headers
         lower = join_fields(pairs, ",")
-        parts = urlsplit(request.url)
         claim = self._claim(lower, parts.query)
         date, signed_at = self._check_scope(claim)
         signed_set = self._signed_names(claim, lower)
