@@ -30,10 +30,31 @@ deadline overrun p100 <= 50 ms; no unkeyed POST retried after it reached the ser
 probe failing the way it should. The control for the overrun is printed beside it: how
 late a plain sleeping thread, and a task on the async stack's loop, wake up meanwhile.
 
+The store-fault phase (``--store-faults``; ``--quick`` runs it briefly after the soak): the
+three stacks at once, each with its own store object (as three processes would have) on
+one shared backend, keep their pacing state (``Pacer(PacingPolicy(), store=store)``) and
+their OAuth2 token (``BearerAuth.client_credentials(.../oauth/token, store=store)``, the
+sandbox's tokens living 2-3 s, so they are refreshed during the outage) in it, and send
+``GET /protected`` (the token must be valid), ``GET /limited/...`` (the quota the pacer
+learns) and ``GET /flaky/...`` (503 and resets, p = 0.2). The store fails under them: a
+``redis-server`` started by the bench is killed (SIGKILL) and restarted on the same port
+a few seconds later, or another connection holds the SQLite file with ``BEGIN
+EXCLUSIVE`` for a few seconds; each with ``on_failure="open"`` and ``"closed"``. Targets
+per scenario: no call longer than its deadline + 50 ms and no worker stuck; fail-open:
+100 % of the (idempotent) calls succeed, "FAILING OPEN" logged once per store object;
+fail-closed: every failure during the outage is ``StoreUnavailable``, and every call
+started a second after recovery succeeds; no lost token: after recovery the store holds a
+valid token (the sandbox accepts it), and the token requests during the outage stay
+within one per store object per token lifetime (not one per request).
+
     .venv/bin/python bench/soak.py [--quick] [--requests N] [--workers W] [--seed S]
                                    [--stacks a,b] [--output PATH]
+    .venv/bin/python bench/soak.py --store-faults [--quick] [--stores redis,sqlite]
+                                   [--modes open,closed] [--store-workers W]
 
-Writes ``bench/results/soak.json`` (``--quick``: ``soak_quick.json``).
+Writes ``bench/results/soak.json`` (``--quick``: ``soak_quick.json``, with the brief
+store-fault phase under ``store_faults``; ``--store-faults``: the phase alone,
+``soak_store_faults.json``, ``--quick``: ``soak_store_faults_quick.json``).
 """
 
 from __future__ import annotations
@@ -43,9 +64,13 @@ import asyncio
 import datetime as dt
 import itertools
 import json
+import logging
+import math
 import os
 import random
+import sqlite3
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -60,7 +85,8 @@ import requests
 
 import surefoot
 import surefoot.httpx
-from _env import platform_info, source_state
+import surefoot.stores
+from _env import output, platform_info, source_state
 from _env import version as _version
 from _sandbox_process import SandboxProcess
 from _stats import nearest_rank
@@ -701,6 +727,802 @@ def print_samples(records: list[Record]) -> list[dict[str, Any]]:
     return samples
 
 
+# -- the store-fault phase ---------------------------------------------------------------
+#
+# Three stacks at once, each with its own store object on one backend (as three processes
+# of a fleet would have): pacing state and the OAuth2 token in the store. The backend
+# fails mid-run: Redis killed and restarted empty on the same port, or the SQLite file
+# held by another connection's BEGIN EXCLUSIVE. Every call is a GET (idempotent).
+
+STORE_BACKENDS = ("redis", "sqlite")
+FAILURE_MODES = ("open", "closed")
+#: Share of the calls, by kind: the token must be valid (``/protected``), the quota the
+#: pacer learns and paces the host at (``/limited``), HTTP faults on top (``/flaky``).
+STORE_MIX = (("protected", 0.4), ("limited", 0.3), ("flaky", 0.3))
+STORE_HTTP_FAULTS = ("503", "reset")
+STORE_FAULT_P = 0.2
+STORE_RATE = 100.0  # the sandbox's /limited quota per second (one partition: the client)
+STORE_BURST = 20
+CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"  # the sandbox's default client
+#: A fail-open store skips its backend for a second after a failure
+#: (``surefoot.stores._failure.RETRY_BACKEND_AFTER``): calls started this long after
+#: recovery are judged as "after".
+RECOVERY_GRACE = 1.0
+#: A token is refreshed once it is within a second of its expiry (``freshness``).
+TOKEN_EXPIRY_MARGIN = 1.0
+
+#: Every store wait is bounded by half of what is left of this deadline.
+STORE_POLICY = surefoot.RetryPolicy(
+    max_attempts=8,
+    deadline=3.0,
+    attempt_timeout=0.5,
+    backoff_initial=0.05,
+    backoff_max=0.3,
+    retry_after_cap=2.0,
+    on_exhausted="raise",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSchedule:
+    before: float  # seconds of traffic before the fault
+    outage: float  # Redis dead / the SQLite file locked
+    after: float  # seconds of traffic after recovery
+    token_ttl: int  # the sandbox's access-token lifetime, whole seconds
+
+    @property
+    def token_lifetime(self) -> float:
+        """How long a token is used before it is refreshed."""
+        return self.token_ttl - TOKEN_EXPIRY_MARGIN
+
+
+STORE_SCHEDULES = {
+    "quick": StoreSchedule(before=1.0, outage=2.0, after=3.0, token_ttl=2),
+    "full": StoreSchedule(before=3.0, outage=5.0, after=6.0, token_ttl=3),
+}
+
+STORE_TARGETS = {
+    "no_hang": f"every call ends by its deadline + {OVERRUN_TARGET_MS:g} ms; no worker stuck",
+    "untyped_failures": "== 0 (failures that are not surefoot errors, wrong bodies)",
+    "open_success_ratio": "fail-open: == 1.0 (every call, through the outage)",
+    "failing_open_logged": "fail-open: \"FAILING OPEN\" logged once per store object",
+    "closed_outage_failures": "fail-closed: every failure during the outage is "
+                              "StoreUnavailable",
+    "closed_recovered": f"fail-closed: == 1.0 of the calls started {RECOVERY_GRACE:g} s "
+                        "after recovery",
+    "token_failures": "== 0 (calls failed for their token: 401 after the refresh, token "
+                      "errors, a wait for the token that ran out)",
+    "token_in_store": "after recovery the store holds a valid token (the sandbox accepts it)",
+    "token_requests_outage": "<= one per store object per token lifetime of the outage "
+                             "(+1 each)",
+}
+#: Missing one of these is a bug whatever the machine: the exit status is 1.
+STORE_INVARIANTS = ("untyped_failures", "closed_outage_failures", "token_failures")
+
+
+def store_request(index: int, seed: int) -> tuple[str, str]:
+    """(kind, path) of the store phase's call ``index``."""
+    call_seed = seed * 1_000_003 + index
+    rng = random.Random(call_seed)
+    kind = rng.choices([k for k, _ in STORE_MIX], [w for _, w in STORE_MIX])[0]
+    if kind == "protected":
+        return kind, "/protected"
+    if kind == "limited":
+        return kind, f"/limited/store-{index}"
+    return kind, f"/flaky/store-{index}?" + urlencode(
+        {"fault": rng.choice(STORE_HTTP_FAULTS), "p": STORE_FAULT_P, "seed": call_seed})
+
+
+@dataclass(slots=True)
+class StoreCall:
+    stack: str
+    kind: str
+    t0: float  # started, seconds since the scenario began
+    wall: float
+    ok: bool
+    outcome: str
+    typed: bool
+    attempts: int
+    throttled: int  # attempts answered 429
+    unauthorized: int  # attempts answered 401 (the token refreshed and the call replayed)
+    detail: str = ""
+
+    @property
+    def t1(self) -> float:
+        return self.t0 + self.wall
+
+
+def judge_store_response(stack: str, kind: str, t0: float, wall: float, status: int,
+                         content: bytes, history: tuple[Any, ...]) -> StoreCall:
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    right = status == 200 and isinstance(body, dict) and body.get("ok") is True
+    if kind == "protected":  # only a valid token gets this
+        right = right and body.get("client_id") == CLIENT_ID
+    elif kind == "limited":  # partitioned by the token's client when the token is valid
+        right = right and body.get("partition") == CLIENT_ID
+    return StoreCall(stack, kind, t0, wall, right, "ok" if right else f"wrong_body({status})",
+                     right, len(history), _throttled(history), _unauthorized(history),
+                     "" if right else f"status {status}: {content[:120]!r}")
+
+
+def judge_store_error(stack: str, kind: str, t0: float, wall: float,
+                      exc: BaseException) -> StoreCall:
+    history = tuple(exc.history) if isinstance(exc, RequestFailed) else ()
+    name = type(exc).__name__
+    if isinstance(exc, TransportError):
+        name = f"TransportError({exc.kind})"
+    typed = isinstance(exc, surefoot.SurefootError)
+    detail = str(exc)[:300] if typed else "".join(traceback.format_exception(exc))[-1500:]
+    return StoreCall(stack, kind, t0, wall, False, name, typed, len(history),
+                     _throttled(history), _unauthorized(history), detail)
+
+
+def _throttled(history: tuple[Any, ...]) -> int:
+    return sum(a.status == 429 for a in history)
+
+
+def _unauthorized(history: tuple[Any, ...]) -> int:
+    return sum(a.status == 401 for a in history)
+
+
+#: How a call fails for its token: a 401 after the one refresh, a token error, a wait for
+#: the token (or for another process's refresh) that ran out, a 401 answered as such.
+TOKEN_FAILURES = ("Unauthorized", "TokenError", "TokenEndpointError", "InvalidClient",
+                  "InvalidGrant", "TokenResponseError", "wrong_body(401)")
+
+
+def token_failure(call: StoreCall) -> bool:
+    return call.outcome in TOKEN_FAILURES or (
+        call.outcome == "DeadlineExceeded" and "token" in call.detail)
+
+
+class TokenRequests:
+    """The token endpoint's sender of one stack, counting its requests (when, per stack)."""
+
+    def __init__(self) -> None:
+        from surefoot.oauth._sender import send  # the default sender of a TokenCache
+
+        self._send = send
+        self.times: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, request: Any, timeout: float | None) -> Any:
+        with self.lock:
+            self.times.append(time.monotonic())
+        return self._send(request, timeout)
+
+
+class StoreLog(logging.Handler):
+    """The ``surefoot`` logger's records during a scenario, by kind and by stack (the
+    thread that logged: the stacks' worker threads are named after them, the async
+    stack's store calls run in its loop's ``asyncio_N`` threads)."""
+
+    KINDS = (("FAILING OPEN", "failing_open"), ("available again", "available_again"),
+             ("could not be stored", "token_not_stored"))
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[dict[str, Any]] = []
+        self.lock_ = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        kind = next((k for text, k in self.KINDS if text in message), "other")
+        thread = record.threadName or ""
+        stack = next((s for s in ("requests", "httpx_sync") if thread.startswith(s)),
+                     "httpx_async" if thread.startswith("asyncio") else f"other({thread})")
+        with self.lock_:
+            self.records.append({"t": time.monotonic(), "kind": kind, "stack": stack,
+                                 "level": record.levelname, "message": message[:300]})
+
+
+class StoreHook(WaitRecorder):
+    """The waits, and the token cache's failed refreshes (by reason)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_failures = 0
+        self.token_failure_reasons: Counter[str] = Counter()
+
+    def __call__(self, event: Event) -> None:
+        if event.kind is EventKind.TOKEN_REFRESH_FAILED:
+            with self.lock:
+                self.token_failures += 1
+                self.token_failure_reasons[event.reason[:80]] += 1
+        else:
+            super().__call__(event)
+
+
+@dataclass
+class StoreStack:
+    name: str
+    store: Any
+    auth: Any
+    client: Any
+    tokens: TokenRequests
+    hook: StoreHook
+    calls: list[StoreCall] = field(default_factory=list)
+    crash: str = ""
+    loop_canary: Canary = field(default_factory=Canary)
+
+
+def open_store(backend: str, where: str, mode: str) -> Any:
+    if backend == "redis":
+        return surefoot.stores.RedisStore(where, on_failure=mode)
+    return surefoot.stores.SQLiteStore(where, on_failure=mode)
+
+
+def build_store_stack(name: str, backend: str, where: str, mode: str, base_url: str,
+                      workers: int) -> StoreStack:
+    """One stack with its own store object, pacer and token cache (one process's worth)."""
+    hook = StoreHook()
+    tokens = TokenRequests()
+    store = open_store(backend, where, mode)
+    pacer = surefoot.Pacer(surefoot.PacingPolicy(), store=store)
+    auth = surefoot.BearerAuth.client_credentials(
+        f"{base_url}/oauth/token", CLIENT_ID, CLIENT_SECRET, store=store, hook=hook,
+        sender=tokens)
+    client: Any
+    if name == "requests":
+        client = surefoot.Client(base_url, retry=STORE_POLICY, hook=hook, pacing=pacer,
+                                 auth=auth)
+        client.session.trust_env = False
+        client.session.mount("http://", surefoot.requests.SurefootAdapter(
+            retry=STORE_POLICY, hook=hook, pacing=pacer, auth=auth, pool_maxsize=workers,
+            credential_origins=[base_url]))
+    elif name == "httpx_sync":
+        client = surefoot.httpx.Client(base_url, retry=STORE_POLICY, hook=hook, pacing=pacer,
+                                       auth=auth)
+    else:
+        client = surefoot.httpx.AsyncClient(base_url, retry=STORE_POLICY, hook=hook,
+                                            pacing=pacer, auth=auth)
+    return StoreStack(name, store, auth, client, tokens, hook)
+
+
+def store_call_sync(stack: StoreStack, index: int, seed: int, origin: float) -> StoreCall:
+    kind, path = store_request(index, seed)
+    t0 = time.monotonic()
+    try:
+        response = stack.client.get(path)
+    except Exception as exc:
+        return judge_store_error(stack.name, kind, t0 - origin, time.monotonic() - t0, exc)
+    return judge_store_response(stack.name, kind, t0 - origin, time.monotonic() - t0,
+                                response.status_code, response.content,
+                                surefoot.history_of(response))
+
+
+async def store_call_async(stack: StoreStack, index: int, seed: int,
+                           origin: float) -> StoreCall:
+    kind, path = store_request(index, seed)
+    t0 = time.monotonic()
+    try:
+        response = await stack.client.get(path)
+    except Exception as exc:
+        return judge_store_error(stack.name, kind, t0 - origin, time.monotonic() - t0, exc)
+    return judge_store_response(stack.name, kind, t0 - origin, time.monotonic() - t0,
+                                response.status_code, response.content,
+                                surefoot.history_of(response))
+
+
+def run_store_stack(stack: StoreStack, workers: int, counter: Iterator[int], seed: int,
+                    origin: float, stop: threading.Event) -> None:
+    """The stack's workers call until ``stop`` is set (each finishes its call)."""
+    if stack.name == "httpx_async":
+        asyncio.run(_run_store_async(stack, workers, counter, seed, origin, stop))
+        return
+
+    def worker() -> None:
+        while not stop.is_set():
+            stack.calls.append(store_call_sync(stack, next(counter), seed, origin))
+
+    threads = [threading.Thread(target=worker, name=f"{stack.name}-store-{i}", daemon=True)
+               for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+async def _run_store_async(stack: StoreStack, workers: int, counter: Iterator[int],
+                           seed: int, origin: float, stop: threading.Event) -> None:
+    async def worker() -> None:
+        while not stop.is_set():
+            stack.calls.append(await store_call_async(stack, next(counter), seed, origin))
+
+    canary = asyncio.create_task(stack.loop_canary.run_task())
+    try:
+        await asyncio.gather(*(worker() for _ in range(workers)))
+    finally:
+        stack.loop_canary.stop.set()
+        await canary
+        await stack.client.aclose()  # on its own loop
+
+
+class SQLiteLocker:
+    """Another connection that holds the database with ``BEGIN EXCLUSIVE`` (in WAL mode,
+    as surefoot's store runs it, that stops every writer; readers go on)."""
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+
+    def lock(self) -> None:
+        self.conn.execute("BEGIN EXCLUSIVE")
+
+    def release(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def check_stored_token(backend: str, where: str, key: str, base_url: str,
+                       stacks: list[StoreStack]) -> dict[str, Any]:
+    """After the run: the token the store holds (read by a new store object, failing
+    closed), whether the sandbox accepts it, and which stacks' caches hold it."""
+    store = open_store(backend, where, "closed")
+    try:
+        token = store.tokens.load(key)
+    except surefoot.SurefootError as exc:
+        return {"present": False, "error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        store.close()
+    if token is None:
+        return {"present": False, "accepted": False, "caches_holding_it": 0}
+    with requests.Session() as session:
+        session.trust_env = False
+        status = session.get(f"{base_url}/protected", timeout=10, headers={
+            "Authorization": f"Bearer {token.access_token}"}).status_code
+    held = [s.name for s in stacks
+            if (mine := s.auth.cache.peek()) is not None
+            and mine.access_token == token.access_token]
+    return {
+        "present": True,
+        "accepted": status == 200,
+        "status": status,
+        "version": token.version,
+        "expires_in_s": None if token.expires_at is None else token.expires_at - time.time(),
+        "caches_holding_it": len(held),
+        "stacks_holding_it": held,
+    }
+
+
+def run_store_scenario(backend: str, mode: str, schedule: StoreSchedule, seed: int,
+                       workers: int, redis_server: Any, tmp: Path) -> dict[str, Any]:
+    """One scenario: traffic, the fault, recovery, more traffic; then the checks."""
+    options = ["--seed", str(seed), "--token-ttl", str(schedule.token_ttl),
+               "--rate", repr(STORE_RATE), "--burst", str(STORE_BURST)]
+    with SandboxProcess(options) as sandbox:
+        if backend == "redis":
+            where = redis_server.url
+            import redis as redis_py
+
+            with redis_py.Redis.from_url(where) as admin:
+                admin.flushall()
+        else:
+            where = str(tmp / f"store-{mode}.db")
+        stacks = [build_store_stack(name, backend, where, mode, sandbox.url, workers)
+                  for name in STACKS]
+        # the database exists (and is in WAL mode) before the locker opens it
+        if backend == "sqlite":
+            stacks[0].store.tokens.load("warm-up")
+        locker = SQLiteLocker(where) if backend == "sqlite" else None
+        handler = StoreLog()
+        logger = logging.getLogger("surefoot")
+        propagate = logger.propagate
+        logger.addHandler(handler)
+        logger.propagate = False  # counted here; a sample of each kind is printed
+        counter = itertools.count()
+        stop = threading.Event()
+        canary = Canary()
+        origin = time.monotonic()
+
+        def guarded(stack: StoreStack) -> None:
+            try:
+                run_store_stack(stack, workers, counter, seed, origin, stop)
+            except BaseException:
+                stack.crash = traceback.format_exc()
+
+        threads = [threading.Thread(target=guarded, args=(s,), name=f"store-{s.name}",
+                                    daemon=True) for s in stacks]
+        threads.append(threading.Thread(target=canary.run_thread, name="canary",
+                                        daemon=True))
+        try:
+            for thread in threads:
+                thread.start()
+            time.sleep(schedule.before)
+            fault_start = time.monotonic()
+            if locker is not None:
+                locker.lock()
+                fault_start = time.monotonic()  # held from now on
+            else:
+                redis_server.kill()
+            time.sleep(schedule.outage)
+            if locker is not None:
+                locker.release()
+            else:
+                redis_server.start()  # same port, empty; returns once it answers PING
+            fault_end = time.monotonic()
+            time.sleep(schedule.after)
+            stop.set()
+            join_by = time.monotonic() + (STORE_POLICY.deadline or 0.0) + 10.0
+            for thread in threads[:-1]:
+                thread.join(max(join_by - time.monotonic(), 0.0))
+            ended = time.monotonic()
+            hung = [t.name for t in threads[:-1] if t.is_alive()]
+            canary.stop.set()
+        finally:
+            stop.set()
+            logger.removeHandler(handler)
+            logger.propagate = propagate
+            if locker is not None:
+                locker.close()
+            if backend == "redis" and not redis_server.running:
+                redis_server.start()
+        for stack in stacks:
+            if stack.crash:
+                raise RuntimeError(f"the {stack.name} stack crashed:\n{stack.crash}")
+        key = stacks[0].auth.cache.key
+        stored = check_stored_token(backend, where, key, sandbox.url, stacks)
+        with requests.Session() as admin_session:
+            admin_session.trust_env = False
+            stats = admin_session.get(f"{sandbox.url}/stats", timeout=30).json()
+        for stack in stacks:
+            if stack.name != "httpx_async":  # closed on its loop
+                stack.client.close()
+            stack.store.close()
+    window = {"fault_start": fault_start - origin, "fault_end": fault_end - origin,
+              "end": ended - origin}
+    return store_figures(backend, mode, schedule, stacks, handler, window, hung, stored,
+                         stats, canary, origin)
+
+
+def _period(call: StoreCall, window: dict[str, float]) -> str:
+    if call.t1 <= window["fault_start"]:
+        return "before"
+    if call.t0 < window["fault_end"]:
+        return "outage"  # overlapped it
+    if call.t0 < window["fault_end"] + RECOVERY_GRACE:
+        return "recovery"
+    return "after"
+
+
+PERIODS = ("before", "outage", "recovery", "after")
+
+
+def store_figures(backend: str, mode: str, schedule: StoreSchedule, stacks: list[StoreStack],
+                  log: StoreLog, window: dict[str, float], hung: list[str],
+                  stored: dict[str, Any], stats: dict[str, Any], canary: Canary,
+                  origin: float) -> dict[str, Any]:
+    calls = [c for s in stacks for c in s.calls]
+    deadline = STORE_POLICY.deadline
+    assert deadline is not None
+    start, end = window["fault_start"], window["fault_end"]
+    by_period: dict[str, dict[str, Any]] = {}
+    for period in PERIODS:
+        cs = [c for c in calls if _period(c, window) == period]
+        span = {"before": start, "outage": end - start, "recovery": RECOVERY_GRACE,
+                "after": window["end"] - end - RECOVERY_GRACE}[period]
+        by_period[period] = {
+            "calls": len(cs), "ok": sum(c.ok for c in cs),
+            "calls_per_s": round(len(cs) / span, 1) if span > 0 else None,
+            "p50_wall_ms": _ms(nearest_rank([c.wall for c in cs], 0.5)),
+            "max_wall_ms": _ms(max((c.wall for c in cs), default=None)),
+            "attempts_429": sum(c.throttled for c in cs),
+            "failures": dict(Counter(c.outcome for c in cs if not c.ok).most_common()),
+            "failures_by_kind": {
+                kind: dict(Counter(c.outcome for c in cs if not c.ok and c.kind == kind))
+                for kind, _ in STORE_MIX if any(not c.ok and c.kind == kind for c in cs)},
+        }
+    overruns = sorted(c.wall - deadline for c in calls)
+    outage_failures = [c for c in calls if _period(c, window) == "outage" and not c.ok]
+    after = [c for c in calls if _period(c, window) == "after"]
+    since_recovery = [c for c in calls if c.t0 >= end]
+    failed_since = [c for c in since_recovery if not c.ok]
+    ok_since = [c for c in since_recovery if c.ok]
+    # token requests, on the clients' side (every attempt at the token endpoint)
+    token_times = {s.name: [t - origin for t in s.tokens.times] for s in stacks}
+    outage_window = (start, end + RECOVERY_GRACE)
+
+    def count(lo: float, hi: float) -> int:
+        return sum(lo <= t < hi for times in token_times.values() for t in times)
+
+    bound = len(stacks) * (math.ceil((outage_window[1] - outage_window[0])
+                                     / schedule.token_lifetime) + 1)
+    logged: dict[str, Counter[str]] = defaultdict(Counter)
+    samples: dict[str, str] = {}
+    for record in log.records:
+        logged[record["kind"]][record["stack"]] += 1
+        samples.setdefault(record["kind"], f"[{record['level']}] {record['message']}")
+    untyped = [c for c in calls if not c.typed]
+    return {
+        "backend": backend,
+        "mode": mode,
+        "window_s": {k: round(v, 3) for k, v in window.items()},
+        "calls": len(calls),
+        "ok": sum(c.ok for c in calls),
+        "success_ratio": sum(c.ok for c in calls) / len(calls) if calls else None,
+        "by_period": by_period,
+        "by_stack": {s.name: {"calls": len(s.calls), "ok": sum(c.ok for c in s.calls)}
+                     for s in stacks},
+        "by_kind": {kind: {"calls": sum(c.kind == kind for c in calls),
+                           "ok": sum(c.ok for c in calls if c.kind == kind)}
+                    for kind, _ in STORE_MIX},
+        "attempts_per_call": sum(c.attempts for c in calls) / len(calls) if calls else None,
+        "max_over_deadline_ms": _ms(overruns[-1] if overruns else None),
+        "calls_past_deadline": sum(o > 0 for o in overruns),
+        "calls_past_deadline_50ms": sum(o > OVERRUN_TARGET_MS / 1000 for o in overruns),
+        "max_wall_ms": _ms(max((c.wall for c in calls), default=None)),
+        "hung_workers": hung,
+        "untyped_failures": len(untyped),
+        "untyped_by_outcome": dict(Counter(c.outcome for c in untyped)),
+        "outage_failures": len(outage_failures),
+        "outage_failures_by_outcome": dict(Counter(c.outcome for c in outage_failures)),
+        "outage_failures_not_store_unavailable": sum(c.outcome != "StoreUnavailable"
+                                                     for c in outage_failures),
+        "after_calls": len(after),
+        "after_ok": sum(c.ok for c in after),
+        "after_success_ratio": sum(c.ok for c in after) / len(after) if after else None,
+        "first_ok_after_recovery_s": (round(min(c.t1 for c in ok_since) - end, 3)
+                                      if ok_since else None),
+        "last_failure_after_recovery_s": (round(max(c.t1 for c in failed_since) - end, 3)
+                                          if failed_since else None),
+        "failures_started_after_recovery": dict(Counter(c.outcome for c in failed_since)),
+        "token_requests": {
+            "total": count(-math.inf, math.inf),
+            "before": count(-math.inf, start),
+            "outage_window": count(*outage_window),
+            "after": count(outage_window[1], math.inf),
+            "outage_bound": bound,
+            "by_stack": {name: len(times) for name, times in token_times.items()},
+            "server_tokens_issued": stats.get("tokens_issued"),
+            "expected_without_outage": math.ceil(window["end"] / schedule.token_lifetime),
+        },
+        "token_failures": sum(token_failure(c) for c in calls),
+        "token_failures_by_outcome": dict(Counter(c.outcome for c in calls
+                                                  if token_failure(c))),
+        "attempts_401": sum(c.unauthorized for c in calls),
+        "token_refresh_failures": sum(s.hook.token_failures for s in stacks),
+        "token_refresh_failure_reasons": dict(sum(
+            (s.hook.token_failure_reasons for s in stacks), Counter()).most_common(5)),
+        "stored_token": stored,
+        "logged": {kind: dict(by_stack) for kind, by_stack in logged.items()},
+        "log_samples": samples,
+        "failing_open_by_stack": {s.name: logged["failing_open"].get(s.name, 0)
+                                  for s in stacks},
+        "scheduling_lag": {"thread": canary.figures(),
+                           "event_loop": next(s.loop_canary.figures() for s in stacks
+                                              if s.name == "httpx_async")},
+        "failure_samples": {c.outcome: f"{c.stack} {c.kind} at {c.t0:.2f} s: {c.detail}"
+                            for c in reversed(calls) if not c.ok},
+    }
+
+
+def store_check(f: dict[str, Any]) -> dict[str, bool | None]:
+    """Each target of a scenario: met, missed, or not measured (None: the other mode)."""
+    opened = f["mode"] == "open"
+    over = f["max_over_deadline_ms"]
+    tokens = f["token_requests"]
+    return {
+        "no_hang": not f["hung_workers"] and (over is None or over <= OVERRUN_TARGET_MS),
+        "untyped_failures": f["untyped_failures"] == 0,
+        "open_success_ratio": f["success_ratio"] == 1.0 if opened else None,
+        "failing_open_logged": (all(n == 1 for n in f["failing_open_by_stack"].values())
+                                if opened else None),
+        "closed_outage_failures": (None if opened
+                                   else f["outage_failures_not_store_unavailable"] == 0),
+        "closed_recovered": None if opened else f["after_success_ratio"] == 1.0,
+        "token_failures": f["token_failures"] == 0,
+        "token_in_store": bool(f["stored_token"].get("accepted")),
+        "token_requests_outage": tokens["outage_window"] <= tokens["outage_bound"],
+    }
+
+
+def _short_counts(counts: dict[str, int], limit: int = 3) -> str:
+    items = sorted(counts.items(), key=lambda kv: -kv[1])
+    text = ", ".join(f"{k} {v}" for k, v in items[:limit])
+    return text + (", ..." if len(items) > limit else "") if text else "-"
+
+
+def print_store_table(results: dict[str, dict[str, Any]]) -> None:
+    header = (f"{'scenario':14s} {'calls':>6s} {'ok before':>15s} {'ok outage':>15s} "
+              f"{'ok after +1s':>15s} {'max wall-deadline':>17s} "
+              f"{'token req outage/bound, all, srv':>32s} {'FAILING OPEN':>12s} "
+              f"{'stored token':>14s}")
+    print(header)
+    print("-" * len(header))
+    for name, f in results.items():
+        periods = f["by_period"]
+        tokens = f["token_requests"]
+        stored = f["stored_token"]
+        token_text = ("valid" if stored.get("accepted") else
+                      "REJECTED" if stored.get("present") else "none")
+        over = f["max_over_deadline_ms"]
+        token_req = (f"{tokens['outage_window']}/{tokens['outage_bound']}, {tokens['total']}, "
+                     f"{tokens['server_tokens_issued']}")
+        print(f"{name:14s} {f['calls']:6d} "
+              f"{_pct(periods['before']['ok'], periods['before']['calls']):>15s} "
+              f"{_pct(periods['outage']['ok'], periods['outage']['calls']):>15s} "
+              f"{_pct(periods['after']['ok'], periods['after']['calls']):>15s} "
+              f"{'-' if over is None else f'{over:+.0f} ms':>17s} "
+              f"{token_req:>32s} "
+              f"{'/'.join(str(n) for n in f['failing_open_by_stack'].values()):>12s} "
+              f"{token_text:>14s}")
+
+
+def print_store_details(results: dict[str, dict[str, Any]]) -> None:
+    for name, f in results.items():
+        w = f["window_s"]
+        periods = f["by_period"]
+        tokens = f["token_requests"]
+        print(f"\n{name}: fault {w['fault_start']:.2f} -> {w['fault_end']:.2f} s, "
+              f"end {w['end']:.2f} s; {f['attempts_per_call']:.2f} attempts/call; "
+              f"max wall {f['max_wall_ms']} ms ({f['calls_past_deadline']} calls past the "
+              f"deadline, {f['calls_past_deadline_50ms']} by > {OVERRUN_TARGET_MS:g} ms)")
+        print("  calls/s " + ", ".join(f"{p} {periods[p]['calls_per_s']}" for p in PERIODS)
+              + "; p50/max wall ms " + ", ".join(
+                  f"{p} {periods[p]['p50_wall_ms']}/{periods[p]['max_wall_ms']}"
+                  for p in PERIODS))
+        print("  attempts answered 429 " + ", ".join(
+            f"{p} {periods[p]['attempts_429']}" for p in PERIODS))
+        for period in PERIODS:
+            if periods[period]["failures"]:
+                print(f"  failures {period}: " + "; ".join(
+                    f"{kind}: {_short_counts(counts, 4)}"
+                    for kind, counts in periods[period]["failures_by_kind"].items()))
+        last = f["last_failure_after_recovery_s"]
+        print(f"  since recovery: first success after {f['first_ok_after_recovery_s']} s, "
+              + ("no failure" if last is None else
+                 f"the last failure ended {last} s after "
+                 f"({_short_counts(f['failures_started_after_recovery'])})"))
+        print(f"  token: {f['attempts_401']} attempts answered 401 (refreshed and replayed),"
+              f" {f['token_refresh_failures']} failed refreshes "
+              f"{f['token_refresh_failure_reasons'] or ''}, {f['token_failures']} calls failed "
+              "for their token")
+        print(f"  token requests: {tokens['before']} before, {tokens['outage_window']} from "
+              f"the fault to recovery + {RECOVERY_GRACE:g} s (bound {tokens['outage_bound']}),"
+              f" {tokens['after']} after; per stack {tokens['by_stack']}; the sandbox issued "
+              f"{tokens['server_tokens_issued']} (one per lifetime without an outage: "
+              f"~{tokens['expected_without_outage']})")
+        stored = f["stored_token"]
+        print(f"  stored token: {'accepted' if stored.get('accepted') else 'NOT accepted'} "
+              f"(/protected {stored.get('status')}), version {stored.get('version')}, "
+              f"expires in {stored.get('expires_in_s') or 0:.2f} s; held by the caches of "
+              f"{', '.join(stored.get('stacks_holding_it') or []) or 'none'} (a stack whose "
+              "last call came before the last refresh holds the one before)"
+              + (f"; {stored['error']}" if "error" in stored else ""))
+        print(f"  logged: {f['logged'] or '-'}")
+        for kind, sample in f["log_samples"].items():
+            print(f"    {kind}: {sample[:240]}")
+        lag = f["scheduling_lag"]
+        print("  scheduling lag p50/p99/max ms: " + ", ".join(
+            f"{k} {v['p50_ms']}/{v['p99_ms']}/{v['max_ms']}" for k, v in lag.items()))
+
+
+def print_store_targets(results: dict[str, dict[str, Any]],
+                        checks: dict[str, dict[str, bool | None]]) -> None:
+    figure = {
+        "no_hang": lambda f: f"max {f['max_over_deadline_ms']:+.0f} ms vs the deadline, "
+                             f"hung {len(f['hung_workers'])}",
+        "untyped_failures": lambda f: f"{f['untyped_failures']} "
+                                      f"{f['untyped_by_outcome'] or ''}".strip(),
+        "open_success_ratio": lambda f: _pct(f["ok"], f["calls"]),
+        "failing_open_logged": lambda f: "/".join(
+            str(n) for n in f["failing_open_by_stack"].values()),
+        "closed_outage_failures": lambda f: (
+            f"{f['outage_failures'] - f['outage_failures_not_store_unavailable']}/"
+            f"{f['outage_failures']} StoreUnavailable"
+            + (f" ({_short_counts(f['outage_failures_by_outcome'], 5)})"
+               if f["outage_failures_not_store_unavailable"] else "")),
+        "closed_recovered": lambda f: _pct(f["after_ok"], f["after_calls"]),
+        "token_failures": lambda f: (f"{f['token_failures']} "
+                                     f"{f['token_failures_by_outcome'] or ''}").strip(),
+        "token_in_store": lambda f: ("accepted" if f["stored_token"].get("accepted")
+                                     else str(f["stored_token"])),
+        "token_requests_outage": lambda f: (f"{f['token_requests']['outage_window']} <= "
+                                            f"{f['token_requests']['outage_bound']}"),
+    }
+    print("\nstore-fault targets:")
+    for target, what in STORE_TARGETS.items():
+        marks = []
+        for name, f in results.items():
+            met = checks[name][target]
+            if met is None:
+                continue
+            marks.append(f"{name} {figure[target](f)} {'met' if met else 'MISSED'}")
+        verdicts = [checks[n][target] for n in results if checks[n][target] is not None]
+        overall = ("not measured" if not verdicts
+                   else "met" if all(verdicts) else "MISSED")
+        print(f"  {target} {what}  -> {overall}")
+        for mark in marks:
+            print(f"      {mark}")
+
+
+def run_store_phase(args: argparse.Namespace, log: Callable[[str], None]) -> dict[str, Any]:
+    """Every scenario (backend x failure mode) in turn; the phase's figures and checks."""
+    schedule = STORE_SCHEDULES["quick" if args.quick else "full"]
+    log(f"store-fault phase: {' + '.join(STACKS)} x {args.store_workers} workers, each stack "
+        f"with its own store object; pacing and the token in the store; the fault after "
+        f"{schedule.before:g} s, for {schedule.outage:g} s, then {schedule.after:g} s; "
+        f"tokens live {schedule.token_ttl} s (refreshed after {schedule.token_lifetime:g} "
+        f"s); deadline {STORE_POLICY.deadline:g} s, attempt_timeout "
+        f"{STORE_POLICY.attempt_timeout:g} s, max_attempts {STORE_POLICY.max_attempts}; "
+        f"/flaky p(fault) {STORE_FAULT_P} ({', '.join(STORE_HTTP_FAULTS)}); /limited "
+        f"{STORE_RATE:g}/s")
+    results: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    started = time.monotonic()
+    redis_server: Any = None
+    with tempfile.TemporaryDirectory(prefix="soak-store-") as tmp:
+        try:
+            if "redis" in args.store_list:
+                from surefoot.sandbox import RedisServer, RedisServerNotFound
+
+                try:
+                    redis_server = RedisServer().start()
+                except RedisServerNotFound as exc:
+                    skipped["redis"] = str(exc)
+                    log(f"  Redis scenarios not run: {exc}")
+            for backend in args.store_list:
+                if backend in skipped:
+                    continue
+                for mode in args.mode_list:
+                    name = f"{backend}/{mode}"
+                    t0 = time.monotonic()
+                    results[name] = run_store_scenario(
+                        backend, mode, schedule, args.seed, args.store_workers, redis_server,
+                        Path(tmp))
+                    f = results[name]
+                    log(f"  {name}: {f['calls']} calls, {f['ok']} ok, "
+                        f"{f['outage_failures']} failed during the outage "
+                        f"({time.monotonic() - t0:.1f} s)")
+        finally:
+            if redis_server is not None:
+                redis_server.close()
+    checks = {name: store_check(f) for name, f in results.items()}
+    redis_version = (None if redis_server is None
+                     else output(redis_server.binary, "--version", check=False))
+    return {
+        "parameters": {
+            "schedule": asdict(schedule), "workers_per_stack": args.store_workers,
+            "stores": args.store_list, "modes": args.mode_list, "mix": dict(STORE_MIX),
+            "http_faults": list(STORE_HTTP_FAULTS), "fault_p": STORE_FAULT_P,
+            "limited_rate": STORE_RATE, "limited_burst": STORE_BURST,
+            "recovery_grace_s": RECOVERY_GRACE,
+            "policy": {k: (sorted(v) if isinstance(v, frozenset) else v)
+                       for k, v in asdict(STORE_POLICY).items()},
+            "redis_server": redis_version, "redis-py": _version("redis"),
+            "sqlite": sqlite3.sqlite_version,
+            "run_s": round(time.monotonic() - started, 1),
+        },
+        "skipped": skipped,
+        "targets": STORE_TARGETS,
+        "scenarios": results,
+        "targets_met": checks,
+    }
+
+
+def report_store_phase(phase: dict[str, Any]) -> None:
+    results, checks = phase["scenarios"], phase["targets_met"]
+    if not results:
+        print("\nstore-fault phase: no scenario ran")
+        return
+    print("\nstore-fault phase (ok: calls answered 200 with the right body; periods: "
+          f"before the fault, overlapping the outage, started >= {RECOVERY_GRACE:g} s after "
+          "recovery; FAILING OPEN: records per stack's store object)")
+    print_store_table(results)
+    print_store_details(results)
+    print_store_targets(results, checks)
+
+
+def store_phase_failed(phase: dict[str, Any]) -> bool:
+    """An invariant missed in some scenario."""
+    return any(checks[t] is False for checks in phase["targets_met"].values()
+               for t in STORE_INVARIANTS)
+
+
 # -- main --------------------------------------------------------------------------------
 
 
@@ -717,7 +1539,8 @@ def machine_info() -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 600 logical requests (< 60 s)")
+                        help="smoke run: 600 logical requests, then the brief store-fault "
+                        "phase (< 60 s)")
     parser.add_argument("--requests", type=int, default=None,
                         help="logical requests in all (10000; --quick 600)")
     parser.add_argument("--workers", type=int, default=32,
@@ -728,12 +1551,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="comma-separated stacks to run; each runs its share of the same "
                         "plan as in a run of all three (default: all)")
     parser.add_argument("--output", type=Path, default=None,
-                        help="JSON path (bench/results/soak.json; --quick soak_quick.json)")
+                        help="JSON path (bench/results/soak.json; --quick soak_quick.json; "
+                        "--store-faults soak_store_faults.json, with --quick "
+                        "soak_store_faults_quick.json)")
+    parser.add_argument("--store-faults", action="store_true",
+                        help="run the store-fault phase alone: Redis killed and restarted, "
+                        "SQLite locked, each failing open and closed (~60 s; --quick ~30 s)")
+    parser.add_argument("--no-store-faults", action="store_true",
+                        help="--quick: skip the brief store-fault phase")
+    parser.add_argument("--stores", default=",".join(STORE_BACKENDS),
+                        help="store-fault phase: comma-separated backends (redis,sqlite)")
+    parser.add_argument("--modes", default=",".join(FAILURE_MODES),
+                        help="store-fault phase: comma-separated failure modes (open,closed)")
+    parser.add_argument("--store-workers", type=int, default=8,
+                        help="store-fault phase: threads (tasks) per stack (8)")
     args = parser.parse_args(argv)
+    if args.store_faults and args.no_store_faults:
+        parser.error("--store-faults and --no-store-faults exclude each other")
     if args.requests is None:
         args.requests = 600 if args.quick else 10_000
     if args.output is None:
-        args.output = RESULTS / ("soak_quick.json" if args.quick else "soak.json")
+        if args.store_faults:
+            name = "soak_store_faults_quick.json" if args.quick else "soak_store_faults.json"
+        else:
+            name = "soak_quick.json" if args.quick else "soak.json"
+        args.output = RESULTS / name
+    #: the soak itself (not with --store-faults); the store-fault phase (--store-faults,
+    #: and briefly after a --quick soak)
+    args.run_soak = not args.store_faults
+    args.run_store_phase = args.store_faults or (args.quick and not args.no_store_faults)
+    args.store_list = [name for name in args.stores.split(",") if name]
+    args.mode_list = [name for name in args.modes.split(",") if name]
+    if (not args.store_list or not set(args.store_list) <= set(STORE_BACKENDS)
+            or not args.mode_list or not set(args.mode_list) <= set(FAILURE_MODES)):
+        parser.error(f"--stores: choose from {', '.join(STORE_BACKENDS)}; --modes: from "
+                     f"{', '.join(FAILURE_MODES)}")
+    if args.store_workers < 1:
+        parser.error("--store-workers must be at least 1")
     if args.requests < 1 or args.workers < 1:
         parser.error("--requests and --workers must be at least 1")
     args.stack_list = [name for name in args.stacks.split(",") if name]
@@ -756,6 +1610,33 @@ def main(argv: list[str] | None = None) -> int:
                                              else ""))
     print(f"python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs; "
           + ", ".join(f"{k} {info[k]}" for k in ("requests", "urllib3", "httpx", "httpcore")))
+    started = time.monotonic()
+    failed = False
+    if args.run_soak:
+        result, failed = soak(args, info)
+    else:
+        result = {"parameters": {"store_faults": True, "quick": args.quick, "seed": args.seed,
+                                 "commit": info["commit"], "src_modified": info["src_modified"],
+                                 "date": dt.datetime.now(dt.timezone.utc).isoformat(
+                                     timespec="seconds")},
+                  "machine": info}
+    if args.run_store_phase:
+        print()
+        phase = run_store_phase(args, print)
+        report_store_phase(phase)
+        result["store_faults"] = phase
+        failed = failed or store_phase_failed(phase)
+    elapsed = time.monotonic() - started
+    if not args.run_soak:
+        result["parameters"]["elapsed_s"] = round(elapsed, 1)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(_round(result), indent=2) + "\n")
+    print(f"\nwrote {args.output} ({elapsed:.0f} s)")
+    return 1 if failed else 0
+
+
+def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The soak itself: its result, and whether an invariant was missed."""
     jobs = {name: (planned if name in args.stack_list else [])
             for name, planned in plan(args.requests, args.seed).items()}
     kinds = Counter(job.kind for stack in jobs.values() for job in stack)
@@ -846,10 +1727,7 @@ def main(argv: list[str] | None = None) -> int:
                                     Counter()).most_common(20)),
         "untyped_samples": samples,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_round(result), indent=2) + "\n")
-    print(f"\nwrote {args.output} ({elapsed:.0f} s)")
-    return 1 if any(checks["overall"][t] is False for t in INVARIANTS) else 0
+    return result, any(checks["overall"][t] is False for t in INVARIANTS)
 
 
 def _cpu(now: os.times_result, then: os.times_result) -> float:
