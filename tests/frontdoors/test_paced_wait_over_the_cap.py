@@ -64,3 +64,52 @@ def test_a_retry_after_within_the_cap_still_holds_the_next_request(make_api, no_
     assert no_wait.slept == []
     assert api.get("/get").status_code == 200
     assert sum(no_wait.slept) == pytest.approx(100.0, abs=1.0)
+
+
+def test_callers_that_give_up_waiting_do_not_lock_the_host_out():
+    """Callers that refuse their slot (over the cap) give it back: found by bench/soak.py,
+    where each refusal pushed the schedule one more slot ahead, so a busy client locked
+    itself out for minutes (a lone call 1 s later was told to wait 163 s)."""
+    import threading
+    import time
+
+    from surefoot.sandbox import Sandbox
+
+    policy = RetryPolicy(retry_after_cap=0.5, deadline=5.0, on_exhausted="raise")
+    with Sandbox(rate=10, burst=1) as sb, surefoot.Client(sb.url, retry=policy,
+                                                          hook=quiet) as api:
+        api.get("/limited/warm")  # the quota (10/s) is learned from its headers
+        stop = time.monotonic() + 1.5
+        refused = [0]
+
+        def hammer() -> None:
+            while time.monotonic() < stop:
+                try:
+                    api.get("/limited/x")
+                except RetryAfterTooLong:
+                    refused[0] += 1
+
+        threads = [threading.Thread(target=hammer) for _ in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert refused[0] > 50  # they did refuse their slots
+        # (A 429 near the end may hold the host for its whole-second Retry-After; without
+        # the slots given back, the schedule was 15-160 s ahead here.)
+        time.sleep(1.5)
+        assert api.get("/limited/lone").status_code == 200
+
+
+def test_a_released_slot_goes_back_to_the_schedule():
+    from surefoot.pacing._gcra import Quota, RateLimiter
+
+    limiter = RateLimiter([Quota.per_second(10)])
+    slots = [limiter.reserve("p", 0.0) for _ in range(5)]
+    assert [s.at for s in slots] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+    for held in slots[2:]:
+        limiter.release(held, now=0.05)  # three callers give up
+    assert limiter.reserve("p", 0.05).at == pytest.approx(0.2)  # not 0.5
+    # a slot whose time has come gives nothing back
+    limiter.release(slots[0], now=0.05)
+    assert limiter.reserve("p", 0.05).at == pytest.approx(0.3)

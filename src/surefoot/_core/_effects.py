@@ -162,6 +162,18 @@ class Reserve(NamedTuple):
         return self.pacer.reserve(self.partition, self.previous, now=clock.monotonic())
 
 
+class Release(NamedTuple):
+    """Give back a reserved slot the attempt will not use (it gives up instead)."""
+
+    pacer: Pacer
+    partition: str
+    reservation: Reservation
+    deadline: float | None = None
+
+    def run(self, clock: Clock) -> None:
+        self.pacer.release(self.partition, self.reservation, now=clock.monotonic())
+
+
 class Admit(NamedTuple):
     """Ask the partition's circuit breaker whether this attempt may go."""
 
@@ -208,6 +220,6 @@ class TryRetry(NamedTuple):
         return self.pacer.try_retry(clock.monotonic())
 
 
-PacerEffect = OnRequest | Reserve | Admit | ReportOutcome | TryRetry
-PACER_EFFECTS = (OnRequest, Reserve, Admit, ReportOutcome, TryRetry)
+PacerEffect = OnRequest | Reserve | Release | Admit | ReportOutcome | TryRetry
+PACER_EFFECTS = (OnRequest, Reserve, Release, Admit, ReportOutcome, TryRetry)
 Effect = Send | Sleep | FetchToken | PacerEffect

@@ -29,6 +29,7 @@ from surefoot._core._effects import (
     Effect,
     FetchToken,
     OnRequest,
+    Release,
     ReportOutcome,
     Reserve,
     Send,
@@ -235,8 +236,10 @@ def _gate(
             )
             if refused is not None:
                 assert refused.requested_wait is not None
+                yield Release(pacer, partition, reservation, deadline)
                 return state.give_up(_too_long(refused.requested_wait), refused.reason)
             if deadline is not None and now + wait >= deadline:
+                yield Release(pacer, partition, reservation, deadline)
                 return state.give_up(
                     _error(DeadlineExceeded),
                     f"the next rate-limit slot is in {wait:.3f} s, past the deadline",

@@ -568,6 +568,26 @@ class RateLimiter:
             intervals.append(part.learned.interval)
         return max(intervals, default=None)
 
+    def release(self, reservation: Reservation, now: float) -> None:
+        """The holder of ``reservation`` gives it up without sending (its wait was over the
+        cap or past its deadline): the schedule gives one slot back, so callers that give
+        up do not push it ever further ahead of the clock. The last slot is the one given
+        back (every waiter keeps its own); a slot whose time has come, a void
+        reservation or a tentative one gives nothing back."""
+        part = self._partitions.get(reservation.partition)
+        if (
+            part is None
+            or reservation.tentative
+            or reservation.at <= now
+            or part.generation != reservation.generation
+        ):
+            return
+        for name, quota in part.quotas(now):
+            tat = part.tats.get(name)
+            if tat is not None and tat - quota.interval >= now:
+                part.tats[name] = tat - quota.interval
+        part.unbook(reservation.at)
+
     def still_valid(self, reservation: Reservation) -> bool:
         """False if the partition was paused after the reservation: reserve again."""
         part = self._partitions.get(reservation.partition)

@@ -135,6 +135,13 @@ class Pacer:
         )
         return self.state.reserve(partition, previous, now=now, adaptive=adaptive)
 
+    def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
+        """The attempt that held ``reservation`` gives up without sending: its slot goes
+        back to the schedule (in-process state; a shared state keeps it booked)."""
+        release = getattr(self.state, "release", None)
+        if release is not None:
+            release(partition, reservation, now=now)
+
     def admit(self, partition: str, *, now: float) -> Admission:
         """The breaker's verdict for this attempt."""
         if self.pacing.breaker is None:

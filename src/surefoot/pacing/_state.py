@@ -118,6 +118,11 @@ class LocalPacerState:
                 _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
             return self.limiter.reserve(partition, now)
 
+    def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
+        """Give back a slot its holder will not use (see :meth:`RateLimiter.release`)."""
+        with self._lock:
+            self.limiter.release(reservation, now)
+
     def admit(self, partition: str, *, now: float) -> Admission:
         config = self.pacing.breaker
         if config is None:
