@@ -14,7 +14,13 @@ from collections.abc import Callable
 
 from surefoot._core._clock import Clock
 
-__all__ = ["MAX_SOCKET_TIMEOUT", "AttemptTimedOut", "read_within", "socket_timeout_setter"]
+__all__ = [
+    "MAX_SOCKET_TIMEOUT",
+    "AttemptTimedOut",
+    "read_within",
+    "socket_timeout",
+    "socket_timeout_setter",
+]
 
 #: The longest timeout handed to a socket (a far-off deadline does not fit a timeval).
 MAX_SOCKET_TIMEOUT = 86400.0
@@ -22,6 +28,12 @@ MAX_SOCKET_TIMEOUT = 86400.0
 
 class AttemptTimedOut(Exception):
     """The attempt's deadline passed while its body was being read."""
+
+
+def socket_timeout(left: float) -> float:
+    """A socket timeout for ``left`` seconds: at least a millisecond (0 would mean
+    non-blocking), at most :data:`MAX_SOCKET_TIMEOUT`."""
+    return min(max(left, 0.001), MAX_SOCKET_TIMEOUT)
 
 
 def socket_timeout_setter(sock: object) -> Callable[[float], None] | None:
@@ -53,7 +65,7 @@ def read_within(
             raise AttemptTimedOut
         if settimeout is not None:
             try:
-                settimeout(min(max(left, 0.001), MAX_SOCKET_TIMEOUT))
+                settimeout(socket_timeout(left))
             except OSError:  # closed under us: the read below reports it
                 settimeout = None
         try:

@@ -358,15 +358,9 @@ def _failed(exc: Exception, prog: str) -> int:
 
 
 def _sandbox(argv: list[str]) -> int:
-    from surefoot.sandbox._cli import build_parser
     from surefoot.sandbox._cli import main as sandbox_main
 
-    port = build_parser().parse_args(argv).port  # argparse's own errors and --help
-    if not 0 <= port <= 65535:
-        _say(f"surefoot sandbox: error: --port must be from 0 to 65535 (0 picks a free "
-             f"port), not {port}")
-        return EXIT_USAGE
-    try:
+    try:  # (the sandbox's own main checks its options: exit 2, one line)
         return sandbox_main(argv)
     except Exception as exc:
         return _failed(exc, "surefoot sandbox")

@@ -11,9 +11,9 @@ import ssl
 from urllib.parse import urlsplit
 
 from surefoot._adapters._deadline import (
-    MAX_SOCKET_TIMEOUT,
     AttemptTimedOut,
     read_within,
+    socket_timeout,
     socket_timeout_setter,
 )
 from surefoot._core._clock import SystemClock
@@ -32,7 +32,7 @@ _CLOCK = SystemClock()
 def _shrink(conn: http.client.HTTPConnection, ends: float) -> None:
     """The socket's timeout: what is left until ``ends``."""
     if conn.sock is not None:
-        conn.sock.settimeout(min(max(ends - _CLOCK.monotonic(), 0.001), MAX_SOCKET_TIMEOUT))
+        conn.sock.settimeout(socket_timeout(ends - _CLOCK.monotonic()))
 
 
 def send(request: HttpRequest, timeout: float | None) -> HttpResponse:

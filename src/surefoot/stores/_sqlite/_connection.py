@@ -57,21 +57,26 @@ class SQLiteConnection:
         """This thread's connection (opened, its schema applied), its busy timeout set to
         what is left of this call's wait: every lock it waits for, here and in the
         statement that follows, is waited for until one instant."""
-        give_up = time.monotonic() + wait_for(self.busy_timeout)
+        wait = wait_for(self.busy_timeout)
+        give_up = time.monotonic() + wait
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         try:
+            # The whole wait in milliseconds when nothing was waited for yet (the usual
+            # call: the same value as last time, no PRAGMA), else what is left of it.
+            busy = max(int(wait * 1000), 1)
             if conn is None or local.pid != os.getpid():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with _setup_lock(self.path, give_up):
                     conn = self._open(give_up)
                 local.conn, local.pid, local.busy = conn, os.getpid(), None
                 local.schema = len(self._schema)
+                busy = _busy_ms(give_up)
             elif local.schema != len(self._schema):
                 local.busy = None  # set for each statement meanwhile
                 self._apply_schema(conn, give_up)
                 local.schema = len(self._schema)
-            busy = _busy_ms(give_up)
+                busy = _busy_ms(give_up)
             if local.busy != busy:
                 conn.execute(f"PRAGMA busy_timeout = {busy}")
                 local.busy = busy
