@@ -344,3 +344,25 @@ def test_any_token_function_mapping_gives_a_token_or_a_typed_error(data):
     except TokenResponseError:
         return
     _check_token(token, T0)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [("invalid_client", "InvalidClient"), ("invalid_grant", "InvalidGrant"),
+     ("temporarily_unavailable", "TokenEndpointError")],
+)
+def test_error_body_on_a_2xx_is_the_endpoints_error(error, expected):
+    """A server answering 200 with an RFC 6749 §5.2 error body (authlib's client reads it
+    as the endpoint's error too) gives the typed endpoint error, not "no access_token"."""
+    body = json.dumps({"error": error, "error_description": "no luck"}).encode()
+    with pytest.raises(TokenEndpointError) as info:
+        grant().parse_response(answer(200, body), now=T0)
+    assert type(info.value).__name__ == expected
+    assert info.value.error == error
+    assert info.value.status == 200
+
+
+@pytest.mark.parametrize("body", [{"error": {"code": 1}}, {"error": "x", "access_token": 5}])
+def test_2xx_with_a_non_string_error_or_an_access_token_stays_a_response_error(body):
+    with pytest.raises(TokenResponseError):
+        grant().parse_response(answer(200, json.dumps(body).encode()), now=T0)

@@ -39,6 +39,24 @@ def test_bad_token_url_raises_at_construction(url, reason):
     assert "client-secret" not in message
 
 
+@pytest.mark.parametrize("kind", ["client_credentials", "refresh_token"])
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://", "https://auth.example.com:99999/token",
+            "https://auth..example.com/token", "https://auth.example.com/t\r\nX: y"],
+)
+@pytest.mark.parametrize("field", ["token_url", "revocation_url"])
+def test_grant_classes_check_their_urls_as_bearer_auth_does(kind, url, field):
+    """The grant dataclasses, built directly, check their URLs with the same rule."""
+    good = "https://auth.example.com/token"
+    urls = {"token_url": good, "revocation_url": None, field: url}
+    extra = {} if kind == "client_credentials" else {"refresh_token": "rt"}
+    grant_type = ClientCredentials if kind == "client_credentials" else RefreshTokenGrant
+    with pytest.raises(ConfigurationError) as info:
+        grant_type(client_id="c", client_secret="client-secret", **urls, **extra)
+    assert str(info.value).startswith(f"{field} must be an absolute http(s) URL with a host")
+    assert "client-secret" not in str(info.value)
+
+
 def test_unclosed_ipv6_bracket_raises_configuration_error():
     with pytest.raises(ConfigurationError, match="token_url"):
         BearerAuth.client_credentials(token_url="http://[::1", client_id="c",

@@ -1421,6 +1421,19 @@ def test_http_request_repr_with_query_credentials(sweep: Sweep) -> None:
     sweep.assert_clean()
 
 
+def test_signed_request_repr_with_credentials_in_url(sweep: Sweep) -> None:
+    """What a verifier is handed: its repr drops the query, the userinfo and matrix
+    parameters' credentials (a proxy may have kept them in the URL)."""
+    from surefoot.signing import SignedRequest
+
+    request = SignedRequest.of(
+        "GET", f"https://u:{Q}@api.example.test/v1;access_token={Q}?api_key={Q}",
+        {"authorization": f"Bearer {CANARY}"},
+    )
+    sweep.obj("SignedRequest", request)
+    sweep.assert_clean()
+
+
 _TOKEN_URL = "https://auth.example.test/token"
 _REVOKE_URL = "https://auth.example.test/revoke"
 

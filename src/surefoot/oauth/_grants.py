@@ -36,6 +36,7 @@ from surefoot.oauth._client_auth import (
     _resolve_client_auth,
 )
 from surefoot.oauth._token import Token, _json_body, _raise_endpoint_error, parse_token_response
+from surefoot.oauth._url import check_http_url
 
 __all__ = [
     "ClientCredentials",
@@ -96,10 +97,8 @@ def _grant_repr(grant: ClientCredentials | RefreshTokenGrant) -> str:
 
 
 def _check_url(url: str | None, name: str) -> None:
-    if url is not None and not (
-        isinstance(url, str) and url.startswith(("http://", "https://"))
-    ):
-        raise ConfigurationError(f"{name} must be an absolute http(s) URL")
+    if url is not None:
+        check_http_url(url, name)
 
 
 def _normalise_extra(extra: ExtraParams) -> Mapping[str, str | tuple[str, ...]]:

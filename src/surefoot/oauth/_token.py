@@ -293,6 +293,12 @@ def parse_token_response(response: HttpResponse, *, now: float) -> Token:
                 f"token endpoint answered HTTP {response.status} with a body that is not "
                 f"JSON ({len(response.body)} bytes)"
             )
+        if isinstance(data, dict) and "access_token" not in data and isinstance(
+            data.get("error"), str
+        ):
+            # Some servers (and authlib's client) read an RFC 6749 §5.2 error body on a
+            # 2xx as the endpoint's error: ``invalid_client`` stays ``InvalidClient``.
+            _raise_endpoint_error(response, data)
         return token_from_response_json(data, now=now, status=response.status)
     _raise_endpoint_error(response, data)
 

@@ -146,12 +146,9 @@ class FaultRoutes(RouteGroup):
             request_id = self._traffic.next_id()
             self._traffic.record(group, "slow")
         headers = [*resp.headers, ("X-Sandbox-Request-Id", str(request_id))]
-        # ConnectionControl's own calls end a connection at once; a trickle takes the
-        # socket over the way its truncate does.
-        sock = control._take()
-        if sock is not None:
-            _trickle(sock, resp.status, headers, resp.body, seconds, self._stopping)
-            control._close(sock)
+        control.take_over(
+            lambda sock: _trickle(sock, resp.status, headers, resp.body, seconds, self._stopping)
+        )
         return _Taken("slow")
 
     # -- routes ----------------------------------------------------------------------------

@@ -114,6 +114,17 @@ class ConnectionControl:
             sock.shutdown(socket.SHUT_RDWR)
         self._close(sock)
 
+    def take_over(self, write: Callable[[socket.socket], None]) -> None:
+        """Hand the raw socket to ``write`` (a response written by hand: a trickled
+        body, say), then close it. Nothing happens if the connection is already ended."""
+        sock = self._take()
+        if sock is None:
+            return
+        try:
+            write(sock)
+        finally:
+            self._close(sock)
+
     def truncate(
         self,
         status: int | str,

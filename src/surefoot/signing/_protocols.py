@@ -27,6 +27,7 @@ from urllib.parse import SplitResult, urlsplit
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
 from surefoot.errors import ConfigurationError, MalformedSignature, SignatureError, SigningError
+from surefoot.events import redact_url
 from surefoot.stores._memory import MemoryNonceCache
 from surefoot.stores._protocols import NonceCache
 
@@ -95,8 +96,9 @@ class SignedRequest:
     sets it; a verifier that signs field lines may then read such a value either way
     (see :class:`~surefoot.signing.MessageVerifier`)."""
 
-    def __repr__(self) -> str:  # headers hold signatures
-        return f"SignedRequest({self.method} {self.url.partition('?')[0]})"
+    def __repr__(self) -> str:
+        # The headers hold signatures, the query and userinfo may hold credentials.
+        return f"SignedRequest({self.method} {redact_url(self.url.partition('?')[0])})"
 
     @classmethod
     def of(
