@@ -385,3 +385,32 @@ def test_refill_rates_are_total(answers):
     for limit, remaining, reset in answers:
         rate = refill.add(limit, remaining, reset)
         assert rate is None or (math.isfinite(rate) and rate > 0)
+
+
+# -- what a shared state's fallback mirrors (see stores/_pacing_fallback.py) ----------------
+
+
+def test_the_state_shows_a_stated_quota_and_the_sends_not_an_adaptive_guess():
+    """A shared state mirrors the learned quota and the fleet's sends of every partition
+    it loads, for its fallback: a server-stated quota (and its derated share), never
+    the adaptive rate's guess (which would pace a partition put back after a loss at a
+    fixed rate, with no adaptive rate left to raise it)."""
+    pacer = Pacer(PacingPolicy(budget=None))
+    state = pacer.state
+    assert isinstance(state, LocalPacerState)
+    report(pacer, ok({"RateLimit-Policy": '"q";q=50;w=1'}), 0.0)
+    assert state.learned("p", now=0.0) == (Quota(limit=50.0, safety=pacer.pacing.safety), 1.0)
+    assert state.recent_sends("p", now=0.0) is None
+    slots(pacer, 3, 0.0)
+    assert state.recent_sends("p", now=0.5) == 3
+    report(pacer, ok(status=429), 0.1, partition="guess")  # no quota stated: adaptive
+    slots(pacer, 1, 0.2, partition="guess")
+    assert state.limiter.learned("guess", 0.2) is not None
+    assert state.learned("guess", now=0.2) is None
+
+
+def test_a_seeded_quota_is_used_at_once_and_the_fallback_goes_on_after_shared_slots():
+    state = LocalPacerState(PacingPolicy(budget=None))
+    state.seed("p", Quota(limit=10.0), now=0.0, after=0.45)
+    got = [state.reserve("p", None, now=0.0, adaptive=False).at for _ in range(2)]
+    assert got == pytest.approx([0.55, 0.65])

@@ -199,6 +199,39 @@ def test_requests_sent_before_any_quota_was_known_count_against_the_learned_one(
     assert limiter.reserve("p", 0.01).at == pytest.approx(0.6)
 
 
+def test_unpaced_sends_are_charged_for_one_period_of_the_learned_quota_at_most():
+    """A blank partition (a shared state that lost it, say) let 400 requests through at
+    once before the quota was stated: the server refused what was over its quota, and
+    holds it against no one for longer than its period; the schedule is not pushed 4 s
+    ahead (the lock-out bench/soak.py saw after a Redis restart)."""
+    limiter = RateLimiter()
+    for _ in range(400):
+        limiter.reserve("p", 0.0)
+    limiter.learn("p", Quota(limit=100, period=1.0), now=0.01)
+    assert limiter.reserve("p", 0.01).at == pytest.approx(1.01)
+
+
+def test_a_seeded_quota_paces_from_now_without_charging_and_ends_first_contact():
+    limiter = RateLimiter(first_contact=True)
+    for _ in range(5):  # the first goes alone: the others are told to ask again
+        limiter.reserve("p", 0.0)
+    limiter.seed("p", Quota(limit=10, period=1.0), 0.01)
+    got = [limiter.reserve("p", 0.01) for _ in range(3)]
+    assert not any(r.tentative for r in got)
+    assert [r.at for r in got] == pytest.approx([0.01, 0.11, 0.21])
+    assert limiter.learned("p", 0.5) == (Quota(limit=10, period=1.0), 1.0)
+    assert limiter.learned("other", 0.5) is None
+
+
+def test_a_schedule_continues_after_slots_handed_out_elsewhere():
+    limiter = RateLimiter([Quota.per_second(10, burst=3)])
+    limiter.reserve("p", 0.0)
+    limiter.continue_after("p", 0.75, 0.0)  # e.g. the fallback's last slot
+    assert slots(limiter, 2) == pytest.approx([0.85, 0.95])  # no burst over them
+    limiter.continue_after("p", 0.1, 0.0)  # behind the schedule already: nothing
+    assert slots(limiter, 1) == pytest.approx([1.05])
+
+
 def test_release_speeds_up_but_never_slows_down():
     limiter = RateLimiter([Quota.per_second(1000)])
     limiter.pause("p", until=1.0, now=0.0, release_rate=10.0, recovery=1.0)

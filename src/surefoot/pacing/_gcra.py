@@ -674,9 +674,51 @@ class RateLimiter:
             start = max(part.tats.get("learned", now), now)
             if part.unpaced and not guess:
                 tau = (quota.burst - 1) * quota.interval
-                start = max(start, part.unpaced_since + part.unpaced * quota.interval - tau)
+                charged = part.unpaced_since + part.unpaced * quota.interval - tau
+                # A server sent more than its quota refused the excess: it holds that
+                # against no one for longer than the quota's period (a schedule charged
+                # for every unpaced send of a busy fleet would lock it out for seconds).
+                start = max(start, min(charged, now + quota.period))
                 part.unpaced = 0
             part.tats["learned"] = start
+
+    def seed(self, partition: str, quota: Quota, now: float) -> None:
+        """Use ``quota``, known from elsewhere (what a shared state showed before it lost
+        the partition, or before it became unreachable), as the partition's learned
+        quota: like :meth:`learn`, but the partition is past its first contact, and a
+        schedule that had no quota starts paced from ``now`` without charging the sends
+        made meanwhile (they were paced elsewhere, or refused)."""
+        part = self._get(partition)
+        part.contact = 2
+        part.unpaced = 0
+        if part.learned == quota:
+            return
+        previous = part.learned
+        part.learned = quota
+        if previous is None:
+            part.tats["learned"] = max(part.tats.get("learned", now), now)
+
+    def learned(self, partition: str, now: float) -> tuple[Quota, float] | None:
+        """The partition's learned quota and the share of it used now (see
+        :meth:`derate`); ``None``: none learned."""
+        part = self._partitions.get(partition)
+        if part is None or part.learned is None:
+            return None
+        return part.learned, part.derated(now)
+
+    def continue_after(self, partition: str, slot: float, now: float) -> None:
+        """Slots up to ``slot`` were handed out by another schedule for the same server
+        (a shared state's, or the local fallback's while the shared one was out of
+        reach): this one goes on after them, as if it had booked them itself (no slot
+        before ``slot`` plus one interval, no burst over them)."""
+        part = self._partitions.get(partition)
+        if part is None or not math.isfinite(slot):
+            return
+        for name, quota in part.quotas(now):
+            tau = (quota.burst - 1) * quota.interval
+            floor = slot + quota.interval + tau
+            if part.tats.get(name, now) < floor:
+                part.tats[name] = floor
 
     def derate(self, partition: str, now: float, *, sent_at: float) -> None:
         """A 429 although the partition is paced at its learned quota: use less of it

@@ -137,7 +137,8 @@ class Pacer:
 
     def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
         """The attempt that held ``reservation`` gives up without sending: its slot goes
-        back to the schedule (in-process state; a shared state keeps it booked)."""
+        back to the schedule (a shared state gives it back in one store operation; a
+        state without ``release`` keeps it booked)."""
         release = getattr(self.state, "release", None)
         if release is not None:
             release(partition, reservation, now=now)

@@ -245,6 +245,40 @@ class LocalPacerState:
             return None
         return max(demand * self.pacing.release_factor, 1.0)
 
+    # -- what a shared state keeps for its fallback (see stores/_pacing_fallback.py) -------
+
+    def learned(self, partition: str, *, now: float) -> tuple[Quota, float] | None:
+        """The partition's server-stated quota and the share of it in use (``None``:
+        none, or only the adaptive rate's guess: that one lives and dies with its
+        :class:`AdaptiveRate`)."""
+        with self._lock:
+            if partition in self._adaptive:
+                return None
+            return self.limiter.learned(partition, now)
+
+    def recent_sends(self, partition: str, *, now: float) -> int | None:
+        """Reservations (attempts) on the partition over the last couple of seconds
+        (``None``: never counted)."""
+        with self._lock:
+            entry = self._sends.get(partition)
+            return None if entry is None else entry[1].total(now)
+
+    def seed(
+        self, partition: str, quota: Quota, *, now: float, after: float | None = None
+    ) -> None:
+        """Pace the partition at ``quota``, known from elsewhere (see
+        :meth:`RateLimiter.seed`), and with ``after``, not before the slots handed out
+        up to that instant elsewhere (see :meth:`RateLimiter.continue_after`)."""
+        with self._lock:
+            self.limiter.seed(partition, quota, now)
+            if after is not None:
+                self.limiter.continue_after(partition, after, now)
+
+    def continue_after(self, partition: str, slot: float, *, now: float) -> None:
+        """See :meth:`RateLimiter.continue_after`."""
+        with self._lock:
+            self.limiter.continue_after(partition, slot, now)
+
     # -- state in and out (the SQLite store) -------------------------------------------
 
     def export_partition(self, partition: str) -> dict[str, object]:

@@ -23,6 +23,10 @@ whole burst). Each script touches one key: an operation on the retry budget
 and a partition (``on_request``) is two compare-and-set steps, the budget first, since
 the two keys live in different Redis Cluster slots.
 
+While Redis is unavailable and the store fails open, the operations run on a local
+state primed with what Redis last showed, and a partition Redis lost (a restart, an
+expired key) gets its learned quota back (see :mod:`surefoot.stores._pacing_fallback`).
+
 Keys: ``<prefix>{<namespace>:<partition>}:pacing`` and ``<prefix>{<namespace>}:budget``,
 hashes with fields ``s`` (the JSON state) and ``v`` (its version); both expire two hours
 after their last use. A blob that does not parse gives a fresh partition (or budget).
@@ -33,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import random
 import threading
 import time
@@ -46,6 +51,7 @@ from surefoot.pacing._gcra import Reservation
 from surefoot.pacing._state import LocalPacerState
 from surefoot.stores._deadline import wait_for
 from surefoot.stores._failure import FailureMode
+from surefoot.stores._pacing_fallback import PacingFallback
 from surefoot.stores._redis._connection import RedisConnection
 
 __all__ = ["MAX_ATTEMPTS", "RedisPacerState"]
@@ -96,9 +102,9 @@ class RedisPacerState:
     __slots__ = (
         "_conn",
         "_failure",
+        "_fallback",
         "_keys",
         "_keys_guard",
-        "_local",
         "namespace",
         "pacing",
     )
@@ -116,7 +122,7 @@ class RedisPacerState:
         self.pacing = pacing
         self.namespace = namespace
         #: Used while Redis is unavailable and the store fails open.
-        self._local = LocalPacerState(pacing)
+        self._fallback = PacingFallback(pacing)
         self._keys: dict[str, _KeyState] = {}
         self._keys_guard = threading.Lock()
 
@@ -197,6 +203,13 @@ class RedisPacerState:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             engine = _engine(self.pacing, partition, blob)
             clock = time.monotonic()
+            merged = -math.inf
+            if partition is not None:
+                first = batch[0]
+                to_store = functools.partial(
+                    _shift, store_now - first.now - (clock - first.started)
+                )
+                merged = self._fallback.prepare(engine, partition, store_now, to_store)
             results = []
             for p in batch:
                 # ``p.now`` was read at ``p.started`` on this process' monotonic clock.
@@ -206,10 +219,14 @@ class RedisPacerState:
                 partition
             )
             new = json.dumps(state, separators=(",", ":"))
-            if new == blob:
-                return results  # nothing changed: nothing to write
-            reply = self._conn.run("pacing_save", _SAVE, [key], [version, new, _TTL_MS])
-            if int(reply[0]) == 1:
+            reply = (
+                None  # nothing changed: nothing to write
+                if new == blob
+                else self._conn.run("pacing_save", _SAVE, [key], [version, new, _TTL_MS])
+            )
+            if reply is None or int(reply[0]) == 1:
+                if partition is not None:
+                    self._fallback.observe(engine, partition, store_now, merged)
                 return results
             # Another process wrote first: apply the operations again on its state.
             blob, version, store_now = _text(reply[1]), _text(reply[2]), _time(reply[3:5])
@@ -230,19 +247,25 @@ class RedisPacerState:
         now: float,
         what: str,
         operation: Operation[T],
+        fallback: Callable[[], T],
+        done: Callable[[T], None] | None = None,
     ) -> T:
         """Run ``operation`` on the budget (if ``budget``), then on the partition (if
         any; ``None`` with ``budget``: the budget alone), each step atomic; the result
-        is the last step's. On a store failure: ``operation`` on the local state
-        (failing open) or raise (failing closed)."""
+        is the last step's, handed to ``done`` too. On a store failure: ``fallback()``
+        (the same operation on the local state, failing open) or raise (failing
+        closed)."""
 
         def backend() -> T:
             started = time.monotonic()
             if budget and partition is not None:
                 self._step(None, _Pending(operation, now, started))  # the budget first
-            return self._step(partition, _Pending(operation, now, started))
+            result = self._step(partition, _Pending(operation, now, started))
+            if done is not None:
+                done(result)
+            return result
 
-        return self._failure.guard(what, backend, lambda: operation(self._local, now, _same))
+        return self._failure.guard(what, backend, fallback)
 
     # -- PacerState ------------------------------------------------------------------
 
@@ -255,11 +278,29 @@ class RedisPacerState:
                 return got
             return dataclasses.replace(got, at=local(got.at))
 
-        return self._apply(partition, False, now, "reserve", op)
+        fallback = self._fallback
+        return self._apply(
+            partition, False, now, "reserve", op,
+            lambda: fallback.reserve(partition, previous, now=now, adaptive=adaptive),
+            lambda got: fallback.reserved(partition, previous, got, now),
+        )
+
+    def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
+        """Give back a slot its holder will not use (see ``RateLimiter.release``): one
+        step, the slot moved onto Redis' clock as :meth:`reserve` moves it off."""
+
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> None:
+            at = reservation.at + (t - local(t))
+            engine.release(partition, dataclasses.replace(reservation, at=at), now=t)
+
+        self._apply(
+            partition, False, now, "release", op,
+            lambda: self._fallback.release(partition, reservation, now=now),
+        )
 
     def admit(self, partition: str, *, now: float) -> Admission:
         if self.pacing.breaker is None:  # no state to read: the answer is always yes
-            return self._local.admit(partition, now=now)
+            return self._fallback.admit(partition, now=now)
 
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Admission:
             got = engine.admit(partition, now=t)
@@ -267,7 +308,10 @@ class RedisPacerState:
                 return got
             return dataclasses.replace(got, retry_at=local(got.retry_at))
 
-        return self._apply(partition, False, now, "admit", op)
+        return self._apply(
+            partition, False, now, "admit", op,
+            lambda: self._fallback.admit(partition, now=now),
+        )
 
     def on_request(self, partition: str, *, now: float) -> None:
         # The budget step counts the first attempt, the partition step the demand.
@@ -277,13 +321,15 @@ class RedisPacerState:
             now,
             "on_request",
             lambda engine, t, _: engine.on_request(partition, now=t),
+            lambda: self._fallback.on_request(partition, now=now),
         )
 
     def try_retry(self, *, now: float) -> bool:
         if self.pacing.budget is None:
             return True
         return self._apply(
-            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t)
+            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t),
+            lambda: self._fallback.try_retry(now=now),
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
@@ -293,6 +339,7 @@ class RedisPacerState:
             now,
             "report",
             lambda engine, t, _: engine.report(partition, report, now=t),
+            lambda: self._fallback.report(partition, report, now=now),
         )
 
     def snapshot(self, partition: str | None) -> object:
@@ -349,10 +396,6 @@ def _engine(pacing: PacingPolicy, partition: str | None, blob: str | None) -> Lo
     except (TypeError, ValueError, KeyError, IndexError, AttributeError):
         return LocalPacerState(pacing)
     return engine
-
-
-def _same(instant: float) -> float:
-    return instant
 
 
 def _shift(offset: float, instant: float) -> float:

@@ -5,12 +5,18 @@ the same pure logic as the in-process state (:class:`LocalPacerState`, loaded wi
 that partition), write the row back. The write lock is taken first, so processes never
 interleave a read and a write. Times inside the database are Unix times
 (``time.time()``): every process of the host reads the same clock.
+
+While the database is unavailable (locked past the busy timeout) and the store fails
+open, the operations run on a local state primed with what the database last showed,
+and a partition whose row is gone gets its learned quota back (see
+:mod:`surefoot.stores._pacing_fallback`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +26,7 @@ from surefoot.pacing._config import PacingPolicy, Report
 from surefoot.pacing._gcra import Reservation
 from surefoot.pacing._state import LocalPacerState
 from surefoot.stores._failure import FailureMode
+from surefoot.stores._pacing_fallback import PacingFallback
 from surefoot.stores._sqlite._connection import SQLiteConnection
 
 __all__ = ["SQLitePacerState"]
@@ -38,7 +45,7 @@ class SQLitePacerState:
 
     does_io = True
 
-    __slots__ = ("_conn", "_failure", "_local", "namespace", "pacing")
+    __slots__ = ("_conn", "_failure", "_fallback", "namespace", "pacing")
 
     def __init__(
         self,
@@ -54,7 +61,7 @@ class SQLitePacerState:
         self.pacing = pacing
         self.namespace = namespace
         #: Used while the database is unavailable and the store fails open.
-        self._local = LocalPacerState(pacing)
+        self._fallback = PacingFallback(pacing)
 
     def __repr__(self) -> str:
         return f"SQLitePacerState({self._conn!r}, namespace={self.namespace!r})"
@@ -69,10 +76,13 @@ class SQLitePacerState:
         now: float,
         what: str,
         operation: Callable[[LocalPacerState, float, Callable[[float], float]], T],
+        fallback: Callable[[], T],
+        done: Callable[[T], None] | None = None,
     ) -> T:
         """Run ``operation(engine, t, local)`` on the stored state, in one transaction:
-        ``t`` is the store's clock, ``local`` turns its instants into the caller's clock.
-        (On the local fallback, ``t`` is ``now`` and ``local`` the identity.)"""
+        ``t`` is the store's clock, ``local`` turns its instants into the caller's clock;
+        the result is handed to ``done`` too. On a store failure: ``fallback()`` (the
+        same operation on the local state, failing open) or raise (failing closed)."""
 
         def backend() -> T:
             started = time.monotonic()
@@ -93,8 +103,12 @@ class SQLitePacerState:
                         "SELECT value FROM surefoot_pacing WHERE key = ?", (key,)
                     ).fetchall()
                 }
+                merged = -math.inf
                 if partition is not None:
                     engine.import_partition(partition, _loads(rows.get(self._key(partition))))
+                    merged = self._fallback.prepare(
+                        engine, partition, store_now, lambda x: x - offset
+                    )
                 if budget:
                     engine.import_budget(_loads(rows.get(self._key(_BUDGET))))
                 result = operation(engine, store_now, lambda x: x + offset)
@@ -111,11 +125,13 @@ class SQLitePacerState:
                     "updated = excluded.updated",
                     [(key, value, store_now) for key, value in writes],
                 )
+            if partition is not None:  # committed
+                self._fallback.observe(engine, partition, store_now, merged)
+            if done is not None:
+                done(result)
             return result
 
-        return self._failure.guard(
-            what, backend, lambda: operation(self._local, now, _same)
-        )
+        return self._failure.guard(what, backend, fallback)
 
     # -- PacerState ------------------------------------------------------------------
 
@@ -128,7 +144,26 @@ class SQLitePacerState:
                 return got
             return dataclasses.replace(got, at=local(got.at))
 
-        return self._apply(partition, False, now, "reserve", op)
+        fallback = self._fallback
+        return self._apply(
+            partition, False, now, "reserve", op,
+            lambda: fallback.reserve(partition, previous, now=now, adaptive=adaptive),
+            lambda got: fallback.reserved(partition, previous, got, now),
+        )
+
+    def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
+        """Give back a slot its holder will not use (see ``RateLimiter.release``): one
+        transaction, the slot moved onto the database's clock as :meth:`reserve` moves
+        it off."""
+
+        def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> None:
+            at = reservation.at + (t - local(t))
+            engine.release(partition, dataclasses.replace(reservation, at=at), now=t)
+
+        self._apply(
+            partition, False, now, "release", op,
+            lambda: self._fallback.release(partition, reservation, now=now),
+        )
 
     def admit(self, partition: str, *, now: float) -> Admission:
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Admission:
@@ -137,7 +172,10 @@ class SQLitePacerState:
                 return got
             return Admission(got.allowed, got.state, got.probe, local(got.retry_at))
 
-        return self._apply(partition, False, now, "admit", op)
+        return self._apply(
+            partition, False, now, "admit", op,
+            lambda: self._fallback.admit(partition, now=now),
+        )
 
     def on_request(self, partition: str, *, now: float) -> None:
         self._apply(
@@ -146,11 +184,13 @@ class SQLitePacerState:
             now,
             "on_request",
             lambda engine, t, _: engine.on_request(partition, now=t),
+            lambda: self._fallback.on_request(partition, now=now),
         )
 
     def try_retry(self, *, now: float) -> bool:
         return self._apply(
-            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t)
+            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t),
+            lambda: self._fallback.try_retry(now=now),
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
@@ -160,11 +200,8 @@ class SQLitePacerState:
             now,
             "report",
             lambda engine, t, _: engine.report(partition, report, now=t),
+            lambda: self._fallback.report(partition, report, now=now),
         )
-
-
-def _same(instant: float) -> float:
-    return instant
 
 
 def _loads(value: Any) -> Any:
