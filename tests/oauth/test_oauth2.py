@@ -285,6 +285,9 @@ def test_revocation_outcomes() -> None:
     assert store.load(grant.cache_key) is None
     # the server refuses to revoke the refresh token: typed, and the token stays
     store.save(grant.cache_key, token)
+    token = store.load(grant.cache_key)  # at the version the deletion left (2, not 1)
+    assert token is not None
+    assert token.version == 2
     sender = ScriptedSender(_answer(401, {"error": "invalid_client"}))
     cache = TokenCache(grant, store=store, sender=sender, hook=quiet)
     with pytest.raises(surefoot.errors.InvalidClient):

@@ -155,8 +155,14 @@ def test_delete(backend: Backend) -> None:
     store.delete("never")
     assert store.load("a") is None
     assert backend.handle().load("b") is not None
-    # after a delete the version starts again from 0
-    assert store.save("a", make_token(3, version=1), expected_version=0) is True
+    # after a delete the key keeps its version, one past the deleted token's: a writer
+    # that read the deleted token (or nothing, before it) is fenced off
+    assert store.load_versioned("a") == (None, 1)
+    assert backend.handle().load_versioned("a") == (None, 1)
+    assert store.save("a", make_token(3, version=1), expected_version=0) is False
+    assert store.save("a", make_token(3, version=2), expected_version=1) is True
+    assert store.load("a").version == 2
+    assert store.load_versioned("never") == (None, 0)
 
 
 def test_repr_has_no_secret(backend: Backend) -> None:

@@ -15,7 +15,10 @@ Rules:
   tries the lease. The holder re-reads the token (another worker may have just
   refreshed it), fetches, and writes the new token with a compare-and-set on its
   version, so a holder whose lease ran out cannot overwrite a newer token (it adopts
-  that one instead). A thread renews the lease while the fetch runs. Everyone else
+  that one instead). The version is the key's (``load_versioned``): a deleted or
+  expired token leaves it behind, so it never goes back and a stale holder's write
+  is refused even then (a store without ``load_versioned``: the token's, 0 with none).
+  A thread renews the lease while the fetch runs. Everyone else
   polls the token every 10-50 ms (jittered) until it changes or the lease comes free,
   and gives up at the caller's deadline with :class:`~surefoot.DeadlineExceeded`.
 * The token carries its refresh token: a grant's request is built from the *current*
@@ -78,7 +81,7 @@ from surefoot.oauth._token import (
     token_from_callable_result,
 )
 from surefoot.stores._memory import MemoryTokenStore
-from surefoot.stores._protocols import Store, TokenStore
+from surefoot.stores._protocols import Store, TokenStore, load_versioned
 
 __all__ = ["Sender", "TokenCache"]
 
@@ -354,10 +357,11 @@ class TokenCache:
         store = self.store
         renewer: LeaseRenewer | None = None
         try:
-            current = store.load(self.key)
+            # The key's version even when it holds no token (deleted, expired, corrupt):
+            # what the fenced write must expect, never a version it had before.
+            current, base = load_versioned(store, self.key)
             if not needed(current):
                 return self._adopt(current)  # another process refreshed meanwhile
-            base = current.version if current is not None else 0
             self._check_not_dead(current)
             renewer = LeaseRenewer(store, self.key, owner, self.lease_ttl)
             try:
@@ -402,8 +406,7 @@ class TokenCache:
         rotated it meanwhile (our lease ran out), raise :class:`_LostRace` so the caller
         reads the store again; else remember the token as dead (the caller raises)."""
         try:
-            stored = self.store.load(self.key)
-            moved = (stored.version if stored is not None else 0) != base
+            moved = load_versioned(self.store, self.key)[1] != base
             # Someone else holds the lease now: their rotation may not be stored yet.
             lost = not moved and (
                 renewer.lost or not self.store.renew_lease(self.key, owner, self.lease_ttl)
@@ -431,7 +434,7 @@ class TokenCache:
         for _ in range(2):
             try:
                 written = store.save(self.key, new, expected_version=base)
-                stored = None if written else store.load(self.key)
+                stored, version = (None, base) if written else load_versioned(store, self.key)
             except StoreError as exc:
                 # Fail-closed store down (a fail-open one falls back by itself): the
                 # token is good, keep it in this process.
@@ -445,7 +448,7 @@ class TokenCache:
                 return self._refreshed(new, f"{why}; now {new!r}")
             if (
                 stored is not None
-                and stored.version > base
+                and version > base
                 and self._fresh(stored) is not Freshness.EXPIRED
             ):
                 # Fenced off: our lease ran out and another holder wrote a newer token.
@@ -454,8 +457,9 @@ class TokenCache:
                     f"{why}; a newer token was stored meanwhile, using it: {stored!r}",
                 )
                 return self._adopt(stored)
-            # The stored token moved on but is unusable (or vanished): write over it.
-            base = stored.version if stored is not None else 0
+            # The stored token moved on but is unusable (or vanished: its version stays):
+            # write over it.
+            base = version
             new = dataclasses.replace(new, version=base + 1)
         return self._refreshed(new, f"{why}; now {new!r}, not stored (kept losing the race)")
 

@@ -24,7 +24,9 @@ hangs (Redis calls time out after ``timeout``; SQLite waits at most ``busy_timeo
 no ``redis`` or ``sqlite3`` exception reaches the caller.
 
 The protocols (:class:`TokenStore`, :class:`NonceCache`, :class:`PacerState`) are what a
-store of your own implements.
+store of your own implements; a token store that can tell the version of a key whose
+token was deleted or expired also implements :class:`VersionedTokenStore`
+(``load_versioned``), as every store here does.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from surefoot.stores._protocols import NonceCache as NonceCache
     from surefoot.stores._protocols import Store as Store
     from surefoot.stores._protocols import TokenStore as TokenStore
+    from surefoot.stores._protocols import VersionedTokenStore as VersionedTokenStore
     from surefoot.stores._redis import RedisStore as RedisStore
     from surefoot.stores._sqlite import SQLiteStore as SQLiteStore
 else:  # names are imported on first use

@@ -3,7 +3,16 @@
 :class:`FileTokenStore` — a JSON file, written atomically (temporary file in the same
 directory, fsync, ``os.replace``) with mode 0600, and a cross-process lease (``flock`` on a
 sibling ``.lock`` file) around refreshes. A corrupt, empty or unreadable file means "no
-token"; it never crashes a request.
+token" (and a warning, once); so does a corrupt entry (one warning naming the key, never
+the value); it never crashes a request.
+
+**Versions survive.** The token file keeps the version of each deleted token's key
+(``"versions"``: its tombstone, one past the deleted token), and the ``.lock`` file
+holds every key's latest version (by a hash of the key: no names, no secrets), written
+under the lock after each write of the token file. A key's version is its token's; with
+no token, the largest the tombstone, a corrupt entry and the lock file know. So it never
+goes backwards: not after ``delete``, a corrupt entry or file, nor the token file being
+removed.
 
 **What it refuses.** The token file holds secrets and decides which token is sent, so
 the store does not trust a file or directory someone else could have planted or can
@@ -29,12 +38,19 @@ The other token stores: ``MemoryTokenStore`` (in-process, the default;
 
 The protocol (:class:`TokenStore`) has two parts:
 
-**Tokens, fenced by version.** Every stored :class:`Token` carries a ``version`` (0 when
-there is none). ``save(key, token, expected_version=v)`` is a compare-and-set: it writes
-only if the stored version is still ``v`` and returns ``False`` otherwise (another holder
-wrote a newer token: load it and use it). ``expected_version=None`` writes
-unconditionally. A refresh writes ``version = v + 1`` with ``expected_version=v``, so a
-holder whose lease ran out cannot overwrite the token its successor wrote.
+**Tokens, fenced by version.** Every key has a version, which never goes backwards: a
+stored :class:`Token` carries it as its ``version``; a key that holds no token has the
+version its last token left behind (one past it when it was deleted; unchanged when it
+expired or is corrupt), 0 if it was never written. ``load_versioned(key)`` returns
+``(token or None, version)`` (``load`` just the token). ``delete`` of a key that holds
+no token changes nothing.
+``save(key, token, expected_version=v)`` is a compare-and-set: it writes only if the
+key's version is still ``v`` and returns ``False`` otherwise (another holder wrote a
+newer token: load it and use it); the version written is ``max(token.version, v + 1)``.
+``expected_version=None`` writes unconditionally, at ``max(token.version, current)``. A
+refresh writes ``version = v + 1`` with ``expected_version=v``, so a holder whose lease
+ran out cannot overwrite the token its successor wrote, nor a token written after a
+delete or an expiry.
 
 **Refresh leases.** ``try_lease(key, owner, ttl)`` takes the refresh lease of ``key`` for
 ``owner`` (a random id per refresh) for ``ttl`` seconds unless another owner holds a live
@@ -47,6 +63,8 @@ refreshes; the version check on ``save`` is what keeps the token safe.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -60,7 +78,6 @@ from typing import Any
 
 from surefoot.errors import DeadlineExceeded, StoreError
 from surefoot.oauth._token import Token
-from surefoot.stores._protocols import stored_version
 
 fcntl: Any
 try:  # POSIX
@@ -72,6 +89,10 @@ __all__ = ["FileTokenStore"]
 
 logger = logging.getLogger("surefoot")
 _FORMAT = "surefoot-tokens/1"
+#: The format of the versions the ``.lock`` file holds.
+_VERSIONS_FORMAT = "surefoot-token-versions/1"
+#: The largest version taken as one (an integer a float holds exactly).
+_MAX_VERSION = 2**53
 #: How long a write to a :class:`FileTokenStore` waits for another process's lease.
 _FILE_WRITE_WAIT = 10.0
 #: The pseudo-key of the file lock taken just for one write.
@@ -105,7 +126,7 @@ class FileTokenStore:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._warned: set[tuple[int, int]] = set()
+        self._warned: set[tuple[int, int, str | None]] = set()
         #: key -> (owner, fd of the flock) for the leases this instance holds
         self._leases: dict[str, tuple[str, int]] = {}
         #: serialises this instance's read-modify-write of the file between threads
@@ -116,16 +137,17 @@ class FileTokenStore:
 
     # -- reading -----------------------------------------------------------------------
 
-    def _read_all(self) -> dict[str, object]:
-        """The stored tokens by key. Corrupt, empty or unreadable: none. Raises
-        :class:`StoreError` for a file or directory the store refuses (module doc)."""
+    def _read_document(self) -> tuple[dict[str, object], dict[str, object]]:
+        """The stored tokens by key, and the tombstones (key -> version). Corrupt, empty
+        or unreadable: none. Raises :class:`StoreError` for a file or directory the store
+        refuses (module doc)."""
         try:
             raw = self._read_bytes()
         except FileNotFoundError:
-            return {}
+            return {}, {}
         except OSError as exc:
             self._warn_once(f"token file {self.path} is unreadable ({exc.strerror}); ignoring it")
-            return {}
+            return {}, {}
         try:
             data = json.loads(raw.decode("utf-8"))
         except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deeply ...
@@ -133,9 +155,74 @@ class FileTokenStore:
         if not (isinstance(data, dict) and isinstance(data.get("tokens"), dict)):
             if raw.strip():
                 self._warn_once(f"token file {self.path} is corrupt; treating it as empty")
-            return {}
+            return {}, {}
         tokens: dict[str, object] = data["tokens"]
-        return tokens
+        tombstones = data.get("versions")
+        return tokens, tombstones if isinstance(tombstones, dict) else {}
+
+    def _read_versions(self) -> dict[str, object]:
+        """The versions the lock file holds (hash of the key -> version); none if it is
+        missing, empty (a lock file only) or unreadable. Raises :class:`StoreError` for a
+        lock file the store refuses."""
+        if fcntl is None:  # pragma: no cover - no lock file on this platform
+            return {}
+        try:
+            self._check_directory()
+            fd = self._open(self.lock_path, os.O_RDONLY | _O_NONBLOCK, "lock file")
+        except OSError:  # not there (yet), or unreadable: nothing known from it
+            return {}
+        try:
+            raw = os.read(fd, 1 << 20)
+        except OSError:
+            return {}
+        finally:
+            os.close(fd)
+        return _parse_versions(raw)
+
+    def _write_versions(self, versions: dict[str, object]) -> None:
+        """Write ``versions`` into the lock file (the caller holds its lock): in place,
+        padded with blanks to the old length, so a reader never sees half of it."""
+        if fcntl is None:  # pragma: no cover - no lock file on this platform
+            return
+        data = json.dumps(
+            {"format": _VERSIONS_FORMAT, "versions": versions}, separators=(",", ":")
+        ).encode()
+        try:
+            fd = self._open(self.lock_path, os.O_RDWR, "lock file")
+        except OSError:  # best effort: the token file holds the version too
+            return
+        try:
+            size = os.fstat(fd).st_size
+            os.pwrite(fd, data.ljust(size), 0)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+    def _state(
+        self,
+        key: str,
+        tokens: dict[str, object],
+        tombstones: dict[str, object],
+        versions: dict[str, object],
+    ) -> tuple[Token | None, int, bool]:
+        """The key's token (``None``: none or corrupt), its version, and whether its
+        entry is corrupt. A token's version is its own (the token file is written
+        atomically: the pair is always one write's); with no token, the largest the
+        corrupt entry, the tombstone and the lock file know."""
+        entry = tokens.get(key)
+        token = Token.from_json(entry) if entry is not None else None
+        if token is not None:
+            return token, token.version, False
+        version = 0
+        if isinstance(entry, dict):  # corrupt: its version still counts, if it has one
+            version = _as_version(entry.get("version")) or 0
+        version = max(
+            version,
+            _as_version(tombstones.get(key)) or 0,
+            _as_version(versions.get(_key_hash(key))) or 0,
+        )
+        return None, version, entry is not None
 
     def _read_bytes(self) -> bytes:
         self._check_directory()
@@ -212,37 +299,92 @@ class FileTokenStore:
                 "made it 0600: its tokens may have leaked"
             )
 
-    def _warn_once(self, message: str) -> None:
+    def _warn_once(self, message: str, key: str | None = None) -> None:
+        """Warn once per state of the token file (and ``key``, for a corrupt entry)."""
         try:
             st = self.path.stat()
-            marker = (st.st_ino, st.st_mtime_ns)
+            marker: tuple[int, int, str | None] = (st.st_ino, st.st_mtime_ns, key)
         except OSError:
-            marker = (0, 0)
+            marker = (0, 0, key)
         if marker not in self._warned:
+            if len(self._warned) >= 1024:
+                self._warned.clear()
             self._warned.add(marker)
             logger.warning("%s", message)
 
     def load(self, key: str) -> Token | None:
-        return Token.from_json(self._read_all().get(key))
+        return self.load_versioned(key)[0]
+
+    def load_versioned(self, key: str) -> tuple[Token | None, int]:
+        tokens, tombstones = self._read_document()
+        token = Token.from_json(tokens.get(key)) if key in tokens else None
+        if token is not None:
+            return token, token.version
+        # No token: what the lock file knows counts too. It is read first, then the
+        # token file again: a write goes to the token file first, then to the lock file,
+        # so the lock file never knows a newer write than the token file read after it.
+        versions = self._read_versions()
+        tokens, tombstones = self._read_document()
+        token, version, corrupt = self._state(key, tokens, tombstones, versions)
+        if corrupt:
+            self._warn_corrupt_entry(key)
+        return token, version
+
+    def _warn_corrupt_entry(self, key: str) -> None:
+        self._warn_once(
+            f"token file {self.path}: the token under key {key!r} is corrupt; treating it "
+            "as absent",
+            key,
+        )
 
     # -- writing (always under the file lock) --------------------------------------------
 
     def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
         with self._write_locked():
-            tokens = self._read_all()
-            if expected_version is not None and (
-                stored_version(Token.from_json(tokens.get(key))) != expected_version
-            ):
+            tokens, tombstones = self._read_document()
+            versions = self._read_versions()
+            current = self._state(key, tokens, tombstones, versions)[1]
+            if expected_version is None:
+                version = max(token.version, current)  # never backwards
+            elif current != expected_version:
                 return False
+            else:
+                version = max(token.version, expected_version + 1)  # a fenced write bumps
+            if token.version != version:
+                token = dataclasses.replace(token, version=version)
             tokens[key] = token.to_json()
-            self._write({"format": _FORMAT, "tokens": tokens})
+            tombstones.pop(key, None)
+            self._commit(tokens, tombstones, versions, key, version)
             return True
 
     def delete(self, key: str) -> None:
         with self._write_locked():
-            tokens = self._read_all()
-            if tokens.pop(key, None) is not None:
-                self._write({"format": _FORMAT, "tokens": tokens})
+            tokens, tombstones = self._read_document()
+            versions = self._read_versions()
+            if key not in tokens:
+                return  # no token (never written, or deleted): nothing changes
+            version = self._state(key, tokens, tombstones, versions)[1]
+            tokens.pop(key, None)
+            tombstones[key] = version + 1  # the token goes, its version stays (one past)
+            self._commit(tokens, tombstones, versions, key, version + 1)
+
+    def _commit(
+        self,
+        tokens: dict[str, object],
+        tombstones: dict[str, object],
+        versions: dict[str, object],
+        key: str,
+        version: int,
+    ) -> None:
+        """Write the token file, then the key's version into the lock file."""
+        document: dict[str, object] = {"format": _FORMAT, "tokens": tokens}
+        if tombstones:
+            document["versions"] = tombstones
+        self._write(document)
+        hashed = _key_hash(key)
+        if versions.get(hashed) != version:
+            versions[hashed] = version
+            self._write_versions(versions)
 
     @contextlib.contextmanager
     def _write_locked(self) -> Iterator[None]:
@@ -367,6 +509,31 @@ class FileTokenStore:
             yield
         finally:
             self.release_lease(key, owner)
+
+
+def _key_hash(key: str) -> str:
+    """What the lock file knows a key by: not its name."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _as_version(value: object) -> int | None:
+    """``value`` if it is a version (a non-negative integer), else ``None``."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_VERSION:
+        return value
+    return None
+
+
+def _parse_versions(raw: bytes) -> dict[str, object]:
+    """The ``versions`` of a lock file's content; none for anything else (an empty lock
+    file, one an older surefoot left, garbage)."""
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return {}
+    versions = data.get("versions") if isinstance(data, dict) else None
+    return versions if isinstance(versions, dict) else {}
 
 
 def _owner() -> str:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -13,36 +14,75 @@ from dataclasses import dataclass, field
 from surefoot.oauth._token import Token
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._state import LocalPacerState
-from surefoot.stores._protocols import stored_version
 
 __all__ = ["MemoryNonceCache", "MemoryStore", "MemoryTokenStore"]
 
 
 class MemoryTokenStore:
-    """In-process store, with in-process leases (monotonic time)."""
+    """In-process store, with in-process leases (monotonic time).
 
-    __slots__ = ("_guard", "_leases", "_tokens")
+    A deleted key keeps its version (a tombstone one past the deleted token's), so
+    versions never go backwards (see :mod:`surefoot.stores._file` for the protocol).
+    """
+
+    __slots__ = ("_guard", "_leases", "_tokens", "_versions")
 
     def __init__(self) -> None:
         self._tokens: dict[str, Token] = {}
+        #: key -> version, for the keys that hold no token (deleted): their tombstones
+        self._versions: dict[str, int] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._guard = threading.Lock()
 
     def load(self, key: str) -> Token | None:
         return self._tokens.get(key)
 
+    def load_versioned(self, key: str) -> tuple[Token | None, int]:
+        with self._guard:
+            return self._state(key)
+
+    def _state(self, key: str) -> tuple[Token | None, int]:
+        token = self._tokens.get(key)
+        return token, token.version if token is not None else self._versions.get(key, 0)
+
     def save(self, key: str, token: Token, *, expected_version: int | None = None) -> bool:
         with self._guard:
-            if expected_version is not None and (
-                stored_version(self._tokens.get(key)) != expected_version
-            ):
+            current = self._state(key)[1]
+            if expected_version is None:
+                version = max(token.version, current)  # never backwards
+            elif current != expected_version:
                 return False
-            self._tokens[key] = token
+            else:
+                version = max(token.version, expected_version + 1)  # a fenced write bumps
+            self._put(key, token, version)
             return True
 
     def delete(self, key: str) -> None:
         with self._guard:
+            token, current = self._state(key)
+            if token is not None:  # no token: nothing changes (deleting is idempotent)
+                self._put(key, None, current + 1)
+
+    def _put(self, key: str, token: Token | None, version: int) -> None:
+        """Set the key's state: ``token`` (its version set to ``version``), or no token
+        and a tombstone of ``version``. The caller holds the guard."""
+        if token is None:
             self._tokens.pop(key, None)
+            if version:
+                self._versions[key] = version
+            else:
+                self._versions.pop(key, None)
+            return
+        if token.version != version:
+            token = dataclasses.replace(token, version=version)
+        self._tokens[key] = token
+        self._versions.pop(key, None)
+
+    def _mirror(self, key: str, token: Token | None, version: int) -> None:
+        """Take the state another store reported for ``key`` (the fall-back copy a
+        :class:`~surefoot.stores._failover.FailoverTokenStore` keeps)."""
+        with self._guard:
+            self._put(key, token, version)
 
     def try_lease(self, key: str, owner: str, ttl: float) -> bool:
         now = time.monotonic()

@@ -13,20 +13,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from surefoot.errors import StoreError
 from surefoot.oauth._token import Token
 
 if TYPE_CHECKING:
     from surefoot.pacing._config import PacingPolicy
     from surefoot.pacing._state import PacerState
 
-__all__ = ["NonceCache", "Store", "TokenStore", "stored_version"]
+__all__ = [
+    "NonceCache",
+    "Store",
+    "TokenStore",
+    "VersionedTokenStore",
+    "load_versioned",
+    "stored_version",
+]
 
 
 @runtime_checkable
 class TokenStore(Protocol):
     """Keeps tokens by key, fenced by version, and hands out refresh leases.
 
-    See the module documentation for the semantics. Stores backed by a shared service
+    See :mod:`surefoot.stores._file` for the semantics. A key's version never goes
+    backwards: a store that keeps it while the key holds no token (deleted, expired or
+    corrupt) tells it through ``load_versioned`` (:class:`VersionedTokenStore`), so the
+    next fenced save expects the right one. Every store of surefoot does; a store of
+    your own without it still works (the version is read off the token, 0 when there is
+    none). Stores backed by a shared service
     raise :class:`~surefoot.StoreUnavailable` when it is down and set to fail closed
     (fail open: they fall back to local state); nothing else but
     :class:`~surefoot.StoreError` comes out of them.
@@ -54,8 +67,43 @@ class TokenStore(Protocol):
         ...
 
 
+@runtime_checkable
+class VersionedTokenStore(TokenStore, Protocol):
+    """A :class:`TokenStore` that keeps each key's version when it holds no token."""
+
+    def load_versioned(self, key: str) -> tuple[Token | None, int]:
+        """The token (``None``: none, or a corrupt one) and the key's version: what a
+        fenced ``save`` must expect. A token's ``version`` is that version; with no token
+        it is the version of the key's tombstone (the deleted, expired or corrupt token
+        left it behind, one past a deleted one), 0 for a key never written."""
+        ...
+
+
 def stored_version(token: Token | None) -> int:
     return token.version if token is not None else 0
+
+
+def load_versioned(store: TokenStore, key: str) -> tuple[Token | None, int]:
+    """``store.load_versioned(key)`` if the store has it; otherwise (a store written
+    before it existed) the token and its version, 0 when there is none."""
+    method = getattr(store, "load_versioned", None)
+    if method is None:
+        token = store.load(key)
+        return token, stored_version(token)
+    result = method(key)
+    if (
+        isinstance(result, tuple)
+        and len(result) == 2
+        and (result[0] is None or isinstance(result[0], Token))
+        and isinstance(result[1], int)
+        and not isinstance(result[1], bool)
+        and result[1] >= 0
+    ):
+        return result[0], result[1]
+    raise StoreError(
+        f"{type(store).__name__}.load_versioned returned {type(result).__name__}, "
+        "expected (Token | None, int >= 0)"
+    )
 
 
 @runtime_checkable

@@ -6,13 +6,24 @@ time: every process is on the same host, so on the same clock). Every change is 
 ``BEGIN IMMEDIATE`` transaction, so reading the version (or the lease) and writing are
 one step; reads need no transaction (WAL).
 
+The ``version`` column is the key's version (the fence); a token's ``version`` is read
+from it. A deleted token leaves its row behind as a tombstone: ``json`` empty, the
+version one past the deleted token's, so versions never go backwards (an older surefoot
+reads the empty ``json`` as no token, and fences on the same column). A row whose
+``json`` holds no token (not JSON, not a token) is logged once and is no token; its
+version still counts. The schema is unchanged: databases of older versions are read
+as they are.
+
 See :mod:`surefoot.stores._file` for the protocol, and :class:`FailoverTokenStore` for what
 happens when the database cannot be used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
+import sqlite3
 import time
 
 from surefoot.oauth._token import Token
@@ -28,6 +39,10 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS surefoot_token_leases ("
     " key TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at REAL NOT NULL)",
 )
+#: The ``json`` of a tombstone: the row of a deleted token, kept for its version.
+_TOMBSTONE = ""
+#: The largest version taken as one (an integer a float holds exactly).
+_MAX_VERSION = 2**53
 
 
 class SQLiteTokenStore(FailoverTokenStore):
@@ -41,35 +56,43 @@ class SQLiteTokenStore(FailoverTokenStore):
     def __repr__(self) -> str:
         return f"SQLiteTokenStore({self.conn!r}, on_failure={self.failure.mode!r})"
 
-    def _b_load(self, key: str) -> Token | None:
-        rows = self.conn.read("SELECT json FROM surefoot_tokens WHERE key = ?", (key,))
-        if not rows or not isinstance(rows[0][0], str):
-            return None
-        try:
-            data = json.loads(rows[0][0])
-        except (ValueError, TypeError, RecursionError):  # garbage: no token
-            return None
-        return Token.from_json(data)
+    def _b_load(self, key: str) -> tuple[Token | None, int]:
+        rows = self.conn.read("SELECT json, version FROM surefoot_tokens WHERE key = ?", (key,))
+        if not rows:
+            return None, 0
+        token, version, flaw = _read_row(rows[0])
+        if flaw is not None:
+            self._corrupt(key, rows[0], flaw)
+        return token, version
 
-    def _b_save(self, key: str, token: Token, expected_version: int | None) -> bool:
-        document = json.dumps(token.to_json(), separators=(",", ":"))
+    def _b_save(self, key: str, token: Token, expected_version: int | None) -> int | None:
         with self.conn.transaction() as db:
-            if expected_version is not None:
-                row = db.execute(
-                    "SELECT version FROM surefoot_tokens WHERE key = ?", (key,)
-                ).fetchone()
-                stored = int(row[0]) if row is not None else 0
-                if stored != expected_version:
-                    return False
+            current = _stored_version(db, key)
+            if expected_version is None:
+                version = max(token.version, current)  # never backwards
+            elif current != expected_version:
+                return None
+            else:
+                version = max(token.version, expected_version + 1)  # a fenced write bumps
+            stored = token if token.version == version else _with_version(token, version)
             db.execute(
                 "INSERT OR REPLACE INTO surefoot_tokens (key, json, version) VALUES (?, ?, ?)",
-                (key, document, token.version),
+                (key, json.dumps(stored.to_json(), separators=(",", ":")), version),
             )
-        return True
+        return version
 
     def _b_delete(self, key: str) -> None:
         with self.conn.transaction() as db:
-            db.execute("DELETE FROM surefoot_tokens WHERE key = ?", (key,))
+            row = db.execute(
+                "SELECT json, version FROM surefoot_tokens WHERE key = ?", (key,)
+            ).fetchone()
+            if row is None or row[0] == _TOMBSTONE:
+                return  # no token (never written, or deleted): nothing changes
+            _, version, _ = _read_row(row)
+            db.execute(
+                "UPDATE surefoot_tokens SET json = ?, version = ? WHERE key = ?",
+                (_TOMBSTONE, version + 1, key),
+            )
 
     def _b_try_lease(self, key: str, owner: str, ttl: float) -> bool:
         # A read first (no write lock): waiters polling a held lease cost no transaction.
@@ -107,6 +130,55 @@ class SQLiteTokenStore(FailoverTokenStore):
             db.execute(
                 "DELETE FROM surefoot_token_leases WHERE key = ? AND owner = ?", (key, owner)
             )
+
+
+def _stored_version(db: sqlite3.Connection, key: str) -> int:
+    row = db.execute("SELECT json, version FROM surefoot_tokens WHERE key = ?", (key,)).fetchone()
+    return 0 if row is None else _read_row(row)[1]
+
+
+def _read_row(row: tuple[object, ...]) -> tuple[Token | None, int, str | None]:
+    """A row's token (``None``: a tombstone or corrupt), its version, and what is wrong
+    with it (``None``: nothing; never the value). The version is the ``version``
+    column; if that is not a non-negative integer, the one in ``json``, else 0."""
+    document, column = row[0], row[1]
+    token: Token | None = None
+    flaw: str | None = None
+    if document == _TOMBSTONE:
+        pass
+    elif not isinstance(document, str):
+        flaw = f"json is {type(document).__name__}, not text"
+    else:
+        try:
+            data = json.loads(document)
+        except (ValueError, RecursionError):  # not JSON, nested too deeply ...
+            flaw = "json is not JSON"
+        else:
+            token = Token.from_json(data)
+            if token is None:
+                flaw = "json is not a token"
+    version = _as_version(column)
+    if version is None:
+        flaw = flaw or f"version is {type(column).__name__}, not a non-negative integer"
+        version = token.version if token is not None else 0
+    elif token is not None and token.version != version:
+        token = _with_version(token, version)
+    return token, version, flaw
+
+
+def _as_version(value: object) -> int | None:
+    """``value`` as a version: a non-negative integer (an integral float too)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= _MAX_VERSION else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return _as_version(int(value))
+    return None
+
+
+def _with_version(token: Token, version: int) -> Token:
+    return dataclasses.replace(token, version=version)
 
 
 def _as_float(value: object) -> float:
