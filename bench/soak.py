@@ -27,8 +27,17 @@ POST) 100 % successful; 0 orders created twice for one logical request (the sand
 orders, by the logical request's id); every failure a surefoot error (anything else, and
 a "success" with a wrong body, counts against it); no wait above ``retry_after_cap``; the
 deadline overrun p100 <= 50 ms; no unkeyed POST retried after it reached the server; every
-probe failing the way it should. The control for the overrun is printed beside it: how
-late a plain sleeping thread, and a task on the async stack's loop, wake up meanwhile.
+probe failing the way it should. The controls for the overrun are printed beside it: how
+late a plain sleeping thread, and a task on the async stack's loop, wake up meanwhile, and
+the garbage collector's pauses; each of the latest calls at their deadline is shown with
+the worst of these around its deadline.
+
+Topology: by default the three stacks run in this one process (64 threads and one event
+loop sharing its GIL: a stress the async stack, whose loop must win the GIL for every
+socket operation of its 32 tasks, feels most). ``--processes`` runs each stack in its own
+process, as separate services would; the overrun is measured the same way, each stack's
+controls are its own process's (each process warms up with a few uncounted requests
+before it starts: three interpreters start cold at the same moment).
 
 The store-fault phase (``--store-faults``; ``--quick`` runs it briefly after the soak): the
 three stacks at once, each with its own store object (as three processes would have) on
@@ -48,11 +57,12 @@ valid token (the sandbox accepts it), and the token requests during the outage s
 within one per store object per token lifetime (not one per request).
 
     .venv/bin/python bench/soak.py [--quick] [--requests N] [--workers W] [--seed S]
-                                   [--stacks a,b] [--output PATH]
+                                   [--stacks a,b] [--processes] [--output PATH]
     .venv/bin/python bench/soak.py --store-faults [--quick] [--stores redis,sqlite]
                                    [--modes open,closed] [--store-workers W]
 
-Writes ``bench/results/soak.json`` (``--quick``: ``soak_quick.json``, with the brief
+Writes ``bench/results/soak.json`` (``--processes``: ``soak_processes.json``; ``--quick``:
+``soak_quick.json`` / ``soak_processes_quick.json``, with the brief
 store-fault phase under ``store_faults``; ``--store-faults``: the phase alone,
 ``soak_store_faults.json``, ``--quick``: ``soak_store_faults_quick.json``).
 """
@@ -61,11 +71,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import datetime as dt
+import gc
 import itertools
 import json
 import logging
 import math
+import multiprocessing
 import os
 import random
 import sqlite3
@@ -244,6 +257,7 @@ class Record:
     replayed: bool = False
     detail: str = ""
     trail: tuple[str, ...] = ()  # each attempt's status or failure kind
+    ended: float = 0.0  # time.monotonic() when the call returned or raised
 
 
 def _trail(history: tuple[Any, ...]) -> tuple[str, ...]:
@@ -363,10 +377,14 @@ def call_sync(client: Any, job: Job) -> Record:
     try:
         response = client.request(method, path, **kwargs)
     except Exception as exc:  # a failed logical request is a data point
-        return judge_error(job, exc, t0, time.monotonic() - t0)
-    wall = time.monotonic() - t0
-    return judge_response(job, response.status_code, response.headers, response.content,
-                          surefoot.history_of(response), wall)
+        ended = time.monotonic()
+        record = judge_error(job, exc, t0, ended - t0)
+    else:
+        ended = time.monotonic()
+        record = judge_response(job, response.status_code, response.headers,
+                                response.content, surefoot.history_of(response), ended - t0)
+    record.ended = ended
+    return record
 
 
 async def call_async(client: Any, job: Job) -> Record:
@@ -375,10 +393,14 @@ async def call_async(client: Any, job: Job) -> Record:
     try:
         response = await client.request(method, path, **kwargs)
     except Exception as exc:
-        return judge_error(job, exc, t0, time.monotonic() - t0)
-    wall = time.monotonic() - t0
-    return judge_response(job, response.status_code, response.headers, response.content,
-                          surefoot.history_of(response), wall)
+        ended = time.monotonic()
+        record = judge_error(job, exc, t0, ended - t0)
+    else:
+        ended = time.monotonic()
+        record = judge_response(job, response.status_code, response.headers,
+                                response.content, surefoot.history_of(response), ended - t0)
+    record.ended = ended
+    return record
 
 
 CANARY_SLEEP = 0.01
@@ -388,28 +410,85 @@ class Canary:
     """How late a sleeper wakes up in this process while the stacks run: a thread that
     ``time.sleep``s, or a task that ``asyncio.sleep``s on the async stack's loop, 10 ms
     at a time. The control for the deadline overrun: a call that failed at its deadline
-    also needs its thread (or its loop) to be scheduled again to end."""
+    also needs its thread (or its loop) to be scheduled again to end. Each lag is kept
+    with the instant it was measured (``time.monotonic()``, the same in every process),
+    so that a late call can be set beside the lag around its deadline."""
 
     def __init__(self) -> None:
         self.lags: list[float] = []
+        self.times: list[float] = []
         self.stop = threading.Event()
+
+    def _sample(self, t0: float) -> None:
+        now = time.monotonic()
+        self.times.append(now)
+        self.lags.append(now - t0 - CANARY_SLEEP)
 
     def run_thread(self) -> None:
         while not self.stop.is_set():
             t0 = time.monotonic()
             time.sleep(CANARY_SLEEP)
-            self.lags.append(time.monotonic() - t0 - CANARY_SLEEP)
+            self._sample(t0)
 
     async def run_task(self) -> None:
         while not self.stop.is_set():
             t0 = time.monotonic()
             await asyncio.sleep(CANARY_SLEEP)
-            self.lags.append(time.monotonic() - t0 - CANARY_SLEEP)
+            self._sample(t0)
 
     def figures(self) -> dict[str, float | None]:
         return {"p50_ms": _ms(nearest_rank(self.lags, 0.50)),
                 "p99_ms": _ms(nearest_rank(self.lags, 0.99)),
                 "max_ms": _ms(max(self.lags, default=None))}
+
+    def worst_between(self, start: float, end: float) -> float | None:
+        """The largest lag measured between ``start`` and ``end`` (a sleep that ended in
+        that window), seconds."""
+        lo = bisect.bisect_left(self.times, start)
+        hi = bisect.bisect_right(self.times, end)
+        return max(self.lags[lo:hi], default=None)
+
+    def state(self) -> dict[str, list[float]]:
+        return {"lags": self.lags, "times": self.times}
+
+    @classmethod
+    def from_state(cls, state: dict[str, list[float]]) -> Canary:
+        canary = cls()
+        canary.lags, canary.times = state["lags"], state["times"]
+        return canary
+
+
+class GcPauses:
+    """The garbage collector's pauses in this process (every thread and the event loop
+    stop meanwhile): another control for the overrun."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[float, float, int]] = []  # (start, seconds, generation)
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.monotonic()
+        else:
+            self.pauses.append((self._start, time.monotonic() - self._start,
+                                int(info["generation"])))
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+    def figures(self) -> dict[str, Any]:
+        return {"collections": len(self.pauses),
+                "full_collections": sum(g == 2 for _, _, g in self.pauses),
+                "max_ms": _ms(max((d for _, d, _ in self.pauses), default=None)),
+                "total_ms": _ms(sum(d for _, d, _ in self.pauses))}
+
+    def worst_between(self, start: float, end: float) -> float | None:
+        return max((d for t, d, _ in self.pauses if t + d >= start and t <= end),
+                   default=None)
 
 
 @dataclass
@@ -421,6 +500,11 @@ class StackRun:
     seconds: float = 0.0
     crash: str = ""
     loop_canary: Canary = field(default_factory=Canary)  # httpx_async only
+    #: --processes: the stack's own process (its thread canary, its collector's pauses,
+    #: its CPU time); in one process these are the process's, shared by the stacks
+    thread_canary: Canary | None = None
+    gc: GcPauses | None = None
+    cpu_s: float = 0.0
 
 
 def run_sync_stack(run: StackRun, base_url: str, workers: int) -> None:
@@ -515,6 +599,99 @@ def run_all(jobs: dict[str, list[Job]], base_url: str, workers: int,
     return runs
 
 
+def _stack_process(name: str, jobs: list[Job], base_url: str, workers: int,
+                   origin: float) -> dict[str, Any]:
+    """``--processes``: one stack in this (child) process, with its own thread canary
+    and collector's pauses; what the parent needs back, picklable."""
+    for key in [k for k in os.environ if k.lower() in ("http_proxy", "https_proxy",
+                                                        "all_proxy")]:
+        del os.environ[key]
+    _warm_up(name, base_url)
+    run = StackRun(name, jobs)
+    canary = Canary()
+    thread = threading.Thread(target=canary.run_thread, name="canary", daemon=True)
+    before = os.times()
+    with GcPauses() as pauses:
+        thread.start()
+        stop_report = threading.Event()
+
+        def report() -> None:
+            while not stop_report.wait(10.0):
+                print(f"  [{name}] {len(run.records)}/{len(jobs)} done after "
+                      f"{time.monotonic() - origin:.0f} s", flush=True)
+
+        reporter = threading.Thread(target=report, daemon=True)
+        reporter.start()
+        try:
+            (run_async_stack if name == "httpx_async" else run_sync_stack)(
+                run, base_url, workers)
+        except BaseException:
+            run.crash = traceback.format_exc()
+        finally:
+            stop_report.set()
+            canary.stop.set()
+            thread.join()
+    return {
+        "records": run.records, "seconds": run.seconds, "crash": run.crash,
+        "waits": run.hook.waits, "gave_up": run.hook.gave_up,
+        "loop_canary": run.loop_canary.state(), "thread_canary": canary.state(),
+        "gc": pauses.pauses, "cpu_s": _cpu(os.times(), before),
+    }
+
+
+def _warm_up(name: str, base_url: str) -> None:
+    """A fresh interpreter's first requests import and set up what the stack needs (on
+    the async stack: on its loop). The three processes start cold at the same moment, on
+    the sandbox's cores: a throwaway client of the stack's kind sends a few requests
+    first, uncounted. (In one process the stacks share the modules the parent imported.)"""
+    policy = surefoot.RetryPolicy(max_attempts=3, deadline=10.0, on_exhausted="raise")
+    if name == "httpx_async":
+        async def warm() -> None:
+            async with surefoot.httpx.AsyncClient(base_url, retry=policy, pacing=None,
+                                                  hook=WaitRecorder()) as client:
+                for _ in range(3):
+                    await client.get("/get")
+        asyncio.run(warm())
+        return
+    client: Any = (surefoot.Client(base_url, retry=policy, pacing=None, hook=WaitRecorder())
+                   if name == "requests" else
+                   surefoot.httpx.Client(base_url, retry=policy, pacing=None,
+                                         hook=WaitRecorder()))
+    if name == "requests":
+        client.session.trust_env = False
+    try:
+        for _ in range(3):
+            client.get("/get")
+    finally:
+        client.close()
+
+
+def run_all_processes(jobs: dict[str, list[Job]], base_url: str,
+                      workers: int) -> dict[str, StackRun]:
+    """``--processes``: every stack at once, each in its own process (as three services
+    would run them: the async stack's loop does not share a GIL with 64 threads)."""
+    names = [name for name in STACKS if jobs[name]]
+    context = multiprocessing.get_context("spawn")
+    origin = time.monotonic()
+    with context.Pool(len(names)) as pool:
+        pending = {name: pool.apply_async(_stack_process,
+                                          (name, jobs[name], base_url, workers, origin))
+                   for name in names}
+        results = {name: result.get() for name, result in pending.items()}
+    runs = {name: StackRun(name, jobs[name]) for name in STACKS}
+    for name, got in results.items():
+        if got["crash"]:
+            raise RuntimeError(f"the {name} stack crashed:\n{got['crash']}")
+        run = runs[name]
+        run.records, run.seconds, run.cpu_s = got["records"], got["seconds"], got["cpu_s"]
+        run.hook.waits, run.hook.gave_up = got["waits"], got["gave_up"]
+        run.loop_canary = Canary.from_state(got["loop_canary"])
+        run.thread_canary = Canary.from_state(got["thread_canary"])
+        run.gc = GcPauses()
+        run.gc.pauses = got["gc"]
+    return runs
+
+
 # -- the server's side -------------------------------------------------------------------
 
 
@@ -535,7 +712,10 @@ def _ms(value: float | None) -> float | None:
 
 
 def figures(records: list[Record], hooks: Iterable[WaitRecorder],
-            orders: Counter[str]) -> dict[str, Any]:
+            orders: Counter[str],
+            context: Callable[[Record], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The figures of ``records``; ``context``: what to add to each of the latest calls
+    at their deadline (the scheduling lag and collector's pauses around it)."""
     idem = [r for r in records if r.job.kind in IDEMPOTENT]
     plain = [r for r in records if r.job.kind == "post_plain"]
     probes = [r for r in records if r.job.kind in PROBES]
@@ -592,7 +772,8 @@ def figures(records: list[Record], hooks: Iterable[WaitRecorder],
         "attempt_outcomes": dict(Counter(t for r in records for t in r.trail).most_common()),
         "latest_at_deadline": [
             {"stack": r.job.stack, "kind": r.job.kind, "overrun_ms": _ms(r.wall - r.job.deadline),
-             "outcome": r.outcome, "attempts": list(r.trail)}
+             "outcome": r.outcome, "attempts": list(r.trail),
+             **(context(r) if context is not None else {})}
             for r in sorted((r for r in records if r.at_deadline),
                             key=lambda r: r.job.deadline - r.wall)[:10]
         ],
@@ -700,6 +881,32 @@ def print_targets(rows: dict[str, dict[str, Any]], checks: dict[str, dict[str, A
             for name, f in rows.items():
                 if name != "overall" and checks[name][target] is False:
                     print(f"      {name}: {figures_of[target](f)}")
+
+
+def print_controls(rows: dict[str, dict[str, Any]], lag: dict[str, Any],
+                   gc_figures: dict[str, Any], processes: bool) -> None:
+    """The deadline overrun of each stack beside its controls: how late a plain sleeping
+    thread (and a task on the async stack's loop) woke up meanwhile, and the garbage
+    collector's pauses (everything stops) in the same process."""
+    def fmt(f: dict[str, Any] | None) -> str:
+        return "-" if not f else f"{f['p50_ms']}/{f['p99_ms']}/{f['max_ms']}"
+
+    def gc_fmt(g: dict[str, Any] | None) -> str:
+        return "-" if not g else (f"max {g['max_ms']} ms, {g['full_collections']} full of "
+                                  f"{g['collections']}, {g['total_ms']} ms in all")
+
+    print("deadline overrun beside its controls (p50/p99/max ms; a 10 ms sleep woke up late "
+          "by):")
+    for name, f in rows.items():
+        if name == "overall":
+            continue
+        mine = lag[name] if processes else lag
+        loop = fmt(mine.get("event_loop")) if name == "httpx_async" else "-"
+        gc_of = gc_figures.get(name) if processes else gc_figures
+        print(f"  {name:12s} overrun {_overrun(f):>22s}   thread lag {fmt(mine['thread']):>16s}"
+              f"   loop lag {loop:>16s}   gc {gc_fmt(gc_of)}")
+    if not processes:
+        print("  (one process: the stacks share these controls)")
 
 
 def print_breakdown(table: dict[str, Any]) -> None:
@@ -1550,6 +1757,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--stacks", default=",".join(STACKS),
                         help="comma-separated stacks to run; each runs its share of the same "
                         "plan as in a run of all three (default: all)")
+    parser.add_argument("--processes", action="store_true",
+                        help="run each stack in its own process (as separate services "
+                        "would), instead of all three in this one (64 threads and an event "
+                        "loop sharing one GIL)")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON path (bench/results/soak.json; --quick soak_quick.json; "
                         "--store-faults soak_store_faults.json, with --quick "
@@ -1575,6 +1786,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             name = "soak_store_faults_quick.json" if args.quick else "soak_store_faults.json"
         else:
             name = "soak_quick.json" if args.quick else "soak.json"
+            if args.processes:
+                name = name.replace("soak", "soak_processes", 1)
         args.output = RESULTS / name
     #: the soak itself (not with --store-faults); the store-fault phase (--store-faults,
     #: and briefly after a --quick soak)
@@ -1648,13 +1861,22 @@ def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any]
           f"(probes {PROBE_POLICY.deadline:g} s), attempt_timeout {POLICY.attempt_timeout:g} s,"
           f" backoff {POLICY.backoff_initial:g}..{POLICY.backoff_max:g} s, retry_after_cap "
           f"{POLICY.retry_after_cap:g} s; pacing off\n")
+    print("topology: " + ("each stack in its own process (--processes)" if args.processes
+                          else "every stack in this one process (64 threads and one event "
+                               "loop sharing its GIL)"))
     started = time.monotonic()
     before = os.times()
+    canary = Canary()
     with SandboxProcess(["--seed", str(args.seed)]) as sandbox:
-        canary = Canary()
-        runs = run_all(jobs, sandbox.url, args.workers, print, canary)
+        if args.processes:
+            runs = run_all_processes(jobs, sandbox.url, args.workers)
+            pauses = None
+        else:
+            with GcPauses() as pauses:
+                runs = run_all(jobs, sandbox.url, args.workers, print, canary)
         ran = time.monotonic() - started
-        client_cpu = _cpu(os.times(), before)
+        client_cpu = (sum(run.cpu_s for run in runs.values()) if args.processes
+                      else _cpu(os.times(), before))
         # the server answers a hung attempt (and counts it) only when its hang is over
         time.sleep(PROBE_HANG + 0.5)
         stats, orders = server_counts(sandbox.url)
@@ -1662,11 +1884,32 @@ def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any]
     after = os.times()  # the sandbox has exited: its CPU time is its parent's children's
     sandbox_cpu = (after.children_user + after.children_system
                    - before.children_user - before.children_system)
+    if args.processes:  # the stacks' processes were children too
+        sandbox_cpu -= client_cpu
+
+    def controls(run: StackRun) -> tuple[Canary, GcPauses | None]:
+        """The thread canary and the collector of the process ``run`` ran in."""
+        if run.thread_canary is not None:
+            return run.thread_canary, run.gc
+        return canary, pauses
+
+    def context(record: Record) -> dict[str, Any]:
+        """The worst lag around a late call: from 100 ms before its deadline to its end."""
+        run = runs[record.job.stack]
+        thread_canary, gc_pauses = controls(run)
+        start = record.ended - record.wall + record.job.deadline - 0.1
+        window = (start, record.ended + CANARY_SLEEP)
+        found = {"thread_lag_ms": _ms(thread_canary.worst_between(*window)),
+                 "gc_pause_ms": _ms(gc_pauses.worst_between(*window)) if gc_pauses else None}
+        if record.job.stack == "httpx_async":
+            found["loop_lag_ms"] = _ms(run.loop_canary.worst_between(*window))
+        return found
 
     records = [r for run in runs.values() for r in run.records]
     runs = {name: run for name, run in runs.items() if name in args.stack_list}
-    rows = {name: figures(run.records, [run.hook], orders) for name, run in runs.items()}
-    rows["overall"] = figures(records, [run.hook for run in runs.values()], orders)
+    rows = {name: figures(run.records, [run.hook], orders, context)
+            for name, run in runs.items()}
+    rows["overall"] = figures(records, [run.hook for run in runs.values()], orders, context)
     checks = {name: check(f) for name, f in rows.items()}
     table = by_kind_and_fault(records, orders)
     endpoints = stats.get("endpoints", {})
@@ -1679,22 +1922,41 @@ def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any]
           f"attempts: {rows['overall']['attempts']} in the clients' histories, "
           f"{server_attempts} seen by the sandbox, {sum(faults.values())} faulted "
           f"({sum(faults.values()) / max(server_attempts, 1):.1%})")
-    print(f"CPU time: client process {client_cpu:.1f} s over the {ran:.1f} s of the run, "
-          f"sandbox {sandbox_cpu:.1f} s in all ({info['cpu_count']} CPUs)")
-    lag = {"thread": canary.figures()}
-    if "httpx_async" in runs:
-        lag["event_loop"] = runs["httpx_async"].loop_canary.figures()
-    print("scheduling lag (a 10 ms sleep woke up late by, p50/p99/max ms): "
-          + ", ".join(f"{k} {v['p50_ms']}/{v['p99_ms']}/{v['max_ms']}" for k, v in lag.items()))
+    if args.processes:
+        print(f"CPU time: client processes {client_cpu:.1f} s ("
+              + ", ".join(f"{n} {r.cpu_s:.1f}" for n, r in runs.items())
+              + f") over the {ran:.1f} s of the run, sandbox {sandbox_cpu:.1f} s in all "
+              f"({info['cpu_count']} CPUs)")
+    else:
+        print(f"CPU time: client process {client_cpu:.1f} s over the {ran:.1f} s of the run, "
+              f"sandbox {sandbox_cpu:.1f} s in all ({info['cpu_count']} CPUs)")
+    lag: dict[str, Any]
+    gc_figures: dict[str, Any]
+    if args.processes:
+        lag, gc_figures = {}, {}
+        for name, run in runs.items():
+            thread_canary, gc_pauses = controls(run)
+            lag[name] = {"thread": thread_canary.figures()}
+            if name == "httpx_async":
+                lag[name]["event_loop"] = run.loop_canary.figures()
+            gc_figures[name] = gc_pauses.figures() if gc_pauses else None
+    else:
+        lag = {"thread": canary.figures()}
+        if "httpx_async" in runs:
+            lag["event_loop"] = runs["httpx_async"].loop_canary.figures()
+        gc_figures = pauses.figures() if pauses else {}
+    print_controls(rows, lag, gc_figures, args.processes)
     print(f"faults injected: {dict(sorted(faults.items()))}")
     print(f"attempts by outcome (clients' histories): {rows['overall']['attempt_outcomes']}")
     print_breakdown(table)
     print_targets(rows, checks)
-    if checks["overall"]["deadline_overrun_p100_ms"] is False:
-        print("\nlatest calls at the deadline (overrun ms, stack, kind, attempts):")
-        for late in rows["overall"]["latest_at_deadline"][:5]:
-            print(f"  {late['overrun_ms']:7.1f}  {late['stack']:12s} {late['kind']:14s} "
-                  f"{' '.join(late['attempts'])}")
+    print("\nlatest calls at the deadline (overrun ms, stack, kind, attempts; the worst "
+          "thread / loop lag and collector's pause from 100 ms before the deadline to the "
+          "end, ms):")
+    for late in rows["overall"]["latest_at_deadline"][:5]:
+        print(f"  {late['overrun_ms']:7.1f}  {late['stack']:12s} {late['kind']:14s} "
+              f"{' '.join(late['attempts'])}  (thread {late['thread_lag_ms']}, loop "
+              f"{late.get('loop_lag_ms', '-')}, gc {late['gc_pause_ms']})")
     samples = print_samples(records)
 
     result = {
@@ -1713,6 +1975,7 @@ def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any]
             "client_cpu_s": round(client_cpu, 1),
             "sandbox_cpu_s": round(sandbox_cpu, 1),
             "stack_seconds": {n: round(r.seconds, 1) for n, r in runs.items()},
+            "processes": args.processes,
         },
         "machine": info,
         "targets": TARGETS,
@@ -1723,6 +1986,7 @@ def soak(args: argparse.Namespace, info: dict[str, Any]) -> tuple[dict[str, Any]
                    "orders_created": stats.get("orders_created"), "resets": stats.get("resets"),
                    "endpoints": {e: endpoints.get(e) for e in ("/flaky", "/orders")}},
         "scheduling_lag": lag,
+        "gc_pauses": gc_figures,
         "gave_up_reasons": dict(sum((run.hook.gave_up for run in runs.values()),
                                     Counter()).most_common(20)),
         "untyped_samples": samples,

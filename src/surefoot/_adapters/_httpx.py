@@ -8,8 +8,15 @@ deadline, idempotency keys and the 401 refresh-and-replay. Responses stay
 
 Bodies: a response whose ``Content-Length`` is at most ``buffer_limit`` bytes is read
 inside the attempt, so a truncated body is an attempt failure that can be retried; larger
-(or chunked) bodies stream through untouched. Request bodies that cannot be replayed
-(generators) are sent once and never retried after sending.
+(or chunked) bodies stream through untouched.
+
+The whole attempt within its time (connect, headers and a buffered body; see
+:mod:`surefoot._adapters._deadline`): the async transport runs it in one cancel scope;
+the sync transport shrinks every socket operation's timeout to what is left of the
+attempt (the network backend of httpx's own ``HTTPTransport`` is wrapped for that: a
+server trickling its status line and headers cannot hold the attempt past its end).
+Request bodies that cannot be replayed (generators) are sent once and never retried
+after sending.
 
 Redirects: httpx follows them above the transport, building each hop from the original
 request (which never carries surefoot's credentials: every attempt is a copy) and copying
@@ -28,15 +35,36 @@ the flow again with that auth object, so they get the same origin rule.
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import AsyncGenerator, Callable, Generator, Iterable
+import sys
+import time
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterable,
+)
+from contextvars import ContextVar
 from typing import Any, NamedTuple
 
 import anyio
+import httpcore
 import httpx
 
 from surefoot._adapters._auth import AuthBase, standalone_flow
-from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_timeout_setter
+from surefoot._adapters._deadline import (
+    ASYNC_LATENESS,
+    SYNC_LATENESS,
+    AttemptTimedOut,
+    Lateness,
+    Reserve,
+    read_within,
+    reserve,
+    socket_timeout_setter,
+)
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -133,6 +161,10 @@ class _Common:
     def _default_inner() -> Any:
         raise NotImplementedError
 
+    @staticmethod
+    def _adopt(transport: Any) -> None:
+        """Prepare the inner transport (the sync one bounds its socket operations)."""
+
     def __init__(
         self,
         transport: Any = None,
@@ -147,6 +179,7 @@ class _Common:
         pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
         self.transport = transport if transport is not None else self._default_inner()
+        self._adopt(self.transport)
         self.retry = retry or RetryPolicy()
         self.pacer = make_pacer(pacing)
         self.auth = auth
@@ -160,7 +193,7 @@ class _Common:
         )
         self.buffer_limit = buffer_limit
 
-    def _flow(self, request: httpx.Request) -> Flow:
+    def _flow(self, request: httpx.Request, clock: Clock) -> Flow:
         """The pipeline for ``request``: with the transport's auth, or, on a redirect hop of
         a request an auth object signed on its own, with that auth object."""
         auth, started_at, request = self._hop_auth(request)
@@ -177,7 +210,7 @@ class _Common:
         hop = hop_rule(url, started_at=started_at,
                        allowed=None if auth is None else self.credential_origins)
         view = _view(request, hop, url)
-        return request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
+        return request_flow(view, policy=self.retry, auth=auth, clock=clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
 
     def _hop_auth(
@@ -197,10 +230,15 @@ class _Common:
             hop.headers.pop(name, None)
         return marked.auth, marked.origin, hop
 
+    def _reserve(self, lateness: Lateness) -> Reserve | None:
+        """The logical request's :class:`Reserve` (``None``: attempts end on time)."""
+        return reserve(self.clock, lateness, self.retry.deadline)
+
     @staticmethod
-    def _attempt_request(request: httpx.Request, effect: Send) -> httpx.Request:
+    def _attempt_request(
+        request: httpx.Request, effect: Send, cap: float | None
+    ) -> httpx.Request:
         extensions = request.extensions
-        cap = effect.timeout
         if cap is not None:
             cap = max(cap, 0.001)
             timeout = dict(extensions.get("timeout") or {})
@@ -251,13 +289,19 @@ class Transport(_Common, httpx.BaseTransport):
     def __repr__(self) -> str:
         return f"Transport(retry={self.retry!r}, auth={self.auth!r})"
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        inner, clock = self.transport, self.clock
+    @staticmethod
+    def _adopt(transport: Any) -> None:
+        _bound_operations(transport)
 
-        def attempt(effect: Send) -> Outcome:
-            ends = None if effect.timeout is None else clock.monotonic() + effect.timeout
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        inner = self.transport
+        spare = self._reserve(SYNC_LATENESS)
+        clock: Clock = self.clock if spare is None else spare
+
+        def send(effect: Send, cap: float | None) -> Outcome:
+            ends = None if cap is None else clock.monotonic() + cap
             try:
-                response = inner.handle_request(self._attempt_request(request, effect))
+                response = inner.handle_request(self._attempt_request(request, effect, cap))
                 if self._wants_buffer(response):
                     # Read the raw (still encoded) body inside the attempt (and within its
                     # deadline), then hand httpx a response whose stream replays it.
@@ -283,8 +327,22 @@ class Transport(_Common, httpx.BaseTransport):
                 return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
             return _info(response), response
 
+        def attempt(effect: Send) -> Outcome:
+            cap = effect.timeout if spare is None else spare.cap(effect.timeout)
+            if cap is None:
+                return send(effect, None)
+            # every socket operation of the attempt within its time (_BoundedStream)
+            due = time.monotonic() + cap
+            token = _ATTEMPT_ENDS.set(due)
+            try:
+                outcome = send(effect, cap)
+            finally:
+                _ATTEMPT_ENDS.reset(token)
+            _ended(outcome, due, SYNC_LATENESS, spare)
+            return outcome
+
         native, result = drive_sync(
-            self._flow(request), send=attempt, discard=_discard, clock=self.clock
+            self._flow(request, clock), send=attempt, discard=_discard, clock=clock
         )
         return self._finish(native, result.history)
 
@@ -307,9 +365,13 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         inner = self.transport
+        spare = self._reserve(ASYNC_LATENESS)
+        clock: Clock = self.clock if spare is None else spare
+        attempt_timeout = self.retry.attempt_timeout
 
-        async def send(effect: Send) -> httpx.Response:
-            response = await inner.handle_async_request(self._attempt_request(request, effect))
+        async def send(effect: Send, cap: float | None) -> httpx.Response:
+            response = await inner.handle_async_request(
+                self._attempt_request(request, effect, cap))
             if self._wants_buffer(response):
                 stream = response.stream
                 assert isinstance(stream, httpx.AsyncByteStream)
@@ -321,27 +383,224 @@ class AsyncTransport(_Common, httpx.AsyncBaseTransport):
             return response
 
         async def attempt(effect: Send) -> Outcome:
+            cap = effect.timeout if spare is None else spare.cap(effect.timeout)
+            if cap is None:
+                due = None
+                work = send(effect, None)
+            else:
+                # The whole attempt (connect, headers and buffered body) in one scope; the
+                # last one (cut to what is left of the deadline) in a task of its own.
+                due = time.monotonic() + cap
+                last = (spare is not None and spare.cut) or (
+                    attempt_timeout is not None and effect.timeout is not None
+                    and effect.timeout < attempt_timeout)
+                work = (_within_detached if last else _within)(
+                    send(effect, cap), max(cap, 0.001))
             try:
-                if effect.timeout is None:
-                    response = await send(effect)
-                else:
-                    # The whole attempt (headers and buffered body) within the deadline.
-                    with anyio.fail_after(max(effect.timeout, 0.001)):
-                        response = await send(effect)
+                response = await work
             except httpx.TransportError as exc:
-                return Failure(classify_httpx_error(exc), type(exc).__name__), exc
+                outcome: Outcome = Failure(classify_httpx_error(exc), type(exc).__name__), exc
             except TimeoutError:
                 late = httpx.ReadTimeout("the attempt's deadline passed")
-                return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
-            return _info(response), response
+                outcome = Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
+            else:
+                return _info(response), response
+            if due is not None:
+                _ended(outcome, due, ASYNC_LATENESS, spare)
+            return outcome
 
         native, result = await drive_async(
-            self._flow(request), send=attempt, discard=_adiscard, clock=self.clock
+            self._flow(request, clock), send=attempt, discard=_adiscard, clock=clock
         )
         return self._finish(native, result.history)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
+
+
+#: Failures that mean the attempt's time ran out (its lateness is noted).
+_OUT_OF_TIME = frozenset({FailureKind.READ_TIMEOUT, FailureKind.WRITE_TIMEOUT,
+                          FailureKind.CONNECT, FailureKind.POOL_TIMEOUT})
+
+
+# -- the async attempt's scope ------------------------------------------------------------
+
+if sys.version_info >= (3, 11):
+
+    async def _within(work: Awaitable[httpx.Response], seconds: float) -> httpx.Response:
+        """``await work`` within ``seconds``, or ``TimeoutError``: on asyncio,
+        ``asyncio.timeout`` (a third of anyio's cost per attempt, and no cancellation
+        redelivered on every loop iteration while httpcore cleans up); elsewhere (trio),
+        anyio's scope."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # not asyncio: trio
+            return await _within_anyio(work, seconds)
+        async with asyncio.timeout(seconds):
+            return await work
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _within(work: Awaitable[httpx.Response], seconds: float) -> httpx.Response:
+        return await _within_anyio(work, seconds)
+
+
+async def _within_anyio(work: Awaitable[httpx.Response], seconds: float) -> httpx.Response:
+    with anyio.fail_after(seconds):
+        return await work
+
+
+#: The attempts given up at their deadline whose tasks are still cleaning up.
+_CLEANING: set[asyncio.Task[Any]] = set()
+
+
+async def _within_detached(
+    work: Coroutine[Any, Any, httpx.Response], seconds: float
+) -> httpx.Response:
+    """:func:`_within` for an attempt whose end is the request's deadline: on asyncio, the
+    attempt runs in a task of its own, and at its end the call goes on at once (one loop
+    iteration) while that task is cancelled and cleans up behind it (httpcore closes the
+    connection over three or four more iterations: each one long on a busy loop). It
+    costs two iterations more when the attempt ends in time (its task's start and end),
+    so only the last attempt, the one most likely to run out of time, runs this way."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # not asyncio: trio
+        return await _within_anyio(work, seconds)
+    child = loop.create_task(work)
+    waiter = loop.create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    child.add_done_callback(wake)
+    timer = loop.call_later(seconds, wake)
+    try:
+        await waiter
+    except BaseException:  # cancelled from outside: the attempt with it
+        child.cancel()
+        _clean_up(child)
+        raise
+    finally:
+        timer.cancel()
+        child.remove_done_callback(wake)
+    if child.done():
+        return child.result()
+    child.cancel()
+    _clean_up(child)
+    raise TimeoutError
+
+
+def _clean_up(child: asyncio.Task[httpx.Response]) -> None:
+    """Keep ``child`` until it is done; then close a response it got after all."""
+    if child.done():
+        _cleaned(child)
+        return
+    _CLEANING.add(child)
+    child.add_done_callback(_cleaned)
+
+
+def _cleaned(child: asyncio.Task[httpx.Response]) -> None:
+    _CLEANING.discard(child)
+    if child.cancelled() or child.exception() is not None:
+        return
+    response = child.result()  # it ended in time after all, too late to be used
+    closing = child.get_loop().create_task(response.aclose())
+    _CLEANING.add(closing)
+    closing.add_done_callback(_CLEANING.discard)
+
+
+def _ended(outcome: Outcome, due: float, lateness: Lateness, spare: Reserve | None) -> None:
+    """After an attempt that had until ``due`` (``time.monotonic()``): if it ran out of
+    time, note how late it ended, and spend its margin."""
+    info = outcome[0]
+    if isinstance(info, Failure) and info.kind in _OUT_OF_TIME:
+        now = time.monotonic()
+        if now >= due - Lateness.SLACK:
+            lateness.note(now, due)
+            if spare is not None:
+                spare.spend()
+
+
+# -- the sync attempt's socket operations ---------------------------------------------------
+
+#: The end of the sync attempt in progress in this context (``time.monotonic()``).
+_ATTEMPT_ENDS: ContextVar[float | None] = ContextVar("surefoot_attempt_ends", default=None)
+
+
+def _left(timeout: float | None, error: type[Exception]) -> float | None:
+    """A socket operation's timeout, shrunk to what is left of the attempt in progress
+    (``error`` if nothing is)."""
+    ends = _ATTEMPT_ENDS.get()
+    if ends is None:
+        return timeout
+    left = ends - time.monotonic()
+    if left <= 0.0:
+        raise error("the attempt's deadline passed")
+    return left if timeout is None or left < timeout else timeout
+
+
+class _BoundedStream(httpcore.NetworkStream):
+    """httpcore's sync network stream, each operation within the attempt's time."""
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: Any, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._stream.start_tls(
+            ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout)))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _BoundedBackend(httpcore.NetworkBackend):
+    """httpcore's sync network backend, its streams within the attempt's time."""
+
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None,
+                    socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_tcp(
+            host, port, _left(timeout, httpcore.ConnectTimeout), local_address,
+            socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Iterable[Any] | None = None
+                            ) -> httpcore.NetworkStream:
+        return _BoundedStream(self._backend.connect_unix_socket(
+            path, _left(timeout, httpcore.ConnectTimeout), socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_operations(transport: object) -> None:
+    """Wrap the network backend of httpx's own ``HTTPTransport`` (its httpcore pool's):
+    every socket operation made inside a surefoot attempt is then bounded by what is left
+    of it. Any other inner transport is left as it is (each operation bounded by the
+    attempt's timeout, the body by ``read_within``)."""
+    pool = getattr(transport, "_pool", None)
+    backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
+        backend, _BoundedBackend
+    ):
+        pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
 
 
 def _socket_setter(response: httpx.Response) -> Callable[[float], None] | None:

@@ -19,23 +19,41 @@ at, so every hop runs the pipeline again: credentials are attached afresh on the
 origin and withheld from any other, with every credential header the hop carries
 (:func:`~surefoot._core._origin.hop_rule`), whether or not an auth object is set.
 The standalone hook prepares the next hop the same way, on the request requests copies.
+
+The whole attempt within its time (:mod:`surefoot._adapters._deadline`): the socket
+timeouts bound each receive, the body is read by ``read_within``, and the status line and
+headers (read inside ``http.client``, one receive per line) are bounded by the process's
+watchdog: the adapter's connection pools tell the attempt which connection it got, and
+the watchdog shuts that socket down if the attempt runs past its end.
 """
 
 from __future__ import annotations
 
 import io
 import random
+import time
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urljoin
 
 import requests
 import requests.adapters
 import requests.exceptions as rexc
+import urllib3
 import urllib3.exceptions as u3exc
 
 from surefoot._adapters._auth import AuthBase, standalone_flow
-from surefoot._adapters._deadline import AttemptTimedOut, read_within, socket_timeout_setter
+from surefoot._adapters._deadline import (
+    SYNC_LATENESS,
+    AttemptTimedOut,
+    Lateness,
+    Watch,
+    read_within,
+    reserve,
+    socket_timeout_setter,
+    watchdog,
+)
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -162,22 +180,27 @@ def classify_requests_error(exc: BaseException) -> FailureKind:
 Timeout = float | tuple[float, float] | tuple[float, None] | None
 
 
-def _cap_timeout(user: Timeout, cap: float | None) -> Timeout:
+def _cap_timeout(user: Timeout, cap: float | None) -> Timeout | urllib3.Timeout:
+    """The attempt's timeout for requests: the user's, each part capped by ``cap``, with
+    ``cap`` as urllib3's ``total`` (so that the first read of the response, after the
+    connect and the send, times out when the attempt's time is up, not ``cap`` after it
+    starts). A urllib3 ``Timeout`` of the user's is left as it is."""
     if cap is None:
         return user
     cap = max(cap, 0.001)
     if user is None:
-        return (cap, cap)
-    if isinstance(user, tuple):
+        connect: float | None = cap
+        read: float | None = cap
+    elif isinstance(user, tuple):
         connect, read = user
-        return (
-            cap if connect is None else min(connect, cap),
-            cap if read is None else min(read, cap),
-        )
-    try:
-        return min(float(user), cap)
-    except (TypeError, ValueError):  # not a number (a urllib3 Timeout): left as it is
-        return user
+        connect = cap if connect is None else min(connect, cap)
+        read = cap if read is None else min(read, cap)
+    else:
+        try:
+            connect = read = min(float(user), cap)
+        except (TypeError, ValueError):  # not a number (a urllib3 Timeout): left as it is
+            return user
+    return urllib3.Timeout(connect=connect, read=read, total=cap)
 
 
 def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -194,13 +217,28 @@ def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest
     return copy
 
 
-def _read_body(response: requests.Response, ends: float, clock: Clock) -> None:
-    """``response.content``, read by :func:`read_within` (the socket's timeout shrunk to
-    what is left of the deadline before each receive); urllib3's errors become the ones
-    requests raises for a body."""
+def _response_socket(response: requests.Response) -> object:
+    """The socket ``response`` is read from: its connection's, or, once ``http.client``
+    closed the connection (a ``Connection: close`` answer hands its socket over to the
+    response), the one under the response's file."""
     raw = response.raw
-    connection = getattr(raw, "_connection", None)
-    setter = socket_timeout_setter(getattr(connection, "sock", None))
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:
+        reader = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(reader, "raw", None), "_sock", None)
+    return sock
+
+
+def _read_body(response: requests.Response, ends: float, clock: Clock,
+               watch: Watch | None) -> None:
+    """``response.content``, read by :func:`read_within` (the socket's timeout shrunk to
+    what is left of the deadline before each receive, and the socket given to the
+    attempt's ``watch``); urllib3's errors become the ones requests raises for a body."""
+    raw = response.raw
+    sock = _response_socket(response)
+    if watch is not None:  # the body's socket, also once the connection let go of it
+        watch.attach_socket(sock)
+    setter = socket_timeout_setter(sock)
     try:
         body = read_within(
             lambda: raw.read1(_CHUNK, decode_content=True),
@@ -221,6 +259,67 @@ def _read_body(response: requests.Response, ends: float, clock: Clock) -> None:
 
 #: The most one receive of a body reads.
 _CHUNK = 65536
+
+#: Failures that mean the attempt's time ran out (its lateness is noted).
+_OUT_OF_TIME = frozenset({FailureKind.READ_TIMEOUT, FailureKind.WRITE_TIMEOUT,
+                          FailureKind.CONNECT, FailureKind.POOL_TIMEOUT})
+
+
+# -- the watchdog's view of the connection pools --------------------------------------------
+
+#: The attempt in progress in this thread (context), for the adapter's pools.
+_WATCH: ContextVar[Watch | None] = ContextVar("surefoot_attempt_watch", default=None)
+
+
+class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    """A pool that tells the attempt in progress which connection it got, and takes it
+    back from the attempt before the connection can serve another one."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        watch = _WATCH.get()
+        if watch is not None:
+            watch.attach(conn)
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = _WATCH.get()
+        if watch is not None and conn is not None:
+            watch.detach(conn)
+        super()._put_conn(conn)
+
+
+class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    """:class:`_WatchedHTTPConnectionPool` for https."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)
+        watch = _WATCH.get()
+        if watch is not None:
+            watch.attach(conn)
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        watch = _WATCH.get()
+        if watch is not None and conn is not None:
+            watch.detach(conn)
+        super()._put_conn(conn)
+
+
+def _watch_pools(manager: Any) -> None:
+    """Make ``manager`` (urllib3's ``PoolManager``, or a ``ProxyManager``) create watched
+    pools. Another kind of manager (SOCKS) is left alone: its attempts are bounded per
+    socket operation only."""
+    classes = getattr(manager, "pool_classes_by_scheme", None)
+    if classes is not None and classes.get("http") is urllib3.HTTPConnectionPool and (
+        classes.get("https") is urllib3.HTTPSConnectionPool
+    ):
+        manager.pool_classes_by_scheme = {"http": _WatchedHTTPConnectionPool,
+                                          "https": _WatchedHTTPSConnectionPool}
+
+
+def _timed_out(message: str) -> Outcome:
+    return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), rexc.ReadTimeout(message)
 
 
 def _discard(response: requests.Response) -> None:
@@ -279,6 +378,16 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
     def __repr__(self) -> str:
         return f"SurefootAdapter(retry={self.retry!r}, auth={self.auth!r})"
 
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False,
+                         **pool_kwargs: object) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
+        _watch_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: object) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _watch_pools(manager)
+        return manager
+
     def send(
         self,
         request: requests.PreparedRequest,
@@ -294,23 +403,21 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         hop = hop_rule(request.url or "", started_at=_started_at(request),
                        allowed=None if auth is None else self.credential_origins)
         view, position = _view(request, hop)
-        flow = request_flow(view, policy=self.retry, auth=auth, clock=self.clock,
+        spare = reserve(self.clock, SYNC_LATENESS, self.retry.deadline)
+        clock: Clock = self.clock if spare is None else spare
+        flow = request_flow(view, policy=self.retry, auth=auth, clock=clock,
                             hook=self.hook, rng=self.rng, pacer=self.pacer)
         parent_send = super().send
 
-        clock = self.clock
-
-        def attempt(effect: Send) -> Outcome:
-            prepared = _attempt_copy(request) if effect.headers or effect.remove else request
-            _apply(prepared, effect)
-            if position is not None:
-                request.body.seek(position)  # type: ignore[union-attr]
-            ends = None if effect.timeout is None else clock.monotonic() + effect.timeout
+        def send_one(prepared: requests.PreparedRequest, cap: float | None,
+                     watch: Watch | None) -> Outcome:
+            ends = None if cap is None else clock.monotonic() + cap
             try:
                 response = parent_send(
                     prepared,
                     stream=stream,
-                    timeout=_cap_timeout(timeout, effect.timeout),
+                    # (a urllib3 Timeout: requests passes it through as it is)
+                    timeout=_cap_timeout(timeout, cap),  # type: ignore[arg-type]
                     verify=verify,
                     cert=cert,
                     proxies=proxies,
@@ -320,18 +427,52 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
                 elif ends is None:
                     _ = response.content  # read inside the attempt: truncation is retryable
                 else:
-                    _read_body(response, ends, clock)  # ... and within the deadline
+                    _read_body(response, ends, clock, watch)  # ... and within the deadline
             except rexc.RequestException as exc:
                 kind = classify_requests_error(exc)
                 return Failure(kind, type(exc).__name__), exc
             except AttemptTimedOut:
                 response.close()
-                late = rexc.ReadTimeout("the attempt's deadline passed while reading the body")
-                return Failure(FailureKind.READ_TIMEOUT, "ReadTimeout"), late
+                return _timed_out("the attempt's deadline passed while reading the body")
             return _info(response), response
 
+        def attempt(effect: Send) -> Outcome:
+            prepared = _attempt_copy(request) if effect.headers or effect.remove else request
+            _apply(prepared, effect)
+            if position is not None:
+                request.body.seek(position)  # type: ignore[union-attr]
+            # (ended early by the recent lateness when its end is the deadline)
+            cap = effect.timeout if spare is None else spare.cap(effect.timeout)
+            if cap is None:
+                return send_one(prepared, None, None)
+            due = time.monotonic() + cap
+            watch = watchdog().watch(due)
+            token = _WATCH.set(watch)
+            try:
+                outcome = send_one(prepared, cap, watch)
+            except Exception:
+                if not watch.finish():
+                    raise
+                # its socket was shut down under it: whatever the library made of that
+                outcome = _timed_out("the attempt's deadline passed")
+            finally:
+                _WATCH.reset(token)
+            if watch.finish():  # the watchdog cut it: its time was up, whatever it got
+                native = outcome[1]
+                if isinstance(native, requests.Response):
+                    native.close()
+                outcome = _timed_out("the attempt's deadline passed")
+            info = outcome[0]
+            if isinstance(info, Failure) and info.kind in _OUT_OF_TIME:
+                now = time.monotonic()
+                if now >= due - Lateness.SLACK:  # it ran out of time
+                    SYNC_LATENESS.note(now, due)
+                    if spare is not None:
+                        spare.spend()
+            return outcome
+
         response: requests.Response
-        response, result = drive_sync(flow, send=attempt, discard=_discard, clock=self.clock)
+        response, result = drive_sync(flow, send=attempt, discard=_discard, clock=clock)
         response.surefoot_history = result.history  # type: ignore[attr-defined]
         return response
 
