@@ -14,7 +14,12 @@ and three headers; a fresh timestamp and nonce per call where the scheme has the
 * **AWS SigV4**: ``surefoot.signing.SigV4Signer.sign`` against botocore's
   ``SigV4Auth.add_auth`` on an ``AWSRequest`` and ``requests_aws4auth.AWS4Auth`` on a
   prepared ``requests`` request, signing the same headers; ``SigV4Verifier`` (no peer
-  verifies SigV4).
+  verifies SigV4), against surefoot's own SigV4 sign.
+
+Targets (``TARGETS``): issue 6's for signing, issue 14's for verifying — RFC 9421
+HMAC verify in µs (read next to raw HMAC), RFC 9421 Ed25519 verify as a ratio to the raw
+Ed25519 verify, SigV4 verify as a ratio to SigV4 sign, each ratio measured in the same
+round; a summary line after the table shows each verify next to its baseline.
 
 surefoot's signers sign an ``HttpRequest`` (``Signer.sign``) and its verifiers verify a
 ``SignedRequest`` (``Verifier.verify``), built from the received headers with the inputs
@@ -93,13 +98,17 @@ AWS_REGION, AWS_SERVICE = "eu-west-1", "execute-api"
 #: SigV4: every library signs these (botocore signs all headers by default).
 SIGV4_SIGNED = ("host", "content-type", "accept", "x-request-id", "x-amz-date")
 
-#: Targets of issue 6: name -> (limit, kind) where kind is "us" (µs per op) or "ratio"
-#: (to the contender's baseline).
+#: Targets of issues 6 (signing) and 14 (verifying): name -> (limit, kind) where kind is
+#: "us" (µs per op) or "ratio" (to the contender's baseline, measured in the same round:
+#: the raw primitive for RFC 9421 verify, SigV4 sign for SigV4 verify).
 TARGETS: dict[str, tuple[float, str]] = {
     "tutorial.surefoot.sign": (2.0, "ratio"),
     "rfc9421_hmac.surefoot.sign": (25.0, "us"),
     "rfc9421_ed25519.surefoot.sign": (50.0, "us"),
     "sigv4.surefoot.sign": (20.0, "us"),
+    "rfc9421_hmac.surefoot.verify": (20.0, "us"),
+    "rfc9421_ed25519.surefoot.verify": (1.2, "ratio"),
+    "sigv4.surefoot.verify": (2.0, "ratio"),
 }
 
 
@@ -526,7 +535,7 @@ def sigv4_contenders() -> list[Contender]:
             "sigv4",
             "surefoot",
             "verify",
-            baseline="raw.hmac_sha256",
+            baseline="sigv4.surefoot.sign",
             make_input=lambda: received(signed()),
             check=verifier.verify,
             note="SigV4Verifier.verify (no peer verifies SigV4)",
@@ -672,6 +681,21 @@ def print_table(figures: list[Figure]) -> None:
         )
 
 
+def print_verify_summary(figures: list[Figure]) -> None:
+    """The verify figures next to the primitives they are compared with (issue 14)."""
+    by_name = {f.name: f for f in figures}
+
+    def pair(name: str) -> str:
+        f, base = by_name[name], by_name[by_name[name].baseline]
+        return (f"{f.us_per_op:.1f} µs = {f.ratio or 0:.2f}x {base.name} "
+                f"({base.us_per_op:.1f} µs)")
+
+    print("verify, side by side with its baseline (median per-round ratio):")
+    for name in ("rfc9421_hmac.surefoot.verify", "rfc9421_ed25519.surefoot.verify",
+                 "sigv4.surefoot.verify"):
+        print(f"  {name:<32} {pair(name)}")
+
+
 def build_result(
     figures: list[Figure],
     samples: dict[str, list[float]],
@@ -684,6 +708,10 @@ def build_result(
 
     def us(name: str) -> float:
         return round(by_name[name].us_per_op, 2)
+
+    def ratio(name: str) -> float | None:
+        found = by_name[name].ratio
+        return None if found is None else round(found, 3)
 
     return {
         "targets": {
@@ -708,6 +736,16 @@ def build_result(
             "raw_hmac_sha256_us": us("raw.hmac_sha256"),
             "raw_ed25519_sign_us": us("raw.ed25519.sign"),
             "raw_ed25519_verify_us": us("raw.ed25519.verify"),
+            # verifying (issue 14); a ratio is the median per-round ratio to its baseline
+            "rfc9421_hmac_verify_us": us("rfc9421_hmac.surefoot.verify"),
+            "ratio_hmac_verify_vs_raw": ratio("rfc9421_hmac.surefoot.verify"),
+            "rfc9421_ed25519_verify_us": us("rfc9421_ed25519.surefoot.verify"),
+            "ratio_ed25519_verify_vs_raw": ratio("rfc9421_ed25519.surefoot.verify"),
+            "sigv4_verify_us": us("sigv4.surefoot.verify"),
+            "ratio_sigv4_verify_vs_sign": ratio("sigv4.surefoot.verify"),
+            "tutorial_verify_us": us("tutorial.surefoot.verify"),
+            "pyauth_hmac_verify_us": us("rfc9421_hmac.pyauth.verify"),
+            "pyauth_ed25519_verify_us": us("rfc9421_ed25519.pyauth.verify"),
         },
         "contenders": {
             f.name: {
@@ -784,6 +822,7 @@ def main(argv: list[str] | None = None) -> int:
         if f.status:
             shown = f"{f.ratio:.2f}x" if "x" in f.target else f"{f.us_per_op:.1f} µs"
             print(f"target {f.name}: {shown} ({f.target}): {f.status}")
+    print_verify_summary(figures)
     result = build_result(figures, samples, n=args.ops, rounds=args.rounds, info=info)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")

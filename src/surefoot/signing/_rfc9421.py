@@ -67,8 +67,16 @@ reproduces every example in the RFC.
 **Signing** builds the signature base once, serialising the identifiers and the
 ``@signature-params`` by hand (they are precomputed per signer; only ``created``,
 ``expires`` and ``nonce`` change per message). **Verifying** parses the untrusted
-``Signature-Input`` and ``Signature`` fields with ``http_sfv`` and rebuilds the
-``@signature-params`` line from the parsed value. The verifier's checks, in order:
+``Signature-Input``, ``Signature`` (and ``Content-Digest``) fields exactly as ``http_sfv``
+parses them — by :mod:`surefoot.signing._sfv`, which reads the forms these fields take
+itself, fast, and hands anything else to ``http_sfv`` — and rebuilds the
+``@signature-params`` line from the parsed value. What a verifier makes of a list of
+covered components (each identifier checked, with its resolver; the ``Content-Digest``
+algorithms it protects) is kept per verifier by the list's text (at most 256 lists,
+cleared when full): a signer sends the same list every time, so it is parsed and checked
+once, and only the parameters (``created``, ``nonce`` ...) are read per request. Keys
+are ``cryptography`` objects (and HMAC secrets bytes) loaded once, when the
+:class:`SignatureKey` is built. The verifier's checks, in order:
 
 1. both fields present, parseable, with the chosen label (:class:`MissingHeader`,
    :class:`MalformedSignature`);
@@ -104,13 +112,20 @@ import hmac
 import itertools
 import math
 import secrets
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Container,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from urllib.parse import unquote_to_bytes, urlsplit
 
 from http_sfv.dictionary import Dictionary as _SfDictionary
-from http_sfv.item import InnerList as _SfInnerList
 from http_sfv.item import Item as _SfItem
 from http_sfv.list import List as _SfList
 
@@ -149,6 +164,7 @@ from surefoot.signing._protocols import (
     nonces_block,
     verifier_nonces,
 )
+from surefoot.signing._sfv import SfInnerList, SfItem, SfMember, parse_dictionary
 from surefoot.stores._protocols import NonceCache
 
 if TYPE_CHECKING:
@@ -223,6 +239,9 @@ _PART_OF: Mapping[str, tuple[str, ...]] = {
 _MAX_SF_LENGTH = 16384  # Signature-Input/Signature/sf fields; http_sfv is quadratic
 _MAX_STRING_PARAM = 1024
 _MAX_CACHED_IDENTIFIERS = 512
+# Covered-component lists a verifier keeps what it made of (by their text): a signer
+# sends the same one every time, so the few in use are parsed and checked once.
+_MAX_CACHED_PLANS = 256
 # The most readings of the covered fields a server may have joined (WSGI) that are tried
 # in every combination (each one a signature check); past it, two uniform readings.
 _MAX_JOINED_READINGS = 16
@@ -774,6 +793,7 @@ class _Message:
         message whose server joined repeated lines)."""
         other = _Message(self.method, self.url, self._headers, self.status, self.request,
                          self._overrides)
+        other._fields, other._parts = self._fields, self._parts  # (the same headers, URL)
         other._split = split
         return other
 
@@ -975,6 +995,57 @@ _DERIVERS: Mapping[str, Resolver] = {
 }
 
 
+_LINE_BREAK = "a derived component contains a line break"
+
+
+# The usual derived components, checked as _resolver's ``checked`` checks any (a request's
+# component, without a line break), in one call.
+
+
+def _checked_method(msg: _Message) -> str:
+    value = msg.method
+    if value is None:
+        raise _Absent("@method in a response needs the req parameter")
+    if "\n" in value or "\r" in value:
+        raise _Invalid(_LINE_BREAK)
+    return value
+
+
+def _checked_authority(msg: _Message) -> str:
+    if msg.method is None:
+        raise _Absent("@authority in a response needs the req parameter")
+    value = _authority(msg)
+    if "\n" in value or "\r" in value:
+        raise _Invalid(_LINE_BREAK)
+    return value
+
+
+def _checked_path(msg: _Message) -> str:
+    if msg.method is None:
+        raise _Absent("@path in a response needs the req parameter")
+    value = str(msg.parts().path or "/")  # (str(): as _path, whatever the URL's type)
+    if "\n" in value or "\r" in value:
+        raise _Invalid(_LINE_BREAK)
+    return value
+
+
+def _checked_query(msg: _Message) -> str:
+    if msg.method is None:
+        raise _Absent("@query in a response needs the req parameter")
+    value = "?" + str(msg.parts().query)
+    if "\n" in value or "\r" in value:
+        raise _Invalid(_LINE_BREAK)
+    return value
+
+
+_CHECKED_DERIVERS: Mapping[str, Resolver] = {
+    "@method": _checked_method,
+    "@authority": _checked_authority,
+    "@path": _checked_path,
+    "@query": _checked_query,
+}
+
+
 def _resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
     """The function that gives ``comp``'s value in a message (raising ``_Absent`` or
     ``_Invalid``)."""
@@ -986,7 +1057,9 @@ def _resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
         get = _query_param_resolver(comp)
     else:
         get = _DERIVERS[name]
-    if derived:
+    if name in _CHECKED_DERIVERS:
+        get = _CHECKED_DERIVERS[name]
+    elif derived:
         inner = get
         request_only = name in _REQUEST_ONLY
 
@@ -995,7 +1068,7 @@ def _resolver(comp: Component, sf_types: Mapping[str, str]) -> Resolver:
                 raise _Absent(f"{name} in a response needs the req parameter")
             value = inner(msg)
             if "\n" in value or "\r" in value:
-                raise _Invalid("a derived component contains a line break")
+                raise _Invalid(_LINE_BREAK)
             return value
 
         get = checked
@@ -1365,16 +1438,43 @@ class VerifiedSignature:
 KeyResolver = Mapping[str, SignatureKey] | Callable[[str], SignatureKey | None]
 
 
-def _parse_dictionary(lines: list[str], field: str) -> _SfDictionary:
-    text = ", ".join(line.strip(" \t") for line in lines)
+def _parse_dictionary(
+    lines: list[str], field: str, known: Container[str] = ()
+) -> dict[str, SfMember]:
+    """A received Dictionary field (its lines joined), as ``http_sfv`` reads it (fast:
+    see :mod:`._sfv`; ``known``: the Inner Lists read before, whose text need not be
+    read again)."""
+    text = lines[0].strip(" \t") if len(lines) == 1 else ", ".join(
+        [line.strip(" \t") for line in lines])
     if len(text) > _MAX_SF_LENGTH or not text.isascii():
         raise MalformedSignature(f"{field} is not a valid structured field")
-    parsed = _SfDictionary()
     try:
-        parsed.parse(text.encode("ascii"))
-    except Exception:  # http_sfv raises ValueError; any failure means malformed
+        return parse_dictionary(text, known)
+    except ValueError:
         raise MalformedSignature(f"{field} is not a valid structured field") from None
-    return parsed
+
+
+#: Required components, each with its canonical form and those of the components that
+#: contain it (covering one of those covers it).
+_Coverage = tuple[tuple[Component, tuple[str, frozenset[tuple[str, ParamValue]]],
+                        tuple[tuple[str, frozenset[tuple[str, ParamValue]]], ...]], ...]
+
+
+class _Plan:
+    """What a verifier made of one list of covered components (cached by its text, so
+    parsed and checked once): the components with their resolvers, their canonical forms,
+    the ``Content-Digest`` algorithms they protect, and the start of the
+    ``@signature-params`` line."""
+
+    __slots__ = ("covered", "digests", "heads", "identifiers", "prefix", "seen")
+
+    def __init__(self, covered: list[tuple[str, Component, Resolver]]) -> None:
+        self.covered = covered
+        self.identifiers = tuple(c[0] for c in covered)
+        self.heads = tuple((c[0] + ": ", c[2]) for c in covered)
+        self.seen = frozenset(c[1].canonical for c in covered)
+        self.digests = _digest_algorithms(c[1] for c in covered)
+        self.prefix = '"@signature-params": (' + " ".join(c[0] for c in covered) + ")"
 
 
 class MessageVerifier:
@@ -1419,8 +1519,8 @@ class MessageVerifier:
       "dictionary"}`` (checked when built).
     """
 
-    __slots__ = ("_identifiers", "_keys", "_required_request", "_required_response",
-                 "_sf_types",
+    __slots__ = ("_coverage", "_identifiers", "_keys", "_plans", "_required_request",
+                 "_required_response", "_sf_types",
                  "allowed_algorithms", "clock", "expected_tag", "label", "max_age", "nonces",
                  "require_content_digest", "require_created", "require_nonce", "skew")
 
@@ -1484,6 +1584,9 @@ class MessageVerifier:
         self._sf_types = _sf_type_table(sf_types)
         self.clock = clock or default_clock
         self._identifiers: dict[object, tuple[str, Component, Resolver]] = {}
+        self._plans: dict[str, _Plan] = {}
+        # per required tuple: (it, [(component, its canonical form, those of its wholes)])
+        self._coverage: dict[int, tuple[tuple[Component, ...], _Coverage]] = {}
 
     def __repr__(self) -> str:
         return (f"MessageVerifier(keys=<redacted>, max_age={self.max_age}, skew={self.skew}, "
@@ -1498,12 +1601,20 @@ class MessageVerifier:
         body is checked against a covered ``Content-Digest``; an empty body is checked
         too when a ``Content-Digest`` came with it (a stripped body must not pass), and
         without either there is nothing to check."""
-        check_received(request)  # text it can encode, a URL it can split
+        parts = check_received(request)  # text it can encode, a URL it can split
+        headers: Sequence[tuple[str, str]] = request.headers  # (text pairs: checked above)
+        if not isinstance(headers, (tuple, list)):  # (a SignedRequest built by hand)
+            headers = tuple(headers)
+        fields = {name.lower(): [value] for name, value in headers}
+        if len(fields) != len(headers):  # a name on several lines: each line, in order
+            fields = {}
+            for name, value in headers:
+                fields.setdefault(name.lower(), []).append(value)
         body: bytes | None = request.body
-        if not body and not any(name.lower() == "content-digest"
-                                for name, _ in request.headers):
+        if not body and "content-digest" not in fields:
             body = None
-        msg = _Message(request.method, request.url, request.headers)
+        msg = _Message(request.method, request.url, None)
+        msg._fields, msg._parts = fields.get, parts  # (what _field_table would build)
         found = self._verify(msg, self._required_request, body, now, request.lines_joined)
         return Identity("rfc9421", found.key_id, found)
 
@@ -1574,8 +1685,12 @@ class MessageVerifier:
 
     # -- the checks, in order ------------------------------------------------------------
 
-    def _choose(self, inputs: _SfDictionary, signatures: _SfDictionary) -> str:
-        labels = [str(label) for label in inputs if label in signatures]
+    def _choose(self, inputs: dict[str, SfMember], signatures: dict[str, SfMember]) -> str:
+        if len(inputs) == 1 and self.label is None:  # (the usual case, in short)
+            for label in inputs:
+                if label in signatures:
+                    return label
+        labels = [label for label in inputs if label in signatures]
         if self.label is not None:
             if self.label not in labels:
                 raise MissingHeader("no signature with the expected label")
@@ -1585,7 +1700,7 @@ class MessageVerifier:
         if len(labels) > 1 and self.expected_tag is not None:
             tagged = [
                 label for label in labels
-                if getattr(inputs[label], "params", {}).get("tag") == self.expected_tag
+                if inputs[label].params.get("tag") == self.expected_tag
             ]
             if tagged:
                 return tagged[0]
@@ -1601,11 +1716,11 @@ class MessageVerifier:
     ) -> VerifiedSignature:
         when = self.clock.wall() if now is None else now
         label, member, signature = self._signature(msg)  # 1. the fields
-        params, covered = self._covered(member)  # 2. parameters and components
-        digests = self._check_policy(params, covered, required, body)  # 3.
+        params, plan = self._covered(member)  # 2. parameters and components
+        digests = self._check_policy(params, plan, required, body)  # 3.
         self._check_time(params, when)  # 4.
         key_id, key = self._key(params)  # 5.
-        self._check_signature(msg, covered, params, key, signature, lines_joined)  # 6.
+        self._check_signature(msg, plan, params, key, signature, lines_joined)  # 6.
         if body is not None and digests:  # 7. the body, against the covered members
             verify_content_digest(_joined(msg, "content-digest"), body, algorithms=digests)
         nonce: str | None = params.get("nonce")
@@ -1618,74 +1733,94 @@ class MessageVerifier:
             label=label,
             key_id=key_id,
             algorithm=key.algorithm,
-            covered=tuple(c[0] for c in covered),
+            covered=plan.identifiers,
             created=params.get("created"),
             expires=params.get("expires"),
             nonce=nonce,
             tag=params.get("tag"),
         )
 
-    def _signature(self, msg: _Message) -> tuple[str, _SfInnerList, bytes]:
+    def _signature(self, msg: _Message) -> tuple[str, SfInnerList, bytes]:
         """Both fields present and parseable; the chosen label's input and signature."""
         input_lines = msg.lines("signature-input")
         signature_lines = msg.lines("signature")
         if not input_lines or not signature_lines:
             raise MissingHeader("missing Signature-Input or Signature")
-        inputs = _parse_dictionary(input_lines, "Signature-Input")
+        # (the lists this verifier has plans for were read before, and are valid)
+        inputs = _parse_dictionary(input_lines, "Signature-Input", self._plans)
         signatures = _parse_dictionary(signature_lines, "Signature")
         label = self._choose(inputs, signatures)
         member = inputs[label]
         sig_item = signatures[label]
-        if not isinstance(member, _SfInnerList):
+        if type(member) is not SfInnerList:
             raise MalformedSignature("a Signature-Input member must be an inner list")
-        if not isinstance(sig_item, _SfItem) or type(sig_item.value) is not bytes:
+        if not isinstance(sig_item, SfItem) or type(sig_item.value) is not bytes:
             raise MalformedSignature("a Signature member must be a byte sequence")
         return label, member, sig_item.value
 
-    def _covered(
-        self, member: _SfInnerList
-    ) -> tuple[dict[str, Any], list[tuple[str, Component, Resolver]]]:
+    def _covered(self, member: SfInnerList) -> tuple[dict[str, Any], _Plan]:
         """The signature parameters (known, well-typed) and the covered components
-        (well-formed, each once), in order."""
-        params: dict[str, Any] = {}
-        for key, value in member.params.items():
+        (well-formed, each once, in order: a :class:`_Plan`)."""
+        params: dict[str, Any] = member.params  # (the parser's own: checked in place)
+        for key, value in params.items():
             expected_type = _PARAM_TYPES.get(key)
             if expected_type is None:
                 raise MalformedSignature(f"unknown signature parameter {key!r}")
             if type(value) is not expected_type:
                 raise MalformedSignature(f"signature parameter {key!r} has the wrong type")
-            if isinstance(value, str) and len(value) > _MAX_STRING_PARAM:
+            if type(value) is str and len(value) > _MAX_STRING_PARAM:
                 raise MalformedSignature(f"signature parameter {key!r} is too long")
-            params[key] = value
+        source = member.source  # the same text is the same components (see _sfv)
+        if source is not None:
+            plan = self._plans.get(source)
+            if plan is not None:
+                return params, plan
         covered: list[tuple[str, Component, Resolver]] = []
         seen: set[object] = set()
-        for item in member:
-            if not isinstance(item, _SfItem) or type(item.value) is not str:
+        for item in member.items:
+            if type(item.value) is not str:
                 raise MalformedSignature("a component identifier must be a String")
             identifier, comp, resolve = self._known(item.value, item.params)
             if comp.canonical in seen:
                 raise MalformedSignature(f"component {identifier} is covered twice")
             seen.add(comp.canonical)
             covered.append((identifier, comp, resolve))
-        return params, covered
+        plan = _Plan(covered)
+        if source is not None:  # (only lists that passed; bounded)
+            if len(self._plans) >= _MAX_CACHED_PLANS:
+                self._plans.clear()
+            self._plans[source] = plan
+        return params, plan
+
+    def _coverage_of(self, required: tuple[Component, ...]) -> _Coverage:
+        """Each required component with its canonical form and those of the components
+        that contain it (computed once per required tuple)."""
+        found = self._coverage.get(id(required))
+        if found is not None and found[0] is required:
+            return found[1]
+        coverage = tuple(
+            (comp, comp.canonical, tuple(Component(whole, comp.params).canonical
+                                         for whole in _PART_OF.get(comp.name, ())))
+            for comp in required)
+        if len(self._coverage) >= 8:  # (the verifier's two tuples: never, in fact)
+            self._coverage.clear()
+        self._coverage[id(required)] = (required, coverage)
+        return coverage
 
     def _check_policy(
         self,
         params: Mapping[str, Any],
-        covered: list[tuple[str, Component, Resolver]],
+        plan: _Plan,
         required: tuple[Component, ...],
         body: bytes | None,
     ) -> tuple[str, ...] | None:
         """Required components, ``created``, ``nonce`` and ``tag``; the ``Content-Digest``
         algorithms to check the body with (``None``: ``content-digest`` is not covered)."""
-        seen = {c[1].canonical for c in covered}
-        for comp in required:
-            if comp.canonical not in seen and not any(
-                Component(whole, comp.params).canonical in seen
-                for whole in _PART_OF.get(comp.name, ())
-            ):
+        seen = plan.seen
+        for comp, canonical, wholes in self._coverage_of(required):
+            if canonical not in seen and not any(whole in seen for whole in wholes):
                 raise InsufficientCoverage(f"the signature does not cover {comp.identifier}")
-        digests = _digest_algorithms(c[1] for c in covered)
+        digests = plan.digests
         if body is not None:
             if digests is None and self.require_content_digest:
                 raise InsufficientCoverage("the signature does not cover content-digest")
@@ -1737,7 +1872,7 @@ class MessageVerifier:
     @staticmethod
     def _check_signature(
         msg: _Message,
-        covered: list[tuple[str, Component, Resolver]],
+        plan: _Plan,
         params: Mapping[str, Any],
         key: SignatureKey,
         signature: bytes,
@@ -1750,19 +1885,21 @@ class MessageVerifier:
         module documentation)."""
         # The canonical serialisation of the parsed member: every identifier and parameter
         # was checked to be a String with flag/String parameters, or an Integer.
+        # (A parsed String is printable ASCII: only '"' and "\\" need escaping.)
         params_line = "".join([
-            '"@signature-params": (', " ".join(c[0] for c in covered), ")",
-            *(f";{name}={value}" if type(value) is int else f";{name}={_sf_string(value)}"
-              for name, value in params.items()),
+            plan.prefix,
+            *[f";{name}={value}" if type(value) is int else f';{name}="{value}"'
+              if '"' not in value and "\\" not in value else f";{name}={_sf_string(value)}"
+              for name, value in params.items()],
         ])
-        base = _signature_base(msg, covered, params_line)
+        base = _signature_base(msg, plan.heads, params_line)
         if key.verify(base, signature):
             return
         if lines_joined:
-            names, readings = _joined_readings(msg, covered)
+            names, readings = _joined_readings(msg, plan.covered)
             tried = {base}
             for reading in readings:
-                other = _signature_base(reading, covered, params_line)
+                other = _signature_base(reading, plan.heads, params_line)
                 if other not in tried:
                     tried.add(other)
                     if key.verify(other, signature):
@@ -1776,12 +1913,12 @@ class MessageVerifier:
 
 
 def _signature_base(
-    msg: _Message, covered: list[tuple[str, Component, Resolver]], params_line: str
+    msg: _Message, heads: tuple[tuple[str, Resolver], ...], params_line: str
 ) -> bytes:
-    lines: list[str] = []
+    """The signature base: each covered component's line (``heads``: its ``identifier:
+    `` and its resolver), then the ``@signature-params`` line."""
     try:
-        for identifier, _, resolve in covered:
-            lines.append(f"{identifier}: {resolve(msg)}\n")
+        lines = [f"{head}{resolve(msg)}\n" for head, resolve in heads]
     except _Absent as exc:
         raise MissingComponent(f"covered component missing: {exc}") from None
     except _Invalid as exc:
@@ -1795,5 +1932,9 @@ def _signature_base(
 
 def _joined(msg: _Message, name: str) -> str | None:
     lines = msg.lines(name)
-    return None if lines is None else ", ".join(line.strip(" \t") for line in lines)
+    if lines is None:
+        return None
+    if len(lines) == 1:
+        return lines[0].strip(" \t")
+    return ", ".join([line.strip(" \t") for line in lines])
 

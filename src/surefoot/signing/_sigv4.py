@@ -884,27 +884,18 @@ class SigV4Verifier:
 
     def _check_scope(self, claim: _Claim) -> tuple[str, float]:
         """The scope is this verifier's and of the signature's date: (date, signed at)."""
-        date_match = _AMZ_DATE.fullmatch(claim.amz_date)
-        if date_match is None:
-            raise MalformedSignature("X-Amz-Date is not YYYYMMDD'T'HHMMSS'Z'")
-        signed_at = _utc_seconds(claim.amz_date)
+        day, signed_at = _amz_date_parts(claim.amz_date)
         date, region, service, terminator = claim.scope.split("/")
-        if date != date_match.group(1):
+        if date != day:
             raise CredentialScopeMismatch("credential scope date is not the X-Amz-Date date")
         if region != self.region or service != self.service or terminator != TERMINATOR:
             raise CredentialScopeMismatch("credential scope is not this service's")
         return date, signed_at
 
     @staticmethod
-    def _signed_names(claim: _Claim, lower: dict[str, str]) -> set[str]:
+    def _signed_names(claim: _Claim, lower: dict[str, str]) -> frozenset[str]:
         """The signed header names: well-formed, covering what must be, all present."""
-        signed_names = claim.signed.split(";")
-        if (
-            any(not n or n != n.lower() for n in signed_names)
-            or signed_names != sorted(set(signed_names))
-        ):
-            raise MalformedSignature("SignedHeaders must be sorted, unique, lower-case names")
-        signed_set = set(signed_names)
+        signed_names, signed_set = _signed_header_names(claim.signed)
         if "host" not in signed_set:
             raise InsufficientCoverage("host is not signed")
         for name in lower:
@@ -961,6 +952,46 @@ class SigV4Verifier:
             if not self.nonces.add_if_absent(scope, claim.signature, now=when, ttl=ttl):
                 raise ReplayedNonce("signature already used")
         return Identity("sigv4", claim.access_key)
+
+
+# A client sends the same SignedHeaders every time, and every request of one second the
+# same X-Amz-Date: what they parse to is kept (bounded: cleared when full).
+_MAX_CACHED = 256
+_DATES: dict[str, tuple[str, float]] = {}
+_SIGNED_NAMES: dict[str, tuple[list[str], frozenset[str]]] = {}
+
+
+def _amz_date_parts(amz_date: str) -> tuple[str, float]:
+    """``(YYYYMMDD, seconds since the epoch)`` of a valid ``X-Amz-Date``, else
+    :class:`~surefoot.MalformedSignature`."""
+    found = _DATES.get(amz_date)
+    if found is None:
+        date_match = _AMZ_DATE.fullmatch(amz_date)
+        if date_match is None:
+            raise MalformedSignature("X-Amz-Date is not YYYYMMDD'T'HHMMSS'Z'")
+        found = (date_match.group(1), _utc_seconds(amz_date))
+        if len(_DATES) >= _MAX_CACHED:
+            _DATES.clear()
+        _DATES[amz_date] = found
+    return found
+
+
+def _signed_header_names(signed: str) -> tuple[list[str], frozenset[str]]:
+    """The names of ``SignedHeaders`` (and as a set): sorted, unique, lower-case, none
+    empty, else :class:`~surefoot.MalformedSignature`."""
+    found = _SIGNED_NAMES.get(signed)
+    if found is None:
+        signed_names = signed.split(";")
+        if (
+            any(not n or n != n.lower() for n in signed_names)
+            or signed_names != sorted(set(signed_names))
+        ):
+            raise MalformedSignature("SignedHeaders must be sorted, unique, lower-case names")
+        found = (signed_names, frozenset(signed_names))
+        if len(_SIGNED_NAMES) >= _MAX_CACHED:
+            _SIGNED_NAMES.clear()
+        _SIGNED_NAMES[signed] = found
+    return found
 
 
 def _utc_seconds(amz_date: str) -> float:
