@@ -106,7 +106,8 @@ class StoreError(SurefootError):
 class StoreUnavailable(StoreError):
     """A shared store (Redis, SQLite) is down, unreachable or too slow. Raised only by
     stores set to fail closed (``on_failure="closed"``); a store set to fail open falls
-    back to local state instead."""
+    back to local state instead, or by a full ``MemoryNonceCache`` (``when_full="refuse"``,
+    its default: forgetting an unexpired nonce would open a replay window)."""
 
 
 class StoreConflict(StoreError):

@@ -480,11 +480,20 @@ def test_memory_nonce_cache_drops_expired_entries():
 
 
 def test_memory_nonce_cache_bounded():
+    # Full of unexpired nonces, the cache refuses (forgetting one would open a replay
+    # window); when_full="evict" forgets the oldest instead.
+    from surefoot.errors import StoreUnavailable
+
     cache = MemoryNonceCache(max_entries=5)
-    for i in range(20):
+    for i in range(5):
         assert cache.add_if_absent("k", str(i), now=0.0, ttl=100.0) is True
-    assert len(cache) <= 5
-    assert cache.add_if_absent("k", "19", now=0.0, ttl=100.0) is False
+    with pytest.raises(StoreUnavailable):
+        cache.add_if_absent("k", "5", now=0.0, ttl=100.0)
+    assert cache.add_if_absent("k", "4", now=0.0, ttl=100.0) is False
+    evicting = MemoryNonceCache(max_entries=5, when_full="evict")
+    for i in range(20):
+        assert evicting.add_if_absent("k", str(i), now=0.0, ttl=100.0) is True
+    assert len(evicting) <= 5
 
 
 def test_verifier_replay_expires_with_window():

@@ -31,14 +31,15 @@ closed again is counted like any closed-state outcome.
 Counting is O(1) in time and memory: the window is a ring of 10 buckets of
 ``window/10`` seconds (:class:`~surefoot.pacing._budget.WindowCounts`), and a call leaves
 it between 0.9 * ``window`` and ``window`` seconds after it ended. Probe leases are at
-most ``half_open_probes`` instants. Not thread-safe by itself: adapters serialise calls
-with their own lock.
+most ``half_open_probes`` instants (a short list: a breaker is kept per pacing partition,
+and a ``deque`` would cost over 600 bytes each). :meth:`CircuitBreaker.holds_state` tells
+whether a breaker differs from a fresh one (what a bounded table of breakers may drop).
+Not thread-safe by itself: adapters serialise calls with their own lock.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
@@ -152,7 +153,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._window = WindowCounts(self._config.window, buckets=10, series=2)
         #: End of each probe slot's lease, oldest first (at most half_open_probes).
-        self._leases: deque[float] = deque()
+        self._leases: list[float] = []
         self._probe_successes = 0
 
     @property
@@ -177,7 +178,7 @@ class CircuitBreaker:
             return Admission(False, state, False, self._open_until)
         leases = self._leases
         while leases and leases[0] <= now:
-            leases.popleft()
+            del leases[0]
         if len(leases) < self._config.half_open_probes:
             leases.append(now + self._config.open_for)
             return Admission(True, state, True, None)
@@ -188,7 +189,7 @@ class CircuitBreaker:
         admission's ``probe``."""
         state = self.state(now)
         if probe and self._leases:
-            self._leases.popleft()
+            del self._leases[0]
         if state == "closed":
             self._record(now, ok)
         elif state == "half_open" and probe:
@@ -233,6 +234,16 @@ class CircuitBreaker:
         self._consecutive = 0
         self._window.clear()
 
+    def holds_state(self, now: float) -> bool:
+        """Does the breaker differ from a fresh one at ``now`` (not closed, failures
+        counted)? One that does not can be dropped from a bounded table and made again
+        when needed, with no change in what it decides."""
+        return (
+            self.state(now) != "closed"
+            or self._consecutive > 0
+            or self._window.total(now, _FAILURES) > 0
+        )
+
     def to_state(self) -> dict[str, object]:
         """A JSON-able snapshot (for stores that keep this state outside the process)."""
         return {
@@ -250,7 +261,7 @@ class CircuitBreaker:
                 raise ValueError
             open_until = float(state["u"])  # type: ignore[arg-type]
             consecutive = int(state["c"])  # type: ignore[call-overload]
-            leases = deque(float(x) for x in state["l"])  # type: ignore[attr-defined]
+            leases = [float(x) for x in state["l"]]  # type: ignore[attr-defined]
             probes = int(state["p"])  # type: ignore[call-overload]
         except (KeyError, TypeError, ValueError):
             return

@@ -38,6 +38,20 @@ from surefoot.errors import ConfigurationError
 __all__ = ["RetryBudget", "RetryBudgetPolicy", "WindowCounts"]
 
 
+#: Bucket widths by (window, buckets): every counter of one configuration shares one
+#: float object (one per pacing partition and series would cost 24 bytes each).
+_WIDTHS: dict[tuple[float, int], float] = {}
+
+
+def _width(window: float, buckets: int) -> float:
+    width = _WIDTHS.get((window, buckets))
+    if width is None:
+        width = window / buckets
+        if len(_WIDTHS) < 256:  # configurations, not data: a handful in practice
+            _WIDTHS[(window, buckets)] = width
+    return width
+
+
 class WindowCounts:
     """Counts of events over a sliding time window, in a fixed ring of buckets.
 
@@ -47,11 +61,13 @@ class WindowCounts:
     counts share one clock (e.g. calls and failures). Times are expected not to go
     backwards; an earlier time is counted in the newest bucket.
 
-    Memory is ``series * buckets`` integers; :meth:`add` and :meth:`total` are O(1)
-    amortised (moving forward clears at most ``buckets`` buckets). Not thread-safe.
+    Memory is one list of ``series * (buckets + 1)`` integers (the counts, then each
+    series' total; kept per pacing partition, so kept small); :meth:`add` and
+    :meth:`total` are O(1) amortised (moving forward clears at most ``buckets`` buckets).
+    Not thread-safe.
     """
 
-    __slots__ = ("_counts", "_index", "_n", "_series", "_totals", "_width")
+    __slots__ = ("_counts", "_index", "_n", "_series", "_width")
 
     def __init__(self, window: float, *, buckets: int = 10, series: int = 1) -> None:
         if not (math.isfinite(window) and window > 0):
@@ -60,10 +76,10 @@ class WindowCounts:
             raise ConfigurationError("a counting window needs at least one bucket and series")
         self._n = buckets
         self._series = series
-        self._width = window / buckets
-        # Flat: the count of series s in ring slot i is at s * buckets + i.
-        self._counts = [0] * (series * buckets)
-        self._totals = [0] * series
+        self._width = _width(window, buckets)
+        # Flat: the count of series s in ring slot i is at s * buckets + i; the total of
+        # series s at series * buckets + s.
+        self._counts = [0] * (series * (buckets + 1))
         #: Absolute index (``floor(time / width)``) of the newest bucket; None: no event yet.
         self._index: int | None = None
 
@@ -79,12 +95,13 @@ class WindowCounts:
         if index - current >= n:
             self.clear()
         else:
-            counts, totals = self._counts, self._totals
+            counts = self._counts
+            base = self._series * n
             for absolute in range(current + 1, index + 1):
                 slot = absolute % n
                 for s in range(self._series):
                     at = s * n + slot
-                    totals[s] -= counts[at]
+                    counts[base + s] -= counts[at]
                     counts[at] = 0
         self._index = index
 
@@ -92,13 +109,15 @@ class WindowCounts:
         """Count ``amount`` events of ``series`` at ``now``."""
         self._advance(now)
         assert self._index is not None
-        self._counts[series * self._n + self._index % self._n] += amount
-        self._totals[series] += amount
+        n = self._n
+        counts = self._counts
+        counts[series * n + self._index % n] += amount
+        counts[self._series * n + series] += amount
 
     def total(self, now: float, series: int = 0) -> int:
         """Events of ``series`` counted in the window ending at ``now``."""
         self._advance(now)
-        return self._totals[series]
+        return self._counts[self._series * self._n + series]
 
     def span(self, now: float) -> float:
         """Seconds the buckets in the window cover at ``now``: between ``(buckets-1) *
@@ -111,12 +130,12 @@ class WindowCounts:
 
     def clear(self) -> None:
         """Forget every event (the clock position is kept)."""
-        self._counts = [0] * (self._series * self._n)
-        self._totals = [0] * self._series
+        counts = self._counts
+        counts[:] = [0] * len(counts)
 
     def to_state(self) -> list[object]:
         """A JSON-able snapshot (for stores that keep this state outside the process)."""
-        return [self._index, list(self._counts)]
+        return [self._index, self._counts[: self._series * self._n]]
 
     def load_state(self, state: object) -> None:
         """Restore :meth:`to_state`'s snapshot; a snapshot that does not fit (another
@@ -130,9 +149,8 @@ class WindowCounts:
         except (TypeError, ValueError):
             return
         self._index = index
-        self._counts = counts
         n = self._n
-        self._totals = [sum(counts[s * n:(s + 1) * n]) for s in range(self._series)]
+        self._counts = counts + [sum(counts[s * n:(s + 1) * n]) for s in range(self._series)]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

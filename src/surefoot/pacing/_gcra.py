@@ -35,8 +35,24 @@ and the others wait (briefly, see :data:`FIRST_CONTACT_WAIT`) for its answer, wh
 headers may state the quota: a burst of C callers does not meet a server blind.
 
 Not thread-safe by itself: adapters serialise calls with a lock (each call is O(1) and
-short). Memory is bounded: least recently used partitions beyond ``max_partitions`` are
-forgotten.
+short).
+
+**Memory is bounded**: at most ``max_partitions`` partitions (default
+:data:`MAX_PARTITIONS`) are kept, a few hundred bytes each. A new partition beyond that
+evicts, among the :data:`EVICT_SCAN` least recently used, the first that holds nothing a
+fresh partition would not (no learned quota, no pause, hold or reset floor, no schedule
+booked ahead of the clock, no first contact in progress); those that do hold state are
+given a second chance (moved to the most recently used end). Only when all of them hold
+state does the least recently used of them go. So a flood of partitions that state no
+quota (requests to ever new hosts or keys) evicts its own kind, not the partitions whose
+quota was learned. The trade-off when a partition holding state is evicted all the same
+(more than ``max_partitions`` such partitions in use at once): it starts afresh, with a
+first contact (its first request goes alone and its answer states the quota again); its
+earlier reservations are void (every incarnation of a partition has generations of its
+own, so a waiter holding a slot of the old schedule books again instead of being let go
+beside the new one), and what it had learned is known again only when the server states
+it again (the :class:`~surefoot.pacing.Pacer` tells an unchanged quota again at most every
+few seconds).
 """
 
 from __future__ import annotations
@@ -106,6 +122,12 @@ CREDIT_HORIZON = 10.0
 #: A waiter whose slot is far off while credit may appear looks again after an eighth
 #: of its wait, but not sooner than this many seconds.
 RECHECK_MIN = 0.005
+
+#: The partitions a :class:`RateLimiter` keeps by default (see the module docstring).
+MAX_PARTITIONS = 10_000
+#: A new partition beyond the bound looks at this many of the least recently used ones
+#: for one that holds no state worth keeping (see the module docstring).
+EVICT_SCAN = 8
 
 __all__ = ["Quota", "RateLimiter", "Reservation"]
 
@@ -197,6 +219,20 @@ class _Partition:
     #: A request was sent well after its slot (see :meth:`RateLimiter.late`): refusals
     #: of requests sent before this say nothing of the server's rate.
     late_until: float = 0.0
+
+    def holds_state(self, now: float) -> bool:
+        """Would forgetting the partition change what happens next (a learned quota, a
+        pause, hold or reset floor, slots booked ahead of ``now``, a first contact in
+        progress, a paced release)?"""
+        if (
+            self.learned is not None
+            or self.pause_until > now
+            or self.floor_until > now
+            or self.recovery is not None
+            or (self.contact == 1 and now < self.contact_at + FIRST_CONTACT_WAIT)
+        ):
+            return True
+        return any(tat > now for tat in self.tats.values())
 
     def derated(self, now: float) -> float:
         ceiling = self.ceiling
@@ -363,13 +399,21 @@ class RateLimiter:
     pauses apply).
     """
 
-    __slots__ = ("_partitions", "burst_ahead", "first_contact", "max_partitions", "quotas")
+    __slots__ = (
+        "_generation",
+        "_now",
+        "_partitions",
+        "burst_ahead",
+        "first_contact",
+        "max_partitions",
+        "quotas",
+    )
 
     def __init__(
         self,
         quotas: Iterable[Quota] = (),
         *,
-        max_partitions: int = 10_000,
+        max_partitions: int = MAX_PARTITIONS,
         first_contact: bool = False,
         burst_ahead: float = 0.0,
     ) -> None:
@@ -382,20 +426,61 @@ class RateLimiter:
         self.burst_ahead = burst_ahead
         self.max_partitions = max_partitions
         self._partitions: OrderedDict[str, _Partition] = OrderedDict()
+        #: The highest generation handed out (a new partition, a pause: see
+        #: :meth:`_next_generation`).
+        self._generation = 0
+        #: The latest ``now`` seen by :meth:`reserve` (what eviction judges state by).
+        self._now = -math.inf
 
     def __repr__(self) -> str:
         return f"RateLimiter(quotas={self.quotas!r}, partitions={len(self._partitions)})"
 
+    def __len__(self) -> int:
+        """The partitions kept (at most ``max_partitions``)."""
+        return len(self._partitions)
+
+    def __contains__(self, partition: object) -> bool:
+        """Is ``partition``'s state kept (not new, nor evicted)?"""
+        return partition in self._partitions
+
+    def _next_generation(self, at_least: int = 0) -> int:
+        """A generation above every one handed out so far (and at least ``at_least``):
+        a reservation of a partition's earlier incarnation (before it was evicted)
+        never matches the new one's."""
+        self._generation = max(self._generation + 1, at_least)
+        return self._generation
+
     def _get(self, key: str) -> _Partition:
         part = self._partitions.get(key)
         if part is None:
-            part = _Partition(self.quotas)
+            part = _Partition(self.quotas, generation=self._next_generation())
             self._partitions[key] = part
             if len(self._partitions) > self.max_partitions:
-                self._partitions.popitem(last=False)
+                self._evict()
         else:
             self._partitions.move_to_end(key)
         return part
+
+    def _evict(self) -> None:
+        """Drop one partition, never the newest (see the module docstring): the least
+        recently used of the :data:`EVICT_SCAN` oldest that holds no state, the ones
+        before it moved to the most recently used end; if all of those hold state, the
+        least recently used of them."""
+        partitions = self._partitions
+        now = self._now
+        oldest: str | None = None
+        for _ in range(min(EVICT_SCAN, len(partitions) - 1)):
+            key, part = next(iter(partitions.items()))
+            if not part.holds_state(now):
+                del partitions[key]
+                return
+            if oldest is None:
+                oldest = key
+            partitions.move_to_end(key)  # a second chance
+        if oldest is None:
+            partitions.popitem(last=False)
+        else:
+            del partitions[oldest]
 
     def export_partition(self, partition: str) -> dict[str, object] | None:
         """The partition's state as JSON-able data (``None``: never used)."""
@@ -404,10 +489,12 @@ class RateLimiter:
 
     def import_partition(self, partition: str, state: object) -> None:
         """Replace the partition's state with :meth:`export_partition`'s data."""
-        self._partitions[partition] = _Partition.from_state(self.quotas, state)
+        part = _Partition.from_state(self.quotas, state)
+        self._generation = max(self._generation, part.generation)
+        self._partitions[partition] = part
         self._partitions.move_to_end(partition)
         if len(self._partitions) > self.max_partitions:
-            self._partitions.popitem(last=False)
+            self._evict()
 
     def reserve(self, partition: str, now: float) -> Reservation:
         """Book the earliest slot for one request on ``partition``.
@@ -416,6 +503,7 @@ class RateLimiter:
         is answered (its headers may state the quota) the others get a *tentative*
         reservation, "ask again shortly", for at most :data:`FIRST_CONTACT_WAIT`
         seconds."""
+        self._now = max(self._now, now)
         part = self._get(partition)
         if not self.first_contact or part.configured:
             pass  # configured quotas: the caller has said how fast to go
@@ -641,7 +729,7 @@ class RateLimiter:
         if until <= part.pause_until:
             return
         part.pause_until = until
-        part.generation += 1
+        part.generation = self._next_generation(part.generation + 1)
         part.credit = None
         if part.booked is not None:
             # Every booking is void; observations of requests sent before now cannot be

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
+from surefoot.errors import ConfigurationError, StoreUnavailable
 from surefoot.oauth._token import Token
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._state import LocalPacerState
 
-__all__ = ["MemoryNonceCache", "MemoryStore", "MemoryTokenStore"]
+__all__ = ["NONCE_MAX_ENTRIES", "MemoryNonceCache", "MemoryStore", "MemoryTokenStore"]
 
 
 class MemoryTokenStore:
@@ -119,27 +122,82 @@ class MemoryTokenStore:
         return f"MemoryTokenStore(tokens={len(self._tokens)})"
 
 
+#: The pairs a :class:`MemoryNonceCache` holds at most, by default.
+NONCE_MAX_ENTRIES = 1_000_000
+
+
+def _pair_digest(key_id: str, nonce: str) -> bytes:
+    """A fixed-size key for the pair: 16 bytes (BLAKE2b), whatever the lengths of the key
+    id and the nonce (an RFC 9421 nonce may be kilobytes long). The key id's length is
+    hashed first, so no two pairs share their input."""
+    digest = hashlib.blake2b(digest_size=16, person=b"surefoot-nonce")
+    key = key_id.encode("utf-8", "surrogatepass")
+    digest.update(len(key).to_bytes(8, "big"))
+    digest.update(key)
+    digest.update(nonce.encode("utf-8", "surrogatepass"))
+    return digest.digest()
+
+
 @dataclass(slots=True)
 class MemoryNonceCache:
-    """In-process nonce cache, bounded: expired entries are dropped in insertion order."""
+    """In-process nonce cache, bounded in entries and in bytes.
 
-    max_entries: int = 1_000_000
-    _seen: OrderedDict[tuple[str, str], float] = field(default_factory=OrderedDict)
+    Each pair is kept as a 16-byte digest (about 180 bytes per entry in all, however long
+    the key id and the nonce) until it expires; expired pairs are dropped oldest first
+    (in the order they were recorded: every verifier records with one ``ttl``, so that is
+    the order they expire in).
+
+    **Full.** When ``max_entries`` pairs have not expired yet, a new one cannot be
+    recorded without forgetting one that may still be replayed:
+
+    * ``when_full="refuse"`` (default): the pair is not recorded and
+      :class:`~surefoot.StoreUnavailable` is raised (the verifiers let it propagate, the
+      middleware answers ``503`` with ``Retry-After``: the request may be fine, it could
+      not be checked). Nothing that was accepted can be replayed; a flood of valid
+      requests (it takes a valid key to reach the cache) is refused until entries expire.
+    * ``when_full="evict"``: the oldest pair is forgotten to make room: always available,
+      but a request whose pair was forgotten can be replayed until its own time window
+      ends (what the fail-open fallback of the shared stores uses).
+
+    The default bound, :data:`NONCE_MAX_ENTRIES` (10⁶ pairs, about 180 MB), holds the
+    replay window of the HMAC verifier's default skew (300 s: pairs live 601 s) at 1,600
+    verified requests per second.
+    """
+
+    max_entries: int = NONCE_MAX_ENTRIES
+    when_full: Literal["refuse", "evict"] = "refuse"
+    _seen: OrderedDict[bytes, float] = field(default_factory=OrderedDict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    def __post_init__(self) -> None:
+        if isinstance(self.max_entries, bool) or not isinstance(self.max_entries, int) or (
+            self.max_entries < 1
+        ):
+            raise ConfigurationError("max_entries must be a positive number of pairs")
+        if self.when_full not in ("refuse", "evict"):
+            raise ConfigurationError("when_full must be 'refuse' or 'evict'")
+
     def add_if_absent(self, key_id: str, nonce: str, *, now: float, ttl: float) -> bool:
+        pair = _pair_digest(key_id, nonce)
         with self._lock:
             seen = self._seen
             while seen:
-                oldest_key, expires = next(iter(seen.items()))
-                if expires > now and len(seen) < self.max_entries:
+                oldest, expires = next(iter(seen.items()))
+                if expires > now:
                     break
-                del seen[oldest_key]
-            pair = (key_id, nonce)
+                del seen[oldest]
             expires_at = seen.get(pair)
             if expires_at is not None and expires_at > now:
                 return False
+            if expires_at is None and len(seen) >= self.max_entries:
+                if self.when_full == "refuse":
+                    raise StoreUnavailable(
+                        f"the nonce cache is full ({self.max_entries} pairs that have not "
+                        "expired): refused rather than forget one that may be replayed")
+                while len(seen) >= self.max_entries:
+                    seen.popitem(last=False)
             seen[pair] = now + ttl
+            seen.move_to_end(pair)
             return True
 
     def __len__(self) -> int:

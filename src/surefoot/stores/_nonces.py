@@ -20,7 +20,9 @@ SQLite database locked past its busy timeout):
 
 * fail-open (``FailureMode("open", ...)``): the pair is checked against, and recorded
   in, a local :class:`~surefoot.MemoryNonceCache`, and the failure is logged once,
-  loudly. Replays are then caught only within this process. For ``ttl`` seconds after
+  loudly. Replays are then caught only within this process, and only for the last
+  ``LOCAL_MAX_ENTRIES`` (100,000) pairs: full, the local cache forgets the oldest pair
+  rather than refuse (``when_full="evict"``). For ``ttl`` seconds after
   the last local record, pairs the store accepts are also checked locally, so a nonce
   first accepted during the outage is still rejected here after the store is back.
 * fail-closed (``FailureMode("closed", ...)``): ``add_if_absent`` raises
@@ -67,7 +69,9 @@ class _LocalFallback:
 
     def __init__(self, failure: FailureMode) -> None:
         self.failure = failure
-        self.local = MemoryNonceCache(max_entries=LOCAL_MAX_ENTRIES)
+        # Fail-open: available first. Full, it forgets the oldest pair (a replay of it is
+        # then possible within its window), as documented on MemoryNonceCache.
+        self.local = MemoryNonceCache(max_entries=LOCAL_MAX_ENTRIES, when_full="evict")
         self._used_until = -math.inf
         self._lock = threading.Lock()
 
