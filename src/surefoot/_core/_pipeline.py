@@ -97,15 +97,20 @@ def request_flow(
     )
 
     partition = ""
+    # An in-process pacer does no I/O: the flow runs its operations itself (each one is
+    # the effect's own ``run``), without a round trip through the driver.
+    local = False
     if pacer is not None:
         partition = pacer.partition_of(request.url, request.headers)
-        yield OnRequest(pacer, partition, state.deadline)
+        local = not pacer.does_io
+        arrival = OnRequest(pacer, partition, state.deadline)
+        _ = arrival.run(clock) if local else (yield arrival)
 
     while True:
         probe = False
         slot: float | None = None
         if pacer is not None:
-            gated = yield from _gate(state, pacer, partition, clock)
+            gated = yield from _gate(state, pacer, partition, clock, local)
             if isinstance(gated, FlowResult):
                 return gated
             probe, slot = gated
@@ -130,7 +135,8 @@ def request_flow(
         ended = clock.monotonic()
         if pacer is not None:
             late = 0.0 if slot is None else max(started - slot, 0.0)
-            yield ReportOutcome(pacer, partition, outcome, started, probe, late, state.deadline)
+            report = ReportOutcome(pacer, partition, outcome, started, probe, late, state.deadline)
+            _ = report.run(clock) if local else (yield report)
 
         if isinstance(outcome, ResponseInfo) and outcome.status == 401 and token is not None:
             assert use_auth is not None  # a token was attached
@@ -145,7 +151,7 @@ def request_flow(
             wall_now=clock.wall(), rng=rng,
         )
         if decision.verdict is Verdict.RETRY and pacer is not None and not (
-            yield TryRetry(pacer, state.deadline)
+            _spend(pacer, state, clock) if local else (yield TryRetry(pacer, state.deadline))
         ):
                 decision = Decision(
                     Verdict.GIVE_UP,
@@ -203,8 +209,12 @@ def _idempotency(
     return headers, key is not None
 
 
+def _spend(pacer: Pacer, state: RequestState, clock: Clock) -> bool:
+    return TryRetry(pacer, state.deadline).run(clock)
+
+
 def _gate(
-    state: RequestState, pacer: Pacer, partition: str, clock: Clock
+    state: RequestState, pacer: Pacer, partition: str, clock: Clock, local: bool
 ) -> Generator[Effect, object, FlowResult | tuple[bool, float]]:
     """Pacing, then the breaker: wait for this attempt's slot and its admission. Returns
     whether the attempt is the breaker's probe and its slot, or a FlowResult when it
@@ -221,8 +231,9 @@ def _gate(
         reservation: Reservation | None = None
         waiting_since = clock.monotonic()
         while True:
+            booking = Reserve(pacer, partition, reservation, deadline)
             reservation = cast(
-                "Reservation", (yield Reserve(pacer, partition, reservation, deadline))
+                "Reservation", booking.run(clock) if local else (yield booking)
             )
             now = clock.monotonic()
             wait = reservation.at - now
@@ -236,17 +247,18 @@ def _gate(
             )
             if refused is not None:
                 assert refused.requested_wait is not None
-                yield Release(pacer, partition, reservation, deadline)
+                yield from _release(pacer, partition, reservation, deadline, clock, local)
                 return state.give_up(_too_long(refused.requested_wait), refused.reason)
             if deadline is not None and now + wait >= deadline:
-                yield Release(pacer, partition, reservation, deadline)
+                yield from _release(pacer, partition, reservation, deadline, clock, local)
                 return state.give_up(
                     _error(DeadlineExceeded),
                     f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
                 )
             recheck = reservation.recheck
             yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
-        admission = cast("Admission", (yield Admit(pacer, partition, deadline)))
+        asking = Admit(pacer, partition, deadline)
+        admission = cast("Admission", asking.run(clock) if local else (yield asking))
         if admission.allowed:
             return bool(admission.probe), reservation.at
         retry_at = admission.retry_at
@@ -260,6 +272,18 @@ def _gate(
                 event_reason=f"circuit open; next probe in {retry_in:.3f} s",
             )
         yield Sleep(retry_in)  # the deadline outlasts the outage: wait for the probe
+
+
+def _release(
+    pacer: Pacer,
+    partition: str,
+    reservation: Reservation,
+    deadline: float | None,
+    clock: Clock,
+    local: bool,
+) -> Generator[Effect, object, None]:
+    release = Release(pacer, partition, reservation, deadline)
+    _ = release.run(clock) if local else (yield release)
 
 
 def _authorize(

@@ -32,7 +32,7 @@ from surefoot.errors import ConfigurationError
 from surefoot.pacing._breaker import Admission
 from surefoot.pacing._config import _THROTTLE_STATUSES, PacingPolicy, Report
 from surefoot.pacing._gcra import LATE_MIN, Quota, RateLimiter, Reservation
-from surefoot.pacing._quota_headers import QuotaObservation, parse_quota_headers
+from surefoot.pacing._quota_headers import QuotaObservation, parse_quota_headers, quota_fields
 from surefoot.pacing._state import LocalPacerState, PacerState
 
 if TYPE_CHECKING:
@@ -260,7 +260,10 @@ class Pacer:
     ) -> tuple[
         tuple[Quota, ...], tuple[tuple[int, float], ...], tuple[int, float | None] | None
     ]:
-        observations = parse_quota_headers(info.header, now=wall_now)
+        fields = quota_fields(info.headers)
+        if not fields:
+            return (), (), None  # (most answers state no quota: nothing to parse)
+        observations = parse_quota_headers(fields.get, now=wall_now)
         learned: list[Quota] = []
         tighten: list[tuple[int, float]] = []
         remaining: tuple[int, float | None] | None = None

@@ -59,9 +59,11 @@ there is still understood (it agrees with "delta" for any sane value).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
 from http_sfv.dictionary import Dictionary as _SfDictionary
@@ -69,7 +71,7 @@ from http_sfv.item import Item as _SfItem
 from http_sfv.list import List as _SfList
 from http_sfv.types import DisplayString as _SfDisplayString
 
-__all__ = ["QuotaObservation", "parse_go_duration", "parse_quota_headers"]
+__all__ = ["QuotaObservation", "parse_go_duration", "parse_quota_headers", "quota_fields"]
 
 ResetStyle = Literal["auto", "epoch", "delta"]
 
@@ -209,6 +211,9 @@ class _Member:
     params: Mapping[str, object]
 
 
+_NO_PARAMS: Mapping[str, object] = MappingProxyType({})
+
+
 def _sf_data(value: str | None) -> bytes | None:
     if value is None:
         return None
@@ -220,40 +225,71 @@ def _sf_data(value: str | None) -> bytes | None:
 
 def _member(parsed: object) -> _Member:
     if isinstance(parsed, _SfItem):
-        params: dict[str, object] = dict(parsed.params)
+        params: Mapping[str, object] = MappingProxyType(dict(parsed.params))
         bare: object = parsed.value
         return _Member(bare, params)
-    return _Member(None, {})
+    return _Member(None, _NO_PARAMS)
 
 
-def _sf_list(value: str | None) -> list[_Member]:
+#: Parsed fields are kept by their text (a server sends the same policy on every
+#: answer): at most this many per kind, each at most ``_MAX_SF_LENGTH`` characters.
+_SF_CACHE = 256
+
+
+def _sf_list(value: str | None) -> tuple[_Member, ...]:
     """The members of a Structured Field List; empty if absent or malformed."""
+    if value is None:
+        return ()
+    return _sf_list_of(value) if len(value) <= _MAX_SF_LENGTH else _sf_list_of.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=_SF_CACHE)
+def _sf_list_of(value: str) -> tuple[_Member, ...]:
     data = _sf_data(value)
     if data is None:
-        return []
+        return ()
     parsed = _SfList()
     try:
         parsed.parse(data)
-        return [_member(m) for m in parsed]
+        return tuple(_member(m) for m in parsed)
     except Exception:  # http_sfv raises ValueError, but any failure means "malformed"
-        return []
+        return ()
 
 
-def _sf_dictionary(value: str | None) -> dict[str, _Member]:
+def _sf_dictionary(value: str | None) -> Mapping[str, _Member]:
     """The members of a Structured Field Dictionary; empty if absent or malformed."""
+    if value is None:
+        return _NO_MEMBERS
+    if len(value) > _MAX_SF_LENGTH:  # (never kept: the cache holds short texts only)
+        return _sf_dictionary_of.__wrapped__(value)
+    return _sf_dictionary_of(value)
+
+
+@functools.lru_cache(maxsize=_SF_CACHE)
+def _sf_dictionary_of(value: str) -> Mapping[str, _Member]:
     data = _sf_data(value)
     if data is None:
-        return {}
+        return _NO_MEMBERS
     parsed = _SfDictionary()
     try:
         parsed.parse(data)
-        return {str(k): _member(m) for k, m in parsed.items()}
+        return MappingProxyType({str(k): _member(m) for k, m in parsed.items()})
     except Exception:
-        return {}
+        return _NO_MEMBERS
+
+
+_NO_MEMBERS: Mapping[str, _Member] = MappingProxyType({})
 
 
 def _sf_item(value: str | None) -> _Member | None:
     """A Structured Field Item; ``None`` if absent or malformed."""
+    if value is None:
+        return None
+    return _sf_item_of(value) if len(value) <= _MAX_SF_LENGTH else _sf_item_of.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=_SF_CACHE)
+def _sf_item_of(value: str) -> _Member | None:
     data = _sf_data(value)
     if data is None:
         return None
@@ -353,7 +389,9 @@ def _observation(
 _Get = Callable[[str], str | None]
 
 
-def _ietf(get: _Get, now: float, policy_members: list[_Member]) -> list[QuotaObservation | None]:
+def _ietf(
+    get: _Get, now: float, policy_members: Sequence[_Member]
+) -> list[QuotaObservation | None]:
     policies: dict[str, tuple[int | None, float | None]] = {}
     ignored: set[str] = set()
     for member in policy_members:
@@ -400,7 +438,9 @@ def _ietf(get: _Get, now: float, policy_members: list[_Member]) -> list[QuotaObs
     return found
 
 
-def _ietf_legacy(get: _Get, now: float, policy_members: list[_Member]) -> QuotaObservation | None:
+def _ietf_legacy(
+    get: _Get, now: float, policy_members: Sequence[_Member]
+) -> QuotaObservation | None:
     def reset_of(value: object) -> float | None:
         count = _sf_count(value)
         return _reset(None if count is None else float(count), "auto", now)
@@ -483,6 +523,24 @@ def _openai(get: _Get) -> QuotaObservation | None:
         policy=None,
         dialect="openai",
     )
+
+
+#: Every header :func:`parse_quota_headers` reads starts with one of these (lower case).
+_QUOTA_PREFIXES = ("ratelimit", "x-ratelimit", "x-rate-limit")
+
+
+def quota_fields(headers: Mapping[str, str]) -> dict[str, str]:
+    """The headers of ``headers`` that :func:`parse_quota_headers` may read, by lower-case
+    name (the last one wins among names that differ only in case, as with a plain
+    ``dict`` in :func:`~surefoot._core._policy.case_insensitive`). Empty for most
+    responses, which then need no parsing at all: one pass over the names."""
+    found: dict[str, str] = {}
+    for name, value in headers.items():
+        if name[:1] in "rRxX":
+            lower = name.lower()
+            if lower.startswith(_QUOTA_PREFIXES):
+                found[lower] = value
+    return found
 
 
 def parse_quota_headers(
