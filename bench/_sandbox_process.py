@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import requests
 
-__all__ = ["QuotaSandbox", "SandboxProcess"]
+__all__ = ["QuotaSandbox", "RawServerProcess", "SandboxProcess"]
 
 
 class SandboxProcess:
@@ -84,6 +84,15 @@ class SandboxProcess:
                 process.wait()
         if process.stdout is not None:
             process.stdout.close()
+
+
+class RawServerProcess(SandboxProcess):
+    """``bench/_raw_server.py`` in a subprocess: an independent raw-asyncio loopback server."""
+
+    def command(self) -> list[str]:
+        from pathlib import Path
+
+        return [sys.executable, str(Path(__file__).resolve().parent / "_raw_server.py")]
 
 
 class QuotaSandbox(SandboxProcess):
