@@ -150,9 +150,9 @@ def request_flow(
             replayable=request.replayable, elapsed=ended - state.start,
             wall_now=clock.wall(), rng=rng,
         )
-        if decision.verdict is Verdict.RETRY and pacer is not None and not (
-            _spend(pacer, state, clock) if local else (yield TryRetry(pacer, state.deadline))
-        ):
+        if decision.verdict is Verdict.RETRY and pacer is not None:
+            spend = TryRetry(pacer, state.deadline)
+            if not (spend.run(clock) if local else (yield spend)):
                 decision = Decision(
                     Verdict.GIVE_UP,
                     f"{decision.cause}: the retry budget is spent "
@@ -207,10 +207,6 @@ def _idempotency(
         key = key_factory()
         headers[policy.idempotency_header] = key
     return headers, key is not None
-
-
-def _spend(pacer: Pacer, state: RequestState, clock: Clock) -> bool:
-    return TryRetry(pacer, state.deadline).run(clock)
 
 
 def _gate(
