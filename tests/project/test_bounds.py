@@ -7,9 +7,6 @@ drives many distinct keys through the public path (the calls the pipeline makes 
 where the bound is configurable, and checks the count stays within it (and, where
 memory is measured, that each key beyond the bound costs next to nothing); the default
 bounds' values are checked apart. ``bench/memory.py`` runs the same attacks at scale.
-
-Structures with no bound yet (in files this change could not touch) are ``xfail``
-(strict): each names the change that bounds it, and fails loudly once it lands.
 """
 
 from __future__ import annotations
@@ -198,10 +195,6 @@ def test_an_evicted_partition_voids_the_reservations_of_its_old_schedule() -> No
     assert not limiter.still_valid(old[2])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Pacer.report tells an unchanged quota again only after _RETELL (5 s) even when the "
-    "state has evicted the partition meanwhile (pacing/_pacer.py: retell when "
-    "`partition not in state.limiter`); requested in the memory report"))
 def test_a_learned_quota_survives_eviction_among_partitions_that_all_hold_state() -> None:
     pacer = small_pacer(100)
     for _ in range(5):
@@ -216,10 +209,6 @@ def test_a_learned_quota_survives_eviction_among_partitions_that_all_hold_state(
 # -- breakers --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "LocalPacerState._breakers keeps a CircuitBreaker per partition ever seen "
-    "(pacing/_state.py admit: bound it by limiter.max_partitions, dropping breakers that "
-    "do not `holds_state(now)` first); requested in the memory report"))
 def test_breakers_are_bounded() -> None:
     bound, keys = 200, 2000
     pacer = small_pacer(bound, breaker=BreakerPolicy())
@@ -252,10 +241,6 @@ def test_the_pacers_first_contact_table_is_bounded() -> None:
     assert len(pacer._answered) <= 40_001
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Pacer._server_learned and Pacer._windows have no bound, and the others' bound is a "
-    "literal 40_000 (pacing/_pacer.py: a module constant _MAX_REMEMBERED = 40_000 for "
-    "all of them); requested in the memory report"))
 def test_the_pacers_tables_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     bound, keys = 300, 1000
     monkeypatch.setattr(pacer_module, "_MAX_REMEMBERED", bound, raising=False)

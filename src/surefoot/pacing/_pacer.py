@@ -180,7 +180,7 @@ class Pacer:
         first = partition not in self._answered
         if first:
             with self._lock:
-                if len(self._answered) > 40_000:
+                if len(self._answered) > _MAX_REMEMBERED:
                     self._answered.clear()
                 self._answered.add(partition)
         late = self._late(partition, late, sent_at)
@@ -198,12 +198,25 @@ class Pacer:
             with self._lock:
                 learned, tighten, remaining = self._learn(partition, outcome, wall_now)
                 if learned:
-                    self._server_learned.add(partition)
+                    if partition not in self._server_learned:
+                        if len(self._server_learned) > _MAX_REMEMBERED:
+                            self._server_learned.clear()
+                        self._server_learned.add(partition)
                     told = self._sent_learned.get(partition)
-                    if told is not None and told[0] == learned and now - told[1] < _RETELL:
+                    if (
+                        told is not None
+                        and told[0] == learned
+                        and now - told[1] < _RETELL
+                        and (
+                            # (an in-process state that evicted the partition meanwhile
+                            # is told again at once)
+                            not isinstance(self.state, LocalPacerState)
+                            or self.state.limiter.learned(partition, now) is not None
+                        )
+                    ):
                         learned = ()
                     else:
-                        if len(self._sent_learned) > 40_000:
+                        if len(self._sent_learned) > _MAX_REMEMBERED:
                             self._sent_learned.clear()
                         self._sent_learned[partition] = (learned, now)
             if throttled:
@@ -250,7 +263,7 @@ class Pacer:
             told = self._late_told.get(partition)
             if told is not None and told <= sent_at < told + LATE_MIN:
                 return 0.0
-            if len(self._late_told) > 40_000:
+            if len(self._late_told) > _MAX_REMEMBERED:
                 self._late_told.clear()
             self._late_told[partition] = sent_at
         return late
@@ -301,7 +314,7 @@ class Pacer:
         key = (partition, obs.policy or obs.dialect)
         refill = self._refills.get(key)
         if refill is None:
-            if len(self._refills) > 40_000:
+            if len(self._refills) > _MAX_REMEMBERED:
                 self._refills.clear()
             refill = self._refills[key] = _Refill()
         return refill.add(obs.limit, obs.remaining, obs.reset_after)
@@ -315,11 +328,13 @@ class Pacer:
         reset_at = wall_now + obs.reset_after
         previous = self._resets.get(key)
         self._resets[key] = reset_at
-        if len(self._resets) > 40_000:
+        if len(self._resets) > _MAX_REMEMBERED:
             self._resets.clear()
         # A jump means a new window only once the previous one is over (give or take
         # the rounding of epoch seconds).
         if previous is not None and reset_at - previous >= 0.5 and wall_now >= previous - 1.0:
+            if key not in self._windows and len(self._windows) > _MAX_REMEMBERED:
+                self._windows.clear()
             self._windows[key] = round(reset_at - previous, 3)
         window = self._windows.get(key)
         if window is not None:
@@ -328,7 +343,7 @@ class Pacer:
         # seconds (a token bucket's "full again in 40 ms" is a quota per second). A
         # reset seen late in a longer window guesses short; the next ones correct it.
         longest = max(self._longest.get(key, 0.0), obs.reset_after)
-        if len(self._longest) > 40_000:
+        if len(self._longest) > _MAX_REMEMBERED:
             self._longest.clear()
         self._longest[key] = longest
         return float(max(1, math.ceil(longest - 1e-6)))
@@ -393,6 +408,11 @@ _REFILL_HYSTERESIS = 0.03
 
 #: Seconds after which an unchanged learned quota is told to the state again.
 _RETELL = 5.0
+
+#: The most partitions each of the pacer's own tables remembers: a table that grows
+#: past it starts again (what it held is relearned from the next answers), so a client
+#: that meets ever new hosts or API keys does not grow without limit.
+_MAX_REMEMBERED = 40_000
 
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 

@@ -4,6 +4,7 @@ the reference that the SQLite and Redis states follow.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,6 +24,8 @@ __all__ = ["LocalPacerState", "PacerState"]
 
 #: The shortest hold a stated wait is first cut down to (seconds).
 _MIN_HOLD = 0.001
+#: How many of the oldest breakers an eviction looks through for one holding no state.
+_BREAKER_EVICT_SCAN = 8
 
 
 @runtime_checkable
@@ -130,8 +133,25 @@ class LocalPacerState:
         with self._lock:
             breaker = self._breakers.get(partition)
             if breaker is None:
+                if len(self._breakers) >= self.limiter.max_partitions:
+                    self._evict_breaker(now)
                 breaker = self._breakers[partition] = CircuitBreaker(config)
             return breaker.allow(now)
+
+    def _evict_breaker(self, now: float) -> None:
+        """Make room for one breaker (as many as the limiter keeps partitions): the
+        first of the oldest few that holds no state (dropping it changes nothing it
+        decides), else the oldest."""
+        breakers = self._breakers
+        oldest = None
+        for name, breaker in itertools.islice(breakers.items(), _BREAKER_EVICT_SCAN):
+            if oldest is None:
+                oldest = name
+            if not breaker.holds_state(now):
+                del breakers[name]
+                return
+        if oldest is not None:
+            del breakers[oldest]
 
     def on_request(self, partition: str, *, now: float) -> None:
         with self._lock:
