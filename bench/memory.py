@@ -43,7 +43,6 @@ import urllib3
 import surefoot
 import surefoot.httpx
 from _env import platform_info, source_state
-from surefoot._adapters._deadline import watchdog
 from surefoot._core._policy import ResponseInfo
 from surefoot.errors import StoreUnavailable
 from surefoot.pacing import BreakerPolicy
@@ -246,14 +245,8 @@ def tracing(frames: int) -> Iterator[None]:
 
 
 def settle() -> None:
-    """Let the attempt watchdog (requests' deadline path) drop the finished attempts it
-    was handed since it last woke (up to a second's worth: it wakes at least once a
-    second), then collect: what is left is what the client keeps."""
-    dog = watchdog()
-    if dog._thread is not None:
-        with dog._cond:
-            dog._cond.notify()
-        time.sleep(0.02)
+    """Collect: what is left is what the client keeps (the attempt watchdog keeps one
+    watch per thread, nothing per attempt)."""
     gc.collect()
 
 

@@ -709,3 +709,32 @@ def test_each_header_alone_never_raises(name, value):
 def test_go_duration_total(text):
     seconds = parse_go_duration(text)
     assert seconds is None or (math.isfinite(seconds) and seconds >= 0)
+
+
+_NAMES = st.sampled_from([
+    "RateLimit", "ratelimit-policy", "RATELIMIT-LIMIT", "X-RateLimit-Remaining",
+    "x-ratelimit-reset-requests", "X-Rate-Limit-Limit", "Retry-After", "Content-Type",
+    "x-request-id", "Rate", "XRateLimit", "r", "x",
+])
+
+
+_VALUES = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8)
+
+
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=12))
+@settings(max_examples=300, deadline=None)
+def test_quota_fields_reads_every_mapping_alike(pairs: list[tuple[str, str]]) -> None:
+    """The fast read of requests' CaseInsensitiveDict finds what the general one finds in
+    a plain dict and in httpx.Headers (the last of names differing only in case wins)."""
+    import httpx
+    import requests.structures
+
+    from surefoot.pacing._quota_headers import quota_fields
+
+    plain: dict[str, str] = {}
+    for name, value in pairs:
+        plain = {k: v for k, v in plain.items() if k.lower() != name.lower()}
+        plain[name] = value
+    expected = quota_fields(plain)
+    assert quota_fields(requests.structures.CaseInsensitiveDict(plain)) == expected
+    assert quota_fields(httpx.Headers(plain)) == expected

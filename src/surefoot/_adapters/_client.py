@@ -26,6 +26,7 @@ class BaseUrl:
     resolved against it (an absolute URL is used as it is)."""
 
     base_url: str
+    _appends = False
 
     def _set_base_url(self, base_url: str) -> None:
         parts = urlsplit(base_url)
@@ -36,6 +37,9 @@ class BaseUrl:
         if not parts.path.endswith("/"):
             base_url = urlunsplit(parts._replace(path=parts.path + "/"))
         self.base_url = base_url
+        #: A relative path is appended as it is (what ``urljoin`` makes of it) when the
+        #: base has no query or fragment for it to replace.
+        self._appends = "?" not in base_url and "#" not in base_url
 
     @property
     def _shown_base_url(self) -> str:
@@ -45,7 +49,31 @@ class BaseUrl:
     def url_for(self, path: str) -> str:
         if path.startswith(("http://", "https://")):
             return path
-        return urljoin(self.base_url, path.lstrip("/"))
+        relative = path.lstrip("/")
+        if self._appends and _appendable(relative):
+            return self.base_url + relative
+        return urljoin(self.base_url, relative)
+
+
+def _appendable(relative: str) -> bool:
+    """Would ``urljoin`` append ``relative`` to a base path ending in "/" as it is? Yes
+    unless it has a scheme, a dot or empty segment, a fragment or parameters, an empty
+    query, or anything ``urlsplit`` strips (conservative: ``urljoin`` decides the rest)."""
+    if (
+        ":" in relative
+        or "#" in relative
+        or ";" in relative
+        or "//" in relative
+        or relative.endswith("?")
+        or not relative.isprintable()
+        or relative.strip() != relative
+    ):
+        return False
+    path = relative.partition("?")[0]
+    if "." in path:
+        segments = path.split("/")
+        return "." not in segments and ".." not in segments
+    return True
 
 
 class SyncVerbs(Generic[R]):

@@ -24,13 +24,12 @@ call returns by its deadline rather than that much after it.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import itertools
 import math
 import os
 import socket
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -258,17 +257,29 @@ class Watch:
     instant) and what it reads from: its connection (an object with a ``sock``
     attribute), attached once it is known, and the socket its body is read from if the
     connection let go of it; both detached before the connection may serve another
-    attempt."""
+    attempt.
 
-    __slots__ = ("_lock", "conn", "done", "ends", "expired", "sock")
+    A thread reuses its watch for each of its attempts in turn (:meth:`arm`): watching an
+    attempt allocates nothing. Each watch has its own lock (held while the watchdog
+    shuts its socket down): attempts in different threads never wait for each other."""
 
-    def __init__(self, ends: float, lock: threading.Lock) -> None:
-        self.ends = ends
-        self._lock = lock  # the watchdog's: held while it shuts a socket down
+    __slots__ = ("__weakref__", "_lock", "conn", "done", "ends", "expired", "sock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.ends = math.inf
         self.conn: object | None = None
         self.sock: object | None = None
         self.expired = False  # its socket was shut down: the attempt timed out
-        self.done = False
+        self.done = True  # not watching an attempt
+
+    def arm(self, ends: float) -> None:
+        """Watch a new attempt, which must be over at ``ends``."""
+        with self._lock:
+            self.conn = self.sock = None
+            self.expired = False
+            self.ends = ends
+            self.done = False
 
     def attach(self, conn: object) -> None:
         self.conn = conn
@@ -293,16 +304,29 @@ class Watch:
         sock = self.sock if self.sock is not None else getattr(self.conn, "sock", None)
         return sock if isinstance(sock, socket.socket) else None
 
+    def fire(self, now: float) -> bool:
+        """Shut the attempt's socket down if it is still running past its end at ``now``;
+        ``False``: it has no socket yet (look again)."""
+        with self._lock:
+            if self.done or now < self.ends:
+                return True
+            sock = self.socket()
+            if sock is None:
+                return False
+            self.expired = True
+            # socket.socket's own shutdown, also for an SSLSocket (whose override would
+            # unwrap it under the reading thread): the descriptor itself is shut down.
+            # OSError: already closed, the attempt is ending anyway.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            return True
+
 
 #: How soon the watchdog looks again at an attempt past its end that has no socket yet
 #: (still connecting: its connect timeout is capped by the attempt's time anyway).
 _RECHECK = 0.005
 #: How long after an attempt's end the watchdog shuts its socket down (seconds).
 GRACE = 0.005
-#: The watchdog wakes at least this often while attempts are in progress (seconds), and
-#: drops the finished ones it holds once they are more than _COMPACT_AT.
-_SWEEP = 1.0
-_COMPACT_AT = 256
 
 
 class Watchdog:
@@ -311,11 +335,13 @@ class Watchdog:
     past its end (``socket.shutdown``, from this thread: the read blocked in the
     attempt's thread returns at once, and the adapter reports the attempt timed out).
 
-    Registering costs a ``deque.append`` (and a wake-up only when the new attempt ends
-    before the one the thread sleeps until); an attempt that finishes is only marked,
-    and dropped when its end comes up. The thread wakes about once per attempt timeout,
-    not once per attempt. It starts with the first attempt it watches (again in a
-    forked child).
+    Each thread has one :class:`Watch`, registered once and re-armed for each of its
+    attempts (a nested attempt gets a watch of its own), so watching an attempt costs a
+    few attribute writes: the thread is woken only when an attempt ends before the
+    instant it sleeps until, and wakes about once per attempt timeout, not once per
+    attempt (it then looks at one watch per thread). A thread's watch goes with the
+    thread. The watchdog starts with the first attempt it watches (again in a forked
+    child).
     """
 
     def __init__(self) -> None:
@@ -324,12 +350,10 @@ class Watchdog:
             os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
-        self._new: deque[tuple[float, int, Watch]] = deque()
-        self._heap: list[tuple[float, int, Watch]] = []
+        self._watches: weakref.WeakSet[Watch] = weakref.WeakSet()
+        self._local = threading.local()
         self._cond = threading.Condition(threading.Lock())
-        self._fire_lock = threading.Lock()
         self._until = math.inf  # when the thread wakes next (inf: idle)
-        self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
@@ -338,8 +362,16 @@ class Watchdog:
         is shut down :data:`GRACE` after it (a socket timeout that ends the attempt at
         ``ends`` takes one wake-up, the watchdog two: the first is left to win)."""
         ends += GRACE
-        watch = Watch(ends, self._fire_lock)
-        self._new.append((ends, next(self._seq), watch))
+        local = self._local
+        watch: Watch | None = getattr(local, "watch", None)
+        if watch is None or not watch.done:  # this thread's first attempt, or a nested one
+            fresh = Watch()
+            if watch is None:
+                local.watch = fresh
+            watch = fresh
+            with self._cond:
+                self._watches.add(watch)
+        watch.arm(ends)
         if self._thread is None:
             self._start()
         if ends < self._until:
@@ -356,42 +388,23 @@ class Watchdog:
                 self._thread = thread
 
     def _run(self) -> None:
-        heap, new = self._heap, self._new
         with self._cond:
             while True:
-                while new:
-                    entry = new.popleft()
-                    if not entry[2].done:
-                        heapq.heappush(heap, entry)
+                # An attempt armed while the watches are looked at wakes the thread again
+                # (its notify waits for the wait below).
+                self._until = math.inf
                 now = time.monotonic()
-                while heap and (heap[0][2].done or heap[0][0] <= now):
-                    _, _, watch = heapq.heappop(heap)
-                    if not watch.done and not self._fire(watch):
-                        heapq.heappush(heap, (now + _RECHECK, next(self._seq), watch))
-                if len(heap) > _COMPACT_AT:  # finished attempts further down
-                    heap[:] = [entry for entry in heap if not entry[2].done]
-                    heapq.heapify(heap)
-                # at least once a _SWEEP, so that finished attempts do not pile up
-                self._until = min(heap[0][0], now + _SWEEP) if heap else math.inf
-                if new:  # registered meanwhile: look again before sleeping
-                    continue
-                self._cond.wait(None if not heap else max(self._until - now, 0.0))
-
-    def _fire(self, watch: Watch) -> bool:
-        """Shut the attempt's socket down; ``False``: it has none yet (look again)."""
-        with self._fire_lock:
-            if watch.done:
-                return True
-            sock = watch.socket()
-            if sock is None:
-                return False
-            watch.expired = True
-            # socket.socket's own shutdown, also for an SSLSocket (whose override would
-            # unwrap it under the reading thread): the descriptor itself is shut down.
-            # OSError: already closed, the attempt is ending anyway.
-            with contextlib.suppress(OSError):
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            return True
+                until = math.inf
+                for watch in list(self._watches):
+                    if watch.done:
+                        continue
+                    ends = watch.ends
+                    if ends > now:
+                        until = min(until, ends)
+                    elif not watch.fire(now):
+                        until = min(until, now + _RECHECK)
+                self._until = until
+                self._cond.wait(None if until == math.inf else max(until - now, 0.0))
 
 
 _WATCHDOG = Watchdog()

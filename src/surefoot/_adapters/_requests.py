@@ -180,27 +180,23 @@ def classify_requests_error(exc: BaseException) -> FailureKind:
 Timeout = float | tuple[float, float] | tuple[float, None] | None
 
 
-def _cap_timeout(user: Timeout, cap: float | None) -> Timeout | urllib3.Timeout:
-    """The attempt's timeout for requests: the user's, each part capped by ``cap``, with
-    ``cap`` as urllib3's ``total`` (so that the first read of the response, after the
-    connect and the send, times out when the attempt's time is up, not ``cap`` after it
-    starts). A urllib3 ``Timeout`` of the user's is left as it is."""
+def _cap_timeout(user: Timeout, cap: float | None) -> Timeout:
+    """The attempt's timeout for requests: the user's, each part capped by ``cap`` (the
+    attempt's time as a whole is bounded by the watchdog). A urllib3 ``Timeout`` of the
+    user's is left as it is."""
     if cap is None:
         return user
     cap = max(cap, 0.001)
     if user is None:
-        connect: float | None = cap
-        read: float | None = cap
-    elif isinstance(user, tuple):
+        return cap
+    if isinstance(user, tuple):
         connect, read = user
-        connect = cap if connect is None else min(connect, cap)
-        read = cap if read is None else min(read, cap)
-    else:
-        try:
-            connect = read = min(float(user), cap)
-        except (TypeError, ValueError):  # not a number (a urllib3 Timeout): left as it is
-            return user
-    return urllib3.Timeout(connect=connect, read=read, total=cap)
+        return (cap if connect is None else min(connect, cap),
+                cap if read is None else min(read, cap))
+    try:
+        return min(float(user), cap)
+    except (TypeError, ValueError):  # not a number (a urllib3 Timeout): left as it is
+        return user
 
 
 def _attempt_copy(request: requests.PreparedRequest) -> requests.PreparedRequest:
@@ -416,8 +412,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
                 response = parent_send(
                     prepared,
                     stream=stream,
-                    # (a urllib3 Timeout: requests passes it through as it is)
-                    timeout=_cap_timeout(timeout, cap),  # type: ignore[arg-type]
+                    timeout=_cap_timeout(timeout, cap),
                     verify=verify,
                     cert=cert,
                     proxies=proxies,

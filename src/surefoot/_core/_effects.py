@@ -42,6 +42,7 @@ __all__ = [
     "AuthStrategy",
     "Effect",
     "FetchToken",
+    "Gate",
     "OnRequest",
     "PacerEffect",
     "ReportOutcome",
@@ -150,6 +151,19 @@ class OnRequest(NamedTuple):
         self.pacer.on_request(self.partition, now=clock.monotonic())
 
 
+class Gate(NamedTuple):
+    """The start of an attempt (:meth:`~surefoot.Pacer.gate`): the logical request's
+    arrival when ``arrival``, its slot, and the breaker's verdict when the slot is now."""
+
+    pacer: Pacer
+    partition: str
+    arrival: bool
+    deadline: float | None = None
+
+    def run(self, clock: Clock) -> tuple[Reservation, Admission | None]:
+        return self.pacer.gate(self.partition, arrival=self.arrival, now=clock.monotonic())
+
+
 class Reserve(NamedTuple):
     """Book (or re-book, replacing ``previous``) the next rate-limit slot."""
 
@@ -220,6 +234,6 @@ class TryRetry(NamedTuple):
         return self.pacer.try_retry(clock.monotonic())
 
 
-PacerEffect = OnRequest | Reserve | Release | Admit | ReportOutcome | TryRetry
-PACER_EFFECTS = (OnRequest, Reserve, Release, Admit, ReportOutcome, TryRetry)
+PacerEffect = OnRequest | Gate | Reserve | Release | Admit | ReportOutcome | TryRetry
+PACER_EFFECTS = (OnRequest, Gate, Reserve, Release, Admit, ReportOutcome, TryRetry)
 Effect = Send | Sleep | FetchToken | PacerEffect

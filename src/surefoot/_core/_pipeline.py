@@ -28,7 +28,7 @@ from surefoot._core._effects import (
     AuthStrategy,
     Effect,
     FetchToken,
-    OnRequest,
+    Gate,
     Release,
     ReportOutcome,
     Reserve,
@@ -103,14 +103,13 @@ def request_flow(
     if pacer is not None:
         partition = pacer.partition_of(request.url, request.headers)
         local = not pacer.does_io
-        arrival = OnRequest(pacer, partition, state.deadline)
-        _ = arrival.run(clock) if local else (yield arrival)
 
     while True:
         probe = False
         slot: float | None = None
         if pacer is not None:
-            gated = yield from _gate(state, pacer, partition, clock, local)
+            # (the first attempt's gate counts the logical request's arrival)
+            gated = yield from _gate(state, pacer, partition, clock, local, state.number == 0)
             if isinstance(gated, FlowResult):
                 return gated
             probe, slot = gated
@@ -210,7 +209,8 @@ def _idempotency(
 
 
 def _gate(
-    state: RequestState, pacer: Pacer, partition: str, clock: Clock, local: bool
+    state: RequestState, pacer: Pacer, partition: str, clock: Clock, local: bool,
+    arrival: bool,
 ) -> Generator[Effect, object, FlowResult | tuple[bool, float]]:
     """Pacing, then the breaker: wait for this attempt's slot and its admission. Returns
     whether the attempt is the breaker's probe and its slot, or a FlowResult when it
@@ -225,12 +225,22 @@ def _gate(
     deadline = state.deadline
     while True:
         reservation: Reservation | None = None
+        admission: Admission | None = None
         waiting_since = clock.monotonic()
         while True:
-            booking = Reserve(pacer, partition, reservation, deadline)
-            reservation = cast(
-                "Reservation", booking.run(clock) if local else (yield booking)
-            )
+            if reservation is None:  # the attempt's first booking: one step (Pacer.gate)
+                gate = Gate(pacer, partition, arrival, deadline)
+                reservation, admission = cast(
+                    "tuple[Reservation, Admission | None]",
+                    gate.run(clock) if local else (yield gate),
+                )
+                arrival = False
+            else:
+                booking = Reserve(pacer, partition, reservation, deadline)
+                reservation = cast(
+                    "Reservation", booking.run(clock) if local else (yield booking)
+                )
+                admission = None
             now = clock.monotonic()
             wait = reservation.at - now
             if wait <= 0:
@@ -253,8 +263,9 @@ def _gate(
                 )
             recheck = reservation.recheck
             yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
-        asking = Admit(pacer, partition, deadline)
-        admission = cast("Admission", asking.run(clock) if local else (yield asking))
+        if admission is None:
+            asking = Admit(pacer, partition, deadline)
+            admission = cast("Admission", asking.run(clock) if local else (yield asking))
         if admission.allowed:
             return bool(admission.probe), reservation.at
         retry_at = admission.retry_at

@@ -107,11 +107,14 @@ class WindowCounts:
 
     def add(self, now: float, series: int = 0, amount: int = 1) -> None:
         """Count ``amount`` events of ``series`` at ``now``."""
-        self._advance(now)
-        assert self._index is not None
+        index = self._index
+        if index is None or math.floor(now / self._width) != index:  # (the usual: same bucket)
+            self._advance(now)
+            index = self._index
+            assert index is not None
         n = self._n
         counts = self._counts
-        counts[series * n + self._index % n] += amount
+        counts[series * n + index % n] += amount
         counts[self._series * n + series] += amount
 
     def total(self, now: float, series: int = 0) -> int:

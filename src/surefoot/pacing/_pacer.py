@@ -126,6 +126,31 @@ class Pacer:
 
     # -- before an attempt -----------------------------------------------------------
 
+    def gate(
+        self, partition: str, *, arrival: bool, now: float
+    ) -> tuple[Reservation, Admission | None]:
+        """The start of an attempt: :meth:`on_request` when ``arrival`` (the logical
+        request's first attempt), :meth:`reserve`, and :meth:`admit` when the slot is
+        now (``None``: the attempt waits for its slot, then asks :meth:`admit`). An
+        in-process state does all three in one step; a shared state that has no
+        ``gate`` of its own makes the three calls."""
+        adaptive = (
+            self.pacing.adaptive is not None and partition not in self._server_learned
+        )
+        state = self.state
+        gate = getattr(state, "gate", None)
+        if gate is not None:
+            result: tuple[Reservation, Admission | None] = gate(
+                partition, arrival=arrival, now=now, adaptive=adaptive
+            )
+            return result
+        if arrival:
+            state.on_request(partition, now=now)
+        reservation = state.reserve(partition, None, now=now, adaptive=adaptive)
+        if reservation.at > now:
+            return reservation, None
+        return reservation, self.admit(partition, now=now)
+
     def reserve(
         self, partition: str, previous: Reservation | None = None, *, now: float
     ) -> Reservation:
@@ -194,9 +219,10 @@ class Pacer:
         tighten: tuple[tuple[int, float], ...] = ()
         remaining: tuple[int, float | None] | None = None
         pause = None
-        if pacing.learn:
+        fields = quota_fields(outcome.headers) if pacing.learn else None
+        if fields:  # (most answers state no quota: nothing to parse, no lock to take)
             with self._lock:
-                learned, tighten, remaining = self._learn(partition, outcome, wall_now)
+                learned, tighten, remaining = self._learn(partition, fields, wall_now)
                 if learned:
                     if partition not in self._server_learned:
                         if len(self._server_learned) > _MAX_REMEMBERED:
@@ -219,11 +245,11 @@ class Pacer:
                         if len(self._sent_learned) > _MAX_REMEMBERED:
                             self._sent_learned.clear()
                         self._sent_learned[partition] = (learned, now)
-            if throttled:
-                # Retry-After wins over the quota headers, and holds the whole partition.
-                wait = retry_after_from_headers(outcome.header, now=wall_now)
-                if wait is not None:
-                    pause = min(wait, pacing.max_pause)
+        if pacing.learn and throttled:
+            # Retry-After wins over the quota headers, and holds the whole partition.
+            wait = retry_after_from_headers(outcome.header, now=wall_now)
+            if wait is not None:
+                pause = min(wait, pacing.max_pause)
         adapt = (
             throttled
             if pacing.adaptive is not None and partition not in self._server_learned
@@ -269,13 +295,11 @@ class Pacer:
         return late
 
     def _learn(
-        self, partition: str, info: ResponseInfo, wall_now: float
+        self, partition: str, fields: Mapping[str, str], wall_now: float
     ) -> tuple[
         tuple[Quota, ...], tuple[tuple[int, float], ...], tuple[int, float | None] | None
     ]:
-        fields = quota_fields(info.headers)
-        if not fields:
-            return (), (), None  # (most answers state no quota: nothing to parse)
+        """What the quota headers ``fields`` (:func:`quota_fields`) state."""
         observations = parse_quota_headers(fields.get, now=wall_now)
         learned: list[Quota] = []
         tighten: list[tuple[int, float]] = []

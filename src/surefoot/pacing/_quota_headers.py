@@ -535,6 +535,14 @@ def quota_fields(headers: Mapping[str, str]) -> dict[str, str]:
     ``dict`` in :func:`~surefoot._core._policy.case_insensitive`). Empty for most
     responses, which then need no parsing at all: one pass over the names."""
     found: dict[str, str] = {}
+    store = getattr(headers, "_store", None)
+    if type(store) is dict and type(headers).__module__ == "requests.structures":
+        # requests' CaseInsensitiveDict keeps {lower-case name: (name, value)}: read it
+        # directly (its items() goes through two generators per header)
+        for lower, pair in store.items():
+            if lower[:1] in "rx" and lower.startswith(_QUOTA_PREFIXES):
+                found[lower] = pair[1]
+        return found
     for name, value in headers.items():
         if name[:1] in "rRxX":
             lower = name.lower()

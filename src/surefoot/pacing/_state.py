@@ -24,6 +24,7 @@ __all__ = ["LocalPacerState", "PacerState"]
 
 #: The shortest hold a stated wait is first cut down to (seconds).
 _MIN_HOLD = 0.001
+_ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 #: How many of the oldest breakers an eviction looks through for one holding no state.
 _BREAKER_EVICT_SCAN = 8
 
@@ -89,37 +90,56 @@ class LocalPacerState:
 
     # -- operations ------------------------------------------------------------------
 
+    def gate(
+        self, partition: str, *, arrival: bool, now: float, adaptive: bool
+    ) -> tuple[Reservation, Admission | None]:
+        """The start of an attempt in one step: the logical request's arrival (its first
+        attempt: ``on_request``), its slot (``reserve``) and, when the slot is now, the
+        breaker's verdict (``admit``; ``None``: the attempt waits for its slot first)."""
+        with self._lock:
+            if arrival:
+                self._on_request(partition, now)
+            reservation = self._reserve(partition, None, now, adaptive)
+            if reservation.at > now:
+                return reservation, None
+            return reservation, self._admit(partition, now)
+
     def reserve(
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
         with self._lock:
-            if (
-                previous is not None
-                and not previous.tentative
-                and self.limiter.still_valid(previous)
-            ):
-                return self.limiter.refresh(previous, now)
-            if adaptive:
-                rate = self._adaptive.get(partition)
-                if rate is not None:
-                    self.limiter.learn(
-                        partition, Quota(limit=max(rate.rate, 1e-6)), now, guess=True
-                    )
-                    rate.on_send(now)
-            if self.limiter.recovering(partition):
-                # The release speeds up when demand measured now is higher than when the
-                # pause began (a closed loop that was just starting, say). It never slows
-                # down: a closed loop whose callers all wait sends no new requests, and
-                # its measured demand falls only because of the pause itself.
-                release = self._release_rate(partition, now)
-                if release is not None:
-                    self.limiter.speed_up_release(partition, release)
-            if previous is None:
-                # One count per attempt: a waiter re-booking after a pause voided its
-                # slot is the same send (1,000 waiters re-booking once a second through
-                # an outage are not a demand of 1,000/s).
-                _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
-            return self.limiter.reserve(partition, now)
+            return self._reserve(partition, previous, now, adaptive)
+
+    def _reserve(
+        self, partition: str, previous: Reservation | None, now: float, adaptive: bool
+    ) -> Reservation:
+        if (
+            previous is not None
+            and not previous.tentative
+            and self.limiter.still_valid(previous)
+        ):
+            return self.limiter.refresh(previous, now)
+        if adaptive:
+            rate = self._adaptive.get(partition)
+            if rate is not None:
+                self.limiter.learn(
+                    partition, Quota(limit=max(rate.rate, 1e-6)), now, guess=True
+                )
+                rate.on_send(now)
+        if self.limiter.recovering(partition):
+            # The release speeds up when demand measured now is higher than when the
+            # pause began (a closed loop that was just starting, say). It never slows
+            # down: a closed loop whose callers all wait sends no new requests, and
+            # its measured demand falls only because of the pause itself.
+            release = self._release_rate(partition, now)
+            if release is not None:
+                self.limiter.speed_up_release(partition, release)
+        if previous is None:
+            # One count per attempt: a waiter re-booking after a pause voided its
+            # slot is the same send (1,000 waiters re-booking once a second through
+            # an outage are not a demand of 1,000/s).
+            _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
+        return self.limiter.reserve(partition, now)
 
     def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
         """Give back a slot its holder will not use (see :meth:`RateLimiter.release`)."""
@@ -127,16 +147,21 @@ class LocalPacerState:
             self.limiter.release(reservation, now)
 
     def admit(self, partition: str, *, now: float) -> Admission:
+        if self.pacing.breaker is None:
+            return _ALLOWED
+        with self._lock:
+            return self._admit(partition, now)
+
+    def _admit(self, partition: str, now: float) -> Admission:
         config = self.pacing.breaker
         if config is None:
-            return Admission(allowed=True, state="closed", probe=False, retry_at=None)
-        with self._lock:
-            breaker = self._breakers.get(partition)
-            if breaker is None:
-                if len(self._breakers) >= self.limiter.max_partitions:
-                    self._evict_breaker(now)
-                breaker = self._breakers[partition] = CircuitBreaker(config)
-            return breaker.allow(now)
+            return _ALLOWED
+        breaker = self._breakers.get(partition)
+        if breaker is None:
+            if len(self._breakers) >= self.limiter.max_partitions:
+                self._evict_breaker(now)
+            breaker = self._breakers[partition] = CircuitBreaker(config)
+        return breaker.allow(now)
 
     def _evict_breaker(self, now: float) -> None:
         """Make room for one breaker (as many as the limiter keeps partitions): the
@@ -155,9 +180,12 @@ class LocalPacerState:
 
     def on_request(self, partition: str, *, now: float) -> None:
         with self._lock:
-            if self._budget is not None:
-                self._budget.on_request(now)
-            _count(self._arrivals, partition, now, _DEMAND_WINDOW, self.limiter.max_partitions)
+            self._on_request(partition, now)
+
+    def _on_request(self, partition: str, now: float) -> None:
+        if self._budget is not None:
+            self._budget.on_request(now)
+        _count(self._arrivals, partition, now, _DEMAND_WINDOW, self.limiter.max_partitions)
 
     def try_retry(self, *, now: float) -> bool:
         if self._budget is None:
@@ -196,6 +224,8 @@ class LocalPacerState:
             # What the server says of its waits is checked against its rate, when one is
             # known: a short hold first, the whole wait once a request sent after the
             # hold began is refused too (see RateLimiter.pause).
+            if not report.tighten and report.pause is None:
+                return
             interval = limiter.interval(partition)
             hold = None if interval is None else max(interval, _MIN_HOLD)
             for remaining, reset_after in report.tighten:
