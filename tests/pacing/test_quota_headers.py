@@ -738,3 +738,40 @@ def test_quota_fields_reads_every_mapping_alike(pairs: list[tuple[str, str]]) ->
     expected = quota_fields(plain)
     assert quota_fields(requests.structures.CaseInsensitiveDict(plain)) == expected
     assert quota_fields(httpx.Headers(plain)) == expected
+
+
+_FIELDS = st.sampled_from([
+    "ratelimit", "ratelimit-policy", "ratelimit-limit", "ratelimit-remaining",
+    "ratelimit-reset", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+    "x-ratelimit-reset-after", "x-ratelimit-resource", "x-ratelimit-bucket",
+    "x-ratelimit-used", "x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset",
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+])
+_FIELD_VALUES = st.one_of(
+    st.sampled_from(['"default";q=100;w=60', '"default";r=5;t=30', "limit=10, remaining=3, "
+                     "reset=4", "100", "0", "5", "1700000000", "2.5", "1m30s", "20ms",
+                     "100;w=60", "core", "abc", "", "-1", '"a";r=1;t=2, "b";r=0;t=9']),
+    _VALUES,
+)
+
+
+@given(st.dictionaries(_FIELDS, _FIELD_VALUES, max_size=8))
+@settings(max_examples=1000, deadline=None)
+def test_dialects_without_their_fields_are_skipped_without_changing_anything(
+    fields: dict[str, str],
+) -> None:
+    """parse_quota_headers skips a dialect none of whose fields is present: what it finds
+    is what running every dialect finds."""
+    from surefoot.pacing import _quota_headers as q
+
+    now = 1_700_000_000.0
+    policy = q._sf_list(fields.get("ratelimit-policy"))
+    every = [
+        *q._ietf(fields.get, now, policy),
+        q._ietf_legacy(fields.get, now, policy),
+        q._x_ratelimit(fields.get, now, "auto"),
+        q._x_twitter(fields.get, now),
+        q._openai(fields.get),
+    ]
+    assert parse_quota_headers(fields.get, now=now) == [o for o in every if o is not None]

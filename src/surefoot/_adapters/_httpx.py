@@ -162,8 +162,10 @@ class _Common:
         raise NotImplementedError
 
     @staticmethod
-    def _adopt(transport: Any) -> None:
-        """Prepare the inner transport (the sync one bounds its socket operations)."""
+    def _adopt(transport: Any) -> bool:
+        """Prepare the inner transport (the sync one bounds its socket operations);
+        ``True``: every socket operation of an attempt is bounded by what is left of it."""
+        return False
 
     def __init__(
         self,
@@ -179,7 +181,7 @@ class _Common:
         pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
         self.transport = transport if transport is not None else self._default_inner()
-        self._adopt(self.transport)
+        self._bounded = self._adopt(self.transport)
         self.retry = retry or RetryPolicy()
         self.pacer = make_pacer(pacing)
         self.auth = auth
@@ -290,8 +292,8 @@ class Transport(_Common, httpx.BaseTransport):
         return f"Transport(retry={self.retry!r}, auth={self.auth!r})"
 
     @staticmethod
-    def _adopt(transport: Any) -> None:
-        _bound_operations(transport)
+    def _adopt(transport: Any) -> bool:
+        return _bound_operations(transport)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         inner = self.transport
@@ -314,7 +316,10 @@ class Transport(_Common, httpx.BaseTransport):
                             chunks = iter(stream)
                             raw = read_within(
                                 lambda: next(chunks, b""), ends=ends, clock=clock,
-                                settimeout=_socket_setter(response),
+                                # (each receive bounded already: _BoundedStream)
+                                settimeout=(
+                                    None if self._bounded else _socket_setter(response)
+                                ),
                                 timeout_errors=(httpx.ReadTimeout,),
                             )
                     finally:
@@ -590,17 +595,19 @@ class _BoundedBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def _bound_operations(transport: object) -> None:
+def _bound_operations(transport: object) -> bool:
     """Wrap the network backend of httpx's own ``HTTPTransport`` (its httpcore pool's):
     every socket operation made inside a surefoot attempt is then bounded by what is left
-    of it. Any other inner transport is left as it is (each operation bounded by the
-    attempt's timeout, the body by ``read_within``)."""
+    of it (``True``). Any other inner transport is left as it is (each operation bounded
+    by the attempt's timeout, the body by ``read_within``)."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.NetworkBackend) and not isinstance(
-        backend, _BoundedBackend
-    ):
+    if isinstance(backend, _BoundedBackend):
+        return True
+    if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
+        return True
+    return False
 
 
 def _socket_setter(response: httpx.Response) -> Callable[[float], None] | None:

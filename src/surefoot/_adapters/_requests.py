@@ -227,14 +227,19 @@ def _response_socket(response: requests.Response) -> object:
 
 def _read_body(response: requests.Response, ends: float, clock: Clock,
                watch: Watch | None) -> None:
-    """``response.content``, read by :func:`read_within` (the socket's timeout shrunk to
-    what is left of the deadline before each receive, and the socket given to the
-    attempt's ``watch``); urllib3's errors become the ones requests raises for a body."""
+    """``response.content``, read by :func:`read_within` (the clock checked after each
+    receive; the socket given to the attempt's ``watch``, or without one its timeout
+    shrunk to what is left before each receive); urllib3's errors become the ones
+    requests raises for a body."""
     raw = response.raw
     sock = _response_socket(response)
-    if watch is not None:  # the body's socket, also once the connection let go of it
+    if watch is not None:
+        # The body's socket, also once the connection let go of it: the watchdog shuts
+        # it down at the attempt's end, so each receive needs no timeout of its own.
         watch.attach_socket(sock)
-    setter = socket_timeout_setter(sock)
+        setter = None
+    else:
+        setter = socket_timeout_setter(sock)
     try:
         body = read_within(
             lambda: raw.read1(_CHUNK, decode_content=True),

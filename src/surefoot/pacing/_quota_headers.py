@@ -536,7 +536,7 @@ def quota_fields(headers: Mapping[str, str]) -> dict[str, str]:
     responses, which then need no parsing at all: one pass over the names."""
     found: dict[str, str] = {}
     store = getattr(headers, "_store", None)
-    if type(store) is dict and type(headers).__module__ == "requests.structures":
+    if isinstance(store, dict) and type(headers).__module__ == "requests.structures":
         # requests' CaseInsensitiveDict keeps {lower-case name: (name, value)}: read it
         # directly (its items() goes through two generators per header)
         for lower, pair in store.items():
@@ -569,12 +569,28 @@ def parse_quota_headers(
         value = get(name)
         return value if isinstance(value, str) else None
 
+    # (a dialect none of whose fields is present states nothing: not parsed)
     policy_members = _sf_list(header("ratelimit-policy"))
-    found = [
-        *_ietf(header, now, policy_members),
-        _ietf_legacy(header, now, policy_members),
-        _x_ratelimit(header, now, reset_style),
-        _x_twitter(header, now),
-        _openai(header),
-    ]
+    found: list[QuotaObservation | None] = []
+    if policy_members or header("ratelimit") is not None:
+        found += _ietf(header, now, policy_members)
+    if any(header(name) is not None for name in _IETF_LEGACY_FIELDS):
+        found.append(_ietf_legacy(header, now, policy_members))
+    if any(header(name) is not None for name in _X_RATELIMIT_FIELDS):
+        found.append(_x_ratelimit(header, now, reset_style))
+    if any(header(name) is not None for name in _X_TWITTER_FIELDS):
+        found.append(_x_twitter(header, now))
+    if any(header(name) is not None for name in _OPENAI_FIELDS):
+        found.append(_openai(header))
     return [observation for observation in found if observation is not None]
+
+
+#: The fields without which each dialect states nothing (the others only qualify them).
+_IETF_LEGACY_FIELDS = ("ratelimit", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset")
+_X_RATELIMIT_FIELDS = (
+    "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset", "x-ratelimit-reset-after"
+)
+_X_TWITTER_FIELDS = ("x-rate-limit-limit", "x-rate-limit-remaining", "x-rate-limit-reset")
+_OPENAI_FIELDS = (
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests"
+)
