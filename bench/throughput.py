@@ -106,20 +106,8 @@ def bare_requests() -> requests.Session:
 
 
 def surefoot_requests(base_url: str, **options: Any) -> surefoot.Client:
-    """``surefoot.Client(base_url, **options)`` with a pool of ``POOL`` connections.
-
-    ``surefoot.Client`` has no pool-size option (its adapter keeps requests' default of
-    10 per host): the same adapter as the one it builds, with ``pool_maxsize=POOL``, is
-    mounted in its place, as a user sharing it between 64 threads would have to.
-    """
-    client = surefoot.Client(base_url, **options)
-    adapter = surefoot.requests.SurefootAdapter(
-        pool_maxsize=POOL, credential_origins=[client.base_url], **options
-    )
-    client.session.mount("http://", adapter)
-    client.session.mount("https://", adapter)
-    client.adapter = adapter
-    return client
+    """``surefoot.Client(base_url, **options)`` with a pool of ``POOL`` connections."""
+    return surefoot.Client(base_url, pool_maxsize=POOL, **options)
 
 
 def build_contenders(base_url: str) -> list[Contender]:

@@ -15,9 +15,10 @@ Everything here is loaded on first use: ``import surefoot`` imports no HTTP libr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from surefoot._lazy import attach
+
+#: ``typing.TYPE_CHECKING`` without importing typing (type checkers read it by its name).
+TYPE_CHECKING = False
 
 __version__ = "0.1.0"
 

@@ -14,28 +14,43 @@ name is first used. So importing one private module never runs another package's
 
 from __future__ import annotations
 
-import ast
 import importlib
 import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 __all__ = ["attach"]
 
 
 def _typing_imports(file: str) -> dict[str, str]:
     """name -> module, for the ``from module import name`` of the file's
-    ``if TYPE_CHECKING:`` blocks (public names only)."""
-    tree = ast.parse(Path(file).read_text(encoding="utf-8"), filename=file)
+    ``if TYPE_CHECKING:`` blocks (public names only; names on one line, or in
+    parentheses over several). Read line by line: parsing the file with :mod:`ast`, or
+    importing :mod:`re`, would cost ``import surefoot`` more than the rest of it."""
+    with open(file, encoding="utf-8") as source:
+        lines = [line.partition("#")[0].rstrip() for line in source.read().splitlines()]
     names: dict[str, str] = {}
-    for node in tree.body:
-        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
-            for stmt in node.body:
-                if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
-                    for alias in stmt.names:
-                        name = alias.asname or alias.name
-                        if not name.startswith("_"):
-                            names[name] = stmt.module
+    inside = False
+    at = 0
+    while at < len(lines):
+        line = lines[at]
+        at += 1
+        if not line[:1].isspace():
+            inside = line.startswith("if TYPE_CHECKING:")
+            continue
+        words = line.split(None, 3)
+        if not inside or len(words) < 4 or words[0] != "from" or words[2] != "import":
+            continue
+        module, imported = words[1], words[3]
+        if imported.startswith("("):
+            while ")" not in imported and at < len(lines):
+                imported += "," + lines[at]
+                at += 1
+        if module.startswith("."):
+            continue
+        for alias in imported.strip("()").split(","):
+            parts = alias.split()
+            if parts and not parts[-1].startswith("_"):  # ``Name`` or ``Name as Alias``
+                names[parts[-1]] = module
     return names
 
 

@@ -29,6 +29,7 @@ from surefoot._adapters._requests import SurefootAdapter, classify_requests_erro
 from surefoot._core._clock import Clock
 from surefoot._core._effects import AuthStrategy
 from surefoot._core._policy import RetryPolicy
+from surefoot.errors import ConfigurationError
 from surefoot.events import Hook
 from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
@@ -51,6 +52,10 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
     ``pacing``: a :class:`PacingPolicy` (this client's own pacer; the default one learns
     the quota from the headers, adapts once throttled and budgets retries), a shared
     :class:`Pacer`, or ``None`` for no pacing at all.
+
+    ``pool_maxsize``: the connections kept alive per host (requests' default, 10); a
+    client shared by more threads than that needs as many, or opens a new connection
+    for each request beyond them.
     """
 
     def __init__(
@@ -66,7 +71,15 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
         rng: Callable[[], float] | None = None,
         session: requests.Session | None = None,
         pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
+        pool_maxsize: int = 10,
     ) -> None:
+        if isinstance(pool_maxsize, bool) or not isinstance(pool_maxsize, int) or (
+            pool_maxsize < 1
+        ):
+            raise ConfigurationError(
+                f"pool_maxsize must be a positive int (connections per host), "
+                f"not {pool_maxsize!r}"
+            )
         self._set_base_url(base_url)
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -78,6 +91,7 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
             rng=rng,
             credential_origins=[self.base_url],
             pacing=pacing,
+            pool_maxsize=pool_maxsize,
         )
         self.session.mount("http://", self.adapter)
         self.session.mount("https://", self.adapter)

@@ -135,6 +135,35 @@ def test_import_surefoot_is_lazy():
                    for m in modules)
 
 
+def test_import_surefoot_loads_no_parser_nor_typing():
+    """``import surefoot`` stays cheap (issue 14: <= 30 ms): its lazy namespaces are read
+    without ast, re or typing (each would cost more than the rest of it)."""
+    script = "import sys\nimport surefoot\nprint(' '.join(sorted(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    modules = set(out.split())
+    assert "surefoot" in modules
+    assert {"ast", "re", "typing", "pathlib"}.isdisjoint(modules)
+
+
+@pytest.mark.parametrize("init", sorted(
+    str(p) for p in (Path(surefoot.__file__).parent).rglob("__init__.py")))
+def test_lazy_namespaces_read_their_imports_as_ast_does(init: str) -> None:
+    """The line reader of the TYPE_CHECKING imports finds what ast finds."""
+    from surefoot._lazy import _typing_imports
+
+    expected: dict[str, str] = {}
+    for node in ast.parse(Path(init).read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module and not stmt.level:
+                    for alias in stmt.names:
+                        name = alias.asname or alias.name
+                        if not name.startswith("_"):
+                            expected[name] = stmt.module
+    assert _typing_imports(init) == expected
+
+
 def test_public_objects_usable_without_http_library():
     modules = loaded_after(
         "import surefoot\n"
