@@ -62,6 +62,7 @@ import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from surefoot.errors import ConfigurationError
 
@@ -174,13 +175,15 @@ class Quota:
         return cls(limit=limit, period=3600.0, burst=burst)
 
 
-@dataclass(frozen=True, slots=True)
-class Reservation:
+class Reservation(NamedTuple):
     """A booked slot: send at ``at`` (a ``now``-clock instant). ``generation`` identifies
     the partition's state it was booked against (a pause voids older ones). A
     ``tentative`` one is not a slot but "ask again at ``at``" (the partition is waiting
     for its first answer). ``recheck``: ask again then, before ``at`` (the server may
-    state burst credit meanwhile, which lets the request go at once)."""
+    state burst credit meanwhile, which lets the request go at once).
+
+    Immutable; a NamedTuple rather than a frozen dataclass: one is made per attempt,
+    and it is built in half the time."""
 
     partition: str
     at: float

@@ -276,7 +276,7 @@ class RedisPacerState:
             got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
             if got is previous:
                 return got
-            return dataclasses.replace(got, at=local(got.at))
+            return got._replace(at=local(got.at))
 
         fallback = self._fallback
         return self._apply(
@@ -291,7 +291,7 @@ class RedisPacerState:
 
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> None:
             at = reservation.at + (t - local(t))
-            engine.release(partition, dataclasses.replace(reservation, at=at), now=t)
+            engine.release(partition, reservation._replace(at=at), now=t)
 
         self._apply(
             partition, False, now, "release", op,

@@ -14,7 +14,6 @@ and a partition whose row is gone gets its learned quota back (see
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -142,7 +141,7 @@ class SQLitePacerState:
             got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
             if got is previous:
                 return got
-            return dataclasses.replace(got, at=local(got.at))
+            return got._replace(at=local(got.at))
 
         fallback = self._fallback
         return self._apply(
@@ -158,7 +157,7 @@ class SQLitePacerState:
 
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> None:
             at = reservation.at + (t - local(t))
-            engine.release(partition, dataclasses.replace(reservation, at=at), now=t)
+            engine.release(partition, reservation._replace(at=at), now=t)
 
         self._apply(
             partition, False, now, "release", op,
