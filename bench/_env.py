@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git", "output", "platform_info", "source_state", "version"]
+__all__ = ["git", "machine_info", "output", "platform_info", "source_state", "version"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,4 +57,14 @@ def platform_info() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+    }
+
+
+def machine_info(*packages: str) -> dict[str, Any]:
+    """:func:`platform_info` and the installed version of each of ``packages`` (``None``:
+    not installed) and of surefoot."""
+    return {
+        **platform_info(),
+        **{package: version(package) for package in packages},
+        "surefoot": version("surefoot"),
     }

@@ -31,7 +31,6 @@ from array import array
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,7 @@ import urllib3
 
 import surefoot
 import surefoot.httpx
-from _env import platform_info, source_state
+from _env import machine_info, source_state
 from surefoot._core._policy import ResponseInfo
 from surefoot.errors import StoreUnavailable
 from surefoot.pacing import BreakerPolicy
@@ -793,16 +792,6 @@ def _attack_token_store(keys: int) -> Bound:
 # -- reporting ------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        **platform_info(),
-        "requests": metadata.version("requests"),
-        "urllib3": metadata.version("urllib3"),
-        "httpx": metadata.version("httpx"),
-        "surefoot": surefoot.__version__,
-    }
-
-
 def print_runs(runs: list[Run]) -> None:
     header = (f"{'client':<12} {'config':<13} {'requests':>10} {'warm-up B':>10} "
               f"{'end B':>10} {'growth B':>9} {'B/1e5 req':>10} {'refcnt':>6} "
@@ -898,7 +887,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = machine_info()
+    info = machine_info("requests", "urllib3", "httpx")
     started = time.perf_counter()
     print(f"python {info['python']} ({info['implementation']}) on {info['platform']}, "
           f"{info['cpu_count']} CPUs; requests {info['requests']}, httpx {info['httpx']}, "

@@ -31,7 +31,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import requests.adapters
 
 import surefoot
 import surefoot.httpx
-from _env import platform_info, source_state
+from _env import machine_info, source_state
 from _sandbox_process import RawServerProcess
 from _stats import quartiles
 from surefoot.pacing import BreakerPolicy
@@ -207,6 +206,27 @@ class _Tally:
             self.first_error = self.first_error or first_error
 
 
+class _Count:
+    """One worker's own counts (no lock: added to the run's :class:`_Tally` once)."""
+
+    __slots__ = ("errors", "first", "ok")
+
+    def __init__(self) -> None:
+        self.ok = self.errors = 0
+        self.first = ""
+
+    def answered(self, status: int, prefix: str = "") -> None:
+        if status == 200:
+            self.ok += 1
+        else:
+            self.errors += 1
+            self.first = self.first or f"{prefix}HTTP {status}"
+
+    def failed(self, exc: Exception, prefix: str = "") -> None:
+        self.errors += 1
+        self.first = self.first or f"{prefix}{type(exc).__name__}: {exc}"
+
+
 def _prime(target: str) -> str:
     """The priming request's target: ``target`` with ``PATH`` replaced by ``PRIME_PATH``."""
     assert target.endswith(PATH)
@@ -240,31 +260,24 @@ class ThreadedContender:
         prime = _prime(target)
 
         def work() -> None:
-            ok = errors = 0
-            first = ""
+            count = _Count()
             clock = time.perf_counter
             try:
                 status = get(prime).status_code
+                if status != 200:  # (a primed worker counts nothing)
+                    count.answered(status, "priming: ")
             except Exception as exc:
-                status, first = 0, f"priming: {type(exc).__name__}: {exc}"
-            if status != 200:
-                errors += 1
-                first = first or f"priming: HTTP {status}"
+                count.failed(exc, "priming: ")
             primed.wait()
             start.wait()
             while clock() < deadline:
                 try:
                     status = get(target).status_code
                 except Exception as exc:
-                    errors += 1
-                    first = first or f"{type(exc).__name__}: {exc}"
+                    count.failed(exc)
                     continue
-                if status == 200:
-                    ok += 1
-                else:
-                    errors += 1
-                    first = first or f"HTTP {status}"
-            tally.add(ok, errors, first)
+                count.answered(status)
+            tally.add(count.ok, count.errors, count.first)
 
         threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
         for thread in threads:
@@ -315,21 +328,15 @@ class AsyncContender:
         deadline = 0.0
 
         async def work() -> None:
-            ok = errors = 0
-            first = ""
+            count = _Count()
             while clock() < deadline:
                 try:
                     status = (await get(target)).status_code
                 except Exception as exc:
-                    errors += 1
-                    first = first or f"{type(exc).__name__}: {exc}"
+                    count.failed(exc)
                     continue
-                if status == 200:
-                    ok += 1
-                else:
-                    errors += 1
-                    first = first or f"HTTP {status}"
-            tally.add(ok, errors, first)
+                count.answered(status)
+            tally.add(count.ok, count.errors, count.first)
 
         primed = await asyncio.gather(*(get(_prime(target)) for _ in range(workers)),
                                       return_exceptions=True)
@@ -470,16 +477,6 @@ def print_scaling(table: dict[str, dict[int, dict[str, float | None]]]) -> None:
         print(f"  {name:<18} " + "; ".join(cells))
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        **platform_info(),
-        "requests": metadata.version("requests"),
-        "urllib3": metadata.version("urllib3"),
-        "httpx": metadata.version("httpx"),
-        "surefoot": surefoot.__version__,
-    }
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0,
@@ -506,7 +503,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    info = machine_info()
+    info = machine_info("requests", "urllib3", "httpx")
     print(
         f"python {info['python']} ({info['implementation']}) on {info['platform']}, "
         f"{info['cpu_count']} CPUs; requests {info['requests']}, urllib3 {info['urllib3']}, "

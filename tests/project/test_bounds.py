@@ -363,10 +363,14 @@ def test_sigv4_signer_header_decisions_are_bounded() -> None:
     assert len(signer._decisions) <= 512
 
 
-def test_rfc9421_component_identifiers_are_bounded() -> None:
+@pytest.mark.parametrize("required", [None, ()])
+def test_rfc9421_identifiers_and_plans_are_bounded(required: tuple[str, ...] | None) -> None:
     """Signature-Input is read before the signature is checked: an unsigned request may
-    name any component."""
-    verifier = MessageVerifier({"k": SignatureKey("hmac-sha256", b"s" * 32, key_id="k")})
+    name any component, and any list of them (with the default required components,
+    and with none required)."""
+    key = SignatureKey("hmac-sha256", b"s" * 32, key_id="k")
+    verifier = (MessageVerifier({"k": key}) if required is None
+                else MessageVerifier({"k": key}, required_components=required))
     for i in range(700):
         headers = {
             "Signature-Input": f'sig1=("@method" "x-h{i}");created={int(WALL)};keyid="k"',
@@ -375,4 +379,5 @@ def test_rfc9421_component_identifiers_are_bounded() -> None:
         }
         with pytest.raises(SignatureError):
             verifier.verify(SignedRequest.of("GET", URL, headers, b""), now=WALL)
+        assert len(verifier._plans) <= _rfc9421._MAX_CACHED_PLANS
     assert len(verifier._identifiers) <= _rfc9421._MAX_CACHED_IDENTIFIERS
