@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the common path, and the namespaces
     from surefoot import signing as signing
     from surefoot import stores as stores
     from surefoot import testing as testing
+    from surefoot._adapters._auth import BasicAuth as BasicAuth
     from surefoot._core._effects import AuthStrategy as AuthStrategy
     from surefoot._core._history import Attempt as Attempt
     from surefoot._core._history import FailureKind as FailureKind

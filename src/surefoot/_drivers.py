@@ -14,6 +14,7 @@ to httpx or sending them through requests' connection (:mod:`surefoot._adapters.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -28,6 +29,7 @@ from surefoot._core._effects import (
 )
 from surefoot._core._pipeline import Flow, FlowResult
 from surefoot._core._policy import Failure, ResponseInfo
+from surefoot.errors import ConfigurationError
 from surefoot.pacing._config import PacingPolicy
 from surefoot.pacing._pacer import Pacer
 from surefoot.stores._deadline import within
@@ -154,6 +156,16 @@ class _Last(Generic[N]):
         return native
 
 
+def _abandon(flow: Flow, exc: BaseException) -> None:
+    """The request ends with ``exc``, raised outside the flow (by the transport, or by
+    an effect the driver carried out): tell the flow, which reports how the request
+    ended (``REQUEST_DONE``) and re-raises. A flow that raised it itself is over."""
+    if getattr(flow, "gi_frame", None) is None:  # (a generator that is over)
+        return
+    with contextlib.suppress(BaseException):  # exc, re-raised: the caller raises it
+        flow.throw(exc)
+
+
 def finish(result: FlowResult, native: object, cause: BaseException | None) -> None:
     """Raise the flow's error, if any, with ``.response`` (the last native response) and
     ``.exception`` (the HTTP library's last exception) set. Not chained: the library's
@@ -182,7 +194,8 @@ def drive_sync(
             if stale is not None:
                 discard(stale)
             step = advance(flow, last.take(send(step)), clock)
-    except BaseException:
+    except BaseException as exc:
+        _abandon(flow, exc)
         stale = last.pop()
         if stale is not None:
             discard(stale)
@@ -213,7 +226,8 @@ async def drive_async(
             if stale is not None:
                 await discard(stale)
             step = _resume(flow, last.take(await send(step)))
-    except BaseException:
+    except BaseException as exc:
+        _abandon(flow, exc)
         stale = last.pop()
         if stale is not None:
             await discard(stale)
@@ -230,4 +244,6 @@ def make_pacer(pacing: PacingPolicy | Pacer | None) -> Pacer | None:
         return pacing
     if isinstance(pacing, PacingPolicy):
         return Pacer(pacing)
-    raise TypeError("pacing must be a surefoot.PacingPolicy or a surefoot.Pacer")
+    raise ConfigurationError(
+        "pacing must be a surefoot.PacingPolicy, a surefoot.Pacer or None, not "
+        f"{type(pacing).__name__}")

@@ -64,12 +64,19 @@ def attach(
 
     def __getattr__(name: str) -> object:
         module = names.get(name)
-        if module is not None:
-            value: object = getattr(importlib.import_module(module), name)
-        elif name in subs:
-            value = importlib.import_module(f"{package}.{name}")
-        else:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        try:
+            if module is not None:
+                value: object = getattr(importlib.import_module(module), name)
+            elif name in subs:
+                value = importlib.import_module(f"{package}.{name}")
+            else:
+                raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        except ImportError as exc:
+            if getattr(exc, "extra", None) is None:
+                raise
+            # surefoot.errors.MissingExtra: its message says it all; the import
+            # machinery's frames would only bury it
+            raise exc.with_traceback(None) from None
         setattr(sys.modules[package], name, value)
         return value
 

@@ -10,6 +10,8 @@ carry the full URL with credentials in its query.
 
     SurefootError
     ├── ConfigurationError            (a ValueError) nonsense configuration, when built
+    │   └── MissingExtra              (an ImportError) an optional dependency is not
+    │                                 installed; the message names the pip install
     ├── RequestFailed                 a logical request did not succeed; carries .history
     │   ├── RetriesExhausted          retryable failures until max_attempts ran out
     │   ├── DeadlineExceeded          the next wait or attempt would overrun the deadline
@@ -65,6 +67,7 @@ __all__ = [
     "InvalidGrant",
     "MalformedSignature",
     "MissingComponent",
+    "MissingExtra",
     "MissingHeader",
     "NotRetryable",
     "PolicyViolation",
@@ -97,6 +100,18 @@ class SurefootError(Exception):
 
 class ConfigurationError(SurefootError, ValueError):
     """A configuration value makes no sense; raised when the configuration is built."""
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """What was asked for needs an optional dependency that is not installed. ``extra``
+    is the surefoot extra that installs it: ``pip install 'surefoot[<extra>]'`` (the
+    message says so)."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(f"{what} needs {package}, which is not installed: "
+                         f"pip install 'surefoot[{extra}]'")
+        self.name = package
+        self.extra = extra
 
 
 class StoreError(SurefootError):

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
+from surefoot._log import logger
+
 __all__ = [
     "CREDENTIAL_PARAMS",
     "Event",
@@ -26,10 +28,17 @@ __all__ = [
     "redact_url",
 ]
 
-logger = logging.getLogger("surefoot")
 
 
 class EventKind(str, enum.Enum):
+    """What happened. A logical request is ``REQUEST_STARTED`` ... ``REQUEST_DONE``
+    (always, however it ends), with its attempts, waits and token work in between, all
+    carrying its ``request_id``."""
+
+    REQUEST_STARTED = "request_started"
+    REQUEST_DONE = "request_done"
+    PACING_WAIT = "pacing_wait"
+    CIRCUIT_OPEN = "circuit_open"
     ATTEMPT_SENT = "attempt_sent"
     ATTEMPT_DONE = "attempt_done"
     RETRY_SCHEDULED = "retry_scheduled"
@@ -42,7 +51,15 @@ class EventKind(str, enum.Enum):
 
 
 class Event(NamedTuple):
-    """What happened. Immutable; safe to keep and to log (no secrets)."""
+    """What happened. Immutable; safe to keep and to log (no secrets).
+
+    ``request_id`` tells the logical requests of a process apart (0: an event outside a
+    request, e.g. a token refresh made ahead of time); ``partition`` is the pacing
+    partition the request is counted in (its host, or what ``partition_by`` made of it;
+    empty without pacing). ``wait`` is seconds waited (a retry's backoff, a pacing wait,
+    the time until an open circuit's next probe); ``elapsed`` is seconds taken (an
+    attempt's, or the whole request's on ``REQUEST_DONE``).
+    """
 
     kind: EventKind
     method: str = ""
@@ -53,6 +70,8 @@ class Event(NamedTuple):
     wait: float | None = None
     elapsed: float | None = None
     reason: str = ""
+    request_id: int = 0
+    partition: str = ""
 
     def message(self) -> str:
         parts = [self.kind.value]
@@ -76,6 +95,10 @@ class Event(NamedTuple):
 Hook = Callable[[Event], None]
 
 _LEVELS = {
+    EventKind.REQUEST_STARTED: logging.DEBUG,
+    EventKind.REQUEST_DONE: logging.DEBUG,
+    EventKind.PACING_WAIT: logging.DEBUG,
+    EventKind.CIRCUIT_OPEN: logging.INFO,
     EventKind.ATTEMPT_SENT: logging.DEBUG,
     EventKind.ATTEMPT_DONE: logging.DEBUG,
     EventKind.SIGNATURE_APPLIED: logging.DEBUG,
@@ -107,6 +130,16 @@ class LoggingHook:
 
     def __repr__(self) -> str:
         return f"LoggingHook({self.logger.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        """Two logging hooks on the same logger are the same hook (an event is logged
+        once)."""
+        if not isinstance(other, LoggingHook):
+            return NotImplemented
+        return self.logger is other.logger
+
+    def __hash__(self) -> int:
+        return hash(self.logger)
 
 
 def combine_hooks(hooks: Iterable[Hook]) -> Hook:

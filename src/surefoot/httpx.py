@@ -22,12 +22,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from surefoot._extras import missing
+
 try:
     import httpx
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "surefoot.httpx needs httpx: pip install 'surefoot[httpx]'", name=exc.name
-    ) from exc
+except ImportError as exc:
+    raise missing(exc, "httpx", extra="httpx", what="surefoot.httpx") from None
 
 from surefoot._adapters._client import BaseUrl, RevokesOnClose, SyncVerbs
 from surefoot._adapters._client import passed as _passed
@@ -61,7 +61,7 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[httpx.Response]):
         self,
         base_url: str,
         *,
-        auth: AuthStrategy | None = None,
+        auth: AuthStrategy | tuple[str, str] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | None = 30.0,
         headers: Mapping[str, str] | None = None,

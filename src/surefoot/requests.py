@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from surefoot._extras import missing
+
 try:
     import requests
-except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError(
-        "surefoot.requests needs requests: pip install 'surefoot[requests]'", name=exc.name
-    ) from exc
+except ImportError as exc:
+    raise missing(
+        exc, "requests", extra="requests", what="surefoot.requests (surefoot.Client)"
+    ) from None
 
 from surefoot._adapters._client import BaseUrl, RevokesOnClose, SyncVerbs
 from surefoot._adapters._client import passed as _passed
@@ -62,7 +64,7 @@ class Client(BaseUrl, RevokesOnClose, SyncVerbs[requests.Response]):
         self,
         base_url: str,
         *,
-        auth: AuthStrategy | None = None,
+        auth: AuthStrategy | tuple[str, str] | None = None,
         retry: RetryPolicy | None = None,
         timeout: float | tuple[float, float] | None = 30.0,
         headers: Mapping[str, str] | None = None,

@@ -570,3 +570,43 @@ def test_every_exception_maps_to_its_exit_code_and_one_line(
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [line]
     assert captured.out == ""
+
+
+# -- one line for an HTTP error; the defaults in --help ------------------------------------
+
+
+def test_an_http_error_after_retries_says_so_in_one_line(sandbox):
+    result = run("request", "GET", sandbox.url + "/status/503", "--retries", "1",
+                 "--deadline", "10")
+    assert result.returncode == EXIT_HTTP
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("surefoot: HTTP 503 Service Unavailable after 2 attempts (")
+    assert "no attempts left" in lines[0]
+
+
+def test_an_http_error_without_retries_says_so_too(sandbox):
+    result = run("request", "GET", sandbox.url + "/status/404")
+    assert result.returncode == EXIT_HTTP
+    assert result.stderr.decode() == "surefoot: HTTP 404 Not Found after 1 attempt\n"
+
+
+def test_help_shows_the_defaults():
+    result = run("request", "--help")
+    text = " ".join(result.stdout.decode().split())  # (argparse wraps the lines)
+    for option, default in (("--retries", "3"), ("--deadline", "60.0"), ("--timeout", "30.0"),
+                            ("--retry-after-cap", "120.0")):
+        after = text.split(f"{option} {option.lstrip('-').upper().replace('-', '_')}")[-1]
+        assert f"(default: {default})" in after.split(" --")[0], option
+
+
+def test_a_missing_extra_names_the_pip_install():
+    code = ("import sys; sys.modules['requests'] = None\n"
+            "from surefoot.cli import main\n"
+            "sys.exit(main(['request', 'GET', 'http://127.0.0.1:9/']))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                            check=False)
+    assert result.returncode == EXIT_USAGE
+    assert result.stderr.decode() == (
+        "surefoot: error: surefoot request needs requests, which is not installed: "
+        "pip install 'surefoot[cli]'\n")

@@ -567,7 +567,9 @@ def test_events_for_retries_and_giving_up_carry_no_secrets():
     assert kinds.count(EventKind.ATTEMPT_SENT) == 4
     assert kinds.count(EventKind.RETRY_SCHEDULED) == 3
     assert kinds.count(EventKind.GAVE_UP) == 1
-    assert kinds[-1] is EventKind.GAVE_UP
+    assert kinds[-2:] == [EventKind.GAVE_UP, EventKind.REQUEST_DONE]
+    assert kinds[0] is EventKind.REQUEST_STARTED
+    assert len({e.request_id for e in events}) == 1
     retry = next(e for e in events if e.kind is EventKind.RETRY_SCHEDULED)
     assert retry.wait == 0.25
     assert retry.status == 503

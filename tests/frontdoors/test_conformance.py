@@ -580,14 +580,114 @@ def test_open_breaker_fails_fast_past_the_deadline(make_api, sandbox):
     assert sandbox.stats()["endpoints"]["/status"]["requests"] == 2  # never sent
 
 
-def test_open_breaker_waits_for_the_probe_within_the_deadline(make_api, sandbox, no_wait):
+@pytest.mark.parametrize("circuit_wait", [None, 5.0])
+def test_open_breaker_waits_for_the_probe_when_asked(make_api, sandbox, no_wait, circuit_wait):
     breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
-    policy = FAST.replace(max_attempts=1, deadline=30.0)
+    policy = FAST.replace(max_attempts=1, deadline=30.0, circuit_wait=circuit_wait)
     api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None, adaptive=None), retry=policy)
     for _ in range(2):
         api.get("/status/503")
     assert api.get("/get").status_code == 200  # waited for the half-open probe
     assert sum(no_wait.slept) == pytest.approx(3.0, abs=0.05)
+
+
+@pytest.mark.parametrize("deadline", [None, 30.0])
+def test_open_breaker_fails_fast_by_default(make_api, sandbox, no_wait, deadline):
+    breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
+    policy = FAST.replace(max_attempts=1, deadline=deadline)
+    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None, adaptive=None), retry=policy)
+    for _ in range(2):
+        api.get("/status/503")
+    with pytest.raises(CircuitOpen, match="failing fast") as info:
+        api.get("/get")
+    assert no_wait.slept == []  # no wait for the probe: the caller decides what to do
+    assert 2.5 < info.value.retry_in <= 3.0
+    assert endpoint(sandbox, "/get")["requests"] == 0
+
+
+def test_circuit_wait_shorter_than_the_probe_fails_fast(make_api, no_wait):
+    breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
+    policy = FAST.replace(max_attempts=1, deadline=None, circuit_wait=1.0)
+    api = make_api(pacing=PacingPolicy(breaker=breaker, budget=None, adaptive=None), retry=policy)
+    for _ in range(2):
+        api.get("/status/503")
+    with pytest.raises(CircuitOpen, match="longer than circuit_wait"):
+        api.get("/get")
+    assert no_wait.slept == []
+
+
+def test_one_hook_sees_everything_of_its_requests(make_api, sandbox, no_wait):
+    """The client's hook: each logical request from REQUEST_STARTED to REQUEST_DONE, with
+    the token work done for it (the auth's own hook is another one) and its retries."""
+    from surefoot.events import EventKind
+
+    events: list[surefoot.Event] = []
+    api = make_api(auth=cc_auth(sandbox), hook=events.append, retry=FAST)
+    assert api.get("/flaky", params={"fail": "1", "status": "503", "key": "hook"}
+                   ).status_code == 200
+    ids = {e.request_id for e in events}
+    assert len(ids) == 1
+    assert 0 not in ids
+    kinds = [e.kind for e in events]
+    assert kinds[0] is EventKind.REQUEST_STARTED
+    assert kinds[-1] is EventKind.REQUEST_DONE
+    assert EventKind.TOKEN_REFRESHED in kinds  # the first token, fetched for this request
+    refreshed = events[kinds.index(EventKind.TOKEN_REFRESHED)]
+    assert refreshed.reason.startswith("first token")
+    assert refreshed.url.startswith(sandbox.url)
+    assert refreshed.method == "GET"
+    assert kinds.count(EventKind.ATTEMPT_SENT) == 2
+    assert EventKind.RETRY_SCHEDULED in kinds
+    done = events[-1]
+    assert (done.status, done.attempt, done.error) == (200, 2, None)
+    assert done.elapsed is not None
+    assert done.elapsed > 0
+    assert {e.partition for e in events} == {sandbox.url.split("//")[1]}
+    events.clear()
+    api.get("/status/404")
+    assert len({e.request_id for e in events}) == 1
+    assert events[0].request_id not in ids
+
+
+def test_pacing_waits_and_an_open_circuit_are_events(make_api, sandbox, no_wait):
+    from surefoot.events import EventKind
+
+    events: list[surefoot.Event] = []
+    breaker = BreakerPolicy(failure_threshold=2, failure_ratio=None, open_for=3.0)
+    pacing = PacingPolicy(quotas=(Quota.per_second(20),), breaker=breaker, budget=None,
+                          adaptive=None)
+    api = make_api(pacing=pacing, retry=FAST.replace(max_attempts=1), hook=events.append)
+    for _ in range(2):
+        api.get("/status/503")
+    waits = [e for e in events if e.kind is EventKind.PACING_WAIT]
+    assert [round(e.wait, 3) for e in waits] == [0.05]  # the second request's slot
+    assert waits[0].attempt == 1
+    assert waits[0].request_id == events[-1].request_id
+    events.clear()
+    with pytest.raises(CircuitOpen):
+        api.get("/get")
+    opened = [e for e in events if e.kind is EventKind.CIRCUIT_OPEN]
+    assert len(opened) == 1
+    assert 2.5 < opened[0].wait <= 3.0
+    assert [e.kind for e in events][-2:] == [EventKind.GAVE_UP, EventKind.REQUEST_DONE]
+    assert events[-1].error == "CircuitOpen"
+
+
+def test_request_done_reports_a_request_that_raised(make_api, sandbox):
+    from surefoot.errors import TokenError
+    from surefoot.events import EventKind
+
+    events: list[surefoot.Event] = []
+    auth = BearerAuth.client_credentials(sandbox.url + "/oauth/token", "demo-client",
+                                         "wrong-secret", hook=quiet)
+    api = make_api(auth=auth, hook=events.append, retry=FAST)
+    with pytest.raises(TokenError):
+        api.get("/get")
+    done = [e for e in events if e.kind is EventKind.REQUEST_DONE]
+    assert len(done) == 1
+    assert done[0].error == "InvalidClient"
+    assert "demo-secret" not in repr(events)
+    assert "wrong-secret" not in repr(events)
 
 
 def test_attempt_timeout_longer_than_deadline_is_rejected():

@@ -16,6 +16,7 @@ but httpx's ``Auth`` base class, the only way httpx accepts an auth object.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import random
 from collections.abc import AsyncGenerator, Generator, Mapping
@@ -26,6 +27,7 @@ from surefoot._core._effects import TokenSource
 from surefoot._core._messages import HttpRequest
 from surefoot._core._pipeline import Flow, RequestView, request_flow
 from surefoot._core._policy import RetryPolicy
+from surefoot.errors import ConfigurationError
 from surefoot.events import Hook, LoggingHook
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ try:  # with httpx installed, the auth objects are httpx.Auth too: httpx.Client(
 except ImportError:  # pragma: no cover - httpx is optional
     _HttpxAuth = object  # type: ignore[assignment,misc]
 
-__all__ = ["STANDALONE", "AuthBase", "standalone_flow"]
+__all__ = ["STANDALONE", "AuthBase", "BasicAuth", "standalone_flow"]
 
 #: The policy of an auth object used alone: no retries (the HTTP client's own business),
 #: no deadline; the 401 refresh-and-replay is not a retry and still happens once.
@@ -102,6 +104,40 @@ class AuthBase(_HttpxAuth):
         from surefoot._adapters._httpx import async_auth_flow
 
         return async_auth_flow(self, request)
+
+
+class BasicAuth(AuthBase):
+    """``Authorization: Basic ...`` (RFC 7617) with a user name and a password: what a
+    ``(user, password)`` tuple given as ``auth=`` becomes, as in requests. Like every auth
+    object, its header never follows a redirect to another origin. The password is never
+    shown (``repr`` redacts it)."""
+
+    __slots__ = ("_header", "username")
+
+    def __init__(self, username: str, password: str) -> None:
+        if not isinstance(username, str) or not isinstance(password, str):
+            raise ConfigurationError("BasicAuth takes a user name and a password (str, str)")
+        if ":" in username:
+            raise ConfigurationError("a Basic auth user name cannot contain ':' (RFC 7617)")
+        self.username = username
+        pair = f"{username}:{password}"
+        try:  # requests' encoding (Latin-1); UTF-8 for what Latin-1 cannot encode
+            raw = pair.encode("latin-1")
+        except UnicodeEncodeError:
+            raw = pair.encode("utf-8")
+        self._header = "Basic " + base64.b64encode(raw).decode("ascii")
+
+    def __repr__(self) -> str:
+        return f"BasicAuth({self.username!r}, password=<redacted>)"
+
+    @property
+    def credential_headers(self) -> tuple[str, ...]:
+        return ("Authorization",)
+
+    def attempt_headers(
+        self, request: HttpRequest, token: Token | None, *, now: float
+    ) -> Mapping[str, str]:
+        return {"Authorization": self._header}
 
 
 def standalone_flow(auth: AuthBase, view: RequestView, headers: Mapping[str, str]) -> Flow:

@@ -4,10 +4,10 @@ revocation of their token on close."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
+from surefoot._log import logger
 from surefoot.errors import ConfigurationError
 from surefoot.events import redact_url
 
@@ -15,7 +15,6 @@ __all__ = ["REVOKE_ON_CLOSE_TIMEOUT", "BaseUrl", "RevokesOnClose", "SyncVerbs", 
 
 R = TypeVar("R")
 
-logger = logging.getLogger("surefoot")
 
 #: How long closing a client may spend revoking its token (seconds, all attempts).
 REVOKE_ON_CLOSE_TIMEOUT = 5.0

@@ -65,6 +65,7 @@ from surefoot._adapters._deadline import (
     reserve,
     socket_timeout_setter,
 )
+from surefoot._adapters._options import check_auth, check_hook, check_retry
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -80,7 +81,7 @@ from surefoot._drivers import (
     finish,
     make_pacer,
 )
-from surefoot.events import Hook, LoggingHook
+from surefoot.events import Hook
 from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
 
@@ -172,7 +173,7 @@ class _Common:
         transport: Any = None,
         *,
         retry: RetryPolicy | None = None,
-        auth: AuthStrategy | None = None,
+        auth: AuthStrategy | tuple[str, str] | None = None,
         hook: Hook | None = None,
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
@@ -182,10 +183,10 @@ class _Common:
     ) -> None:
         self.transport = transport if transport is not None else self._default_inner()
         self._bounded = self._adopt(self.transport)
-        self.retry = retry or RetryPolicy()
+        self.retry = check_retry(retry)
         self.pacer = make_pacer(pacing)
-        self.auth = auth
-        self.hook: Hook = hook or LoggingHook()
+        self.auth = check_auth(auth)
+        self.hook: Hook = check_hook(hook)
         self.clock: Clock = clock or default_clock
         self.rng = rng or random.random
         self.credential_origins = (

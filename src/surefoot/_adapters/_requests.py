@@ -54,6 +54,7 @@ from surefoot._adapters._deadline import (
     socket_timeout_setter,
     watchdog,
 )
+from surefoot._adapters._options import check_auth, check_hook, check_retry
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._effects import AuthStrategy, Send
 from surefoot._core._history import FailureKind
@@ -61,7 +62,7 @@ from surefoot._core._origin import FIRST_HOP, Hop, Origin, StartedAt, hop_rule, 
 from surefoot._core._pipeline import Flow, FlowResult, RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
 from surefoot._drivers import Outcome, advance, drive_sync, finish, make_pacer
-from surefoot.events import Hook, LoggingHook
+from surefoot.events import Hook
 from surefoot.pacing._config import DEFAULT_PACING, PacingPolicy
 from surefoot.pacing._pacer import Pacer
 
@@ -348,7 +349,7 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         self,
         *,
         retry: RetryPolicy | None = None,
-        auth: AuthStrategy | None = None,
+        auth: AuthStrategy | tuple[str, str] | None = None,
         hook: Hook | None = None,
         clock: Clock | None = None,
         rng: Callable[[], float] | None = None,
@@ -358,15 +359,15 @@ class SurefootAdapter(requests.adapters.HTTPAdapter):
         credential_origins: Iterable[str] | None = None,
         pacing: PacingPolicy | Pacer | None = DEFAULT_PACING,
     ) -> None:
-        self.retry = retry or RetryPolicy()
+        self.retry = check_retry(retry)
         self.pacer = make_pacer(pacing)
         self.credential_origins = (
             None
             if credential_origins is None
             else frozenset(origin_of(u) for u in credential_origins)
         )
-        self.auth = auth
-        self.hook: Hook = hook or LoggingHook()
+        self.auth = check_auth(auth)
+        self.hook: Hook = check_hook(hook)
         self.clock: Clock = clock or default_clock
         self.rng = rng or random.random
         super().__init__(

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 from surefoot._core._clock import Clock
 from surefoot._core._messages import HttpRequest
 from surefoot._core._policy import Failure, ResponseInfo
+from surefoot._core._state import REQUEST_EVENTS, RequestEvents
 
 if TYPE_CHECKING:
     from surefoot.oauth._token import Token
@@ -121,23 +122,35 @@ class Sleep(NamedTuple):
 
 class FetchToken(NamedTuple):
     """A token from ``source``: the current one, or (``stale`` set: after a 401) a
-    refreshed one unless someone already replaced ``stale``."""
+    refreshed one unless someone already replaced ``stale``. ``events``: the logical
+    request's, which the source's token events are reported to as well
+    (:data:`~surefoot._core._state.REQUEST_EVENTS`)."""
 
     source: TokenSource
     deadline: float | None
     stale: Token | None = None
+    events: RequestEvents | None = None
 
     def run(self) -> Token:
-        if self.stale is not None:
-            return self.source.refresh_if_current(self.stale, deadline=self.deadline)
-        return self.source.get(deadline=self.deadline)
+        reset = REQUEST_EVENTS.set(self.events)
+        try:
+            if self.stale is not None:
+                return self.source.refresh_if_current(self.stale, deadline=self.deadline)
+            return self.source.get(deadline=self.deadline)
+        finally:
+            REQUEST_EVENTS.reset(reset)
 
     async def run_async(self) -> Token:
-        if self.stale is not None:
-            return await self.source.refresh_if_current_async(
-                self.stale, deadline=self.deadline
-            )
-        return await self.source.get_async(deadline=self.deadline)
+        # (the source's worker threads run in a copy of this context: they see it too)
+        reset = REQUEST_EVENTS.set(self.events)
+        try:
+            if self.stale is not None:
+                return await self.source.refresh_if_current_async(
+                    self.stale, deadline=self.deadline
+                )
+            return await self.source.get_async(deadline=self.deadline)
+        finally:
+            REQUEST_EVENTS.reset(reset)
 
 
 class OnRequest(NamedTuple):

@@ -55,6 +55,7 @@ from surefoot.errors import (
     RetryAfterTooLong,
     RetryBudgetExhausted,
     SigningError,
+    SurefootError,
     TransportError,
     Unauthorized,
 )
@@ -86,6 +87,56 @@ def request_flow(
 ) -> Flow:
     method = request.method.upper()
     state = RequestState(method, request.url, policy, clock, hook)
+    events = state.events
+    if pacer is not None:
+        events.partition = pacer.partition_of(request.url, request.headers)
+    events.emit(EventKind.REQUEST_STARTED)
+    try:
+        result = yield from _request(state, request, method, policy, auth, clock, rng,
+                                     key_factory, pacer)
+    except GeneratorExit:  # the driver let go of the flow (cancelled, interrupted)
+        _done(state, clock, None, error="abandoned", reason="the request was abandoned")
+        raise
+    except BaseException as exc:
+        # (only surefoot's own messages, which never carry a secret: another library's
+        # may quote the whole URL)
+        reason = str(exc) if isinstance(exc, SurefootError) else ""
+        _done(state, clock, None, error=type(exc).__name__, reason=reason)
+        raise
+    _done(state, clock, result)
+    return result
+
+
+def _done(state: RequestState, clock: Clock, result: FlowResult | None, *,
+          error: str | None = None, reason: str = "") -> None:
+    """``REQUEST_DONE``: the logical request is over, however it ended (``result``: the
+    flow's, else it raised ``error``)."""
+    events = state.events
+    if events.wants is not None and not events.wants(EventKind.REQUEST_DONE):
+        return
+    status: int | None = None
+    if result is not None:
+        last = result.history[-1] if result.history else None
+        status = None if last is None else last.status
+        if result.error is not None:
+            error, reason = type(result.error).__name__, str(result.error)
+        elif last is not None:
+            error, reason = last.error, last.decision
+    events.emit(EventKind.REQUEST_DONE, attempt=state.number, status=status, error=error,
+                elapsed=clock.monotonic() - state.start, reason=reason)
+
+
+def _request(
+    state: RequestState,
+    request: RequestView,
+    method: str,
+    policy: RetryPolicy,
+    auth: AuthStrategy | None,
+    clock: Clock,
+    rng: Callable[[], float],
+    key_factory: Callable[[], str],
+    pacer: Pacer | None,
+) -> Flow:
     if method in policy.idempotent_methods:
         base_headers: dict[str, str] = {}
         idempotent = True
@@ -96,13 +147,10 @@ def request_flow(
         else _credentials(state, request, auth)
     )
 
-    partition = ""
+    partition = state.events.partition
     # An in-process pacer does no I/O: the flow runs its operations itself (each one is
     # the effect's own ``run``), without a round trip through the driver.
-    local = False
-    if pacer is not None:
-        partition = pacer.partition_of(request.url, request.headers)
-        local = not pacer.does_io
+    local = pacer is not None and not pacer.does_io
 
     while True:
         probe = False
@@ -262,7 +310,10 @@ def _gate(
                     f"the next rate-limit slot is in {wait:.3f} s, past the deadline",
                 )
             recheck = reservation.recheck
-            yield Sleep(wait if recheck is None else min(wait, max(recheck - now, 0.0)))
+            pause = wait if recheck is None else min(wait, max(recheck - now, 0.0))
+            state.events.emit(EventKind.PACING_WAIT, attempt=state.number + 1, wait=pause,
+                              reason="waiting for a rate-limit slot")
+            yield Sleep(pause)
         if admission is None:
             asking = Admit(pacer, partition, deadline)
             admission = cast("Admission", asking.run(clock) if local else (yield asking))
@@ -271,6 +322,17 @@ def _gate(
         retry_at = admission.retry_at
         assert retry_at is not None  # refused: the breaker says when to come back
         retry_in = max(retry_at - clock.monotonic(), 0.0)
+        state.events.emit(EventKind.CIRCUIT_OPEN, attempt=state.number + 1, wait=retry_in,
+                          reason=f"circuit open; next probe in {retry_in:.3f} s")
+        most = state.policy.circuit_wait
+        if most is not None and retry_in > most:
+            return state.give_up(
+                functools.partial(_circuit_open, retry_in=retry_in),
+                f"the circuit is open and its next probe is in {retry_in:.3f} s"
+                + (" (failing fast: RetryPolicy(circuit_wait=0))" if most == 0 else
+                   f", longer than circuit_wait ({most:g} s)"),
+                event_reason=f"circuit open; next probe in {retry_in:.3f} s",
+            )
         if deadline is not None and retry_at >= deadline:
             return state.give_up(
                 functools.partial(_circuit_open, retry_in=retry_in),
@@ -278,7 +340,7 @@ def _gate(
                 "deadline",
                 event_reason=f"circuit open; next probe in {retry_in:.3f} s",
             )
-        yield Sleep(retry_in)  # the deadline outlasts the outage: wait for the probe
+        yield Sleep(retry_in)  # waiting is allowed and the probe is due in time
 
 
 def _release(
@@ -306,7 +368,7 @@ def _authorize(
     token: Token | None = None
     source = auth.token_source
     if source is not None:
-        token = cast("Token", (yield FetchToken(source, state.deadline)))
+        token = cast("Token", (yield FetchToken(source, state.deadline, events=state.events)))
     # The attempt's other headers as sent: the request's own (repeated fields kept) and
     # the logical request's (an idempotency key).
     sent = {**request.headers, **headers} if headers else request.headers
@@ -339,7 +401,7 @@ def _after_401(
     state.record(401, None, started, ended, "refresh token and replay")
     source = auth.token_source
     assert source is not None  # a token was attached
-    yield FetchToken(source, state.deadline, stale=token)
+    yield FetchToken(source, state.deadline, stale=token, events=state.events)
     state.wait_before = 0.0
     return None
 

@@ -67,6 +67,11 @@ class RetryPolicy:
       remaining), fail fast with :class:`~surefoot.RetryAfterTooLong` instead of
       sleeping (``None``: no cap; ``0``: never wait for either). Backoff is bounded by
       ``backoff_max`` instead.
+    * ``circuit_wait`` — the longest a request waits for an open circuit breaker's next
+      probe (with pacing and a breaker): ``0`` (the default) fails fast with
+      :class:`~surefoot.CircuitOpen`, whose ``retry_in`` says when the next probe is due;
+      a positive number of seconds waits for it when it is due by then; ``None`` waits as
+      long as the deadline allows. No wait runs past the deadline.
     * ``respect_retry_after`` — use the server's ``Retry-After``/``retry-after-ms``.
     * ``idempotent_methods`` — methods retried after the server may have processed them.
       Other methods are retried then only when they carry an idempotency key.
@@ -87,6 +92,7 @@ class RetryPolicy:
     jitter: Literal["full", "equal", "none"] = "full"
     retry_statuses: frozenset[int] = DEFAULT_RETRY_STATUSES
     retry_after_cap: float | None = 120.0
+    circuit_wait: float | None = 0.0
     respect_retry_after: bool = True
     idempotent_methods: frozenset[str] = IDEMPOTENT_METHODS
     idempotency_keys: Literal["off", "auto"] = "off"
@@ -125,6 +131,12 @@ class RetryPolicy:
             raise ConfigurationError("jitter must be 'full', 'equal' or 'none'")
         if self.retry_after_cap is not None and self.retry_after_cap < 0:
             raise ConfigurationError("retry_after_cap must be >= 0 (or None)")
+        if self.circuit_wait is not None and not (
+            isinstance(self.circuit_wait, (int, float)) and self.circuit_wait >= 0
+        ):
+            raise ConfigurationError(
+                f"circuit_wait must be a number of seconds >= 0 (or None), "
+                f"not {self.circuit_wait!r}")
         if self.idempotency_keys not in ("off", "auto"):
             raise ConfigurationError("idempotency_keys must be 'off' or 'auto'")
         if self.on_exhausted not in ("return", "raise"):

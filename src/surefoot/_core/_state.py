@@ -9,17 +9,22 @@ makes. Every way a request ends without a final response goes through
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from surefoot._core._clock import Clock
 from surefoot._core._history import Attempt
 from surefoot._core._policy import RetryPolicy, case_insensitive
-from surefoot.errors import RequestFailed
+from surefoot.errors import DeadlineExceeded, RequestFailed
 from surefoot.events import Event, EventKind, Hook, redact_url
 
-__all__ = ["FlowResult", "RequestState", "RequestView"]
+__all__ = ["REQUEST_EVENTS", "FlowResult", "RequestEvents", "RequestState", "RequestView"]
+
+#: The ids of logical requests (``next`` is atomic under the GIL).
+_request_ids = itertools.count(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,18 +58,21 @@ class FlowResult(NamedTuple):
     error: RequestFailed | None = None
 
 
-class _Emitter:
+class RequestEvents:
     """Builds events only for hooks that want them (a hook may expose
     ``wants(kind) -> bool``; :class:`~surefoot.events.LoggingHook` does, from the logger's
-    level), and redacts the URL once, on first use."""
+    level), and redacts the URL once, on first use. Every event carries the logical
+    request's id and, once known, its pacing partition."""
 
-    __slots__ = ("_shown", "hook", "method", "url", "wants")
+    __slots__ = ("_shown", "hook", "method", "partition", "request_id", "url", "wants")
 
     def __init__(self, hook: Hook, method: str, url: str) -> None:
         self.hook = hook
         self.wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
         self.method = method
         self.url = url
+        self.request_id = next(_request_ids)
+        self.partition = ""
         self._shown: str | None = None
 
     def emit(
@@ -80,11 +88,32 @@ class _Emitter:
     ) -> None:
         if self.wants is not None and not self.wants(kind):
             return
+        self.hook(self.event(kind, attempt=attempt, status=status, error=error, wait=wait,
+                             elapsed=elapsed, reason=reason))
+
+    def event(
+        self,
+        kind: EventKind,
+        *,
+        attempt: int = 0,
+        status: int | None = None,
+        error: str | None = None,
+        wait: float | None = None,
+        elapsed: float | None = None,
+        reason: str = "",
+    ) -> Event:
+        """The event, with the request's method, redacted URL, id and partition."""
         if self._shown is None:
             self._shown = redact_url(self.url)
-        self.hook(
-            Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed, reason)
-        )
+        return Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed,
+                     reason, self.request_id, self.partition)
+
+
+#: The events of the logical request whose token work is being done in this context (set
+#: by :class:`~surefoot._core._effects.FetchToken`): a token cache reports its refreshes
+#: to that request's hook too, with the request's id.
+REQUEST_EVENTS: ContextVar[RequestEvents | None] = ContextVar("surefoot_request_events",
+                                                         default=None)
 
 
 class RequestState:
@@ -110,7 +139,7 @@ class RequestState:
         self.method = method
         self.url = url
         self.policy = policy
-        self.events = _Emitter(hook, method, url)
+        self.events = RequestEvents(hook, method, url)
         self.start = clock.monotonic()
         self.deadline = self.start + policy.deadline if policy.deadline is not None else None
         self.history: list[Attempt] = []
@@ -159,4 +188,19 @@ class RequestState:
         history = tuple(self.history)
         if error is None:
             return FlowResult(history)
-        return FlowResult(history, error(self.summary(reason), history))
+        built = error(self.summary(reason), history)
+        if isinstance(built, DeadlineExceeded) and history:
+            built.args = (f"{built.args[0]}; {self._spent(history)}",)
+        return FlowResult(history, built)
+
+    @staticmethod
+    def _spent(history: tuple[Attempt, ...]) -> str:
+        """What used the deadline: the attempts' time (the slowest named) and the waits."""
+        attempts = sum(a.elapsed for a in history)
+        waits = sum(a.wait_before for a in history)
+        slowest = max(history, key=lambda a: a.elapsed)
+        what = f"HTTP {slowest.status}" if slowest.status is not None else slowest.error
+        n = len(history)
+        return (f"{n} attempt{'s' * (n != 1)} took {attempts:.3f} s (the longest: "
+                f"#{slowest.number}, {what}, {slowest.elapsed:.3f} s) and the waits "
+                f"{waits:.3f} s")

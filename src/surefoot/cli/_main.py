@@ -29,6 +29,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from surefoot._extras import require
 from surefoot.cli._sign import CliUsage as _Usage
 from surefoot.cli._sign import add_sign_options, check_companions, describe, sign_auth
 from surefoot.errors import (
@@ -196,10 +197,15 @@ def _build_parser() -> argparse.ArgumentParser:
     req.add_argument("url", help="absolute URL")
     req.add_argument("-H", "--header", action="append", default=[], metavar="'Name: value'")
     req.add_argument("-d", "--data", help="request body; @FILE reads a file, @- stdin")
-    req.add_argument("--retries", type=int, default=3, help="retries after the first try")
-    req.add_argument("--deadline", type=float, default=60.0, help="seconds for everything")
-    req.add_argument("--timeout", type=float, default=30.0, help="seconds per attempt")
-    req.add_argument("--retry-after-cap", type=float, default=120.0)
+    req.add_argument("--retries", type=int, default=3,
+                     help="retries after the first try (default: %(default)s)")
+    req.add_argument("--deadline", type=float, default=60.0,
+                     help="seconds for everything, waits included (default: %(default)s)")
+    req.add_argument("--timeout", type=float, default=30.0,
+                     help="seconds per attempt (default: %(default)s)")
+    req.add_argument("--retry-after-cap", type=float, default=120.0,
+                     help="the longest Retry-After honoured, in seconds; a longer one fails "
+                          "at once (default: %(default)s)")
     req.add_argument(
         "--idempotency-key", help="'auto' to generate one for POST/PATCH, or the key to send"
     )
@@ -328,7 +334,27 @@ def _request(args: argparse.Namespace) -> int:
         print(f"< HTTP {response.status_code} {response.reason}", file=sys.stderr)
     sys.stdout.buffer.write(response.content)
     sys.stdout.buffer.flush()
-    return EXIT_OK if 200 <= response.status_code < 300 else EXIT_HTTP
+    if 200 <= response.status_code < 300:
+        return EXIT_OK
+    _say(_http_error_line(response))
+    return EXIT_HTTP
+
+
+def _http_error_line(response: Any) -> str:
+    """``surefoot: HTTP 503 Service Unavailable after 4 attempts (gave up: ...)``: the one
+    line for a final response that is not 2xx."""
+    from surefoot._core._history import history_of
+
+    history = history_of(response)
+    line = f"surefoot: HTTP {response.status_code}"
+    if response.reason:
+        line += f" {response.reason}"
+    n = len(history)
+    line += f" after {n} attempt{'s' * (n != 1)}"
+    decision = history[-1].decision if history else ""
+    if decision and decision != "done":
+        line += f" ({decision})"
+    return line
 
 
 def _say(text: str) -> None:
@@ -373,6 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(arguments)
     try:
+        if args.command in ("request", "demo"):  # both send with requests
+            require("requests", extra="cli", what=f"surefoot {args.command}")
         if args.command == "request":
             return _request(args)
         if args.command == "demo":

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import logging
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from surefoot._log import logger as _surefoot_logger
 from surefoot.errors import ConfigurationError, SignatureError, StoreError, SurefootError
 from surefoot.signing._protocols import Identity, SignedRequest, Verifier, join_fields
 
@@ -56,7 +56,7 @@ MAX_HEADER_BYTES = 65536
 #: The longest request target (path and query) of a protected request; longer: ``414``.
 MAX_TARGET = 65536
 
-logger = logging.getLogger("surefoot.middleware")
+logger = _surefoot_logger.getChild("middleware")
 
 _SLASHES = re.compile(r"//+")
 _PATH_SAFE = "/!$&'()*+,;=:@-._~"

@@ -23,9 +23,10 @@ class BearerAuth(AuthBase):
     """``Authorization: Bearer <token>`` from a self-refreshing :class:`TokenCache`.
 
     ``source`` is a :class:`TokenCache`, a grant (:class:`ClientCredentials`,
-    :class:`RefreshTokenGrant`), or a function returning a token (string, :class:`Token`
-    or token-response mapping). The other options are the :class:`TokenCache`'s
-    (ignored when ``source`` already is one).
+    :class:`RefreshTokenGrant`), a function returning a token (string, :class:`Token`
+    or token-response mapping), or a static token string (``BearerAuth(os.environ[
+    "API_TOKEN"])``: it never expires, and a 401 is not refreshed away). The other
+    options are the :class:`TokenCache`'s (ignored when ``source`` already is one).
 
     ``revoke_on_close=True`` (needs a grant with a ``revocation_url``): closing a surefoot
     client that uses this auth revokes the token (RFC 7009), best-effort.
@@ -37,7 +38,7 @@ class BearerAuth(AuthBase):
 
     def __init__(
         self,
-        source: TokenCache | Grant | TokenFunction,
+        source: TokenCache | Grant | TokenFunction | str,
         *,
         store: TokenStore | Store | None = None,
         key: str | None = None,

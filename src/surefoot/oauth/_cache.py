@@ -42,7 +42,6 @@ import contextlib
 import dataclasses
 import functools
 import hashlib
-import logging
 import random
 import threading
 from collections.abc import Callable
@@ -54,7 +53,9 @@ from surefoot._core._history import FailureKind
 from surefoot._core._messages import HttpRequest, HttpResponse
 from surefoot._core._pipeline import RequestView, request_flow
 from surefoot._core._policy import Failure, ResponseInfo, RetryPolicy
+from surefoot._core._state import REQUEST_EVENTS
 from surefoot._drivers import Outcome, drive_sync
+from surefoot._log import logger
 from surefoot.errors import (
     ConfigurationError,
     DeadlineExceeded,
@@ -63,9 +64,10 @@ from surefoot.errors import (
     StoreError,
     TokenEndpointError,
     TokenError,
+    TokenResponseError,
     TransportError,
 )
-from surefoot.events import Event, EventKind, Hook, LoggingHook
+from surefoot.events import Event, EventKind, Hook, LoggingHook, redact_url
 from surefoot.oauth._grants import (
     Grant,
     RefreshTokenGrant,
@@ -75,6 +77,7 @@ from surefoot.oauth._grants import (
 from surefoot.oauth._lease import LeaseRenewer, new_owner
 from surefoot.oauth._token import (
     Freshness,
+    StaticToken,
     Token,
     TokenFunction,
     freshness,
@@ -88,7 +91,6 @@ __all__ = ["Sender", "TokenCache"]
 Sender = Callable[[HttpRequest, "float | None"], HttpResponse]
 
 
-logger = logging.getLogger("surefoot")
 
 _FETCH_POLICY = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.2, backoff_max=2.0)
 #: Waiters poll the store for the new token this often (seconds, jittered in between).
@@ -121,7 +123,7 @@ class TokenCache:
 
     def __init__(
         self,
-        source: Grant | TokenFunction,
+        source: Grant | TokenFunction | str,
         *,
         store: TokenStore | Store | None = None,
         key: str | None = None,
@@ -135,6 +137,13 @@ class TokenCache:
         lease_ttl: float = 10.0,
         revoke_on_close: bool = False,
     ) -> None:
+        if isinstance(source, str):
+            source = StaticToken(source)
+        elif not (isinstance(source, Grant) or callable(source)):
+            raise ConfigurationError(
+                "the token source must be a token (str), a function returning one, or a "
+                "grant (surefoot.oauth.ClientCredentials, RefreshTokenGrant ...); not "
+                f"{type(source).__name__}")
         tokens = getattr(store, "tokens", None)
         if not isinstance(store, TokenStore) and isinstance(tokens, TokenStore):
             store = tokens  # a shared store (SQLiteStore, RedisStore ...): its token part
@@ -217,7 +226,9 @@ class TokenCache:
             # None: another process is refreshing; ours is still valid meanwhile.
             return token if new is None else new
         return self._refresh(
-            lambda cur: self._fresh(cur) is Freshness.EXPIRED, deadline, "expired"
+            lambda cur: self._fresh(cur) is Freshness.EXPIRED,
+            deadline,
+            "expired" if token is not None else "first token",
         )
 
     def refresh_if_current(self, stale: Token, *, deadline: float | None = None) -> Token:
@@ -470,7 +481,15 @@ class TokenCache:
         return new
 
     def _emit(self, kind: EventKind, reason: str) -> None:
-        self.hook(Event(kind=kind, reason=reason))
+        """To the cache's hook and, for token work done for a logical request, to that
+        request's hook too (with its id; once when both are the same hook)."""
+        request = REQUEST_EVENTS.get()
+        if request is None:
+            self.hook(Event(kind=kind, reason=reason))
+            return
+        request.emit(kind, reason=reason)
+        if request.hook != self.hook:
+            self.hook(request.event(kind, reason=reason))
 
     def _fetch(self, current: Token | None, deadline: float | None) -> Token:
         """A new token from the source; a grant's request is built from ``current``."""
@@ -488,10 +507,17 @@ class TokenCache:
             # __cause__ nor as __context__ does the function's exception (whose message may
             # hold the very secret it was fetching) reach a traceback or a logger.
             raise TokenError(f"token function failed: {failed}") from None
-        response = self._exchange(
-            lambda: source.build_request(current, now=self.clock.wall()), deadline, "token"
-        )
-        return source.parse_response(response, now=self.clock.wall(), current=current)
+        try:
+            response = self._exchange(
+                lambda: source.build_request(current, now=self.clock.wall()), deadline,
+                "token",
+            )
+            return source.parse_response(response, now=self.clock.wall(), current=current)
+        except (TokenEndpointError, TokenResponseError) as exc:
+            url = getattr(source, "token_url", None)
+            if isinstance(url, str) and url:  # which endpoint said so (redacted)
+                exc.args = (f"{exc.args[0] if exc.args else exc} (from {redact_url(url)})",)
+            raise
 
     def _exchange(
         self, build: Callable[[], HttpRequest], deadline: float | None, what: str

@@ -3,16 +3,15 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import uuid
 
+from surefoot._log import logger
 from surefoot.stores._protocols import TokenStore
 
 __all__ = ["LeaseRenewer", "new_owner"]
 
-logger = logging.getLogger("surefoot")
 
 
 def new_owner() -> str:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from surefoot._core._messages import HttpResponse
 from surefoot.errors import (
+    ConfigurationError,
     InvalidClient,
     InvalidGrant,
     TokenEndpointError,
@@ -23,6 +24,7 @@ from surefoot.errors import (
 __all__ = [
     "MAX_TOKEN_LIFETIME",
     "Freshness",
+    "StaticToken",
     "Token",
     "TokenFunction",
     "freshness",
@@ -281,7 +283,7 @@ def _raise_endpoint_error(response: HttpResponse, data: Any) -> NoReturn:
             _printable(description) if isinstance(description, str) else None,
             status=response.status,
         )
-    raise TokenEndpointError("http_error", f"HTTP {response.status}", status=response.status)
+    raise TokenEndpointError("http_error", status=response.status)
 
 
 def parse_token_response(response: HttpResponse, *, now: float) -> Token:
@@ -304,6 +306,27 @@ def parse_token_response(response: HttpResponse, *, now: float) -> Token:
 
 
 TokenFunction = Callable[[], "str | Token | Mapping[str, Any]"]
+
+
+class StaticToken:
+    """A token that never changes (an API token from the environment, say), as a token
+    function: ``BearerAuth("...")``. It has no expiry; after a 401 it is sent once more
+    (the source has nothing newer), then the request gives up. ``repr`` never shows it."""
+
+    __slots__ = ("_token",)
+
+    def __init__(self, token: str) -> None:
+        if not token or token != token.strip() or any(c in token for c in "\r\n"):
+            raise ConfigurationError(
+                "a static token must be a non-empty string without surrounding whitespace "
+                "or line breaks")
+        self._token = token
+
+    def __call__(self) -> str:
+        return self._token
+
+    def __repr__(self) -> str:
+        return "StaticToken(<redacted>)"
 
 
 def token_from_callable_result(result: Any, *, now: float) -> Token:

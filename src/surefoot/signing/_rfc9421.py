@@ -131,6 +131,7 @@ from http_sfv.list import List as _SfList
 
 from surefoot._core._clock import Clock, default_clock
 from surefoot._core._messages import HttpRequest
+from surefoot._extras import require
 from surefoot.errors import (
     BadSignature,
     ConfigurationError,
@@ -425,12 +426,8 @@ class SignatureKey:
         self._sign, self._verify, self.can_sign = sign, verify, True
 
     def _asymmetric(self, algorithm: Algorithm, key: Any, password: bytes | None) -> None:
-        try:
-            from cryptography.exceptions import InvalidSignature
-        except ImportError:  # pragma: no cover - cryptography is an optional extra
-            raise ConfigurationError(
-                f"{algorithm} needs the 'cryptography' package (pip install surefoot[signing])"
-            ) from None
+        require("cryptography", extra="signing", what=f"the {algorithm} algorithm")
+        from cryptography.exceptions import InvalidSignature
         if isinstance(key, (bytes, bytearray, str)):
             raw = key.encode() if isinstance(key, str) else bytes(key)
             try:

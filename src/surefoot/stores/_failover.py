@@ -19,11 +19,11 @@ goes past it.
 from __future__ import annotations
 
 import hashlib
-import logging
 import threading
 from collections.abc import Callable
 from typing import TypeVar
 
+from surefoot._log import logger
 from surefoot.oauth._token import Token
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._memory import MemoryTokenStore
@@ -31,7 +31,6 @@ from surefoot.stores._memory import MemoryTokenStore
 __all__ = ["FailoverTokenStore"]
 
 T = TypeVar("T")
-logger = logging.getLogger("surefoot")
 #: How many corrupt records a store remembers having warned about (then it forgets them).
 _WARNED_MAX = 1024
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Literal, TypeVar
 
+from surefoot._log import logger
 from surefoot.errors import ConfigurationError, StoreUnavailable
 
 __all__ = ["FailureMode", "OnFailure"]
 
-logger = logging.getLogger("surefoot")
 
 OnFailure = Literal["open", "closed"]
 T = TypeVar("T")

@@ -66,7 +66,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import stat
 import threading
@@ -76,8 +75,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from surefoot._log import logger
 from surefoot.errors import DeadlineExceeded, StoreError
 from surefoot.oauth._token import Token
+from surefoot.stores._paths import user_path
 
 fcntl: Any
 try:  # POSIX
@@ -87,7 +88,6 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = ["FileTokenStore"]
 
-logger = logging.getLogger("surefoot")
 _FORMAT = "surefoot-tokens/1"
 #: The format of the versions the ``.lock`` file holds.
 _VERSIONS_FORMAT = "surefoot-token-versions/1"
@@ -124,7 +124,7 @@ class FileTokenStore:
     __slots__ = ("_guard", "_leases", "_warned", "lock_path", "path")
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = user_path(path, "FileTokenStore path")
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._warned: set[tuple[int, int, str | None]] = set()
         #: key -> (owner, fd of the flock) for the leases this instance holds

@@ -28,6 +28,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from surefoot._extras import require
 from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
 from surefoot.stores._deadline import wait_for
 
@@ -39,13 +40,7 @@ _WORKERS = 8
 
 
 def _redis() -> Any:
-    try:
-        import redis
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ConfigurationError(
-            "the Redis store needs redis-py: pip install 'surefoot[redis]'"
-        ) from exc
-    return redis
+    return require("redis", extra="redis", what="the Redis store")
 
 
 class RedisConnection:

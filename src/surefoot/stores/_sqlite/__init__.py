@@ -27,8 +27,8 @@ class SQLiteStore:
         from surefoot.stores._sqlite._nonces import SQLiteNonceCache
         from surefoot.stores._sqlite._tokens import SQLiteTokenStore
 
-        self.failure = FailureMode(on_failure, f"SQLite store {os.fspath(path)}")
         self._conn = SQLiteConnection(path, busy_timeout=busy_timeout)
+        self.failure = FailureMode(on_failure, f"SQLite store {self._conn.path}")
         self.tokens = SQLiteTokenStore(self._conn, self.failure)
         self.nonces = SQLiteNonceCache(self._conn, self.failure)
 

@@ -25,6 +25,7 @@ from typing import TypeVar
 
 from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
 from surefoot.stores._deadline import wait_for
+from surefoot.stores._paths import user_path
 
 __all__ = ["SQLiteConnection"]
 
@@ -39,7 +40,7 @@ class SQLiteConnection:
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         if not busy_timeout > 0:
             raise ConfigurationError("busy_timeout must be positive")
-        self.path = Path(path)
+        self.path = user_path(path, "SQLiteStore path")
         self.busy_timeout = busy_timeout
         self._local = threading.local()
         self._schema: list[str] = []
