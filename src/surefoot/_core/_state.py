@@ -88,25 +88,19 @@ class RequestEvents:
     ) -> None:
         if self.wants is not None and not self.wants(kind):
             return
-        self.hook(self.event(kind, attempt=attempt, status=status, error=error, wait=wait,
-                             elapsed=elapsed, reason=reason))
+        self.hook(Event(kind, self.method, self._url(), attempt, status, error, wait, elapsed,
+                        reason, self.request_id, self.partition))
 
-    def event(
-        self,
-        kind: EventKind,
-        *,
-        attempt: int = 0,
-        status: int | None = None,
-        error: str | None = None,
-        wait: float | None = None,
-        elapsed: float | None = None,
-        reason: str = "",
-    ) -> Event:
-        """The event, with the request's method, redacted URL, id and partition."""
+    def event(self, kind: EventKind, reason: str) -> Event:
+        """An event of the request's (its method, redacted URL, id and partition) about
+        something done for it: the token work its auth does."""
+        return Event(kind, self.method, self._url(), reason=reason,
+                     request_id=self.request_id, partition=self.partition)
+
+    def _url(self) -> str:
         if self._shown is None:
             self._shown = redact_url(self.url)
-        return Event(kind, self.method, self._shown, attempt, status, error, wait, elapsed,
-                     reason, self.request_id, self.partition)
+        return self._shown
 
 
 #: The events of the logical request whose token work is being done in this context (set

@@ -489,7 +489,7 @@ class TokenCache:
             return
         request.emit(kind, reason=reason)
         if request.hook != self.hook:
-            self.hook(request.event(kind, reason=reason))
+            self.hook(request.event(kind, reason))
 
     def _fetch(self, current: Token | None, deadline: float | None) -> Token:
         """A new token from the source; a grant's request is built from ``current``."""
