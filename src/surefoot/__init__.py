@@ -7,8 +7,8 @@ The root holds the common path; the rest lives in the subsystem namespaces:
 :mod:`surefoot.requests` and :mod:`surefoot.httpx` (the two front doors),
 :mod:`surefoot.signing`, :mod:`surefoot.oauth`, :mod:`surefoot.pacing`,
 :mod:`surefoot.stores`, :mod:`surefoot.errors` (the whole error tree),
-:mod:`surefoot.events`, :mod:`surefoot.testing`, :mod:`surefoot.middleware` and
-:mod:`surefoot.sandbox`.
+:mod:`surefoot.events` (and its ready-made hooks in :mod:`surefoot.instrumentation`),
+:mod:`surefoot.testing`, :mod:`surefoot.middleware` and :mod:`surefoot.sandbox`.
 
 Everything here is loaded on first use: ``import surefoot`` imports no HTTP library.
 """
@@ -24,14 +24,15 @@ __version__ = "0.1.0"
 
 #: the subsystem namespaces, importable as ``surefoot.<name>`` after ``import surefoot``.
 _SUBMODULES = (
-    "errors", "events", "httpx", "middleware", "oauth", "pacing", "requests",
-    "sandbox", "signing", "stores", "testing",
+    "errors", "events", "httpx", "instrumentation", "middleware", "oauth", "pacing",
+    "requests", "sandbox", "signing", "stores", "testing",
 )
 
 if TYPE_CHECKING:  # the common path, and the namespaces
     from surefoot import errors as errors
     from surefoot import events as events
     from surefoot import httpx as httpx
+    from surefoot import instrumentation as instrumentation
     from surefoot import middleware as middleware
     from surefoot import oauth as oauth
     from surefoot import pacing as pacing

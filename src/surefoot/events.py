@@ -142,18 +142,40 @@ class LoggingHook:
         return hash(self.logger)
 
 
-def combine_hooks(hooks: Iterable[Hook]) -> Hook:
-    """One hook calling several; a failing hook is logged and never breaks a request."""
-    items = tuple(hooks)
+class _Combined:
+    """Several hooks as one: each event to each hook that wants it (a failing hook is
+    logged and never breaks a request); ``wants`` is true when any of them wants the
+    kind, so events none of them uses are not built."""
 
-    def _call(event: Event) -> None:
-        for hook in items:
+    __slots__ = ("hooks",)
+
+    def __init__(self, hooks: tuple[Hook, ...]) -> None:
+        self.hooks = hooks
+
+    def wants(self, kind: EventKind) -> bool:
+        for hook in self.hooks:
+            wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
+            if wants is None or wants(kind):
+                return True
+        return False
+
+    def __call__(self, event: Event) -> None:
+        for hook in self.hooks:
+            wants: Callable[[EventKind], bool] | None = getattr(hook, "wants", None)
+            if wants is not None and not wants(event.kind):
+                continue
             try:
                 hook(event)
             except Exception:
                 logger.exception("surefoot event hook %r failed", hook)
 
-    return _call
+    def __repr__(self) -> str:
+        return f"combine_hooks({list(self.hooks)!r})"
+
+
+def combine_hooks(hooks: Iterable[Hook]) -> Hook:
+    """One hook calling several; a failing hook is logged and never breaks a request."""
+    return _Combined(tuple(hooks))
 
 
 #: Names of URL parameters whose values are credentials, lower case. Matched whole (not

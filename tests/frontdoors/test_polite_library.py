@@ -198,3 +198,42 @@ def test_a_deadline_error_says_what_used_the_deadline(sandbox):
     assert f"{len(history)} attempts took " in message
     assert re.search(r"\(the longest: #\d, read_timeout, 0\.3\d\d s\) and the waits "
                      r"0\.\d{3} s$", message), message
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_failing_hook_never_breaks_a_request(kind, sandbox, caplog):
+    def broken(event: surefoot.Event) -> None:
+        raise RuntimeError("instrument down")
+
+    api = Api(kind, sandbox.url, hook=broken, auth=BearerAuth.client_credentials(
+        sandbox.url + "/oauth/token", "demo-client", "demo-secret", hook=broken))
+    try:
+        assert api.get("/get").status_code == 200
+    finally:
+        api.close()
+    assert "surefoot event hook" in caplog.text
+    assert "instrument down" in caplog.text
+
+
+def test_combined_hooks_build_only_the_events_some_hook_wants():
+    from surefoot.events import EventKind, LoggingHook, combine_hooks
+
+    class Only:
+        def __init__(self, kind: EventKind) -> None:
+            self.kind, self.seen = kind, []
+
+        def wants(self, kind: EventKind) -> bool:
+            return kind is self.kind
+
+        def __call__(self, event: surefoot.Event) -> None:
+            self.seen.append(event.kind)
+
+    first, second = Only(EventKind.GAVE_UP), Only(EventKind.ATTEMPT_SENT)
+    hook = combine_hooks([first, second])
+    assert hook.wants(EventKind.GAVE_UP)
+    assert not hook.wants(EventKind.RETRY_SCHEDULED)
+    hook(surefoot.Event(EventKind.ATTEMPT_SENT))
+    assert (first.seen, second.seen) == ([], [EventKind.ATTEMPT_SENT])
+    everything = combine_hooks([first, lambda event: None])  # no wants(): wants all
+    assert everything.wants(EventKind.RETRY_SCHEDULED)
+    assert combine_hooks([LoggingHook()]).wants(EventKind.GAVE_UP)

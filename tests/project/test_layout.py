@@ -55,7 +55,7 @@ PURE_MODULES = (
 
 NAMESPACES = ("surefoot", "surefoot.signing", "surefoot.oauth", "surefoot.pacing",
               "surefoot.stores", "surefoot.errors", "surefoot.events", "surefoot.testing",
-              "surefoot.requests", "surefoot.httpx")
+              "surefoot.requests", "surefoot.httpx", "surefoot.instrumentation")
 
 
 def loaded_after(code: str) -> set[str]:
@@ -109,9 +109,10 @@ def test_boundary_check_sees_an_import():
 
 
 def test_core_depends_on_no_feature_package():
-    """``_core`` is the pipeline and its policies: it imports only itself, the error tree
-    and the events at run time (feature types only for type checking)."""
-    allowed = ("surefoot._core", "surefoot.errors", "surefoot.events")
+    """``_core`` is the pipeline and its policies: it imports only itself, the error tree,
+    the events and the library's logger at run time (feature types only for type
+    checking)."""
+    allowed = ("surefoot._core", "surefoot.errors", "surefoot.events", "surefoot._log")
     offenders = []
     for path in sorted((SRC / "_core").glob("*.py")):
         for module, typing_only in imports_of(path):

@@ -18,6 +18,7 @@ from typing import NamedTuple
 from surefoot._core._clock import Clock
 from surefoot._core._history import Attempt
 from surefoot._core._policy import RetryPolicy, case_insensitive
+from surefoot._log import logger
 from surefoot.errors import DeadlineExceeded, RequestFailed
 from surefoot.events import Event, EventKind, Hook, redact_url
 
@@ -88,8 +89,11 @@ class RequestEvents:
     ) -> None:
         if self.wants is not None and not self.wants(kind):
             return
-        self.hook(Event(kind, self.method, self._url(), attempt, status, error, wait, elapsed,
-                        reason, self.request_id, self.partition))
+        try:
+            self.hook(Event(kind, self.method, self._url(), attempt, status, error, wait,
+                            elapsed, reason, self.request_id, self.partition))
+        except Exception:  # an instrument never breaks a request
+            logger.exception("surefoot event hook %r failed", self.hook)
 
     def event(self, kind: EventKind, reason: str) -> Event:
         """An event of the request's (its method, redacted URL, id and partition) about

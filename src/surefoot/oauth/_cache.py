@@ -484,12 +484,15 @@ class TokenCache:
         """To the cache's hook and, for token work done for a logical request, to that
         request's hook too (with its id; once when both are the same hook)."""
         request = REQUEST_EVENTS.get()
-        if request is None:
-            self.hook(Event(kind=kind, reason=reason))
-            return
-        request.emit(kind, reason=reason)
-        if request.hook != self.hook:
-            self.hook(request.event(kind, reason))
+        if request is not None:
+            request.emit(kind, reason=reason)
+            if request.hook == self.hook:
+                return
+        try:  # an instrument never breaks a token refresh
+            self.hook(Event(kind=kind, reason=reason) if request is None
+                      else request.event(kind, reason))
+        except Exception:
+            logger.exception("surefoot event hook %r failed", self.hook)
 
     def _fetch(self, current: Token | None, deadline: float | None) -> Token:
         """A new token from the source; a grant's request is built from ``current``."""
