@@ -155,7 +155,8 @@ def is_testing() -> bool:
 
 @contextmanager
 def testing() -> Iterator[FakeClock]:
-    """Context manager form of :func:`set_testing`: ``with surefoot.testing() as clock: ...``."""
+    """Context manager form of :func:`set_testing`:
+    ``with surefoot.testing.testing() as clock: ...``."""
     was = _testing.clock
     _testing.clock = None
     clock = set_testing(True)
