@@ -16,7 +16,7 @@ carry the full URL with credentials in its query.
     │   ├── RetriesExhausted          retryable failures until max_attempts ran out
     │   ├── DeadlineExceeded          the next wait or attempt would overrun the deadline
     │   ├── RetryAfterTooLong         the server asked for a wait above the cap (.requested_wait)
-    │   ├── CircuitOpen               the breaker is open past the deadline (.retry_in)
+    │   ├── CircuitOpen               the breaker is open: fails fast (.retry_in)
     │   ├── RetryBudgetExhausted      retries are over their share of recent traffic
     │   ├── NotRetryable              may not be retried (non-idempotent, unreplayable body)
     │   └── TransportError            failed below HTTP (.kind: connect, read_timeout, ...)
@@ -184,7 +184,9 @@ class RetryAfterTooLong(RequestFailed):
 
 
 class CircuitOpen(RequestFailed):
-    """The circuit breaker is open and the deadline ends before its next probe.
+    """The circuit breaker is open: the request fails fast, without waiting for the
+    next probe (``RetryPolicy(circuit_wait=...)`` allows a wait; none runs past the
+    deadline).
 
     ``retry_in`` is how many seconds until the breaker lets a probe through.
     """

@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = (
     "surefoot", "requests", "httpx", "signing", "oauth", "pacing", "stores", "errors",
-    "events", "testing", "sandbox", "middleware",
+    "events", "instrumentation", "testing", "sandbox", "middleware",
 )
 
 
@@ -38,7 +38,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_site_builds_strict(site: Path) -> None:
     assert (site / "index.html").is_file()
-    for page in ("tutorial/signing", "how-to/fleet", "how-to/verify-signatures", "design"):
+    for page in ("tutorial/signing", "how-to/fleet", "how-to/verify-signatures",
+                 "how-to/observability", "design"):
         assert (site / page / "index.html").is_file(), page
 
 
