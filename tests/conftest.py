@@ -79,6 +79,36 @@ def redis_url(redis_server: object) -> Iterator[str]:
     redis_server.start()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[object]:
+    """A real Redis Cluster for the session: 3 primaries with a replica each, on free
+    ports (``RedisClusterServer``). Skips without ``redis-server`` / ``redis-cli``
+    locally, FAILS in CI, like ``redis_server``."""
+    import os
+
+    from surefoot.sandbox._redis_server import RedisClusterServer, RedisServerNotFound
+
+    try:
+        cluster = RedisClusterServer()
+    except RedisServerNotFound as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} — CI must install it (.ci/run)")
+        pytest.skip(str(exc))
+    with cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: object) -> str:
+    """The session's Redis Cluster (``redis+cluster://...``), flushed for this test."""
+    from surefoot.sandbox._redis_server import RedisClusterServer
+
+    assert isinstance(redis_cluster, RedisClusterServer)
+    redis_cluster.start()  # nodes a test stopped come back
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
 # --- a real, independently written OAuth2 server (authlib) ---------------------------
 
 

@@ -479,8 +479,14 @@ def test_rotated_away_refresh_token_adopts_the_other_holders_token(
     store.save(grant.cache_key, expired(issued))
 
     class LeaseAlwaysFree:  # B does not see A's lease: it expired
-        def __getattr__(self, name: str) -> Any:
-            return getattr(store, name)
+        def __init__(self) -> None:
+            # the store's methods as attributes, not through __getattr__: from Python 3.12
+            # on, isinstance() against a runtime-checkable Protocol (TokenStore) does not
+            # see attributes that only __getattr__ gives
+            for name in ("load", "load_versioned", "save", "delete", "renew_lease",
+                         "release_lease"):
+                if hasattr(store, name):
+                    setattr(self, name, getattr(store, name))
 
         def try_lease(self, key: str, owner: str, ttl: float) -> bool:
             return True
@@ -554,11 +560,12 @@ def _fleet_worker(kind: str, where: str, token_url: str, initial: str, threads: 
     shared.close()
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis-cluster"])
 def test_four_processes_share_one_rotating_refresh(
     kind: str, oauth_server: OAuthServer, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    where = (request.getfixturevalue("redis_url") if kind == "redis"
+    where = (request.getfixturevalue("redis_cluster_url" if kind == "redis-cluster"
+                                     else "redis_url") if kind.startswith("redis")
              else str(tmp_path / "state.db"))
     issued = oauth_server.issue("basic-client")
     grant = RefreshTokenGrant(token_url=oauth_server.token_url, client_id="basic-client",

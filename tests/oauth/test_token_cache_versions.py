@@ -66,18 +66,24 @@ class Backend:
 
 
 def _backend(request: pytest.FixtureRequest, tmp_path: Any) -> Backend:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    url = (
+        request.getfixturevalue(
+            "redis_cluster_url" if request.param == "redis-cluster" else "redis_url"
+        )
+        if request.param.startswith("redis")
+        else None
+    )
     return Backend(request.param, tmp_path, url)
 
 
-@pytest.fixture(params=["memory", "file", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "file", "sqlite", "redis", "redis-cluster"])
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     b = _backend(request, tmp_path)
     yield b
     b.close()
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def expiring_backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
     """Backends whose refresh lease expires (a file's flock lease does not)."""
     b = _backend(request, tmp_path)

@@ -31,7 +31,7 @@ from surefoot.testing import FakeClock
 ACCESS = "fleet-access-token-secret"
 REFRESH = "fleet-refresh-token-secret"
 CLIENT_SECRET = "demo-secret"
-KINDS = ("memory", "file", "sqlite", "redis")
+KINDS = ("memory", "file", "sqlite", "redis", "redis-cluster")
 
 
 def make_token(n: int = 1, *, version: int = 0, expires_in: float = 3600.0, **kw: Any) -> Token:
@@ -99,7 +99,13 @@ class Backend:
 
 @pytest.fixture(params=KINDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    url = (
+        request.getfixturevalue(
+            "redis_cluster_url" if request.param == "redis-cluster" else "redis_url"
+        )
+        if request.param.startswith("redis")
+        else None
+    )
     b = Backend(request.param, tmp_path, url)
     yield b
     b.close()
@@ -543,12 +549,14 @@ def _fleet_worker(spec: tuple[str, str], token_url: str, threads: int, barrier: 
     results.put((os.getpid(), seen, errors))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis-cluster"])
 def test_four_processes_sixteen_threads_one_token_request(
     kind: str, sandbox: Any, tmp_path: Any, request: pytest.FixtureRequest
 ) -> None:
-    if kind == "redis":
-        spec = ("redis", request.getfixturevalue("redis_url"))
+    if kind.startswith("redis"):
+        spec = ("redis", request.getfixturevalue(
+            "redis_cluster_url" if kind == "redis-cluster" else "redis_url"
+        ))
     else:
         spec = ("sqlite", str(tmp_path / "state.db"))
     seed = _store_from_spec(spec)

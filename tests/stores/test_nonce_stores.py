@@ -29,7 +29,7 @@ TTL = 60.0
 Factory = Callable[[], Any]
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
+@pytest.fixture(params=["memory", "sqlite", "redis", "redis-cluster"])
 def new_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """A factory of caches that share one store (as the processes of a fleet would);
     for memory, the one in-process cache."""
@@ -51,7 +51,7 @@ def new_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factor
         for sconn in sqlite_conns:
             sconn.close()
         return
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue("redis_cluster_url" if kind == "redis-cluster" else "redis_url")
     redis_conns: list[RedisConnection] = []
 
     def make_redis() -> RedisNonceCache:
@@ -318,14 +318,16 @@ def _mp_worker(
         results.put((seed, accepted, repr(exc)))
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis-cluster"])
 def test_four_processes_accept_each_nonce_exactly_once(
     kind: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     if kind == "sqlite":
         target = str(tmp_path / "nonces.db")
     else:
-        target = request.getfixturevalue("redis_url")
+        target = request.getfixturevalue(
+            "redis_cluster_url" if kind == "redis-cluster" else "redis_url"
+        )
     nonces = [f"{i:032x}" for i in range(300)]
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(4)

@@ -32,7 +32,7 @@ from surefoot.stores._sqlite._connection import SQLiteConnection
 from surefoot.stores._sqlite._tokens import SQLiteTokenStore
 
 SECRET = "versions-secret-access-token"
-KINDS = ("memory", "file", "sqlite", "redis")
+KINDS = ("memory", "file", "sqlite", "redis", "redis-cluster")
 
 
 #: Tokens are built at one instant, so equal arguments give equal tokens.
@@ -82,7 +82,13 @@ class Backend:
 
 @pytest.fixture(params=KINDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    url = (
+        request.getfixturevalue(
+            "redis_cluster_url" if request.param == "redis-cluster" else "redis_url"
+        )
+        if request.param.startswith("redis")
+        else None
+    )
     b = Backend(request.param, tmp_path, url)
     yield b
     b.close()

@@ -10,19 +10,28 @@
 
 It runs the real ``redis-server`` binary (Debian: ``apt-get install redis-server``),
 with no persistence, in a temporary directory.
+
+:class:`RedisClusterServer` is a real Redis Cluster of such servers (3 primaries, one
+replica each by default), made with ``redis-cli --cluster create``::
+
+    with RedisClusterServer() as cluster:
+        store = RedisStore(cluster.url)         # redis+cluster://127.0.0.1:P1,...
+        cluster.failover(cluster.primary_of_slot(1234))   # its replica takes over
 """
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from types import TracebackType
 
-__all__ = ["RedisServer", "RedisServerNotFound"]
+__all__ = ["RedisClusterServer", "RedisServer", "RedisServerNotFound"]
 
 
 class RedisServerNotFound(RuntimeError):
@@ -39,14 +48,13 @@ def _free_port() -> int:
 class RedisServer:
     """One ``redis-server`` process. ``port=0`` picks a free port."""
 
-    def __init__(self, *, port: int = 0, binary: str | None = None) -> None:
-        found = binary or os.environ.get("SUREFOOT_REDIS_SERVER") or shutil.which("redis-server")
-        if not found:
-            raise RedisServerNotFound(
-                "redis-server not found (Debian/Ubuntu: apt-get install -y redis-server)"
-            )
-        self.binary = found
+    def __init__(
+        self, *, port: int = 0, binary: str | None = None, args: Sequence[str] = ()
+    ) -> None:
+        self.binary = _binary(binary)
         self.port = port or _free_port()
+        #: Extra ``redis-server`` arguments (e.g. ``--cluster-enabled yes``).
+        self.args = tuple(args)
         self._dir = tempfile.mkdtemp(prefix="surefoot-redis-")
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -71,6 +79,7 @@ class RedisServer:
                 "--dir", self._dir,
                 "--daemonize", "no",
                 "--loglevel", "warning",
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -87,12 +96,35 @@ class RedisServer:
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
 
     def _ping(self) -> bool:
+        return self.command("PING", timeout=0.2).startswith("+PONG")
+
+    def command(self, *words: str, timeout: float = 2.0) -> str:
+        """One command, its raw RESP reply (a first line, or a bulk string's text);
+        ``""`` if the server cannot be reached."""
+        request = f"*{len(words)}\r\n" + "".join(
+            f"${len(w.encode())}\r\n{w}\r\n" for w in words
+        )
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
+            with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
+                sock.sendall(request.encode())
+                reply = b""
+                while b"\r\n" not in reply:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return reply.decode(errors="replace")
+                    reply += chunk
+                head, _, body = reply.partition(b"\r\n")
+                if not head.startswith(b"$") or head == b"$-1":
+                    return head.decode(errors="replace")
+                size = int(head[1:])
+                while len(body) < size + 2:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    body += chunk
+                return body[:size].decode(errors="replace")
+        except (OSError, ValueError):
+            return ""
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes at once, as in a crash."""
@@ -118,6 +150,208 @@ class RedisServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_cluster_port(taken: set[int]) -> int:
+    """A free port whose Cluster bus port (+10000) is free too: both below the
+    ephemeral range, where the kernel's free ports would put the bus past 65535."""
+    rng = random.SystemRandom()
+    for _ in range(1000):
+        port = rng.randrange(20000, 30000)
+        if port not in taken and _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _binary(binary: str | None) -> str:
+    found = binary or os.environ.get("SUREFOOT_REDIS_SERVER") or shutil.which("redis-server")
+    if not found:
+        raise RedisServerNotFound(
+            "redis-server not found (Debian/Ubuntu: apt-get install -y redis-server)"
+        )
+    return found
+
+
+def _cli(server_binary: str) -> str:
+    beside = os.path.join(os.path.dirname(server_binary), "redis-cli")
+    found = (
+        os.environ.get("SUREFOOT_REDIS_CLI")
+        or (beside if os.access(beside, os.X_OK) else None)
+        or shutil.which("redis-cli")
+    )
+    if not found:
+        raise RedisServerNotFound(
+            "redis-cli not found (Debian/Ubuntu: apt-get install -y redis-server; it comes "
+            "with it)"
+        )
+    return found
+
+
+def _info(text: str) -> dict[str, str]:
+    fields = {}
+    for line in text.splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep:
+            fields[name] = value
+    return fields
+
+
+class RedisClusterServer:
+    """A Redis Cluster of real ``redis-server`` processes on free loopback ports:
+    ``primaries`` primaries with ``replicas`` replicas each (``--cluster-enabled yes``,
+    no persistence), joined by ``redis-cli --cluster create``. ``node_timeout`` (ms) is
+    how long a silent primary takes to be failed over."""
+
+    def __init__(
+        self,
+        *,
+        primaries: int = 3,
+        replicas: int = 1,
+        node_timeout: int = 2000,
+        binary: str | None = None,
+    ) -> None:
+        if primaries < 3:
+            raise ValueError("a Redis Cluster needs at least 3 primaries")
+        self.binary = _binary(binary)
+        self.cli = _cli(self.binary)
+        self.replicas = replicas
+        self.nodes: list[RedisServer] = []
+        ports: set[int] = set()
+        while len(ports) < primaries * (1 + replicas):
+            ports.add(_free_cluster_port(ports))
+        for port in sorted(ports):
+            self.nodes.append(RedisServer(port=port, binary=self.binary, args=(
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", f"nodes-{port}.conf",
+                "--cluster-node-timeout", str(node_timeout),
+                # the replica of a primary that stops must take over on its own
+                "--cluster-replica-validity-factor", "0",
+                "--appendonly", "no",
+            )))
+        self.primaries = primaries
+        self._created = False
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with every node (any one is enough to start from)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> RedisClusterServer:
+        for node in self.nodes:
+            node.start()
+        if not self._created:
+            result = subprocess.run(  # noqa: S603 - our own argument list
+                [
+                    self.cli, "--cluster", "create",
+                    *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                    "--cluster-replicas", str(self.replicas),
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                timeout=timeout,
+                check=False,
+            )
+            if result.returncode != 0:
+                self.close()
+                out = (result.stdout + result.stderr).decode(errors="replace")
+                raise RuntimeError(f"redis-cli --cluster create failed: {out.strip()[-800:]}")
+            self._created = True
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every node says ``cluster_state:ok``, agrees on every slot, and every
+        replica's link to its primary is up."""
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if all(self._ready(node) for node in self.nodes):
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Cluster did not become ready")
+
+    def _ready(self, node: RedisServer) -> bool:
+        info = _info(node.command("CLUSTER", "INFO"))
+        if info.get("cluster_state") != "ok" or info.get("cluster_slots_assigned") != "16384":
+            return False
+        if info.get("cluster_known_nodes") != str(len(self.nodes)):
+            return False
+        replication = _info(node.command("INFO", "replication"))
+        if replication.get("role") == "slave":
+            return replication.get("master_link_status") == "up"
+        return replication.get("connected_slaves") == str(self.replicas)
+
+    def _cluster_nodes(self, node: RedisServer) -> list[list[str]]:
+        return [line.split() for line in node.command("CLUSTER", "NODES").splitlines() if line]
+
+    def primary_of_slot(self, slot: int) -> RedisServer:
+        """The node that serves ``slot`` now."""
+        for node in self.nodes:
+            for fields in self._cluster_nodes(node):
+                if "myself" in fields[2] and "master" in fields[2]:
+                    for spec in fields[8:]:
+                        first, _, last = spec.partition("-")
+                        if not first.isdigit():
+                            continue  # a slot being migrated
+                        if int(first) <= slot <= int(last or first):
+                            return node
+        raise RuntimeError(f"no primary serves slot {slot}")
+
+    def replicas_of(self, primary: RedisServer) -> list[RedisServer]:
+        """The replicas of ``primary``."""
+        me = next(f[0] for f in self._cluster_nodes(primary) if "myself" in f[2])
+        found = []
+        for node in self.nodes:
+            for fields in self._cluster_nodes(node):
+                if "myself" in fields[2] and fields[3] == me:
+                    found.append(node)
+        return found
+
+    def failover(self, primary: RedisServer, timeout: float = 10.0) -> RedisServer:
+        """``CLUSTER FAILOVER`` on a replica of ``primary`` (a manual failover: the
+        replica catches up, then takes over); returns it once it serves as primary."""
+        replica = self.replicas_of(primary)[0]
+        reply = replica.command("CLUSTER", "FAILOVER")
+        if not reply.startswith("+OK"):
+            raise RuntimeError(f"CLUSTER FAILOVER failed: {reply}")
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if _info(replica.command("INFO", "replication")).get("role") == "master":
+                return replica
+            time.sleep(0.01)
+        raise RuntimeError("the replica did not take over")
+
+    def flush(self) -> None:
+        """Empty every primary (replicas follow)."""
+        for node in self.nodes:
+            node.command("FLUSHALL")  # a replica refuses: its primary's flush reaches it
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+
+    def __enter__(self) -> RedisClusterServer:
         return self.start()
 
     def __exit__(

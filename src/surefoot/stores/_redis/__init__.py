@@ -1,4 +1,10 @@
-"""The Redis store: state shared by a fleet."""
+"""The Redis store: state shared by a fleet, on one Redis server or a Redis Cluster.
+
+Every key is ``<prefix>{<tag>}:<name>`` (a Cluster hash tag per token, pacing
+partition, retry budget and nonce) and every script touches one tag's keys: see
+:mod:`surefoot.stores._redis._connection` for the layout, the URLs, the retries on a
+Cluster, scripts on failover and the durability a failover leaves.
+"""
 
 from __future__ import annotations
 
@@ -10,30 +16,38 @@ from surefoot.stores._failure import FailureMode, OnFailure
 
 if TYPE_CHECKING:
     import redis
+    import redis.cluster
 
 
 class RedisStore:
     """State shared by a fleet through one Redis server (or Cluster).
 
-    ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` ...) or ``client`` (a
-    ``redis.Redis``). ``prefix`` starts every key. ``timeout`` bounds every call; a call
-    made for a request whose deadline is near waits less (its share of what is left).
+    ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` ...; a Cluster:
+    ``redis+cluster://[user:password@]host:port[,host2:port2...]``, ``rediss+cluster://``)
+    or ``client`` (a ``redis.Redis`` or a ``redis.cluster.RedisCluster``). ``prefix``
+    starts every key (no braces in it). ``timeout`` bounds every call; a call made for a
+    request whose deadline is near waits less (its share of what is left).
+    ``wait_replicas``: token writes and refresh leases wait (``WAIT``, within the call's
+    time) for that many replicas, so that a failover to one of them loses none of them.
     """
 
     def __init__(
         self,
         url: str | None = None,
         *,
-        client: redis.Redis | None = None,
+        client: redis.Redis | redis.cluster.RedisCluster | None = None,
         prefix: str = "surefoot:",
         timeout: float = 0.5,
         on_failure: OnFailure = "open",
+        wait_replicas: int = 0,
     ) -> None:
         from surefoot.stores._redis._connection import RedisConnection
         from surefoot.stores._redis._nonces import RedisNonceCache
         from surefoot.stores._redis._tokens import RedisTokenStore
 
-        self._conn = RedisConnection(url, client=client, prefix=prefix, timeout=timeout)
+        self._conn = RedisConnection(
+            url, client=client, prefix=prefix, timeout=timeout, wait_replicas=wait_replicas
+        )
         self.failure = FailureMode(on_failure, "Redis store")
         self.tokens = RedisTokenStore(self._conn, self.failure)
         self.nonces = RedisNonceCache(self._conn, self.failure)

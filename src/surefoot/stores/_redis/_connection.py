@@ -1,14 +1,58 @@
-"""The Redis connection shared by the Redis store's parts.
+"""The Redis connection shared by the Redis store's parts: one server or a Cluster.
 
-Scripts are registered once (``SCRIPT LOAD`` on first use) and called by SHA
-(``EVALSHA``), with redis-py's fallback to loading them again after ``NOSCRIPT`` (a
-restarted or flushed server). Every redis-py exception is translated here: callers see
-:class:`~surefoot.StoreUnavailable` (down, slow, loading, read-only) or
-:class:`~surefoot.StoreError` (anything else), never a raw ``redis`` exception.
+Where: a URL — ``redis://`` / ``rediss://`` (one server, as redis-py reads it),
+``redis+cluster://[user:password@]host:port[,host2:port2...]`` / ``rediss+cluster://``
+(a Redis Cluster; the nodes listed are where discovery starts, any one is enough) — or
+an already-built ``redis.Redis`` / ``redis.cluster.RedisCluster`` (its own timeouts and
+retries are then the caller's). A Cluster client built from a URL is made on first use
+(redis-py's connects at construction): a Cluster that cannot be reached is then
+:class:`~surefoot.StoreUnavailable` to that call, like a dead server, not an error at
+``RedisStore(...)``.
 
-Keys are ``<prefix>{<partition>}:<name>``: the braces are a Redis Cluster hash tag, so
-all the keys of one partition (or one token) live in one slot and one script may touch
-them together.
+Keys are ``<prefix>{<tag>}:<name>``: the braces are a Redis Cluster hash tag, so all
+the keys of one tag — one token (token, version, lease), one pacing partition, one
+retry budget, one nonce — live in one slot, and every script touches the keys of one
+tag only: no ``CROSSSLOT`` is possible. The store uses no pipelines, transactions or
+``WATCH``: a script is its only multi-key operation. A prefix may hold no braces (a
+``{...}`` in it would be the hash tag of every key; a ``{}`` would make keys of one
+tag hash apart). The key layout is the one surefoot has used since its Redis store
+began, for one server and a Cluster alike: old and new clients share state.
+
+Scripts are called by SHA (``EVALSHA``); on ``NOSCRIPT`` (a restarted or flushed
+server, a Cluster node that has not run it yet, a replica just promoted: scripts are a
+per-node cache, never replicated) the call is made again with ``EVAL`` and the source,
+routed by its keys like any call, which also caches the script on that node. No
+``SCRIPT LOAD`` to every primary (which would fail while one of them is down).
+
+Errors: every redis-py exception is translated here: callers see
+:class:`~surefoot.StoreUnavailable` (down, slow, loading, read-only, Cluster down or
+unreachable) or :class:`~surefoot.StoreError` (anything else), never a raw ``redis``
+exception.
+
+Retries: none on one server (a dead server costs one timeout; the store's failure mode
+decides what happens next). On a Cluster, redis-py follows ``MOVED`` and ``ASK``
+redirections itself (up to 16 per call, ``TRYAGAIN`` included) and refreshes its slot
+map; its own retry of connection errors and timeouts is off (a command that timed out
+may have been applied: sending it again could apply a write twice). This connection
+retries, within the call's wait (below), only what certainly did not run:
+``CLUSTERDOWN`` / ``MASTERDOWN`` / an uncovered slot (a failover in progress), a
+read-only or loading node, and a connection that could not be opened (a dead node,
+before its replica is promoted) — at most :data:`CLUSTER_ATTEMPTS` attempts, spaced by
+a jittered exponential backoff (:data:`BACKOFF_BASE` doubling, up to
+:data:`BACKOFF_CAP`), and never past the call's wait.
+
+Durability (``wait_replicas``): Redis replicates asynchronously, so a write the primary
+acknowledged may be lost if the primary crashes before a replica has it and that replica
+is promoted. With ``wait_replicas=N`` the writes that carry a token's identity (a token
+saved or deleted, a refresh lease taken) are followed by ``WAIT N`` on the same
+connection, for a quarter of the call's wait: a write acknowledged by N replicas
+survives a failover to one of them (Redis Cluster promotes the most up-to-date replica).
+If fewer acknowledge in time, or the ``WAIT`` fails (its primary turned replica in a
+failover), the write still stands (logged at debug level): it is then as durable as
+asynchronous replication makes it. Pacing state and nonces never wait: losing a few
+milliseconds of pacing state paces a little early once; a nonce written just before a
+crash could be replayed once. A failover done by the operator (``CLUSTER FAILOVER``, a
+Sentinel switchover) loses nothing: the replica catches up before it takes over.
 
 Every call waits at most ``timeout`` (the client's socket timeouts), or less when a
 request's deadline is near (:func:`~surefoot.stores._deadline.wait_for`). redis-py has
@@ -23,20 +67,35 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import os
+import random
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from surefoot._extras import require
+from surefoot._log import logger
 from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
 from surefoot.stores._deadline import wait_for
 
-__all__ = ["RedisConnection"]
+__all__ = ["BACKOFF_BASE", "BACKOFF_CAP", "CLUSTER_ATTEMPTS", "RedisConnection"]
 
 #: Worker threads for calls cut short by a deadline (per connection): calls to a server
 #: that answers take a millisecond; to one that does not, the client's timeout at most.
 _WORKERS = 8
+#: Attempts of one call on a Cluster, for errors that prove the command did not run.
+CLUSTER_ATTEMPTS = 4
+#: The first retry's backoff (seconds, jittered: half to all of it), doubling each time.
+BACKOFF_BASE = 0.025
+#: The longest backoff between two attempts (seconds).
+BACKOFF_CAP = 0.2
+#: How often a Cluster client built here may refresh its slot map after errors.
+_TOPOLOGY_REFRESH_MIN_INTERVAL = 0.05
+
+_CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 
 
 def _redis() -> Any:
@@ -44,9 +103,21 @@ def _redis() -> Any:
 
 
 class RedisConnection:
-    """A redis-py client with short timeouts, no hidden retries, and error translation."""
+    """A redis-py client (one server or a Cluster) with short timeouts, no hidden
+    retries, and error translation."""
 
-    __slots__ = ("_lock", "_scripts", "_workers", "client", "prefix", "timeout")
+    __slots__ = (
+        "_client",
+        "_factory",
+        "_lock",
+        "_nodes",
+        "_shas",
+        "_workers",
+        "cluster",
+        "prefix",
+        "timeout",
+        "wait_replicas",
+    )
 
     def __init__(
         self,
@@ -55,17 +126,58 @@ class RedisConnection:
         client: Any = None,
         prefix: str = "surefoot:",
         timeout: float = 0.5,
+        wait_replicas: int = 0,
     ) -> None:
         redis = _redis()
         if (url is None) == (client is None):
             raise ConfigurationError("give the Redis store either url= or client=")
         if not timeout > 0:
             raise ConfigurationError("timeout must be positive")
-        if client is None:
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
+        if isinstance(wait_replicas, bool) or not isinstance(wait_replicas, int) or (
+            wait_replicas < 0
+        ):
+            raise ConfigurationError("wait_replicas must be a non-negative integer")
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                "the Redis key prefix may not contain '{' or '}': the store puts a Redis "
+                "Cluster hash tag after it"
+            )
+        self.prefix = prefix
+        self.timeout = timeout
+        self.wait_replicas = wait_replicas
+        self._client: Any = None
+        self._factory: Callable[[], Any] | None = None
+        self._nodes = ""
+        self._shas: dict[str, str] = {}
+        self._lock = threading.Lock()
+        #: (process id, pool) for the calls cut short by a deadline, made on first use.
+        self._workers: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+        from redis.cluster import RedisCluster
 
-            client = redis.Redis.from_url(
+        if client is not None:
+            if not isinstance(client, redis.Redis | RedisCluster):
+                raise ConfigurationError(
+                    "client= must be a redis.Redis or a redis.cluster.RedisCluster, "
+                    f"not {type(client).__name__}"
+                )
+            self.cluster = isinstance(client, RedisCluster)
+            self._client = client
+            return
+        if not isinstance(url, str):
+            raise ConfigurationError("url= must be a string")
+        scheme = url.partition("://")[0].lower()
+        if scheme in _CLUSTER_SCHEMES:
+            self.cluster = True
+            self._factory, self._nodes = _cluster_factory(
+                url, _CLUSTER_SCHEMES[scheme], timeout
+            )
+            return
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        self.cluster = False
+        try:
+            self._client = redis.Redis.from_url(
                 url,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
@@ -74,17 +186,29 @@ class RedisConnection:
                 retry=Retry(NoBackoff(), 0),
                 health_check_interval=30,
             )
-        self.client = client
-        self.prefix = prefix
-        self.timeout = timeout
-        self._scripts: dict[str, Any] = {}
-        self._lock = threading.Lock()
-        #: (process id, pool) for the calls cut short by a deadline, made on first use.
-        self._workers: tuple[int, concurrent.futures.ThreadPoolExecutor] | None = None
+        except ValueError as exc:
+            raise ConfigurationError(f"not a Redis URL: {_short(exc)}") from None
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (a Cluster client is made here on first use;
+        :class:`~surefoot.StoreUnavailable` if no node of it answers)."""
+        client = self._client
+        if client is None:
+            with self._lock:
+                client = self._client
+                if client is None:
+                    factory = self._factory
+                    assert factory is not None
+                    client = self._client = _translated(factory)
+        return client
 
     def __repr__(self) -> str:
         # The URL may hold a password: show only where it points.
-        kwargs = getattr(getattr(self.client, "connection_pool", None), "connection_kwargs", {})
+        if self.cluster:
+            where = self._nodes or _cluster_nodes(self._client)
+            return f"RedisConnection(cluster {where}, prefix={self.prefix!r})"
+        kwargs = getattr(getattr(self._client, "connection_pool", None), "connection_kwargs", {})
         where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
         return f"RedisConnection({where}, prefix={self.prefix!r})"
 
@@ -94,43 +218,101 @@ class RedisConnection:
         return f"{self.prefix}{{{safe}}}:{name}"
 
     def run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run a Lua script by SHA (loading it on ``NOSCRIPT``)."""
-        script = self._scripts.get(name)
-        if script is None:
-            with self._lock:
-                script = self._scripts.get(name)
-                if script is None:
-                    script = self._scripts[name] = self.client.register_script(source)
-        return self.call(script, keys=list(keys), args=list(args))
+        """Run a Lua script by SHA (again with ``EVAL`` and its source on
+        ``NOSCRIPT``). All ``keys`` must share one hash tag."""
+        return self.call(self._script, self._sha(name, source), source, list(keys), list(args))
+
+    def run_durable(
+        self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """:meth:`run` for a write that should survive a failover: ``WAIT`` for
+        ``wait_replicas`` replicas after it (if any), within the call's wait."""
+        if not self.wait_replicas:
+            return self.run(name, source, keys, args)
+        # a quarter of the call's wait: the server ends a WAIT at its next tick (up to
+        # 100 ms late at the default hz), within the client's socket timeout
+        wait_ms = max(1, int(wait_for(self.timeout) * 250))
+        return self.call(
+            self._script_and_wait, self._sha(name, source), source, list(keys), list(args),
+            wait_ms,
+        )
+
+    def _sha(self, name: str, source: str) -> str:
+        sha = self._shas.get(name)
+        if sha is None:
+            sha = self._shas[name] = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324
+        return sha
+
+    def command(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A client method by name (``"set"``, ...), like :meth:`call`."""
+        return self.call(lambda: getattr(self.client, name)(*args, **kwargs))
 
     def call(self, function: Any, *args: Any, **kwargs: Any) -> Any:
         """Call ``function`` (a client method or a script), translating errors; within
-        ``timeout``, or what a request's deadline leaves of it."""
-        redis = _redis()
-        exceptions = redis.exceptions
+        ``timeout``, or what a request's deadline leaves of it (on a Cluster, with the
+        retries described in the module's docstring)."""
         wait = wait_for(self.timeout)
+        give_up = time.monotonic() + wait
+        if self.cluster:
+            args = (function, give_up, *args)
+            function = _with_cluster_retries
+        if wait >= self.timeout:
+            return _translated(function, *args, **kwargs)  # the client's timeouts bound it
+        return self._call_within(wait, function, args, kwargs)
+
+    # -- scripts ---------------------------------------------------------------------
+
+    def _script(self, sha: str, source: str, keys: list[str], args: list[Any]) -> Any:
+        exceptions = _redis().exceptions
+        client = self.client
         try:
-            if wait >= self.timeout:
-                return function(*args, **kwargs)  # the client's timeouts bound it
-            return self._call_within(wait, function, args, kwargs)
-        except (
-            exceptions.ConnectionError,
-            exceptions.TimeoutError,
-            exceptions.BusyLoadingError,
-            exceptions.ReadOnlyError,
-            exceptions.ClusterDownError,
-            OSError,
-        ) as exc:
-            raise StoreUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
-        except exceptions.RedisError as exc:
-            # A script error or a wrong type: a bug or a foreign key under our prefix.
-            raise StoreError(f"Redis error: {type(exc).__name__}: {_short(exc)}") from None
+            return client.evalsha(sha, len(keys), *keys, *args)
+        except exceptions.NoScriptError:
+            # Not in this node's script cache (restarted, flushed, just promoted):
+            # EVAL runs it and caches it there, routed by the keys like EVALSHA.
+            return client.eval(source, len(keys), *keys, *args)
+
+    def _script_and_wait(
+        self, sha: str, source: str, keys: list[str], args: list[Any], wait_ms: int
+    ) -> Any:
+        """The script (``EVAL``: these writes are few, and no ``NOSCRIPT`` round), then
+        ``WAIT`` on the same connection (the node that owns the keys' slot, on a
+        Cluster)."""
+        exceptions = _redis().exceptions
+        client = self.client
+        node_client = client
+        if self.cluster:
+            node_client = client.get_redis_connection(client.get_node_from_key(keys[0]))
+        pipe = node_client.pipeline(transaction=False)
+        pipe.eval(source, len(keys), *keys, *args)
+        pipe.execute_command("WAIT", self.wait_replicas, wait_ms)
+        result, acked = pipe.execute(raise_on_error=False)
+        if isinstance(result, exceptions.AskError):  # MOVED too: the slot moved
+            # Not run: once more through the client, which follows redirections and
+            # patches its slot map (the next durable write goes to the new owner); this
+            # one goes without WAIT.
+            logger.debug("surefoot: Redis slot moved; a durable write went without WAIT")
+            return self._script(sha, source, keys, args)
+        if isinstance(result, BaseException):
+            raise result
+        # The write stands whatever WAIT says: fewer replicas in time, or an error (its
+        # primary turned replica in a failover: "UNBLOCKED ... master -> replica")
+        # leaves it as durable as asynchronous replication makes it.
+        if not isinstance(acked, int) or acked < self.wait_replicas:
+            logger.debug(
+                "surefoot: a Redis write was not acknowledged by %d replicas in %d ms: %s",
+                self.wait_replicas, wait_ms, _short(acked) if isinstance(
+                    acked, BaseException) else acked,
+            )
+        return result
+
+    # -- waiting ---------------------------------------------------------------------
 
     def _call_within(
         self, wait: float, function: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """``function(*args, **kwargs)`` in a worker thread, waited for ``wait`` seconds."""
-        future = self._pool().submit(function, *args, **kwargs)
+        future = self._pool().submit(_translated, function, *args, **kwargs)
         try:
             return future.result(timeout=wait)
         except concurrent.futures.TimeoutError:
@@ -158,8 +340,158 @@ class RedisConnection:
         workers, self._workers = self._workers, None
         if workers is not None and workers[0] == os.getpid():
             workers[1].shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(Exception):  # closing a broken connection
-            self.client.close()
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a broken connection
+                client.close()
+
+
+# -- errors and retries ----------------------------------------------------------------
+
+
+def _translated(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``, with redis-py's exceptions translated."""
+    exceptions = _redis().exceptions
+    try:
+        return function(*args, **kwargs)
+    except StoreError:
+        raise
+    except (
+        exceptions.ConnectionError,
+        exceptions.TimeoutError,
+        exceptions.ReadOnlyError,
+        exceptions.ClusterDownError,
+        exceptions.TryAgainError,
+        exceptions.SlotNotCoveredError,
+        exceptions.RedisClusterUnreachableError,
+        OSError,
+    ) as exc:
+        raise StoreUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
+    except exceptions.ClusterCrossSlotError as exc:  # a bug: keys of two hash tags
+        raise StoreError(f"Redis error: CROSSSLOT: {_short(exc)}") from None
+    except exceptions.RedisClusterException as exc:
+        # Not a RedisError: "cannot be connected" (no startup node answers) and the
+        # like at the first use of a Cluster, or a cluster misconfiguration.
+        text = _short(exc)
+        if "connect" in text.lower() or "reach" in text.lower():
+            raise StoreUnavailable(f"Redis Cluster is unavailable: {text}") from None
+        raise StoreError(f"Redis Cluster error: {type(exc).__name__}: {text}") from None
+    except exceptions.RedisError as exc:
+        # A script error or a wrong type: a bug or a foreign key under our prefix.
+        raise StoreError(f"Redis error: {type(exc).__name__}: {_short(exc)}") from None
+
+
+def _not_run(exc: BaseException) -> bool:
+    """The error proves the command did not run (so sending it again is safe)."""
+    exceptions = _redis().exceptions
+    if isinstance(
+        exc,
+        exceptions.ClusterDownError  # CLUSTERDOWN, MASTERDOWN
+        | exceptions.TryAgainError
+        | exceptions.SlotNotCoveredError
+        | exceptions.ReadOnlyError
+        | exceptions.BusyLoadingError,
+    ):
+        return True
+    if isinstance(exc, exceptions.ConnectionError | exceptions.TimeoutError):
+        # redis-py's wording for a connection that could not be opened (nothing sent)
+        text = str(exc)
+        return " connecting to " in text or text.startswith("Timeout connecting")
+    return False
+
+
+def _with_cluster_retries(function: Any, give_up: float, *args: Any, **kwargs: Any) -> Any:
+    """``function(*args, **kwargs)``, again after an error that proves it did not run,
+    up to :data:`CLUSTER_ATTEMPTS` attempts, never starting one after ``give_up``."""
+    attempt = 1
+    while True:
+        try:
+            return function(*args, **kwargs)
+        except Exception as exc:
+            if attempt >= CLUSTER_ATTEMPTS or not _not_run(exc):
+                raise
+            delay = min(BACKOFF_BASE * 2 ** (attempt - 1), BACKOFF_CAP)
+            delay *= random.uniform(0.5, 1.0)  # jitter
+            if time.monotonic() + delay >= give_up:
+                raise
+            logger.debug("surefoot: Redis Cluster call retried after %s", type(exc).__name__)
+            time.sleep(delay)
+            attempt += 1
+
+
+# -- Cluster URLs ----------------------------------------------------------------------
+
+
+def _cluster_factory(url: str, ssl: bool, timeout: float) -> tuple[Callable[[], Any], str]:
+    """A function that builds the Cluster client of ``url``, and its nodes (for repr)."""
+    rest = url.partition("://")[2]
+    netloc, _, path = rest.partition("/")
+    path, _, query = path.partition("?")
+    netloc, _, query_in_netloc = netloc.partition("?")
+    if query or query_in_netloc:
+        raise ConfigurationError("a redis+cluster:// URL takes no query string")
+    if path not in ("", "0"):
+        raise ConfigurationError("a Redis Cluster has only database 0 (the URL's path)")
+    username = password = None
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, sep, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if sep else None
+        if not sep:  # redis://secret@host: a password alone
+            username, password = None, unquote(user) or None
+    nodes: list[tuple[str, int]] = []
+    for raw in netloc.split(","):
+        part = raw.strip()
+        if not part:
+            continue
+        if part.startswith("["):  # [IPv6]:port
+            host, _, port_text = part[1:].partition("]")
+            port_text = port_text.removeprefix(":")
+        else:
+            host, _, port_text = part.rpartition(":") if ":" in part else (part, "", "")
+        try:
+            port = int(port_text) if port_text else 6379
+        except ValueError:
+            raise ConfigurationError(
+                f"not a port in the Redis Cluster URL: {port_text!r}"
+            ) from None
+        if not host or not 0 < port < 65536:
+            raise ConfigurationError(f"not a host:port in the Redis Cluster URL: {part!r}")
+        nodes.append((host, port))
+    if not nodes:
+        raise ConfigurationError("a redis+cluster:// URL needs at least one host:port")
+
+    def build() -> Any:
+        from redis.backoff import NoBackoff
+        from redis.cluster import ClusterNode, RedisCluster
+        from redis.retry import Retry
+
+        return RedisCluster(
+            startup_nodes=[
+                ClusterNode(host, port)  # type: ignore[no-untyped-call]
+                for host, port in nodes
+            ],
+            username=username,
+            password=password,
+            ssl=ssl,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=30,
+            # redis-py follows MOVED / ASK / TRYAGAIN itself; a timed-out command is
+            # never sent again (see the module's docstring for what is retried).
+            retry=Retry(NoBackoff(), 0),
+            topology_refresh_min_interval=_TOPOLOGY_REFRESH_MIN_INTERVAL,
+        )
+
+    return build, ",".join(f"{host}:{port}" for host, port in nodes)
+
+
+def _cluster_nodes(client: Any) -> str:
+    try:
+        return ",".join(node.name for node in client.get_primaries())
+    except Exception:  # only for repr
+        return "?"
 
 
 def _short(exc: BaseException) -> str:

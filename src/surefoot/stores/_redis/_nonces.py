@@ -1,11 +1,13 @@
 """The verifier's nonce cache on Redis (see :mod:`surefoot.stores._nonces`).
+
+One key per (key id, nonce): ``<prefix>{<sha256 of both>}:nonce``, written by one
+``SET NX PX`` — a single-key command, so a Redis Cluster spreads nonces over its slots.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any
 
 from surefoot.errors import StoreUnavailable
 from surefoot.stores._failure import FailureMode
@@ -44,9 +46,8 @@ class RedisNonceCache:
         if fallback.failure.fail_open and fallback.failure.skip_backend():
             return fallback.fallback(key_id, nonce, now, ttl)
         ttl_ms = max(1, math.ceil(ttl * 1000))
-        client: Any = self.conn.client
         try:
-            reply = self.conn.call(client.set, self.key(key_id, nonce), b"1", nx=True, px=ttl_ms)
+            reply = self.conn.command("set", self.key(key_id, nonce), b"1", nx=True, px=ttl_ms)
         except StoreUnavailable as exc:
             fallback.failure.failed(exc, "recording an HMAC nonce")
             return fallback.fallback(key_id, nonce, now, ttl)

@@ -1,6 +1,7 @@
 """Tokens in Redis, shared by a fleet.
 
-Per token key ``k`` (all three keys in one Cluster slot, through the ``{k}`` hash tag):
+Per token key ``k`` (all three keys in one Cluster slot, through the ``{k}`` hash tag;
+every script touches the keys of one token only, so it runs on a Redis Cluster too):
 
 * ``<prefix>{k}:token`` — a hash: ``json`` (the token) and ``v`` (its version). Written
   only by a Lua script that compares the version first (the fencing step). It expires
@@ -18,6 +19,10 @@ Per token key ``k`` (all three keys in one Cluster slot, through the ``{k}`` has
 A token hash that holds no token (its ``json`` not JSON or not a token, or the key not
 a hash at all) is logged once and is no token; its version still counts, and the next
 write replaces it.
+
+A token saved or deleted and a lease taken are writes that should survive a failover:
+with ``RedisStore(wait_replicas=N)`` they wait for N replicas (see
+:mod:`surefoot.stores._redis._connection`, "Durability").
 
 See :mod:`surefoot.stores._file` for the protocol, and :class:`FailoverTokenStore` for what
 happens when Redis is down.
@@ -205,7 +210,7 @@ class RedisTokenStore(FailoverTokenStore):
 
     def _b_save(self, key: str, token: Token, expected_version: int | None) -> int | None:
         document = json.dumps(token.to_json(), separators=(",", ":"))
-        result = self.conn.run(
+        result = self.conn.run_durable(
             "token_save",
             _SAVE,
             [self._token_key(key), self._version_key(key)],
@@ -226,7 +231,7 @@ class RedisTokenStore(FailoverTokenStore):
         return None if result == -1 else result
 
     def _b_delete(self, key: str) -> None:
-        self.conn.run(
+        self.conn.run_durable(
             "token_delete",
             _DELETE,
             [self._token_key(key), self._version_key(key)],
@@ -235,7 +240,9 @@ class RedisTokenStore(FailoverTokenStore):
 
     def _b_try_lease(self, key: str, owner: str, ttl: float) -> bool:
         return _flag(
-            self.conn.run("token_try_lease", _TRY_LEASE, [self._lease_key(key)], [owner, _ms(ttl)])
+            self.conn.run_durable(
+                "token_try_lease", _TRY_LEASE, [self._lease_key(key)], [owner, _ms(ttl)]
+            )
         )
 
     def _b_renew_lease(self, key: str, owner: str, ttl: float) -> bool:
