@@ -13,6 +13,8 @@ its text (the reader sees the real-looking URLs, the test hits the sandbox):
 * ``https://auth.example.com`` -> the sandbox URL (its ``/oauth/token``, ``/oauth/revoke``);
 * ``http://127.0.0.1:8080`` (where the tutorial starts ``surefoot sandbox --port 8080``)
   -> the sandbox URL;
+* ``redis+cluster://redis-a.internal:7000,...`` -> a real Redis Cluster (the
+  ``redis_cluster_url`` fixture)
 * ``redis://redis.internal:6379/0`` -> a real ``redis-server`` (the ``redis_url`` fixture
   of ``tests/conftest.py``: skipped locally without the binary, a failure in CI);
 * ``/var/lib/myapp/`` and ``/var/run/myapp/`` -> the temporary directory.
@@ -285,7 +287,13 @@ def chain(block: Block) -> list[Block]:
     return out
 
 
-def rewrite(code: str, block: Block, ctx: Context, redis_url: Callable[[], str]) -> str:
+#: the Redis Cluster the docs' examples name, and what stands for it (a real cluster, the
+#: ``redis_cluster_url`` fixture)
+CLUSTER_URL = "redis+cluster://redis-a.internal:7000,redis-b.internal:7000"
+
+
+def rewrite(code: str, block: Block, ctx: Context, redis_url: Callable[[], str],
+            redis_cluster_url: Callable[[], str]) -> str:
     code = code.replace("https://api.example.com", ctx.api)
     for origin in filter(None, block.options.get("origin", "").split(",")):
         code = code.replace(origin, ctx.api)
@@ -293,6 +301,8 @@ def rewrite(code: str, block: Block, ctx: Context, redis_url: Callable[[], str])
     code = code.replace("http://127.0.0.1:8080", ctx.sandbox.url)
     if "redis://redis.internal:6379/0" in code:
         code = code.replace("redis://redis.internal:6379/0", redis_url())
+    if CLUSTER_URL in code:
+        code = code.replace(CLUSTER_URL, redis_cluster_url())
     return re.sub(r"/var/(lib|run)/myapp/", lambda _: str(ctx.tmp) + "/", code)
 
 
@@ -354,7 +364,8 @@ def run_chain(
                       tmp_path, {})
         for name in filter(None, step.options.get("given", "").split(",")):
             namespace |= GIVEN[name](ctx)
-        code = rewrite(step.code, step, ctx, lambda: request.getfixturevalue("redis_url"))
+        code = rewrite(step.code, step, ctx, lambda: request.getfixturevalue("redis_url"),
+                       lambda: request.getfixturevalue("redis_cluster_url"))
         if "file" in step.options:
             target = tmp_path / step.options["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -364,7 +375,8 @@ def run_chain(
         else:
             run_sh(code, step, ctx, namespace)
         if step.check:
-            check = rewrite(step.check, step, ctx, lambda: request.getfixturevalue("redis_url"))
+            check = rewrite(step.check, step, ctx, lambda: request.getfixturevalue("redis_url"),
+                            lambda: request.getfixturevalue("redis_cluster_url"))
             exec(compile(check, f"{step.id} (check)", "exec"),  # noqa: S102
                  {**namespace, "sandbox": docs_sandbox})
 
