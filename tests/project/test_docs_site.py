@@ -14,6 +14,15 @@ from pathlib import Path
 
 import pytest
 
+#: The site is built with the newest mkdocs-material, mkdocstrings and pymdown-extensions;
+#: the newest releases of the last two that install on Python 3.10 do not work together
+#: (``Highlight.__init__() missing ... 'md'`` in a strict build). The library's own tests
+#: run on 3.10; the site is built on 3.11 and newer (.ci/run's README run).
+pytestmark = pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="the docs toolchain's newest releases for Python 3.10 do not build together",
+)
+
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACES = (
     "surefoot", "requests", "httpx", "signing", "oauth", "pacing", "stores", "errors",

@@ -36,8 +36,8 @@ they give now, by the ``test_regression`` cases at the end (``REGRESSIONS``); on
 and not yet fixed goes in ``DEFECTS`` (``test_defect``, ``xfail(strict=True)``) until it
 is. A hang is caught by pytest's per-test timeout.
 
-The number of examples per target is ``SUREFOOT_FUZZ_EXAMPLES``; by default 2 000 under CI
-(``CI`` set: a few minutes on two slow cores) and 300 otherwise (well under a minute);
+The number of examples per target is ``SUREFOOT_FUZZ_EXAMPLES``; by default 1 000 under CI
+(``CI`` set: about a minute on two slow cores) and 300 otherwise (well under a minute);
 ``bench/fuzz.py`` runs it with 100 000.
 ``EXAMPLES_RUN`` counts the examples each target checked (read by ``bench/fuzz.py``).
 """
@@ -126,7 +126,7 @@ from surefoot.signing import (
 )
 from surefoot.stores import MemoryNonceCache
 
-EXAMPLES = int(os.environ.get("SUREFOOT_FUZZ_EXAMPLES") or (2000 if os.environ.get("CI") else 300))
+EXAMPLES = int(os.environ.get("SUREFOOT_FUZZ_EXAMPLES") or (1000 if os.environ.get("CI") else 300))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,

@@ -67,6 +67,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import os
 import random
@@ -349,6 +350,23 @@ class RedisConnection:
 # -- errors and retries ----------------------------------------------------------------
 
 
+#: redis-py's errors that mean "unavailable", by name: some are missing from the older
+#: releases ``redis>=5`` admits (``RedisClusterUnreachableError`` came with 8.2, which
+#: needs Python 3.11), and those are left out
+_UNAVAILABLE = ("ConnectionError", "TimeoutError", "ReadOnlyError", "ClusterDownError",
+                "TryAgainError", "SlotNotCoveredError", "RedisClusterUnreachableError")
+
+
+@functools.lru_cache(maxsize=1)
+def _unavailable(exceptions: Any) -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [OSError]
+    for name in _UNAVAILABLE:
+        error = getattr(exceptions, name, None)
+        if isinstance(error, type) and issubclass(error, BaseException):
+            found.append(error)
+    return tuple(found)
+
+
 def _translated(function: Any, *args: Any, **kwargs: Any) -> Any:
     """``function(*args, **kwargs)``, with redis-py's exceptions translated."""
     exceptions = _redis().exceptions
@@ -356,16 +374,7 @@ def _translated(function: Any, *args: Any, **kwargs: Any) -> Any:
         return function(*args, **kwargs)
     except StoreError:
         raise
-    except (
-        exceptions.ConnectionError,
-        exceptions.TimeoutError,
-        exceptions.ReadOnlyError,
-        exceptions.ClusterDownError,
-        exceptions.TryAgainError,
-        exceptions.SlotNotCoveredError,
-        exceptions.RedisClusterUnreachableError,
-        OSError,
-    ) as exc:
+    except _unavailable(exceptions) as exc:
         raise StoreUnavailable(f"Redis is unavailable: {type(exc).__name__}") from None
     except exceptions.ClusterCrossSlotError as exc:  # a bug: keys of two hash tags
         raise StoreError(f"Redis error: CROSSSLOT: {_short(exc)}") from None
