@@ -73,6 +73,21 @@ class Event(NamedTuple):
     request_id: int = 0
     partition: str = ""
 
+    def fields(self) -> dict[str, str | int | float]:
+        """The fields that are set, by name (``kind`` left out; ``request_id`` always):
+        what a structured logger or a tracer records. ``wait`` and ``elapsed`` are kept
+        when they are 0; ``attempt`` 0 and empty strings are not set."""
+        found: dict[str, str | int | float] = {}
+        for name in ("method", "url", "attempt", "status", "error", "wait", "elapsed",
+                     "reason"):
+            value = getattr(self, name)
+            if value is not None and value != "" and not (name == "attempt" and value == 0):
+                found[name] = value
+        found["request_id"] = self.request_id
+        if self.partition:
+            found["partition"] = self.partition
+        return found
+
     def message(self) -> str:
         parts = [self.kind.value]
         if self.method:

@@ -239,3 +239,14 @@ def test_combined_hooks_build_only_the_events_some_hook_wants():
     everything = combine_hooks([first, lambda event: None])  # no wants(): wants all
     assert everything.wants(EventKind.RETRY_SCHEDULED)
     assert combine_hooks([LoggingHook()]).wants(EventKind.GAVE_UP)
+
+
+def test_event_fields_are_the_set_ones():
+    from surefoot.events import Event, EventKind
+
+    assert Event(EventKind.ATTEMPT_SENT).fields() == {"request_id": 0}
+    event = Event(EventKind.RETRY_SCHEDULED, "GET", "https://a.test/x", 1, 503, None, 0.0,
+                  None, "backoff", 7, "a.test")
+    assert event.fields() == {"method": "GET", "url": "https://a.test/x", "attempt": 1,
+                              "status": 503, "wait": 0.0, "reason": "backoff",
+                              "request_id": 7, "partition": "a.test"}

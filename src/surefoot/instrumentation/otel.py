@@ -158,21 +158,16 @@ def _error_type(event: Event) -> str | None:
     return None
 
 
+#: The fields of an event recorded on a span event, under their semantic-convention
+#: names where there is one (the rest are ``surefoot.<field>``).
+_ATTRIBUTE_NAMES = {"attempt": "surefoot.attempt", "status": "http.response.status_code",
+                    "error": "error.type", "wait": "surefoot.wait",
+                    "elapsed": "surefoot.elapsed", "reason": "surefoot.reason"}
+
+
 def _event_attributes(event: Event) -> Attributes:
-    attributes: Attributes = {}
-    if event.attempt:
-        attributes["surefoot.attempt"] = event.attempt
-    if event.status is not None:
-        attributes["http.response.status_code"] = event.status
-    if event.error:
-        attributes["error.type"] = event.error
-    if event.wait is not None:
-        attributes["surefoot.wait"] = event.wait
-    if event.elapsed is not None:
-        attributes["surefoot.elapsed"] = event.elapsed
-    if event.reason:
-        attributes["surefoot.reason"] = event.reason
-    return attributes
+    return {_ATTRIBUTE_NAMES[name]: value for name, value in event.fields().items()
+            if name in _ATTRIBUTE_NAMES}
 
 
 def _detach(token: Token[Context], context: Context, owner: Owner) -> None:

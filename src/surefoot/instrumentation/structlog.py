@@ -59,30 +59,6 @@ _METHODS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn
 _NAMES = {kind: f"surefoot.{kind.value}" for kind in EventKind}
 
 
-def _fields(event: Event) -> dict[str, object]:
-    fields: dict[str, object] = {}
-    if event.method:
-        fields["method"] = event.method
-    if event.url:
-        fields["url"] = event.url
-    if event.attempt:
-        fields["attempt"] = event.attempt
-    if event.status is not None:
-        fields["status"] = event.status
-    if event.error:
-        fields["error"] = event.error
-    if event.wait is not None:
-        fields["wait"] = event.wait
-    if event.elapsed is not None:
-        fields["elapsed"] = event.elapsed
-    if event.reason:
-        fields["reason"] = event.reason
-    fields["request_id"] = event.request_id
-    if event.partition:
-        fields["partition"] = event.partition
-    return fields
-
-
 class StructlogHook:
     """A surefoot hook logging every event through a structlog logger (see the module's
     documentation). ``logger``: a structlog bound logger (default
@@ -110,7 +86,7 @@ class StructlogHook:
     def __call__(self, event: Event) -> None:
         method = _METHODS.get(_LEVELS.get(event.kind, logging.INFO), "info")
         try:
-            getattr(self.logger, method)(_NAMES[event.kind], **_fields(event))
+            getattr(self.logger, method)(_NAMES[event.kind], **event.fields())
         except Exception:
             _surefoot_logger.exception("surefoot structlog hook failed on %s",
                                        event.kind.value)
