@@ -234,6 +234,19 @@ class CircuitBreaker:
         self._consecutive = 0
         self._window.clear()
 
+    def quiet(self, now: float) -> bool:
+        """Closed with no failure in a row: every call is let through, and a success
+        changes nothing but the count of calls (see :meth:`count_successes`)."""
+        return self.state(now) == "closed" and self._consecutive == 0
+
+    def count_successes(self, since: float, now: float, amount: int) -> None:
+        """``amount`` successes of calls made between ``since`` and ``now`` while the
+        breaker was quiet, learned of at ``now`` (a shared store counts them outside):
+        counted as calls if the breaker is still closed (a success does not undo
+        failures counted since)."""
+        if amount > 0 and self.state(now) == "closed":
+            self._window.add_spread(since, now, amount, _CALLS)
+
     def holds_state(self, now: float) -> bool:
         """Does the breaker differ from a fresh one at ``now`` (not closed, failures
         counted)? One that does not can be dropped from a bounded table and made again

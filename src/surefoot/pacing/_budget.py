@@ -117,6 +117,32 @@ class WindowCounts:
         counts[series * n + index % n] += amount
         counts[self._series * n + series] += amount
 
+    def add_spread(self, since: float, now: float, amount: int, series: int = 0) -> None:
+        """Count ``amount`` events of ``series`` that happened evenly between ``since``
+        and ``now`` (counted elsewhere and learned of at ``now``): each bucket gets its
+        share, those that fell out of the window are dropped."""
+        if amount <= 0:
+            return
+        # (the oldest bucket the ring still holds at ``now``)
+        start = max(since, (math.floor(now / self._width) - self._n + 1) * self._width)
+        if not now > start:
+            if since >= now:
+                self.add(now, series, amount)
+            return
+        if start > since:  # the share that happened before the window
+            amount = round(amount * (now - start) / (now - since))
+        width = self._width
+        given = 0
+        bucket = math.floor(start / width)
+        last = math.floor(now / width)
+        while given < amount:
+            hi = min(now, (bucket + 1) * width) if bucket < last else now
+            due = amount if hi >= now else round(amount * (hi - start) / (now - start))
+            if due > given:
+                self.add(max(start, bucket * width), series, due - given)
+                given = due
+            bucket += 1
+
     def total(self, now: float, series: int = 0) -> int:
         """Events of ``series`` counted in the window ending at ``now``."""
         self._advance(now)
@@ -211,6 +237,11 @@ class RetryBudget:
     def on_request(self, now: float) -> None:
         """A first attempt is being sent: it deposits ``ratio`` into the budget."""
         self._counts.add(now, _REQUESTS)
+
+    def count_requests(self, since: float, now: float, amount: int) -> None:
+        """``amount`` first attempts sent evenly between ``since`` and ``now`` (counted
+        elsewhere, learned of at ``now``)."""
+        self._counts.add_spread(since, now, amount, _REQUESTS)
 
     def on_success(self, now: float) -> None:
         """An attempt succeeded. The rule does not depend on outcomes, so this does

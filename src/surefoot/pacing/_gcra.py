@@ -544,6 +544,73 @@ class RateLimiter:
         part.book(slot, now)
         return Reservation(partition, slot, part.generation, recheck=self._recheck(part, slot, now))
 
+    def schedule(
+        self, partition: str, now: float
+    ) -> tuple[int, float, tuple[tuple[str, float, float], ...]] | None:
+        """The partition's schedule as a plain GCRA that a shared store may book slots
+        from by itself (in one script call, without loading this class's state): the
+        generation, the earliest slot (a pause, a reset floor) and each quota's name,
+        interval ``T`` and tolerance ``tau``. Booking is then what :meth:`reserve` does
+        in that case: ``slot = max(now, earliest, tat - tau for each quota)``, then
+        ``tat = max(tat, slot) + T`` for each (a missing ``tat`` is ``now``); with no
+        quota at all, the slot is ``max(now, earliest)`` and counts as unpaced. The
+        ``tat``s so moved come back through :meth:`booked_elsewhere`.
+
+        ``None`` while booking needs more than that: the partition unknown or in its
+        first contact, a paced release after a pause (its spacing changes with time),
+        a derated quota recovering (its rate changes with time)."""
+        part = self._partitions.get(partition)
+        if part is None:
+            return None
+        if self.first_contact and not part.configured and part.contact != 2:
+            return None
+        if part.learned is not None and part.derate < part.ceiling:
+            return None
+        quotas = tuple(
+            (name, quota.interval, (quota.burst - 1) * quota.interval)
+            for name, quota in part.quotas(now)
+        )
+        if part.recovery is not None:  # (still in force after quotas() looked at it)
+            return None
+        return part.generation, max(part.pause_until, part.floor_until), quotas
+
+    def booked_elsewhere(
+        self,
+        partition: str,
+        tats: dict[str, float],
+        *,
+        unpaced: int = 0,
+        unpaced_since: float = 0.0,
+    ) -> None:
+        """Take in the slots booked from :meth:`schedule` elsewhere: the quotas' ``tat``s
+        as they are now (each only ever moved forward there), and ``unpaced`` slots let
+        go with no quota known, the first at ``unpaced_since``."""
+        part = self._get(partition)
+        own = part.tats
+        for name, tat in tats.items():
+            if math.isfinite(tat) and tat > own.get(name, -math.inf):
+                own[name] = tat
+        if unpaced > 0:
+            if part.unpaced == 0:
+                part.unpaced_since = unpaced_since
+            part.unpaced += unpaced
+
+    def sent_late(self, partition: str, until: float) -> None:
+        """Refusals of requests sent before ``until`` say nothing of the server's rate
+        (what :meth:`late` decided elsewhere, for a shared store)."""
+        part = self._partitions.get(partition)
+        if part is not None and until > part.late_until:
+            part.late_until = until
+
+    def late_until(self, partition: str, *, sent_at: float, late: float) -> float | None:
+        """What :meth:`late` would set ``late_until`` to (``None``: nothing)."""
+        part = self._partitions.get(partition)
+        if part is None or part.learned is None:
+            return None
+        if late <= max(LATE_SLOTS * part.learned.interval, LATE_MIN):
+            return None
+        return sent_at + LATE_GRACE
+
     def refresh(self, reservation: Reservation, now: float) -> Reservation:
         """A still-valid reservation asked about again (at its ``recheck``): go now if the
         server has stated burst credit since, else the same slot, to be checked again."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from surefoot.pacing._adaptive import AdaptiveRate
 from surefoot.pacing._breaker import Admission, CircuitBreaker
@@ -20,13 +20,49 @@ from surefoot.pacing._config import (
 )
 from surefoot.pacing._gcra import Quota, RateLimiter, Reservation
 
-__all__ = ["LocalPacerState", "PacerState"]
+__all__ = ["Elsewhere", "LocalPacerState", "PacerState", "SharedSchedule"]
 
 #: The shortest hold a stated wait is first cut down to (seconds).
 _MIN_HOLD = 0.001
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 #: How many of the oldest breakers an eviction looks through for one holding no state.
 _BREAKER_EVICT_SCAN = 8
+
+
+class SharedSchedule(NamedTuple):
+    """What a shared store needs to book a partition's slots and admit its attempts by
+    itself, in one script call (see :meth:`LocalPacerState.shared_schedule`)."""
+
+    #: The partition's generation (a reservation of another one is void).
+    generation: int
+    #: No slot before this (a pause, a "none remaining" floor).
+    earliest: float
+    #: Per quota: its name, interval and tolerance (see ``RateLimiter.schedule``).
+    quotas: tuple[tuple[str, float, float], ...]
+    #: The partition has an adaptive rate: callers pacing adaptively must load it.
+    adaptive: bool
+    #: The breaker lets every call through and a success changes nothing but counts.
+    quiet: bool
+
+
+class Elsewhere(NamedTuple):
+    """What was done to a partition outside this class, from its
+    :class:`SharedSchedule`, between ``since`` and ``now`` (see
+    :meth:`LocalPacerState.take_in`)."""
+
+    #: The quotas' theoretical arrival times as they now are.
+    tats: dict[str, float]
+    #: Slots let go with no quota known, and when the first of them went.
+    unpaced: int = 0
+    unpaced_since: float = 0.0
+    #: Logical requests that arrived, attempts booked, answers that were not throttles
+    #: (the adaptive rate's measure), and successes while the breaker was quiet.
+    arrivals: int = 0
+    sends: int = 0
+    oks: int = 0
+    successes: int = 0
+    #: The latest "sent late" mark (see ``RateLimiter.late``; 0: none).
+    late_until: float = 0.0
 
 
 @runtime_checkable
@@ -329,6 +365,52 @@ class LocalPacerState:
         with self._lock:
             self.limiter.continue_after(partition, slot, now)
 
+    # -- a shared store's script (see stores/_redis/_pacing.py) ---------------------------
+
+    def shared_schedule(self, partition: str, *, now: float) -> SharedSchedule | None:
+        """The partition as a plain GCRA a shared store may book from by itself (see
+        ``RateLimiter.schedule``), with what its script needs to admit attempts and to
+        tell callers apart; ``None``: every operation must load the whole state."""
+        with self._lock:
+            schedule = self.limiter.schedule(partition, now)
+            if schedule is None:
+                return None
+            breaker = self._breakers.get(partition)
+            return SharedSchedule(
+                *schedule,
+                adaptive=partition in self._adaptive,
+                quiet=breaker is None or breaker.quiet(now),
+            )
+
+    def take_in(self, partition: str, done: Elsewhere, *, since: float, now: float) -> None:
+        """Take in what was done to the partition outside (``done``, counted evenly
+        between ``since`` and ``now``), as if it had been done here."""
+        with self._lock:
+            limit = self.limiter.max_partitions
+            self.limiter.booked_elsewhere(
+                partition, done.tats, unpaced=done.unpaced, unpaced_since=done.unpaced_since
+            )
+            if done.late_until:
+                self.limiter.sent_late(partition, done.late_until)
+            for table, amount, window in (
+                (self._arrivals, done.arrivals, _DEMAND_WINDOW),
+                (self._sends, done.sends, _SEND_WINDOW),
+                (self._oks, done.oks if self.pacing.adaptive is not None else 0, _SEND_WINDOW),
+            ):
+                if amount > 0:
+                    _count(table, partition, since, window, limit, amount=amount, now=now)
+            if done.successes > 0:
+                breaker = self._breakers.get(partition)
+                if breaker is not None:
+                    breaker.count_successes(since, now, done.successes)
+
+    def count_requests(self, amount: int, *, since: float, now: float) -> None:
+        """``amount`` logical requests arrived between ``since`` and ``now`` (the retry
+        budget's deposits, counted elsewhere)."""
+        if self._budget is not None and amount > 0:
+            with self._lock:
+                self._budget.count_requests(since, now, amount)
+
     # -- state in and out (the SQLite store) -------------------------------------------
 
     def export_partition(self, partition: str) -> dict[str, object]:
@@ -385,16 +467,24 @@ class LocalPacerState:
 def _count(
     table: dict[str, tuple[float, WindowCounts]],
     partition: str,
-    now: float,
+    at: float,
     window: float,
     max_entries: int,
+    *,
+    amount: int = 1,
+    now: float | None = None,
 ) -> None:
+    """Count one event at ``at`` (or with ``now``: ``amount`` events spread evenly from
+    ``at`` to ``now``)."""
     entry = table.get(partition)
     if entry is None:
         if len(table) >= max_entries:
             table.clear()
-        entry = table[partition] = (now, WindowCounts(window))
-    entry[1].add(now)
+        entry = table[partition] = (at, WindowCounts(window))
+    if now is None:
+        entry[1].add(at)
+    else:
+        entry[1].add_spread(at, now, amount)
 
 
 def _rate(entry: tuple[float, WindowCounts] | None, now: float) -> float | None:

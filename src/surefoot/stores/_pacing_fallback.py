@@ -146,6 +146,25 @@ class PacingFallback:
             engine.continue_after(partition, to_store(local_until), now=t)
         return local_until
 
+    def fleet_sends(self, partition: str, sends: float) -> None:
+        """The backend counted about ``sends`` reservations of the partition over the
+        last couple of seconds (what :meth:`observe` reads off a whole load)."""
+        with self._lock:
+            self._mirror(partition).fleet = max(round(sends), 1)
+
+    def learned_quota(self, partition: str, quota: Quota) -> None:
+        """The backend paces the partition at its learned ``quota``, in full (what
+        :meth:`observe` reads off a whole load)."""
+        with self._lock:
+            mirror = self._mirror(partition)
+            mirror.quota, mirror.factor = quota, 1.0
+
+    def to_merge(self, partition: str) -> bool:
+        """Has the fallback handed out slots of the partition that the backend's
+        schedule must go on after (:meth:`prepare`, on a whole load of the state)?"""
+        mirror = self._mirrors.get(partition)
+        return mirror is not None and mirror.local_until > -math.inf
+
     def observe(self, engine: LocalPacerState, partition: str, t: float, merged: float) -> None:
         """A step on the partition was written (or left the state unchanged): mirror
         what ``engine`` holds now. ``merged``: what :meth:`prepare` returned."""

@@ -1,35 +1,53 @@
 """Pacing state (limiter, adaptive rate, breaker, demand, retry budget) in Redis.
 
-The pacing logic lives only in Python: every operation loads the stored state into a
-throw-away :class:`LocalPacerState` (:meth:`~LocalPacerState.import_partition`,
-:meth:`~LocalPacerState.import_budget`), applies the operation there and writes the
-result back with a compare-and-set, as the SQLite store does inside a transaction:
+**The happy path: one script call per attempt.** A partition whose schedule is a plain
+GCRA (its quotas fixed, past its first contact, no paced release or derating under way,
+its breaker quiet: see ``RateLimiter.schedule``) keeps that schedule in its hash
+(``fg`` generation, ``fe`` earliest slot, ``fq`` the quotas' intervals and tolerances,
+``fa``/``fb`` flags) beside the quotas' theoretical arrival times (``t.<quota>``). The
+``_GATE`` script books an attempt's slot from them, admits it and counts its arrival
+and send, atomically, on Redis' clock: one round trip, whatever the number of
+processes (Redis runs scripts one at a time: no conflict, no retry). What the answers
+mean for the state rides along on the next gate call of the process instead of costing
+a call of its own: successes while the breaker is quiet (``cc``), answers that were not
+throttles (``co``), a late send (``cl``). A waiter woken at its slot is still valid
+without a call while this process saw the partition's generation less than
+:data:`FRESH` seconds ago, and a quiet breaker admits it the same way. The retry
+budget's deposits (one per logical request) are counted in the process and added to
+the budget's key now and then (:data:`BUDGET_FLUSH`) and before every retry, in the
+call that spends it.
 
-1. ``_LOAD`` (one script call, atomic): the key's JSON blob, its version and Redis
-   ``TIME``. The operation runs on Redis' clock, so hosts with skewed clocks agree on
-   slots; the instants it hands back are moved onto the caller's clock by the offset
-   measured at the reply (so that a slot is never early).
-2. ``_SAVE``: writes the new blob only if the version is still the one loaded, bumping
-   it. On a conflict it answers with the current blob, version and ``TIME``, and the
-   operation is applied again on that. After :data:`MAX_ATTEMPTS` conflicts in a row
-   the operation fails like an unreachable store (:class:`FailureMode`: local state
-   when failing open, :class:`~surefoot.StoreUnavailable` when closed). A state that
-   the operation left unchanged is not written.
+**Everything else: the whole state, in Python.** The pacing logic lives in Python:
+an operation the gate cannot do (a 429, a learned quota, an open breaker, a first
+contact, a pause ...) loads the key into a throw-away :class:`LocalPacerState`
+(:meth:`~LocalPacerState.import_partition`, and :meth:`~LocalPacerState.take_in` of
+what the gates did since the last load), applies the operation and writes the result
+back with a compare-and-set (``_SAVE``), with the schedule the gates are to use from
+then on (or none). The operation runs on Redis' clock (``TIME``), so hosts with skewed
+clocks agree on slots; the instants it hands back are moved onto the caller's clock by
+the offset measured at the reply (so that a slot is never early). A conflict (another
+process wrote first) loads again; after :data:`MAX_ATTEMPTS` conflicts in a row the
+operation fails like an unreachable store (:class:`FailureMode`: local state when
+failing open, :class:`~surefoot.StoreUnavailable` when closed). A state the operation
+left unchanged is not written. The gates never conflict with a compare-and-set: the
+times they move forward are written back as the later of the two, unless the operation
+restarted the schedule (a pause: a new generation) or no schedule was in force.
 
 A process has at most one compare-and-set in flight per key (a lock per key), so
-conflicts come only from other processes; the operations that other threads queued on
-the key meanwhile are applied, in order, in the next one (one round of scripts for a
-whole burst). Each script touches one key: an operation on the retry budget
-and a partition (``on_request``) is two compare-and-set steps, the budget first, since
-the two keys live in different Redis Cluster slots.
+conflicts come only from other processes; the operations other threads queued on the
+key meanwhile are applied, in order, in the next one. Each script touches one key (one
+Redis Cluster slot).
 
 While Redis is unavailable and the store fails open, the operations run on a local
 state primed with what Redis last showed, and a partition Redis lost (a restart, an
 expired key) gets its learned quota back (see :mod:`surefoot.stores._pacing_fallback`).
 
 Keys: ``<prefix>{<namespace>:<partition>}:pacing`` and ``<prefix>{<namespace>}:budget``,
-hashes with fields ``s`` (the JSON state) and ``v`` (its version); both expire two hours
-after their last use. A blob that does not parse gives a fresh partition (or budget).
+hashes with fields ``s`` (the JSON state) and ``v`` (its version), and on a partition's
+the gate's fields above and its counts (``ca``, ``cs``, ``co``, ``cc`` since ``c0``;
+``cu`` unpaced slots since ``cus``); both expire two hours after their last use. A blob
+that does not parse gives a fresh partition (or budget); a count that does not parse
+counts nothing.
 """
 
 from __future__ import annotations
@@ -44,17 +62,17 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from surefoot.errors import StoreError, StoreUnavailable
+from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
 from surefoot.pacing._breaker import Admission
-from surefoot.pacing._config import PacingPolicy, Report
-from surefoot.pacing._gcra import Reservation
-from surefoot.pacing._state import LocalPacerState
+from surefoot.pacing._config import _SEND_WINDOW, PacingPolicy, Report
+from surefoot.pacing._gcra import LATE_GRACE, LATE_MIN, LATE_SLOTS, Quota, Reservation
+from surefoot.pacing._state import Elsewhere, LocalPacerState, SharedSchedule
 from surefoot.stores._deadline import wait_for
 from surefoot.stores._failure import FailureMode
 from surefoot.stores._pacing_fallback import PacingFallback
 from surefoot.stores._redis._connection import RedisConnection
 
-__all__ = ["MAX_ATTEMPTS", "RedisPacerState"]
+__all__ = ["BUDGET_FLUSH", "FRESH", "MAX_ATTEMPTS", "RedisPacerState"]
 
 T = TypeVar("T")
 #: ``operation(engine, t, local)``: ``t`` is the store's clock, ``local`` moves its
@@ -71,27 +89,156 @@ _TTL_MS = 2 * 3600 * 1000
 #: grow with every partition ever seen; clearing costs at most a CAS conflict, never a
 #: lost update).
 _MAX_KEYS = 4096
+#: Seconds for which what a reply showed of a partition (its generation, a quiet
+#: breaker) stands without asking again: a waiter woken at its slot, an admission. A
+#: pause or an opened breaker elsewhere reaches this process's waiters at most this
+#: late (its next gate call sees it at once).
+FRESH = 0.25
+#: Seconds the retry budget's deposits are kept in the process at most before they
+#: are added to the shared budget (a retry adds them first in any case).
+BUDGET_FLUSH = 2.0
+
+_ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
+
+_GATE = """
+-- KEYS[1]: a partition's pacing hash. ARGV: ttl in ms; arrival (1/0); adaptive caller
+-- (1/0); what is asked: 'new' (an attempt's slot), 'rebook' (another slot for the
+-- same attempt) or a generation (is the caller's slot of it still valid? else rebook);
+-- then what this process' answers showed since its last call: successes, answers that
+-- were not throttles, a late mark ('' none).
+-- Returns {1, TIME s, us, generation, slot, quotas, adaptive} (booked), {2, TIME s, us,
+-- generation, '', quotas, adaptive} (the caller's slot stands) or {0, TIME s, us} (no
+-- schedule here: load the whole state).
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function count(field, n)
+  if n > 0 then
+    redis.call('HSETNX', key, 'c0', string.format('%.6f', now))
+    redis.call('HINCRBY', key, field, n)
+  end
+end
+count('cc', tonumber(ARGV[5]) or 0)
+count('co', tonumber(ARGV[6]) or 0)
+local mark = tonumber(ARGV[7])
+if mark and mark > (tonumber(redis.call('HGET', key, 'cl') or '0') or 0) then
+  redis.call('HSET', key, 'cl', ARGV[7])
+end
+local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fa', 'fb')
+if not f[1] or f[5] ~= '1' or (ARGV[3] == '1' and f[4] == '1') then
+  return {0, t[1], t[2]}
+end
+redis.call('PEXPIRE', key, ARGV[1])
+if ARGV[4] == 'new' then
+  count('cs', 1)
+elseif ARGV[4] == f[1] then
+  return {2, t[1], t[2], f[1], '', f[3], f[4]}
+end
+local sent = redis.call('HMGET', key, 'cs', 'c0')
+if ARGV[2] == '1' then count('ca', 1) end
+local slot = math.max(now, tonumber(f[2]) or now)
+local names, steps, tats = {}, {}, {}
+for name, interval, tau in string.gmatch(f[3], '([^,;]+),([^,;]+),([^,;]+)') do
+  local tat = tonumber(redis.call('HGET', key, 't.' .. name) or '') or now
+  names[#names + 1], steps[#steps + 1], tats[#tats + 1] = name, tonumber(interval), tat
+  slot = math.max(slot, tat - tonumber(tau))
+end
+if #names == 0 and redis.call('HINCRBY', key, 'cu', 1) == 1 then
+  redis.call('HSET', key, 'cus', string.format('%.6f', slot))
+end
+for i = 1, #names do
+  redis.call('HSET', key, 't.' .. names[i],
+             string.format('%.6f', math.max(tats[i], slot) + steps[i]))
+end
+return {1, t[1], t[2], f[1], string.format('%.6f', slot), f[3], f[4], sent[1], sent[2]}
+"""
+
+_RELEASE = """
+-- KEYS[1]: a partition's pacing hash. ARGV: the slot's generation, the slot (on Redis'
+-- clock). Gives the slot back to the gates' schedule: each quota's last one, if it is
+-- still ahead (see RateLimiter.release). Returns 0 when no schedule is in the hash
+-- (load the whole state), else 1.
+local key = KEYS[1]
+local f = redis.call('HMGET', key, 'fg', 'fq')
+if not f[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+if f[1] ~= ARGV[1] or tonumber(ARGV[2]) <= now then return 1 end
+for name, interval in string.gmatch(f[2], '([^,;]+),([^,;]+),[^,;]+') do
+  local tat = tonumber(redis.call('HGET', key, 't.' .. name) or '')
+  if tat and tat - tonumber(interval) >= now then
+    redis.call('HSET', key, 't.' .. name, string.format('%.6f', tat - tonumber(interval)))
+  end
+end
+return 1
+"""
 
 _LOAD = """
--- KEYS[1]: a pacing hash. ARGV[1]: ttl in ms. Returns {blob|nil, version, TIME s, us}.
-local got = redis.call('HMGET', KEYS[1], 's', 'v')
+-- KEYS[1]: a pacing hash. ARGV[1]: ttl in ms. Returns {HGETALL, TIME s, us}.
+local got = redis.call('HGETALL', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 local t = redis.call('TIME')
-return {got[1], got[2] or '0', t[1], t[2]}
+return {got, t[1], t[2]}
 """
 
 _SAVE = """
--- KEYS[1]: a pacing hash. ARGV: expected version, new blob, ttl in ms.
--- Returns {1} when written, else {0, blob|nil, version, TIME s, us} (reload from there).
-local v = redis.call('HGET', KEYS[1], 'v') or '0'
-if v == ARGV[1] then
-  redis.call('HSET', KEYS[1], 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return {1}
+-- KEYS[1]: a pacing hash. ARGV: [1] the version loaded, [2] the new state, [3] ttl in
+-- ms, [4] 1: the stored times are replaced (the schedule restarted, or none was in
+-- force), 0: each is kept if later (gates booked meanwhile), [5..9] the schedule (fg fe
+-- fq fa fb; '' fg: none), [10..14] the counts taken in (cc co ca cs cu), [15] when the
+-- counts left start (the load's TIME), then the times as name, value pairs.
+-- Returns 1 when written, 0 if another write came first (load again).
+local key = KEYS[1]
+local v = redis.call('HGET', key, 'v') or '0'
+if v ~= ARGV[1] then return 0 end
+redis.call('HSET', key, 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
+if ARGV[5] == '' then
+  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fa', 'fb')
+else
+  redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fa', ARGV[8],
+             'fb', ARGV[9])
 end
-local t = redis.call('TIME')
-return {0, redis.call('HGET', KEYS[1], 's'), v, t[1], t[2]}
+local counts = {'cc', 'co', 'ca', 'cs', 'cu'}
+local left = false
+for i = 1, 5 do
+  local n = tonumber(ARGV[9 + i]) or 0
+  local now = n
+  if n > 0 then now = redis.call('HINCRBY', key, counts[i], -n) else
+    now = tonumber(redis.call('HGET', key, counts[i]) or '0') or 0 end
+  if n > 0 and now <= 0 then
+    redis.call('HDEL', key, counts[i])
+    if i == 5 then redis.call('HDEL', key, 'cus') end
+  elseif now > 0 and i < 5 then left = true end
+end
+if not left then redis.call('HDEL', key, 'c0')
+elseif tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0
+then redis.call('HSET', key, 'c0', ARGV[15]) end
+local keep = {}
+for i = 16, #ARGV, 2 do
+  local field = 't.' .. ARGV[i]
+  keep[field] = true
+  local stored = tonumber(redis.call('HGET', key, field) or '')
+  if ARGV[4] == '1' or stored == nil or stored < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', key, field, ARGV[i + 1])
+  end
+end
+for _, field in ipairs(redis.call('HKEYS', key)) do
+  if string.sub(field, 1, 2) == 't.' and not keep[field] then
+    redis.call('HDEL', key, field)
+  end
+end
+redis.call('PEXPIRE', key, ARGV[3])
+return 1
 """
+
+#: What a booking operation answers when the load shows the gates' schedule in force
+#: (the caller asks the gate script again), and how many times in a row at most.
+_USE_GATE: Any = object()
+_GATE_ROUNDS = 8
+
+_COUNTS = ("cc", "co", "ca", "cs", "cu")
+_SCHEDULE = ("fg", "fe", "fq", "fa", "fb")
+_NO_COUNTS = (0, 0, 0, 0, 0)
 
 
 class RedisPacerState:
@@ -100,11 +247,16 @@ class RedisPacerState:
     does_io = True
 
     __slots__ = (
+        "_budget_guard",
+        "_budget_pending",
+        "_budget_since",
+        "_clock",
         "_conn",
         "_failure",
         "_fallback",
         "_keys",
         "_keys_guard",
+        "_views",
         "namespace",
         "pacing",
     )
@@ -125,6 +277,13 @@ class RedisPacerState:
         self._fallback = PacingFallback(pacing)
         self._keys: dict[str, _KeyState] = {}
         self._keys_guard = threading.Lock()
+        #: What the last replies showed of each partition (see :class:`_View`).
+        self._views: dict[str, _View] = {}
+        #: Logical requests not yet added to the shared retry budget, since when.
+        self._budget_pending = 0
+        self._budget_since = 0.0
+        self._budget_guard = threading.Lock()
+        self._clock = _ClockOffset()
 
     def __repr__(self) -> str:
         return f"RedisPacerState({self._conn!r}, namespace={self.namespace!r})"
@@ -145,6 +304,113 @@ class RedisPacerState:
                         self._keys.clear()
                     ks = self._keys[key] = _KeyState()
         return ks
+
+    def _view(self, partition: str) -> _View:
+        view = self._views.get(partition)
+        if view is None:
+            with self._keys_guard:
+                view = self._views.get(partition)
+                if view is None:
+                    if len(self._views) >= _MAX_KEYS:
+                        self._views.clear()
+                    view = self._views[partition] = _View()
+        return view
+
+    # -- the gate: one script call ---------------------------------------------------------
+
+    def _gate_call(
+        self, partition: str, ask: str, *, arrival: bool, adaptive: bool, now: float
+    ) -> Reservation | bool | None:
+        """Run ``_GATE`` for ``ask`` (see the script). Returns the slot booked, ``True``
+        (the caller's reservation stands) or ``None`` (no schedule in the hash: the
+        caller loads the whole state)."""
+        if self._fallback.to_merge(partition):
+            return None  # the fallback's slots are merged in by a whole load first
+        view = self._view(partition)
+        successes, oks, mark = view.take()
+        started = time.monotonic()
+        try:
+            reply = self._conn.run(
+                "pacing_gate", _GATE, [self._key(partition)],
+                [_TTL_MS, int(arrival), int(adaptive), ask, successes, oks,
+                 "" if mark is None else repr(mark)],
+            )
+        except BaseException:
+            view.give_back(successes, oks, mark)
+            raise
+        seen = time.monotonic()
+        code = int(reply[0])
+        store_now = _time(reply[1:3])
+        # Redis' clock onto the caller's (a slot so moved is never early).
+        offset = self._clock.offset(seen, store_now) + (now - started)
+        if code == 0:
+            return None
+        generation = int(reply[3])
+        learned = view.saw(
+            generation, seen, offset, _text(reply[5]) or "", _text(reply[6]) == "1"
+        )
+        if learned is not None:
+            self._fallback.learned_quota(partition, learned)
+        if code == 2:
+            return True
+        got = Reservation(partition, float(reply[4]) + offset, generation)
+        if ask == "new" and len(reply) >= 9:
+            sent, since = _count_of(_text(reply[7])), _number(_text(reply[8]))
+            if sent and since is not None:
+                # The fleet's sends over the counting window, for the fallback's share.
+                elapsed = store_now - since
+                self._fallback.fleet_sends(
+                    partition,
+                    sent if elapsed <= _SEND_WINDOW else sent * _SEND_WINDOW / elapsed,
+                )
+        self._fallback.reserved(partition, None if ask == "new" else got, got, now)
+        return got
+
+    def gate(
+        self, partition: str, *, arrival: bool, now: float, adaptive: bool
+    ) -> tuple[Reservation, Admission | None]:
+        """An attempt's start: its logical request's arrival (``arrival``), its slot
+        and, when the breaker is quiet, its admission, in one script call; the whole
+        state is loaded only when the partition's schedule is not in the hash."""
+        if arrival:
+            self._count_request(now)
+        fallback = self._fallback
+
+        def op(
+            engine: LocalPacerState, t: float, local: Callable[[float], float]
+        ) -> tuple[Reservation, Admission | None]:
+            reservation, admission = engine.gate(
+                partition, arrival=arrival, now=t, adaptive=adaptive
+            )
+            reservation = reservation._replace(at=local(reservation.at))
+            if admission is not None and admission.retry_at is not None:
+                admission = dataclasses.replace(admission, retry_at=local(admission.retry_at))
+            return reservation, admission
+
+        def backend() -> tuple[Reservation, Admission | None]:
+            for _ in range(_GATE_ROUNDS):
+                got = self._gate_call(
+                    partition, "new", arrival=arrival, adaptive=adaptive, now=now
+                )
+                if isinstance(got, Reservation):
+                    return got, _ALLOWED
+                result = self._step(
+                    partition, _Pending(op, now, time.monotonic(), books=adaptive)
+                )
+                if result is not _USE_GATE:
+                    fallback.reserved(partition, None, result[0], now)
+                    return result
+            raise StoreUnavailable("Redis pacing state: the gates' schedule kept changing")
+
+        def local() -> tuple[Reservation, Admission | None]:
+            if arrival:
+                fallback.on_request(partition, now=now)
+            reservation = fallback.reserve(partition, None, now=now, adaptive=adaptive)
+            if reservation.at > now:
+                return reservation, None
+            return reservation, fallback.admit(partition, now=now)
+
+        return self._failure.guard("gate", backend, local)
 
     # -- one compare-and-set step ------------------------------------------------------
 
@@ -198,91 +464,194 @@ class RedisPacerState:
             p.result, p.done = result, True
 
     def _cas(self, key: str, partition: str | None, batch: list[_Pending[Any]]) -> list[Any]:
-        reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
-        blob, version, store_now = _text(reply[0]), _text(reply[1]), _time(reply[2:4])
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if attempt > _BACKOFF_AFTER:
+                exp = min(attempt - _BACKOFF_AFTER - 1, 5)
+                time.sleep(random.uniform(0, _BACKOFF_BASE * 2**exp))
+            reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
+            fields = _fields(reply[0])
+            store_now = _time(reply[1:3])
+            blob, version = fields.get("s"), fields.get("v", "0")
             engine = _engine(self.pacing, partition, blob)
             clock = time.monotonic()
-            merged = -math.inf
-            if partition is not None:
-                first = batch[0]
-                to_store = functools.partial(
-                    _shift, store_now - first.now - (clock - first.started)
-                )
-                merged = self._fallback.prepare(engine, partition, store_now, to_store)
-            results = []
-            for p in batch:
-                # ``p.now`` was read at ``p.started`` on this process' monotonic clock.
-                offset = p.now + (clock - p.started) - store_now
-                results.append(p.operation(engine, store_now, functools.partial(_shift, offset)))
-            state = engine.export_budget() if partition is None else engine.export_partition(
-                partition
+            mono = self._clock.offset(clock, store_now)
+            if partition is None:
+                results = self._apply_batch(batch, engine, store_now, mono)
+                new = json.dumps(engine.export_budget(), separators=(",", ":"))
+                if new == blob or self._save(key, version, new, "0", None, _NO_COUNTS,
+                                              "", {}):
+                    return results
+                continue
+            taken = _take_in(engine, partition, fields, store_now)
+            before = engine.export_partition(partition)
+            first = batch[0]
+            # The caller's clock minus Redis'.
+            offset = mono + first.now - first.started
+            merged = self._fallback.prepare(
+                engine, partition, store_now, functools.partial(_shift, -offset)
             )
-            new = json.dumps(state, separators=(",", ":"))
-            reply = (
-                None  # nothing changed: nothing to write
-                if new == blob
-                else self._conn.run("pacing_save", _SAVE, [key], [version, new, _TTL_MS])
-            )
-            if reply is None or int(reply[0]) == 1:
-                if partition is not None:
-                    self._fallback.observe(engine, partition, store_now, merged)
-                return results
-            # Another process wrote first: apply the operations again on its state.
-            blob, version, store_now = _text(reply[1]), _text(reply[2]), _time(reply[3:5])
-            if _BACKOFF_AFTER <= attempt < MAX_ATTEMPTS:
-                exp = min(attempt - _BACKOFF_AFTER, 5)
-                time.sleep(random.uniform(0, _BACKOFF_BASE * 2**exp))
-                # The reply's state and clock reading are stale after a sleep.
-                reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
-                blob, version, store_now = _text(reply[0]), _text(reply[1]), _time(reply[2:4])
+            results = self._apply_batch(batch, engine, store_now, mono, fields)
+            schedule = engine.shared_schedule(partition, now=store_now)
+            state = engine.export_partition(partition)
+            fast = _schedule_fields(schedule)
+            loaded = tuple(fields.get(name, "") for name in _SCHEDULE)
+            if state != before or fast != (loaded if loaded[0] else None):
+                limiter = _limiter_state(state)
+                # The stored times are replaced when no gate can have booked since the
+                # load (no schedule was in force) or the schedule restarted (a pause).
+                restarted = not loaded[0] or limiter.get("g") != _limiter_state(before).get("g")
+                if not self._save(
+                    key, version, json.dumps(state, separators=(",", ":")),
+                    "1" if restarted else "0", fast, taken, repr(store_now),
+                    _tats(limiter),
+                ):
+                    continue
+            self._fallback.observe(engine, partition, store_now, merged)
+            self._view(partition).loaded(schedule, clock, offset)
+            return results
         raise StoreUnavailable(
             f"Redis pacing state: {MAX_ATTEMPTS} compare-and-set conflicts in a row"
         )
 
+    @staticmethod
+    def _apply_batch(
+        batch: list[_Pending[Any]],
+        engine: LocalPacerState,
+        store_now: float,
+        mono: float,
+        fields: dict[str, str] | None = None,
+    ) -> list[Any]:
+        """``mono``: this process' monotonic clock minus Redis'. ``fields``: the hash
+        as loaded (a partition's)."""
+        results: list[Any] = []
+        for p in batch:
+            if (
+                p.books is not None and fields is not None and "fg" in fields
+                and fields.get("fb") == "1" and not (p.books and fields.get("fa") == "1")
+            ):
+                # The gates may have booked since the load: only the gate script books
+                # while their schedule is in force.
+                results.append(_USE_GATE)
+                continue
+            # ``p.now`` was read at ``p.started`` on this process' monotonic clock.
+            offset = mono + p.now - p.started
+            results.append(p.operation(engine, store_now, functools.partial(_shift, offset)))
+        return results
+
+    def _save(
+        self,
+        key: str,
+        version: str,
+        state: str,
+        restarted: str,
+        fast: tuple[str, str, str, str, str] | None,
+        taken: tuple[int, int, int, int, int],
+        since: str,
+        tats: dict[str, float],
+    ) -> bool:
+        args: list[Any] = [version, state, _TTL_MS, restarted]
+        args.extend(fast or ("", "", "", "", ""))
+        args.extend(taken)
+        args.append(since or "0")
+        for name, tat in tats.items():
+            args.extend((name, repr(tat)))
+        return int(self._conn.run("pacing_save", _SAVE, [key], args)) == 1
+
     def _apply(
         self,
         partition: str | None,
-        budget: bool,
         now: float,
         what: str,
         operation: Operation[T],
         fallback: Callable[[], T],
         done: Callable[[T], None] | None = None,
     ) -> T:
-        """Run ``operation`` on the budget (if ``budget``), then on the partition (if
-        any; ``None`` with ``budget``: the budget alone), each step atomic; the result
-        is the last step's, handed to ``done`` too. On a store failure: ``fallback()``
-        (the same operation on the local state, failing open) or raise (failing
-        closed)."""
+        """Run ``operation`` on the partition (``None``: the budget) in one atomic step;
+        the result is handed to ``done`` too. On a store failure: ``fallback()`` (the
+        same operation on the local state, failing open) or raise (failing closed)."""
 
         def backend() -> T:
-            started = time.monotonic()
-            if budget and partition is not None:
-                self._step(None, _Pending(operation, now, started))  # the budget first
-            result = self._step(partition, _Pending(operation, now, started))
+            result = self._step(partition, _Pending(operation, now, time.monotonic()))
             if done is not None:
                 done(result)
             return result
 
         return self._failure.guard(what, backend, fallback)
 
+    # -- the retry budget's deposits ------------------------------------------------------
+
+    def _count_request(self, now: float) -> None:
+        if self.pacing.budget is None:
+            return
+        with self._budget_guard:
+            if self._budget_pending == 0:
+                self._budget_since = now
+            self._budget_pending += 1
+
+    def _take_requests(self, now: float) -> tuple[int, float]:
+        with self._budget_guard:
+            pending, since = self._budget_pending, self._budget_since
+            self._budget_pending = 0
+        return pending, now - since
+
+    def _deposit(self, engine: LocalPacerState, pending: int, ago: float, t: float) -> None:
+        if pending:
+            engine.count_requests(pending, since=t - ago, now=t)
+
+    def _flush_requests(self, now: float) -> None:
+        """Add the deposits counted in the process to the shared budget, if they have
+        waited :data:`BUDGET_FLUSH` seconds."""
+        with self._budget_guard:
+            if not self._budget_pending or now - self._budget_since < BUDGET_FLUSH:
+                return
+        pending, ago = self._take_requests(now)
+
+        def op(engine: LocalPacerState, t: float, _: Callable[[float], float]) -> None:
+            self._deposit(engine, pending, ago, t)
+
+        # (failing open, the deposits are lost: the local budget counts its own)
+        self._apply(None, now, "on_request", op, lambda: None)
+
     # -- PacerState ------------------------------------------------------------------
 
     def reserve(
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
+        ask = "new" if previous is None else "rebook"
+        if previous is not None and not previous.tentative:
+            view = self._views.get(partition)
+            if view is not None and view.stands(previous.generation):
+                return previous  # seen valid moments ago: no call
+            ask = str(previous.generation)
+        fallback = self._fallback
+
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Reservation:
             got = engine.reserve(partition, previous, now=t, adaptive=adaptive)
             if got is previous:
                 return got
             return got._replace(at=local(got.at))
 
-        fallback = self._fallback
-        return self._apply(
-            partition, False, now, "reserve", op,
+        def backend() -> Reservation:
+            for _ in range(_GATE_ROUNDS):
+                fast = self._gate_call(
+                    partition, ask, arrival=False, adaptive=adaptive, now=now
+                )
+                if fast is True:
+                    assert previous is not None
+                    return previous
+                if isinstance(fast, Reservation):
+                    return fast
+                got = self._step(
+                    partition, _Pending(op, now, time.monotonic(), books=adaptive)
+                )
+                if got is not _USE_GATE:
+                    fallback.reserved(partition, previous, got, now)
+                    return got
+            raise StoreUnavailable("Redis pacing state: the gates' schedule kept changing")
+
+        return self._failure.guard(
+            "reserve", backend,
             lambda: fallback.reserve(partition, previous, now=now, adaptive=adaptive),
-            lambda got: fallback.reserved(partition, previous, got, now),
         )
 
     def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
@@ -293,14 +662,31 @@ class RedisPacerState:
             at = reservation.at + (t - local(t))
             engine.release(partition, reservation._replace(at=at), now=t)
 
-        self._apply(
-            partition, False, now, "release", op,
+        def backend() -> None:
+            if not reservation.tentative:
+                # The gates' schedule first (a whole load would not see the slot's
+                # time given back: the gates' times are kept if later).
+                started = time.monotonic()
+                at = reservation.at - self._clock.estimate() - (now - started)
+                given = self._conn.run(
+                    "pacing_release", _RELEASE, [self._key(partition)],
+                    [str(reservation.generation), repr(at)],
+                )
+                if int(given) == 1:
+                    return
+            self._step(partition, _Pending(op, now, time.monotonic()))
+
+        self._failure.guard(
+            "release", backend,
             lambda: self._fallback.release(partition, reservation, now=now),
         )
 
     def admit(self, partition: str, *, now: float) -> Admission:
         if self.pacing.breaker is None:  # no state to read: the answer is always yes
             return self._fallback.admit(partition, now=now)
+        view = self._views.get(partition)
+        if view is not None and view.quiet_now():
+            return _ALLOWED  # a quiet breaker, seen moments ago: no call
 
         def op(engine: LocalPacerState, t: float, local: Callable[[float], float]) -> Admission:
             got = engine.admit(partition, now=t)
@@ -309,15 +695,14 @@ class RedisPacerState:
             return dataclasses.replace(got, retry_at=local(got.retry_at))
 
         return self._apply(
-            partition, False, now, "admit", op,
+            partition, now, "admit", op,
             lambda: self._fallback.admit(partition, now=now),
         )
 
     def on_request(self, partition: str, *, now: float) -> None:
-        # The budget step counts the first attempt, the partition step the demand.
+        self._count_request(now)
         self._apply(
             partition,
-            self.pacing.budget is not None,
             now,
             "on_request",
             lambda engine, t, _: engine.on_request(partition, now=t),
@@ -327,15 +712,24 @@ class RedisPacerState:
     def try_retry(self, *, now: float) -> bool:
         if self.pacing.budget is None:
             return True
+        pending, ago = self._take_requests(now)
+
+        def op(engine: LocalPacerState, t: float, _: Callable[[float], float]) -> bool:
+            self._deposit(engine, pending, ago, t)
+            return engine.try_retry(now=t)
+
         return self._apply(
-            None, True, now, "try_retry", lambda engine, t, _: engine.try_retry(now=t),
-            lambda: self._fallback.try_retry(now=now),
+            None, now, "try_retry", op, lambda: self._fallback.try_retry(now=now),
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
+        if self.pacing.budget is not None:
+            self._flush_requests(now)
+        view = self._views.get(partition)
+        if view is not None and view.defer(report, now):
+            return
         self._apply(
             partition,
-            False,
             now,
             "report",
             lambda engine, t, _: engine.report(partition, report, now=t),
@@ -344,20 +738,278 @@ class RedisPacerState:
 
     def snapshot(self, partition: str | None) -> object:
         """The stored state of a partition (``None``: the retry budget), as decoded JSON
-        (for tests and debugging)."""
+        with what the gates did since the last load taken in (for tests and
+        debugging)."""
         key = self._budget_key() if partition is None else self._key(partition)
-        return _loads(_text(self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])[0]))
+        reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
+        fields = _fields(reply[0])
+        if partition is None:
+            return _loads(fields.get("s"))
+        engine = _engine(self.pacing, partition, fields.get("s"))
+        _take_in(engine, partition, fields, _time(reply[1:3]))
+        return engine.export_partition(partition)
+
+
+class _ClockOffset:
+    """This process' monotonic clock minus Redis' ``TIME``, from the replies: each one
+    bounds it from above (``TIME`` was read before the reply arrived), so the least
+    bound seen is the closest, and a Redis instant moved by it is never early. The
+    estimate may rise by :data:`_DRIFT` per second (the clocks drift apart), and
+    follows at once a bound more than :data:`_JUMP` above it (Redis' clock was set
+    back)."""
+
+    __slots__ = ("_at", "_guard", "_value")
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._value = math.inf
+        self._at = 0.0
+
+    def offset(self, seen: float, store_now: float) -> float:
+        """Take the reply read at ``seen`` (monotonic) showing ``store_now`` into
+        account; returns the estimate."""
+        bound = seen - store_now
+        with self._guard:
+            value = self._value + _DRIFT * max(seen - self._at, 0.0)
+            if bound < value or bound > value + _JUMP:
+                value = bound
+            self._value, self._at = value, seen
+        return value
+
+    def estimate(self) -> float:
+        with self._guard:
+            return self._value if math.isfinite(self._value) else 0.0
+
+
+#: See :class:`_ClockOffset` (seconds per second, seconds).
+_DRIFT = 0.001
+_JUMP = 0.05
+
+
+class _View:
+    """What this process' last replies showed of one partition, and what its answers
+    showed since (to ride along on the next gate call)."""
+
+    __slots__ = (
+        "adaptive", "generation", "guard", "late", "learned", "marks", "offset", "oks",
+        "quiet", "quotas", "seen", "successes",
+    )
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.generation = -1
+        #: When (``time.monotonic()``) a reply last showed the schedule in force.
+        self.seen = -math.inf
+        #: The caller's clock minus Redis' at that reply.
+        self.offset = 0.0
+        self.quotas = ""
+        #: The learned quota's interval (for the late test; ``None``: none learned).
+        self.learned: float | None = None
+        self.adaptive = False
+        self.quiet = False
+        self.successes = 0
+        self.oks = 0
+        self.late: float | None = None
+        self.marks = 0
+
+    def saw(self, generation: int, seen: float, offset: float, quotas: str,
+            adaptive: bool) -> Quota | None:
+        """A gate call showed the schedule in force; returns the learned quota when it
+        is not the one seen last."""
+        with self.guard:
+            if seen < self.seen:
+                return None
+            self.generation, self.seen, self.offset = generation, seen, offset
+            self.quiet, self.adaptive = True, adaptive
+            if quotas == self.quotas:
+                return None
+            self.quotas = quotas
+            learned = _learned(quotas)
+            self.learned = None if learned is None else learned.interval
+            return learned
+
+    def loaded(self, schedule: SharedSchedule | None, seen: float, offset: float) -> None:
+        """A whole load of the state showed ``schedule`` (``None``: no gate can book)."""
+        with self.guard:
+            if seen < self.seen:
+                return
+            if schedule is None or not schedule.quiet:
+                self.seen = -math.inf  # ask again next time
+                self.quiet = False
+                return
+            self.generation, self.seen = schedule.generation, seen
+            self.quiet, self.adaptive = True, schedule.adaptive
+            self.offset = offset
+            quotas = _quota_fields(schedule.quotas)
+            if quotas != self.quotas:
+                self.quotas = quotas
+                learned = _learned(quotas)
+                self.learned = None if learned is None else learned.interval
+
+    def stands(self, generation: int) -> bool:
+        return (
+            generation == self.generation and time.monotonic() - self.seen <= FRESH
+        )
+
+    def quiet_now(self) -> bool:
+        return self.quiet and time.monotonic() - self.seen <= FRESH
+
+    def defer(self, report: Report, now: float) -> bool:
+        """Keep ``report`` for the next gate call if all it says is a success while
+        the breaker is quiet, an answer that was not a throttle, a late send."""
+        if (
+            report.learned or report.tighten or report.pause is not None or report.quota
+            or report.remaining is not None or report.probe or report.healthy is False
+            or report.throttled
+        ):
+            return False
+        with self.guard:
+            if self.seen == -math.inf or (report.healthy and not self.quiet) or (
+                report.throttled is not None and self.adaptive
+            ):
+                return False
+            if report.healthy:
+                self.successes += 1
+            if report.throttled is False:
+                self.oks += 1
+            if report.late and self.learned is not None and report.late > max(
+                LATE_SLOTS * self.learned, LATE_MIN
+            ):
+                mark = now - report.age - self.offset + LATE_GRACE
+                self.late = mark if self.late is None else max(self.late, mark)
+        return True
+
+    def take(self) -> tuple[int, int, float | None]:
+        with self.guard:
+            taken = self.successes, self.oks, self.late
+            self.successes = self.oks = 0
+            self.late = None
+        return taken
+
+    def give_back(self, successes: int, oks: int, late: float | None) -> None:
+        with self.guard:
+            self.successes += successes
+            self.oks += oks
+            if late is not None:
+                self.late = late if self.late is None else max(self.late, late)
+
+
+def _limiter_state(state: dict[str, object] | None) -> dict[str, Any]:
+    """The rate limiter's part of an exported partition (empty: none)."""
+    limiter = None if state is None else state.get("lim")
+    return limiter if isinstance(limiter, dict) else {}
+
+
+def _tats(limiter: dict[str, Any]) -> dict[str, float]:
+    tats = limiter.get("t")
+    return {str(k): float(v) for k, v in tats.items()} if isinstance(tats, dict) else {}
+
+
+def _quota_fields(quotas: tuple[tuple[str, float, float], ...]) -> str:
+    return ";".join(f"{name},{interval!r},{tau!r}" for name, interval, tau in quotas)
+
+
+def _learned(quotas: str) -> Quota | None:
+    """The learned quota in a schedule's ``fq`` (as a rate per second and a burst)."""
+    for item in quotas.split(";"):
+        name, _, rest = item.partition(",")
+        if name == "learned":
+            try:
+                interval, tau = (float(x) for x in rest.split(","))
+                return Quota(limit=1.0 / interval, burst=max(round(tau / interval) + 1, 1))
+            except (ValueError, ZeroDivisionError, ConfigurationError):
+                return None
+    return None
+
+
+def _schedule_fields(schedule: SharedSchedule | None) -> tuple[str, str, str, str, str] | None:
+    if schedule is None:
+        return None
+    return (
+        str(schedule.generation),
+        repr(schedule.earliest),
+        _quota_fields(schedule.quotas),
+        "1" if schedule.adaptive else "0",
+        "1" if schedule.quiet else "0",
+    )
+
+
+def _take_in(
+    engine: LocalPacerState, partition: str, fields: dict[str, str], store_now: float
+) -> tuple[int, int, int, int, int]:
+    """Take in what the gates did since the last load (the hash's times and counts);
+    returns the counts taken in (to be subtracted when the state is written)."""
+    tats: dict[str, float] = {}
+    for name, value in fields.items():
+        if name.startswith("t."):
+            number = _number(value)
+            if number is not None:
+                tats[name[2:]] = number
+    taken = tuple(_count_of(fields.get(name)) for name in _COUNTS)
+    cc, co, ca, cs, cu = taken
+    late = _number(fields.get("cl")) or 0.0
+    if not (tats or any(taken) or late):
+        return _NO_COUNTS
+    since = _number(fields.get("c0"))
+    engine.take_in(
+        partition,
+        Elsewhere(
+            tats,
+            unpaced=cu,
+            unpaced_since=_number(fields.get("cus")) or store_now,
+            arrivals=ca,
+            sends=cs,
+            oks=co,
+            successes=cc,
+            late_until=late,
+        ),
+        since=store_now if since is None else min(since, store_now),
+        now=store_now,
+    )
+    return cc, co, ca, cs, cu
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _count_of(value: str | None) -> int:
+    number = _number(value)
+    return int(number) if number is not None and 0 < number < 2**53 else 0
+
+
+def _fields(reply: Any) -> dict[str, str]:
+    """A flat HGETALL reply as a mapping of text."""
+    if not isinstance(reply, (list, tuple)) or len(reply) % 2:
+        raise StoreError("unexpected reply from a pacing script: not a hash")
+    out: dict[str, str] = {}
+    for i in range(0, len(reply), 2):
+        name, value = _text(reply[i]), _text(reply[i + 1])
+        if name is not None and value is not None:
+            out[name] = value
+    return out
 
 
 class _Pending(Generic[T]):
     """One operation waiting for its key's compare-and-set."""
 
-    __slots__ = ("done", "error", "now", "operation", "result", "started")
+    __slots__ = ("books", "done", "error", "now", "operation", "result", "started")
 
-    def __init__(self, operation: Operation[T], now: float, started: float) -> None:
+    def __init__(
+        self, operation: Operation[T], now: float, started: float, *, books: bool | None = None
+    ) -> None:
         self.operation = operation
         self.now = now
         self.started = started
+        #: The operation books a slot (``None``: it does not), for a caller pacing
+        #: adaptively (``True``) or not: see :data:`_USE_GATE`.
+        self.books = books
         self.done = False
         self.result: T | None = None
         self.error: BaseException | None = None
