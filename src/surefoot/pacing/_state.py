@@ -39,8 +39,6 @@ class SharedSchedule(NamedTuple):
     earliest: float
     #: Per quota: its name, interval and tolerance (see ``RateLimiter.schedule``).
     quotas: tuple[tuple[str, float, float], ...]
-    #: The partition has an adaptive rate: callers pacing adaptively must load it.
-    adaptive: bool
     #: The breaker lets every call through and a success changes nothing but counts.
     quiet: bool
 
@@ -370,17 +368,16 @@ class LocalPacerState:
     def shared_schedule(self, partition: str, *, now: float) -> SharedSchedule | None:
         """The partition as a plain GCRA a shared store may book from by itself (see
         ``RateLimiter.schedule``), with what its script needs to admit attempts and to
-        tell callers apart; ``None``: every operation must load the whole state."""
+        defer reports; ``None``: every operation must load the whole state (also while
+        the partition has an adaptive rate, which each booking moves)."""
         with self._lock:
+            if partition in self._adaptive:
+                return None
             schedule = self.limiter.schedule(partition, now)
             if schedule is None:
                 return None
             breaker = self._breakers.get(partition)
-            return SharedSchedule(
-                *schedule,
-                adaptive=partition in self._adaptive,
-                quiet=breaker is None or breaker.quiet(now),
-            )
+            return SharedSchedule(*schedule, quiet=breaker is None or breaker.quiet(now))
 
     def take_in(self, partition: str, done: Elsewhere, *, since: float, now: float) -> None:
         """Take in what was done to the partition outside (``done``, counted evenly

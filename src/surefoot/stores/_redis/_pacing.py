@@ -4,7 +4,7 @@
 GCRA (its quotas fixed, past its first contact, no paced release or derating under way,
 its breaker quiet: see ``RateLimiter.schedule``) keeps that schedule in its hash
 (``fg`` generation, ``fe`` earliest slot, ``fq`` the quotas' intervals and tolerances,
-``fa``/``fb`` flags) beside the quotas' theoretical arrival times (``t.<quota>``). The
+``fb`` the breaker is quiet) beside the quotas' theoretical arrival times (``t.<quota>``). The
 ``_GATE`` script books an attempt's slot from them, admits it and counts its arrival
 and send, atomically, on Redis' clock: one round trip, whatever the number of
 processes (Redis runs scripts one at a time: no conflict, no retry). What the answers
@@ -101,14 +101,14 @@ BUDGET_FLUSH = 2.0
 _ALLOWED = Admission(allowed=True, state="closed", probe=False, retry_at=None)
 
 _GATE = """
--- KEYS[1]: a partition's pacing hash. ARGV: ttl in ms; arrival (1/0); adaptive caller
--- (1/0); what is asked: 'new' (an attempt's slot), 'rebook' (another slot for the
--- same attempt) or a generation (is the caller's slot of it still valid? else rebook);
+-- KEYS[1]: a partition's pacing hash. ARGV: ttl in ms; arrival (1/0); what is asked:
+-- 'new' (an attempt's slot), 'rebook' (another slot for the same attempt) or a
+-- generation (is the caller's slot of it still valid? else rebook);
 -- then what this process' answers showed since its last call: successes, answers that
 -- were not throttles, a late mark ('' none).
--- Returns {1, TIME s, us, generation, slot, quotas, adaptive} (booked), {2, TIME s, us,
--- generation, '', quotas, adaptive} (the caller's slot stands) or {0, TIME s, us} (no
--- schedule here: load the whole state).
+-- Returns {1, TIME s, us, generation, slot, quotas, sends counted, since} (booked),
+-- {2, TIME s, us, generation, '', quotas} (the caller's slot stands) or {0, TIME s, us}
+-- (no schedule here: load the whole state).
 local key = KEYS[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -118,21 +118,21 @@ local function count(field, n)
     redis.call('HINCRBY', key, field, n)
   end
 end
-count('cc', tonumber(ARGV[5]) or 0)
-count('co', tonumber(ARGV[6]) or 0)
-local mark = tonumber(ARGV[7])
+count('cc', tonumber(ARGV[4]) or 0)
+count('co', tonumber(ARGV[5]) or 0)
+local mark = tonumber(ARGV[6])
 if mark and mark > (tonumber(redis.call('HGET', key, 'cl') or '0') or 0) then
-  redis.call('HSET', key, 'cl', ARGV[7])
+  redis.call('HSET', key, 'cl', ARGV[6])
 end
-local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fa', 'fb')
-if not f[1] or f[5] ~= '1' or (ARGV[3] == '1' and f[4] == '1') then
+local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fb')
+if not f[1] or f[4] ~= '1' then
   return {0, t[1], t[2]}
 end
 redis.call('PEXPIRE', key, ARGV[1])
-if ARGV[4] == 'new' then
+if ARGV[3] == 'new' then
   count('cs', 1)
-elseif ARGV[4] == f[1] then
-  return {2, t[1], t[2], f[1], '', f[3], f[4]}
+elseif ARGV[3] == f[1] then
+  return {2, t[1], t[2], f[1], '', f[3]}
 end
 local sent = redis.call('HMGET', key, 'cs', 'c0')
 if ARGV[2] == '1' then count('ca', 1) end
@@ -150,7 +150,7 @@ for i = 1, #names do
   redis.call('HSET', key, 't.' .. names[i],
              string.format('%.6f', math.max(tats[i], slot) + steps[i]))
 end
-return {1, t[1], t[2], f[1], string.format('%.6f', slot), f[3], f[4], sent[1], sent[2]}
+return {1, t[1], t[2], f[1], string.format('%.6f', slot), f[3], sent[1], sent[2]}
 """
 
 _RELEASE = """
@@ -184,8 +184,8 @@ return {got, t[1], t[2]}
 _SAVE = """
 -- KEYS[1]: a pacing hash. ARGV: [1] the version loaded, [2] the new state, [3] ttl in
 -- ms, [4] 1: the stored times are replaced (the schedule restarted, or none was in
--- force), 0: each is kept if later (gates booked meanwhile), [5..9] the schedule (fg fe
--- fq fa fb; '' fg: none), [10..14] the counts taken in (cc co ca cs cu), [15] when the
+-- force), 0: each is kept if later (gates booked meanwhile), [5..8] the schedule (fg fe
+-- fq fb; '' fg: none), [9..13] the counts taken in (cc co ca cs cu), [14] when the
 -- counts left start (the load's TIME), then the times as name, value pairs.
 -- Returns 1 when written, 0 if another write came first (load again).
 local key = KEYS[1]
@@ -193,15 +193,14 @@ local v = redis.call('HGET', key, 'v') or '0'
 if v ~= ARGV[1] then return 0 end
 redis.call('HSET', key, 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
 if ARGV[5] == '' then
-  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fa', 'fb')
+  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fb')
 else
-  redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fa', ARGV[8],
-             'fb', ARGV[9])
+  redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fb', ARGV[8])
 end
 local counts = {'cc', 'co', 'ca', 'cs', 'cu'}
 local left = false
 for i = 1, 5 do
-  local n = tonumber(ARGV[9 + i]) or 0
+  local n = tonumber(ARGV[8 + i]) or 0
   local now = n
   if n > 0 then now = redis.call('HINCRBY', key, counts[i], -n) else
     now = tonumber(redis.call('HGET', key, counts[i]) or '0') or 0 end
@@ -211,10 +210,10 @@ for i = 1, 5 do
   elseif now > 0 and i < 5 then left = true end
 end
 if not left then redis.call('HDEL', key, 'c0')
-elseif tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0
-then redis.call('HSET', key, 'c0', ARGV[15]) end
+elseif tonumber(ARGV[9]) + tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) > 0
+then redis.call('HSET', key, 'c0', ARGV[14]) end
 local keep = {}
-for i = 16, #ARGV, 2 do
+for i = 15, #ARGV, 2 do
   local field = 't.' .. ARGV[i]
   keep[field] = true
   local stored = tonumber(redis.call('HGET', key, field) or '')
@@ -237,7 +236,7 @@ _USE_GATE: Any = object()
 _GATE_ROUNDS = 8
 
 _COUNTS = ("cc", "co", "ca", "cs", "cu")
-_SCHEDULE = ("fg", "fe", "fq", "fa", "fb")
+_SCHEDULE = ("fg", "fe", "fq", "fb")
 _NO_COUNTS = (0, 0, 0, 0, 0)
 
 
@@ -319,7 +318,7 @@ class RedisPacerState:
     # -- the gate: one script call ---------------------------------------------------------
 
     def _gate_call(
-        self, partition: str, ask: str, *, arrival: bool, adaptive: bool, now: float
+        self, partition: str, ask: str, *, arrival: bool, now: float
     ) -> Reservation | bool | None:
         """Run ``_GATE`` for ``ask`` (see the script). Returns the slot booked, ``True``
         (the caller's reservation stands) or ``None`` (no schedule in the hash: the
@@ -332,7 +331,7 @@ class RedisPacerState:
         try:
             reply = self._conn.run(
                 "pacing_gate", _GATE, [self._key(partition)],
-                [_TTL_MS, int(arrival), int(adaptive), ask, successes, oks,
+                [_TTL_MS, int(arrival), ask, successes, oks,
                  "" if mark is None else repr(mark)],
             )
         except BaseException:
@@ -346,16 +345,14 @@ class RedisPacerState:
         if code == 0:
             return None
         generation = int(reply[3])
-        learned = view.saw(
-            generation, seen, offset, _text(reply[5]) or "", _text(reply[6]) == "1"
-        )
+        learned = view.saw(generation, seen, offset, _text(reply[5]) or "")
         if learned is not None:
             self._fallback.learned_quota(partition, learned)
         if code == 2:
             return True
         got = Reservation(partition, float(reply[4]) + offset, generation)
-        if ask == "new" and len(reply) >= 9:
-            sent, since = _count_of(_text(reply[7])), _number(_text(reply[8]))
+        if ask == "new" and len(reply) >= 8:
+            sent, since = _count_of(_text(reply[6])), _number(_text(reply[7]))
             if sent and since is not None:
                 # The fleet's sends over the counting window, for the fallback's share.
                 elapsed = store_now - since
@@ -389,13 +386,11 @@ class RedisPacerState:
 
         def backend() -> tuple[Reservation, Admission | None]:
             for _ in range(_GATE_ROUNDS):
-                got = self._gate_call(
-                    partition, "new", arrival=arrival, adaptive=adaptive, now=now
-                )
+                got = self._gate_call(partition, "new", arrival=arrival, now=now)
                 if isinstance(got, Reservation):
                     return got, _ALLOWED
                 result = self._step(
-                    partition, _Pending(op, now, time.monotonic(), books=adaptive)
+                    partition, _Pending(op, now, time.monotonic(), books=True)
                 )
                 if result is not _USE_GATE:
                     fallback.reserved(partition, None, result[0], now)
@@ -525,10 +520,7 @@ class RedisPacerState:
         as loaded (a partition's)."""
         results: list[Any] = []
         for p in batch:
-            if (
-                p.books is not None and fields is not None and "fg" in fields
-                and fields.get("fb") == "1" and not (p.books and fields.get("fa") == "1")
-            ):
+            if p.books and fields is not None and "fg" in fields and fields.get("fb") == "1":
                 # The gates may have booked since the load: only the gate script books
                 # while their schedule is in force.
                 results.append(_USE_GATE)
@@ -544,13 +536,13 @@ class RedisPacerState:
         version: str,
         state: str,
         restarted: str,
-        fast: tuple[str, str, str, str, str] | None,
+        fast: tuple[str, str, str, str] | None,
         taken: tuple[int, int, int, int, int],
         since: str,
         tats: dict[str, float],
     ) -> bool:
         args: list[Any] = [version, state, _TTL_MS, restarted]
-        args.extend(fast or ("", "", "", "", ""))
+        args.extend(fast or ("", "", "", ""))
         args.extend(taken)
         args.append(since or "0")
         for name, tat in tats.items():
@@ -633,16 +625,14 @@ class RedisPacerState:
 
         def backend() -> Reservation:
             for _ in range(_GATE_ROUNDS):
-                fast = self._gate_call(
-                    partition, ask, arrival=False, adaptive=adaptive, now=now
-                )
+                fast = self._gate_call(partition, ask, arrival=False, now=now)
                 if fast is True:
                     assert previous is not None
                     return previous
                 if isinstance(fast, Reservation):
                     return fast
                 got = self._step(
-                    partition, _Pending(op, now, time.monotonic(), books=adaptive)
+                    partition, _Pending(op, now, time.monotonic(), books=True)
                 )
                 if got is not _USE_GATE:
                     fallback.reserved(partition, previous, got, now)
@@ -791,8 +781,8 @@ class _View:
     showed since (to ride along on the next gate call)."""
 
     __slots__ = (
-        "adaptive", "generation", "guard", "late", "learned", "marks", "offset", "oks",
-        "quiet", "quotas", "seen", "successes",
+        "generation", "guard", "late", "learned", "offset", "oks", "quiet", "quotas", "seen",
+        "successes",
     )
 
     def __init__(self) -> None:
@@ -805,22 +795,19 @@ class _View:
         self.quotas = ""
         #: The learned quota's interval (for the late test; ``None``: none learned).
         self.learned: float | None = None
-        self.adaptive = False
         self.quiet = False
         self.successes = 0
         self.oks = 0
         self.late: float | None = None
-        self.marks = 0
 
-    def saw(self, generation: int, seen: float, offset: float, quotas: str,
-            adaptive: bool) -> Quota | None:
+    def saw(self, generation: int, seen: float, offset: float, quotas: str) -> Quota | None:
         """A gate call showed the schedule in force; returns the learned quota when it
         is not the one seen last."""
         with self.guard:
             if seen < self.seen:
                 return None
             self.generation, self.seen, self.offset = generation, seen, offset
-            self.quiet, self.adaptive = True, adaptive
+            self.quiet = True
             if quotas == self.quotas:
                 return None
             self.quotas = quotas
@@ -838,7 +825,7 @@ class _View:
                 self.quiet = False
                 return
             self.generation, self.seen = schedule.generation, seen
-            self.quiet, self.adaptive = True, schedule.adaptive
+            self.quiet = True
             self.offset = offset
             quotas = _quota_fields(schedule.quotas)
             if quotas != self.quotas:
@@ -864,9 +851,8 @@ class _View:
         ):
             return False
         with self.guard:
-            if self.seen == -math.inf or (report.healthy and not self.quiet) or (
-                report.throttled is not None and self.adaptive
-            ):
+            # (a partition with an adaptive rate has no schedule: not seen)
+            if self.seen == -math.inf or (report.healthy and not self.quiet):
                 return False
             if report.healthy:
                 self.successes += 1
@@ -922,14 +908,13 @@ def _learned(quotas: str) -> Quota | None:
     return None
 
 
-def _schedule_fields(schedule: SharedSchedule | None) -> tuple[str, str, str, str, str] | None:
+def _schedule_fields(schedule: SharedSchedule | None) -> tuple[str, str, str, str] | None:
     if schedule is None:
         return None
     return (
         str(schedule.generation),
         repr(schedule.earliest),
         _quota_fields(schedule.quotas),
-        "1" if schedule.adaptive else "0",
         "1" if schedule.quiet else "0",
     )
 
@@ -1002,13 +987,12 @@ class _Pending(Generic[T]):
     __slots__ = ("books", "done", "error", "now", "operation", "result", "started")
 
     def __init__(
-        self, operation: Operation[T], now: float, started: float, *, books: bool | None = None
+        self, operation: Operation[T], now: float, started: float, *, books: bool = False
     ) -> None:
         self.operation = operation
         self.now = now
         self.started = started
-        #: The operation books a slot (``None``: it does not), for a caller pacing
-        #: adaptively (``True``) or not: see :data:`_USE_GATE`.
+        #: The operation books a slot: see :data:`_USE_GATE`.
         self.books = books
         self.done = False
         self.result: T | None = None
