@@ -109,6 +109,58 @@ def redis_cluster_url(redis_cluster: object) -> str:
     return redis_cluster.url
 
 
+def _sentinel_setup() -> object:
+    """A ``RedisSentinelServer`` (not started). Skips without ``redis-server`` locally,
+    FAILS in CI, like ``redis_server``."""
+    import os
+
+    from surefoot.sandbox._redis_server import RedisSentinelServer, RedisServerNotFound
+
+    try:
+        return RedisSentinelServer()
+    except RedisServerNotFound as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc} — CI must install it (.ci/run)")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[object]:
+    """A primary, its replica and three Sentinels (``RedisSentinelServer``), fresh for
+    this test: for tests that fail it over (a Sentinel fails one primary over at most
+    once in twice its failover timeout)."""
+    from surefoot.sandbox._redis_server import RedisSentinelServer
+
+    setup = _sentinel_setup()
+    assert isinstance(setup, RedisSentinelServer)
+    with setup:
+        yield setup
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_shared() -> Iterator[object]:
+    """The session's ``RedisSentinelServer``: never failed over (``redis_sentinel_url``
+    flushes it for each test)."""
+    from surefoot.sandbox._redis_server import RedisSentinelServer
+
+    setup = _sentinel_setup()
+    assert isinstance(setup, RedisSentinelServer)
+    with setup:
+        yield setup
+
+
+@pytest.fixture
+def redis_sentinel_url(redis_sentinel_shared: object) -> str:
+    """The session's Sentinel setup (``redis+sentinel://.../surefoot``), flushed for this
+    test; never failed over (use ``redis_sentinel`` for that)."""
+    from surefoot.sandbox._redis_server import RedisSentinelServer
+
+    assert isinstance(redis_sentinel_shared, RedisSentinelServer)
+    redis_sentinel_shared.wait_ready()
+    redis_sentinel_shared.primary.command("FLUSHALL")  # the replica follows
+    return redis_sentinel_shared.url
+
+
 # --- a real, independently written OAuth2 server (authlib) ---------------------------
 
 

@@ -15,6 +15,8 @@ its text (the reader sees the real-looking URLs, the test hits the sandbox):
   -> the sandbox URL;
 * ``redis+cluster://redis-a.internal:7000,...`` -> a real Redis Cluster (the
   ``redis_cluster_url`` fixture)
+* ``redis+sentinel://sentinel-a.internal:26379,.../mymaster`` -> a real primary, replica
+  and Sentinels (the ``redis_sentinel_url`` fixture)
 * ``redis://redis.internal:6379/0`` -> a real ``redis-server`` (the ``redis_url`` fixture
   of ``tests/conftest.py``: skipped locally without the binary, a failure in CI);
 * ``/var/lib/myapp/`` and ``/var/run/myapp/`` -> the temporary directory.
@@ -290,10 +292,14 @@ def chain(block: Block) -> list[Block]:
 #: the Redis Cluster the docs' examples name, and what stands for it (a real cluster, the
 #: ``redis_cluster_url`` fixture)
 CLUSTER_URL = "redis+cluster://redis-a.internal:7000,redis-b.internal:7000"
+#: the Sentinels the docs' examples name, and what stands for them (real ones, the
+#: ``redis_sentinel_url`` fixture)
+SENTINEL_URL = "redis+sentinel://sentinel-a.internal:26379,sentinel-b.internal:26379/mymaster"
 
 
 def rewrite(code: str, block: Block, ctx: Context, redis_url: Callable[[], str],
-            redis_cluster_url: Callable[[], str]) -> str:
+            redis_cluster_url: Callable[[], str],
+            redis_sentinel_url: Callable[[], str]) -> str:
     code = code.replace("https://api.example.com", ctx.api)
     for origin in filter(None, block.options.get("origin", "").split(",")):
         code = code.replace(origin, ctx.api)
@@ -303,6 +309,8 @@ def rewrite(code: str, block: Block, ctx: Context, redis_url: Callable[[], str],
         code = code.replace("redis://redis.internal:6379/0", redis_url())
     if CLUSTER_URL in code:
         code = code.replace(CLUSTER_URL, redis_cluster_url())
+    if SENTINEL_URL in code:
+        code = code.replace(SENTINEL_URL, redis_sentinel_url())
     return re.sub(r"/var/(lib|run)/myapp/", lambda _: str(ctx.tmp) + "/", code)
 
 
@@ -365,7 +373,8 @@ def run_chain(
         for name in filter(None, step.options.get("given", "").split(",")):
             namespace |= GIVEN[name](ctx)
         code = rewrite(step.code, step, ctx, lambda: request.getfixturevalue("redis_url"),
-                       lambda: request.getfixturevalue("redis_cluster_url"))
+                       lambda: request.getfixturevalue("redis_cluster_url"),
+                       lambda: request.getfixturevalue("redis_sentinel_url"))
         if "file" in step.options:
             target = tmp_path / step.options["file"]
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -376,7 +385,8 @@ def run_chain(
             run_sh(code, step, ctx, namespace)
         if step.check:
             check = rewrite(step.check, step, ctx, lambda: request.getfixturevalue("redis_url"),
-                            lambda: request.getfixturevalue("redis_cluster_url"))
+                            lambda: request.getfixturevalue("redis_cluster_url"),
+                            lambda: request.getfixturevalue("redis_sentinel_url"))
             exec(compile(check, f"{step.id} (check)", "exec"),  # noqa: S102
                  {**namespace, "sandbox": docs_sandbox})
 

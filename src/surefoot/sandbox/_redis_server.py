@@ -17,6 +17,14 @@ replica each by default), made with ``redis-cli --cluster create``::
     with RedisClusterServer() as cluster:
         store = RedisStore(cluster.url)         # redis+cluster://127.0.0.1:P1,...
         cluster.failover(cluster.primary_of_slot(1234))   # its replica takes over
+
+:class:`RedisSentinelServer` is a primary, its replica and Redis Sentinels watching them
+(``redis-server --sentinel``)::
+
+    with RedisSentinelServer() as setup:
+        store = RedisStore(setup.url)           # redis+sentinel://127.0.0.1:S1,.../surefoot
+        setup.failover()                        # SENTINEL FAILOVER
+        setup.crash_primary()                   # or: kill -9, and the Sentinels promote
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import time
 from collections.abc import Sequence
 from types import TracebackType
 
-__all__ = ["RedisClusterServer", "RedisServer", "RedisServerNotFound"]
+__all__ = ["RedisClusterServer", "RedisSentinelServer", "RedisServer", "RedisServerNotFound"]
 
 
 class RedisServerNotFound(RuntimeError):
@@ -70,19 +78,7 @@ class RedisServer:
         if self.running:
             return self
         self._process = subprocess.Popen(  # noqa: S603 - our own argument list
-            [
-                self.binary,
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir,
-                "--daemonize", "no",
-                "--loglevel", "warning",
-                *self.args,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            self._argv(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         give_up = time.monotonic() + timeout
         while time.monotonic() < give_up:
@@ -94,6 +90,19 @@ class RedisServer:
             time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"redis-server did not answer on port {self.port}")
+
+    def _argv(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", self._dir,
+            "--daemonize", "no",
+            "--loglevel", "warning",
+            *self.args,
+        ]
 
     def _ping(self) -> bool:
         return self.command("PING", timeout=0.2).startswith("+PONG")
@@ -352,6 +361,293 @@ class RedisClusterServer:
             node.close()
 
     def __enter__(self) -> RedisClusterServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _resp_request(words: Sequence[str]) -> bytes:
+    return (f"*{len(words)}\r\n" + "".join(
+        f"${len(w.encode())}\r\n{w}\r\n" for w in words
+    )).encode()
+
+
+class _Reply:
+    """Reads one RESP2 reply from a socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\r\n")
+        return line
+
+    def read(self) -> object:
+        line = self._line()
+        kind, rest = line[:1], line[1:].decode(errors="replace")
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            return RuntimeError(rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            while len(self.buffer) < size + 2:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("closed")
+                self.buffer += chunk
+            data, self.buffer = self.buffer[:size], self.buffer[size + 2:]
+            return data.decode(errors="replace")
+        if kind == b"*":
+            size = int(rest)
+            return None if size < 0 else [self.read() for _ in range(size)]
+        raise ValueError(f"not a RESP2 reply: {line[:50]!r}")
+
+
+def _query(port: int, words: Sequence[str], timeout: float) -> object:
+    """One command to ``127.0.0.1:port``, its reply parsed (an error reply is a
+    :class:`RuntimeError` returned, not raised); ``None`` if unreachable."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(_resp_request(words))
+            return _Reply(sock).read()
+    except (OSError, ValueError):
+        return None
+
+
+class _SentinelProcess(RedisServer):
+    """``redis-server <config> --sentinel``: one Sentinel, its config file (which it
+    rewrites) in its own temporary directory."""
+
+    def __init__(self, *, binary: str, monitor: str) -> None:
+        super().__init__(binary=binary)
+        self.config = os.path.join(self._dir, "sentinel.conf")
+        self.log = os.path.join(self._dir, "sentinel.log")
+        with open(self.config, "w", encoding="utf-8") as out:
+            out.write(
+                f"port {self.port}\nbind 127.0.0.1\ndaemonize no\ndir {self._dir}\n"
+                f"loglevel notice\nlogfile {self.log}\n{monitor}"
+            )
+
+    def _argv(self) -> list[str]:
+        return [self.binary, self.config, "--sentinel"]
+
+
+class RedisSentinelServer:
+    """A primary, one replica and ``sentinels`` Redis Sentinels watching them (service
+    ``service``), all real processes on free loopback ports, no persistence::
+
+        with RedisSentinelServer() as setup:
+            store = RedisStore(setup.url)     # redis+sentinel://127.0.0.1:S1,.../surefoot
+            setup.failover()                  # SENTINEL FAILOVER: the replica takes over
+            setup.crash_primary()             # kill -9; the Sentinels promote the replica
+
+    The quorum is a majority of the Sentinels. A primary that does not answer for
+    ``down_after`` ms is down; ``failover_timeout`` (ms) is Sentinel's
+    ``failover-timeout`` (a Sentinel does not fail the same primary over again within
+    twice that)."""
+
+    def __init__(
+        self,
+        *,
+        sentinels: int = 3,
+        service: str = "surefoot",
+        down_after: int = 500,
+        failover_timeout: int = 2000,
+        binary: str | None = None,
+    ) -> None:
+        if sentinels < 1:
+            raise ValueError("at least one Sentinel")
+        self.binary = _binary(binary)
+        self.service = service
+        self.quorum = sentinels // 2 + 1
+        self.down_after = down_after
+        self.failover_timeout = failover_timeout
+        #: The data nodes: the first is the primary at start, the second its replica.
+        self.nodes = [
+            RedisServer(binary=self.binary, args=self._node_args()) for _ in range(2)
+        ]
+        self.nodes[1].args = self._node_args(replica_of=self.nodes[0])
+        monitor = (
+            f"sentinel monitor {service} 127.0.0.1 {self.nodes[0].port} {self.quorum}\n"
+            f"sentinel down-after-milliseconds {service} {down_after}\n"
+            f"sentinel failover-timeout {service} {failover_timeout}\n"
+            f"sentinel parallel-syncs {service} 1\n"
+        )
+        self.sentinels: list[RedisServer] = [
+            _SentinelProcess(binary=self.binary, monitor=monitor) for _ in range(sentinels)
+        ]
+
+    @staticmethod
+    def _node_args(replica_of: RedisServer | None = None) -> tuple[str, ...]:
+        args: tuple[str, ...] = (
+            # a replica's first sync at once (no 5 s wait for more replicas)
+            "--repl-diskless-sync", "yes",
+            "--repl-diskless-sync-delay", "0",
+        )
+        if replica_of is not None:
+            args += ("--replicaof", "127.0.0.1", str(replica_of.port))
+        return args
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://`` with every Sentinel and the service name."""
+        return (
+            "redis+sentinel://"
+            + ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+            + f"/{self.service}"
+        )
+
+    def start(self, timeout: float = 30.0) -> RedisSentinelServer:
+        try:
+            for node in self.nodes:
+                node.start()
+            for sentinel in self.sentinels:
+                sentinel.start()
+            self.wait_ready(timeout)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    # -- state -----------------------------------------------------------------------
+
+    def role(self, node: RedisServer) -> str | None:
+        """``"master"``, ``"slave"``, or ``None`` (not answering)."""
+        return _info(node.command("INFO", "replication", timeout=0.5)).get("role")
+
+    def sentinel_primary(self, sentinel: RedisServer | None = None) -> int | None:
+        """The port of the primary a Sentinel (the first by default) names now."""
+        reply = _query((sentinel or self.sentinels[0]).port,
+                       ("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service), 0.5)
+        if isinstance(reply, list) and len(reply) == 2:
+            return int(str(reply[1]))
+        return None
+
+    def _sentinel_view(self, sentinel: RedisServer) -> dict[str, str]:
+        reply = _query(sentinel.port, ("SENTINEL", "MASTER", self.service), 0.5)
+        if not isinstance(reply, list):
+            return {}
+        return {str(k): str(v) for k, v in zip(reply[::2], reply[1::2], strict=False)}
+
+    @property
+    def primary(self) -> RedisServer:
+        """The data node that is the primary now (by its own ``ROLE``, Sentinels aside)."""
+        for node in self.nodes:
+            if node.running and self.role(node) == "master":
+                return node
+        raise RuntimeError("no data node is a primary")
+
+    def _other(self, node: RedisServer) -> RedisServer:
+        return next(n for n in self.nodes if n is not node)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until the primary has its replica (link up), and every Sentinel names that
+        primary, knows the replica and the other Sentinels, and sees nothing down."""
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if self._ready():
+                return
+            time.sleep(0.05)
+        raise RuntimeError("the Redis Sentinel setup did not become ready")
+
+    def _ready(self) -> bool:
+        try:
+            primary = self.primary
+        except RuntimeError:
+            return False
+        replica = self._other(primary)
+        replication = _info(replica.command("INFO", "replication", timeout=0.5))
+        if replication.get("master_port") != str(primary.port) or (
+            replication.get("master_link_status") != "up"
+        ):
+            return False
+        for sentinel in self.sentinels:
+            view = self._sentinel_view(sentinel)
+            if (
+                view.get("port") != str(primary.port)
+                or view.get("flags") != "master"
+                or view.get("num-slaves") != "1"
+                or view.get("num-other-sentinels") != str(len(self.sentinels) - 1)
+            ):
+                return False
+            replicas = _query(sentinel.port, ("SENTINEL", "REPLICAS", self.service), 0.5)
+            if not isinstance(replicas, list) or not replicas:
+                return False
+            fields = replicas[0]
+            if not isinstance(fields, list):
+                return False
+            seen = {str(k): str(v) for k, v in zip(fields[::2], fields[1::2], strict=False)}
+            if seen.get("port") != str(replica.port) or seen.get("flags") != "slave":
+                return False
+        return True
+
+    def _wait_switch(self, old: RedisServer, timeout: float) -> RedisServer:
+        """Until every Sentinel names the other node, and it says it is a primary."""
+        new = self._other(old)
+        give_up = time.monotonic() + timeout
+        while time.monotonic() < give_up:
+            if all(self.sentinel_primary(s) == new.port for s in self.sentinels) and (
+                self.role(new) == "master"
+            ):
+                return new
+            time.sleep(0.005)
+        raise RuntimeError("the Sentinels did not switch to the replica")
+
+    # -- failovers -------------------------------------------------------------------
+
+    def failover(self, timeout: float = 20.0) -> RedisServer:
+        """``SENTINEL FAILOVER``: the replica is promoted (the old primary, still up,
+        is made its replica by the Sentinels a few seconds later); returns the new
+        primary once every Sentinel names it."""
+        old = self.primary
+        reply = _query(self.sentinels[0].port, ("SENTINEL", "FAILOVER", self.service), 2.0)
+        if reply != "OK":
+            raise RuntimeError(f"SENTINEL FAILOVER failed: {reply}")
+        return self._wait_switch(old, timeout)
+
+    def crash_primary(self, timeout: float = 30.0) -> RedisServer:
+        """``kill -9`` of the primary; returns the replica once the Sentinels have
+        promoted it and every one names it. The old primary stays down
+        (:meth:`restart` brings it back, as a replica)."""
+        old = self.primary
+        old.kill()
+        return self._wait_switch(old, timeout)
+
+    def restart(self, node: RedisServer, timeout: float = 30.0) -> None:
+        """Start a stopped data node again, as a replica of the primary, and wait until
+        everything is as after :meth:`start`."""
+        node.args = self._node_args(replica_of=self._other(node))
+        node.start()
+        self.wait_ready(timeout)
+
+    # -- ending ----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            server.stop()
+
+    def close(self) -> None:
+        for server in [*self.sentinels, *self.nodes]:
+            server.close()
+
+    def __enter__(self) -> RedisSentinelServer:
         return self.start()
 
     def __exit__(

@@ -1,9 +1,10 @@
-"""The Redis store: state shared by a fleet, on one Redis server or a Redis Cluster.
+"""The Redis store: state shared by a fleet, on one Redis server, a Redis Cluster, or the
+primary Redis Sentinel names.
 
 Every key is ``<prefix>{<tag>}:<name>`` (a Cluster hash tag per token, pacing
 partition, retry budget and nonce) and every script touches one tag's keys: see
 :mod:`surefoot.stores._redis._connection` for the layout, the URLs, the retries on a
-Cluster, scripts on failover and the durability a failover leaves.
+Cluster and through Sentinel, scripts on failover and the durability a failover leaves.
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ if TYPE_CHECKING:
 
 
 class RedisStore:
-    """State shared by a fleet through one Redis server (or Cluster).
+    """State shared by a fleet through one Redis server (or Cluster, or Sentinel).
 
     ``url`` (``redis://[:password@]host:port/db``, ``rediss://`` ...; a Cluster:
-    ``redis+cluster://[user:password@]host:port[,host2:port2...]``, ``rediss+cluster://``)
-    or ``client`` (a ``redis.Redis`` or a ``redis.cluster.RedisCluster``). ``prefix``
+    ``redis+cluster://[user:password@]host:port[,host2:port2...]``, ``rediss+cluster://``;
+    the primary Redis Sentinel names:
+    ``redis+sentinel://[user:password@]host:port[,host2:port2...]/service_name[/db]``,
+    ``rediss+sentinel://``, the Sentinels' addresses, port 26379 by default, the user and
+    password the data nodes') or ``client`` (a ``redis.Redis``, e.g.
+    ``redis.sentinel.Sentinel(...).master_for(...)``, or a
+    ``redis.cluster.RedisCluster``). Through Sentinel the store follows the Sentinels'
+    announcements of a new primary, and leaves the old one at once. ``prefix``
     starts every key (no braces in it). ``timeout`` bounds every call; a call made for a
     request whose deadline is near waits less (its share of what is left).
     ``wait_replicas``: token writes and refresh leases wait (``WAIT``, within the call's
@@ -49,6 +56,10 @@ class RedisStore:
             url, client=client, prefix=prefix, timeout=timeout, wait_replicas=wait_replicas
         )
         self.failure = FailureMode(on_failure, "Redis store")
+        # Through Sentinel: a new primary named, the store is tried again at once (not a
+        # second after its last failure): the failure mode takes it as an answer, and a
+        # call that then fails is part of the same outage.
+        self._conn.on_switch = self.failure.succeeded
         self.tokens = RedisTokenStore(self._conn, self.failure)
         self.nonces = RedisNonceCache(self._conn, self.failure)
 
