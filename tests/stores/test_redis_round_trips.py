@@ -98,3 +98,64 @@ def test_a_waiter_woken_at_its_slot_needs_no_call_while_the_generation_is_fresh(
     assert pacer.reserve("p", reservation, now=time.monotonic()) is reservation
     assert _work(nodes) == before + 1
     store.close()
+
+
+def test_a_slot_is_never_early_when_the_calls_before_it_took_time(redis_url, monkeypatch):
+    """A gate that first asks the gate script (no schedule yet) and then loads the whole
+    state books on Redis' clock at the load: moved onto the caller's clock, the slot is
+    not before the load, however long the calls before it took (it was: a fleet's
+    waiters sent early by that much, and a 4 x 16 fleet drew 12 % of 429s)."""
+    from surefoot.stores._redis._connection import RedisConnection
+
+    real_run = RedisConnection.run
+
+    def slow(self, name, source, keys, args):
+        if name == "pacing_gate":
+            time.sleep(0.2)
+        return real_run(self, name, source, keys, args)
+
+    monkeypatch.setattr(RedisConnection, "run", slow)
+    store = RedisStore(redis_url, prefix=f"rt{time.monotonic_ns()}:")
+    state = store.pacer_state(PacingPolicy(quotas=(Quota.per_second(10),), budget=None))
+    before = time.monotonic()
+    reservation, _ = state.gate("p", arrival=True, now=before, adaptive=False)
+    assert reservation.at >= before + 0.2 - 0.01
+    store.close()
+
+
+def test_a_shared_state_without_a_gate_is_told_when_each_call_starts():
+    """Pacer.gate on a state without ``gate`` (SQLite) makes three calls: each is told
+    the time it starts at, not the time the first one did."""
+    from surefoot.pacing._gcra import Reservation
+
+    seen = []
+
+    class Slow:
+        does_io = True
+
+        def on_request(self, partition, *, now):
+            seen.append(("on_request", now))
+            time.sleep(0.1)
+
+        def reserve(self, partition, previous, *, now, adaptive):
+            seen.append(("reserve", now))
+            return Reservation(partition, now, 1)
+
+        def admit(self, partition, *, now):
+            from surefoot.pacing._breaker import Admission
+
+            seen.append(("admit", now))
+            return Admission(allowed=True, state="closed", probe=False, retry_at=None)
+
+        def try_retry(self, *, now):
+            return True
+
+        def report(self, partition, report, *, now):
+            pass
+
+    pacer = Pacer(PacingPolicy(breaker=BreakerPolicy()), state=Slow())
+    pacer.gate("p", arrival=True, now=100.0)
+    (_, first), (_, booked), (_, admitted) = seen
+    assert first == 100.0
+    assert booked >= 100.1
+    assert admitted >= booked

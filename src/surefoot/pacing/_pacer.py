@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -144,12 +145,16 @@ class Pacer:
                 partition, arrival=arrival, now=now, adaptive=adaptive
             )
             return result
+        # Each call is a round trip: the next one is told the time it starts at, not
+        # ``now`` (a slot computed on a stale ``now`` would be early by the calls before).
+        started = time.monotonic()
         if arrival:
             state.on_request(partition, now=now)
-        reservation = state.reserve(partition, None, now=now, adaptive=adaptive)
-        if reservation.at > now:
+        at = now + time.monotonic() - started
+        reservation = state.reserve(partition, None, now=at, adaptive=adaptive)
+        if reservation.at > at:
             return reservation, None
-        return reservation, self.admit(partition, now=now)
+        return reservation, self.admit(partition, now=now + time.monotonic() - started)
 
     def reserve(
         self, partition: str, previous: Reservation | None = None, *, now: float

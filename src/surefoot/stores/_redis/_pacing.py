@@ -318,7 +318,7 @@ class RedisPacerState:
     # -- the gate: one script call ---------------------------------------------------------
 
     def _gate_call(
-        self, partition: str, ask: str, *, arrival: bool, now: float
+        self, partition: str, ask: str, *, arrival: bool, now: float, anchor: float
     ) -> Reservation | bool | None:
         """Run ``_GATE`` for ``ask`` (see the script). Returns the slot booked, ``True``
         (the caller's reservation stands) or ``None`` (no schedule in the hash: the
@@ -327,7 +327,6 @@ class RedisPacerState:
             return None  # the fallback's slots are merged in by a whole load first
         view = self._view(partition)
         successes, oks, mark = view.take()
-        started = time.monotonic()
         try:
             reply = self._conn.run(
                 "pacing_gate", _GATE, [self._key(partition)],
@@ -341,7 +340,7 @@ class RedisPacerState:
         code = int(reply[0])
         store_now = _time(reply[1:3])
         # Redis' clock onto the caller's (a slot so moved is never early).
-        offset = self._clock.offset(seen, store_now) + (now - started)
+        offset = self._clock.offset(seen, store_now) + (now - anchor)
         if code == 0:
             return None
         generation = int(reply[3])
@@ -369,6 +368,7 @@ class RedisPacerState:
         """An attempt's start: its logical request's arrival (``arrival``), its slot
         and, when the breaker is quiet, its admission, in one script call; the whole
         state is loaded only when the partition's schedule is not in the hash."""
+        anchor = time.monotonic()  # (when ``now`` was read, about)
         if arrival:
             self._count_request(now)
         fallback = self._fallback
@@ -386,11 +386,13 @@ class RedisPacerState:
 
         def backend() -> tuple[Reservation, Admission | None]:
             for _ in range(_GATE_ROUNDS):
-                got = self._gate_call(partition, "new", arrival=arrival, now=now)
+                got = self._gate_call(
+                    partition, "new", arrival=arrival, now=now, anchor=anchor
+                )
                 if isinstance(got, Reservation):
                     return got, _ALLOWED
                 result = self._step(
-                    partition, _Pending(op, now, time.monotonic(), books=True)
+                    partition, _Pending(op, now, anchor, books=True)
                 )
                 if result is not _USE_GATE:
                     fallback.reserved(partition, None, result[0], now)
@@ -562,8 +564,10 @@ class RedisPacerState:
         the result is handed to ``done`` too. On a store failure: ``fallback()`` (the
         same operation on the local state, failing open) or raise (failing closed)."""
 
+        anchor = time.monotonic()  # (when ``now`` was read, about)
+
         def backend() -> T:
-            result = self._step(partition, _Pending(operation, now, time.monotonic()))
+            result = self._step(partition, _Pending(operation, now, anchor))
             if done is not None:
                 done(result)
             return result
@@ -609,6 +613,7 @@ class RedisPacerState:
     def reserve(
         self, partition: str, previous: Reservation | None, *, now: float, adaptive: bool
     ) -> Reservation:
+        anchor = time.monotonic()  # (when ``now`` was read, about)
         ask = "new" if previous is None else "rebook"
         if previous is not None and not previous.tentative:
             view = self._views.get(partition)
@@ -625,14 +630,14 @@ class RedisPacerState:
 
         def backend() -> Reservation:
             for _ in range(_GATE_ROUNDS):
-                fast = self._gate_call(partition, ask, arrival=False, now=now)
+                fast = self._gate_call(partition, ask, arrival=False, now=now, anchor=anchor)
                 if fast is True:
                     assert previous is not None
                     return previous
                 if isinstance(fast, Reservation):
                     return fast
                 got = self._step(
-                    partition, _Pending(op, now, time.monotonic(), books=True)
+                    partition, _Pending(op, now, anchor, books=True)
                 )
                 if got is not _USE_GATE:
                     fallback.reserved(partition, previous, got, now)
@@ -656,16 +661,16 @@ class RedisPacerState:
             if not reservation.tentative:
                 # The gates' schedule first (a whole load would not see the slot's
                 # time given back: the gates' times are kept if later).
-                started = time.monotonic()
-                at = reservation.at - self._clock.estimate() - (now - started)
+                at = reservation.at - self._clock.estimate() - (now - anchor)
                 given = self._conn.run(
                     "pacing_release", _RELEASE, [self._key(partition)],
                     [str(reservation.generation), repr(at)],
                 )
                 if int(given) == 1:
                     return
-            self._step(partition, _Pending(op, now, time.monotonic()))
+            self._step(partition, _Pending(op, now, anchor))
 
+        anchor = time.monotonic()
         self._failure.guard(
             "release", backend,
             lambda: self._fallback.release(partition, reservation, now=now),
@@ -991,6 +996,7 @@ class _Pending(Generic[T]):
     ) -> None:
         self.operation = operation
         self.now = now
+        #: This process' monotonic clock when ``now`` (the caller's) was read.
         self.started = started
         #: The operation books a slot: see :data:`_USE_GATE`.
         self.books = books
