@@ -27,6 +27,16 @@ in-memory pacers, tenacity and pyrate-limiter on Redis. It writes
 
     .venv/bin/python bench/quota.py --fleet [--quick]
 
+``--fleet --hosts H`` spreads the fleet over H simulated hosts (``bench/_hosts.py``): a
+latency-injecting proxy in front of Redis per host, a network namespace per host when
+root can make them, skewed host clocks; 100 processes x 2 threads, one quota of
+1000/s with a burst of 20, N=20,000 (``--quick``: 20 processes, N=3000). It writes
+``bench/results/fleet_hosts.json`` (``--quick``: ``fleet_hosts_quick.json``).
+
+    .venv/bin/python bench/quota.py --fleet --hosts 4 [--quick] [--processes P] [--threads T]
+        [--rate R] [--burst B] [--requests N] [--latency-ms LO,HI] [--skew-s S]
+        [--netns auto|on|off]
+
 ``--matrix`` runs the server-model matrix instead (``bench/_matrix.py``): surefoot and
 the peers against ``bench/_model_server.py``, an independent quota server, one axis
 varied at a time (algorithm, header dialect, Retry-After, concurrency, fleet, outage).
@@ -54,8 +64,9 @@ from typing import Any
 import surefoot
 from _env import platform_info, source_state
 from _env import version as _version
-from _fleet import FLEET_CLIENTS
+from _fleet import FLEET_CLIENTS, HOSTS_CLIENTS, hosts_main
 from _fleet import main as fleet_main
+from _hosts import add_arguments as add_hosts_arguments
 from _matrix import ALL_CLIENTS as MATRIX_CLIENTS
 from _matrix import add_arguments as add_matrix_arguments
 from _matrix import list_cells
@@ -247,16 +258,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "quota (see bench/_fleet.py); --quick: N=600, < 2 min")
     parser.add_argument("--output", type=Path, default=None,
                         help="JSON path (bench/results/quota.json, with --fleet "
-                        "bench/results/fleet.json); PNGs go next to it")
+                        "bench/results/fleet.json, with --hosts fleet_hosts.json or, "
+                        "--quick, fleet_hosts_quick.json); PNGs go next to it")
+    fleet = parser.add_argument_group("--fleet sizes (default: 4 x 16, R=200, B=10, N=3000; "
+                                      "with --hosts: 100 x 2, R=1000, B=20, N=20000, "
+                                      "--quick 20 processes, N=3000)")
+    fleet.add_argument("--processes", type=int, default=None, help="processes in the fleet")
+    fleet.add_argument("--threads", type=int, default=None, help="worker threads per process")
+    fleet.add_argument("--rate", type=float, default=None, help="the quota R, per second")
+    fleet.add_argument("--burst", type=int, default=None, help="the quota's burst B")
+    fleet.add_argument("--requests", type=int, default=None, help="N, in all")
+    add_hosts_arguments(parser, hosts_help="with --fleet: spread the fleet over H simulated "
+                        "hosts (bench/_hosts.py; implies --fleet)")
     add_matrix_arguments(parser)
     args = parser.parse_args(argv)
+    if args.hosts:
+        args.fleet = True
+    sizes = ("processes", "threads", "rate", "burst", "requests")
+    if not args.fleet and any(getattr(args, k) is not None for k in sizes):
+        parser.error("--processes, --threads, --rate, --burst and --requests are --fleet's")
+    if any(getattr(args, k) is not None and getattr(args, k) <= 0 for k in sizes):
+        parser.error("--processes, --threads, --rate, --burst and --requests must be positive")
+    if args.hosts < 0 or (args.hosts and args.matrix):
+        parser.error("--hosts takes a positive number, and not with --matrix")
     if args.output is None:
         if args.matrix:
             args.output = RESULTS / ("matrix_quick.json" if args.quick else "matrix.json")
+        elif args.hosts:
+            args.output = RESULTS / ("fleet_hosts_quick.json" if args.quick
+                                     else "fleet_hosts.json")
         else:
             args.output = RESULTS / ("fleet.json" if args.fleet else "quota.json")
     if args.matrix:
         known = set(MATRIX_CLIENTS)
+    elif args.hosts:
+        known = set(HOSTS_CLIENTS)
     else:
         known = set(FLEET_CLIENTS) if args.fleet else {*OUTAGE_CLIENTS, *EXTRA_CLIENTS}
     args.client_list = [c for c in args.clients.split(",") if c]
@@ -283,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "pyrate-limiter")))
     if args.matrix:
         return matrix_main(args, info)
+    if args.hosts:
+        return hosts_main(args, info)
     if args.fleet:
         return fleet_main(args, info)
     names = SCENARIOS if args.scenario == "all" else (args.scenario,)

@@ -58,6 +58,16 @@ Targets, per store: exactly 1 token request per expiry (every round), 0 corrupt 
 ``--cycles`` is the hardening issue's run: the three stores, 8 processes x 4 threads,
 500 expiries each (``--quick``: 5), written to ``bench/results/refresh_storm_cycles.json``
 (``refresh_storm_cycles_quick.json``). Otherwise ``bench/results/refresh_storm.json``.
+
+``--hosts H`` (issue 16) spreads the processes over H simulated hosts (``bench/_hosts.py``:
+a latency-injecting proxy in front of Redis per host, a network namespace per host when
+root can make them, skewed host clocks): ``surefoot_redis`` only, 100 processes x 16
+threads, 10 expiries (``--quick``: 20 processes, 3 expiries), every round's token
+requests printed; ``bench/results/refresh_storm_hosts.json``
+(``refresh_storm_hosts_quick.json``).
+
+    .venv/bin/python bench/refresh_storm.py --hosts 4 [--quick] [--latency-ms 0.5,2]
+                                            [--skew-s 2] [--netns auto|on|off]
 """
 
 from __future__ import annotations
@@ -89,6 +99,8 @@ from urllib.parse import urlencode, urlsplit
 import surefoot
 from _env import output, source_state
 from _env import version as _version
+from _hosts import BoundSandbox, HostsEnv, Launchers, spread
+from _hosts import add_arguments as add_hosts_arguments
 from _sandbox_process import SandboxProcess
 from surefoot.errors import StoreError
 from surefoot.sandbox import RedisServer
@@ -101,6 +113,8 @@ from surefoot.stores._sqlite._tokens import SQLiteTokenStore
 RESULTS = Path(__file__).resolve().parent / "results"
 CONTENDERS = ("tutorial", "surefoot_file", "surefoot_sqlite", "surefoot_redis")
 STORES = ("surefoot_file", "surefoot_sqlite", "surefoot_redis")
+#: What --hosts runs: the store hosts can share.
+HOSTS_CONTENDERS = ("surefoot_redis",)
 CLIENT_ID, CLIENT_SECRET = "demo-client", "demo-secret"
 LIFETIME = 3600.0  # the sandbox's token lifetime; the clocks jump this far (+5 s) a round
 DEADLINE = 30.0  # of one thread's call, seconds
@@ -573,7 +587,10 @@ class StoreCheck:
 
 
 def run_contender(contender: str, where: dict[str, str], base_url: str, *, processes: int,
-                  threads: int, rounds: int, log: Any) -> dict[str, Any]:
+                  threads: int, rounds: int, log: Any,
+                  hosts: HostsEnv | None = None) -> dict[str, Any]:
+    """One contender's rounds (``hosts``: the processes spread over simulated hosts, each
+    host's reaching Redis through its own proxy)."""
     sandbox_post(base_url, "/admin/reset")
     seed_expired(contender, where, base_url)
     audited = contender != "tutorial"
@@ -584,13 +601,25 @@ def run_contender(contender: str, where: dict[str, str], base_url: str, *, proce
     offset = ctx.Value("d", 0.0)
     barrier = ctx.Barrier(processes + 1)
     results = ctx.Queue()
-    procs = [ctx.Process(target=worker, args=(contender, where, base_url, threads, rounds,
-                                                  offset, barrier, results))
-             for _ in range(processes)]
-    for p in procs:
-        p.start()
+    launchers: Launchers | None = None
+    procs: list[Any] = []
+    if hosts is None:
+        procs = [ctx.Process(target=worker, args=(contender, where, base_url, threads, rounds,
+                                                      offset, barrier, results))
+                 for _ in range(processes)]
+        for p in procs:
+            p.start()
+    else:  # each host's launcher forks its workers, on its clock, in its namespace
+        jobs: list[list[tuple[Any, ...]]] = [[] for _ in hosts.hosts]
+        for h in spread(processes, len(hosts.hosts)):
+            host_where = {**where, "redis": hosts.hosts[h].redis_url}
+            jobs[h].append((contender, host_where, base_url, threads, rounds, offset,
+                            barrier, results))
+        launchers = Launchers(hosts, worker, jobs, name=f"storm-{contender}",
+                              light_main=False)
     per_round: list[dict[str, Any]] = []
-    every = max(1, rounds // 10)  # log at most ~10 rounds, and every anomaly
+    # log at most ~10 rounds, and every anomaly; with hosts every round
+    every = 1 if hosts is not None else max(1, rounds // 10)
     try:
         for r in range(rounds):
             if r > 0:  # the token's lifetime is over: server side and client side
@@ -600,7 +629,7 @@ def run_contender(contender: str, where: dict[str, str], base_url: str, *, proce
             t0 = time.perf_counter()
             try:
                 barrier.wait(180)
-                outcomes = [results.get(timeout=180) for _ in procs]
+                outcomes = [results.get(timeout=180) for _ in range(processes)]
                 wall = time.perf_counter() - t0
                 failed = [o["error"] for o in outcomes if "error" in o]
                 if failed:
@@ -630,6 +659,8 @@ def run_contender(contender: str, where: dict[str, str], base_url: str, *, proce
             if p.is_alive():
                 p.kill()
                 p.join(5)
+        if launchers is not None:
+            launchers.stop(timeout=30.0 if len(per_round) == rounds else 0.0)
     return summarise(contender, where, per_round)
 
 
@@ -859,25 +890,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(--cycles: the three surefoot stores)")
     parser.add_argument("--output", type=Path, default=None,
                         help="refresh_storm.json; --cycles: refresh_storm_cycles.json "
-                             "(--quick: refresh_storm_cycles_quick.json)")
+                             "(--quick: refresh_storm_cycles_quick.json); --hosts: "
+                             "refresh_storm_hosts.json (--quick: refresh_storm_hosts_quick.json)")
+    add_hosts_arguments(parser, hosts_help="spread the processes over H simulated hosts "
+                        "(bench/_hosts.py: a latency proxy to Redis, a namespace and a "
+                        "skewed clock each); surefoot_redis only; 100 processes x 16 "
+                        "threads, 10 expiries (--quick: 20 processes, 3 expiries)")
     args = parser.parse_args(argv)
+    if args.hosts < 0 or (args.hosts and args.cycles):
+        parser.error("--hosts takes a positive number, and not with --cycles")
     if args.rounds is None:
         args.rounds = (5 if args.quick else 500) if args.cycles else (3 if args.quick else 10)
     if args.processes is None:
-        args.processes = 8 if args.cycles else 4
+        args.processes = (20 if args.quick else 100) if args.hosts else (
+            8 if args.cycles else 4)
     if args.threads is None:
-        args.threads = 4 if args.cycles else 64
+        args.threads = 16 if args.hosts else 4 if args.cycles else 64
     if args.output is None:
-        name = ("refresh_storm_cycles_quick.json" if args.quick else
-                "refresh_storm_cycles.json") if args.cycles else "refresh_storm.json"
+        if args.hosts:
+            name = "refresh_storm_hosts_quick.json" if args.quick else "refresh_storm_hosts.json"
+        elif args.cycles:
+            name = ("refresh_storm_cycles_quick.json" if args.quick
+                    else "refresh_storm_cycles.json")
+        else:
+            name = "refresh_storm.json"
         args.output = RESULTS / name
     if min(args.rounds, args.processes, args.threads) < 1:
         parser.error("--rounds, --processes and --threads must be at least 1")
-    default = STORES if args.cycles else CONTENDERS
+    default = HOSTS_CONTENDERS if args.hosts else STORES if args.cycles else CONTENDERS
     chosen = [c for c in args.contenders.split(",") if c] or list(default)
     unknown = [c for c in chosen if c not in CONTENDERS]
     if unknown:
         parser.error(f"unknown contenders {unknown}")
+    if args.hosts and set(chosen) - set(HOSTS_CONTENDERS):
+        parser.error(f"--hosts runs {', '.join(HOSTS_CONTENDERS)} only (the others share "
+                     "files, which hosts do not)")
     args.contender_list = chosen
     return args
 
@@ -885,15 +932,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
-    with RedisServer() as redis_server, SandboxProcess() as sandbox, \
-            tempfile.TemporaryDirectory(prefix="refresh-storm-") as tmp:
+    hosts_info: dict[str, Any] | None = None
+    with contextlib.ExitStack() as stack:
+        redis_server = stack.enter_context(RedisServer())
+        hosts: HostsEnv | None = None
+        if args.hosts:
+            upstream = redis_server.url.split("://", 1)[1].split("/", 1)[0]
+            hosts = stack.enter_context(HostsEnv(
+                args.hosts, upstream, latency_ms=args.latency_ms, skew_s=args.skew_s,
+                netns=args.netns))
+            sandbox: SandboxProcess = stack.enter_context(BoundSandbox(hosts.sandbox_bind))
+            _prioritize_servers(hosts, sandbox, redis_server.url)
+            hosts_info = hosts.info()
+        else:
+            sandbox = stack.enter_context(SandboxProcess())
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="refresh-storm-"))
         info = machine_info(redis_server.binary)
         print(f"surefoot at {info['commit']}" + (" (src/ modified)" if info["src_modified"]
                                                  else ""))
         print(f"python {info['python']} on {info['platform']}, {info['cpu_count']} CPUs; "
               f"{info['redis-server']}")
         print(f"{args.processes} processes x {args.threads} threads, {args.rounds} expiries "
-              "per contender\n")
+              "per contender" + ("" if hosts is None else
+                                 f", over {len(hosts.hosts)} hosts (sandbox at {sandbox.url})"))
+        for line in [] if hosts is None else [*hosts.describe(), hosts.priorities()]:
+            print(f"  {line}")
+        print()
         where = {
             "tutorial": os.path.join(tmp, "auth_token.json"),
             "file": os.path.join(tmp, "tokens.json"),
@@ -904,8 +968,12 @@ def main(argv: list[str] | None = None) -> int:
         for contender in args.contender_list:
             figures[contender] = run_contender(
                 contender, where, sandbox.url, processes=args.processes,
-                threads=args.threads, rounds=args.rounds, log=print)
+                threads=args.threads, rounds=args.rounds, log=print, hosts=hosts)
     print_table(figures, args.rounds)
+    if hosts_info is not None:
+        for name, f in figures.items():
+            print(f"{name}: token requests the sandbox answered, per round: "
+                  f"{f['per_round']['token_requests']} (target: exactly 1 each)")
     print_integrity(figures, args.processes, args.threads)
     elapsed = time.monotonic() - started
     print(f"({elapsed:.1f} s)")
@@ -916,6 +984,8 @@ def main(argv: list[str] | None = None) -> int:
             "quick": args.quick, "cycles": args.cycles, "contenders": args.contender_list,
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "elapsed_s": round(elapsed, 1),
+            "hosts": hosts_info,
+            "surefoot_path": os.path.dirname(surefoot.__file__),
         },
         "target": "exactly 1 token request per expiry; every call answered 200; surefoot "
                   "stores: 0 corrupt reads and the token's files 0600 after every round",
@@ -927,6 +997,21 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(_dumps(result) + "\n")
     print(f"wrote {args.output}")
     return 0 if all(result["targets_met"].values()) else 1
+
+
+def _prioritize_servers(hosts: HostsEnv, sandbox: SandboxProcess, redis_url: str) -> None:
+    """The sandbox and redis-server stand for other machines: precedence over the hosts'
+    processes (``HostsEnv.prioritize_servers``; root only)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pids = [int(client.info("server")["process_id"])]
+    finally:
+        client.close()
+    if sandbox.process is not None:
+        pids.append(sandbox.process.pid)
+    hosts.prioritize_servers(pids)
 
 
 def _round(value: Any) -> Any:
