@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from surefoot.pacing._breaker import BreakerPolicy, CircuitBreaker
 from surefoot.pacing._budget import WindowCounts
 from surefoot.pacing._config import PacingPolicy
-from surefoot.pacing._gcra import Quota, RateLimiter
+from surefoot.pacing._gcra import SCHEDULE_DRIFT, Quota, RateLimiter
 from surefoot.pacing._state import Elsewhere, LocalPacerState
 
 
 def _book(schedule, tats: dict[str, float], now: float) -> float:
     """The gate script's booking (stores/_redis/_pacing.py, ``_GATE``)."""
-    _generation, earliest, quotas = schedule
+    _generation, earliest, quotas, _until = schedule
     slot = max(now, earliest)
     for name, _interval, tau in quotas:
         slot = max(slot, tats.get(name, now) - tau)
@@ -87,16 +87,20 @@ def test_no_schedule_while_booking_needs_the_limiter():
     lim.reserve("p", 0.0)
     assert lim.schedule("p", 0.0) is None  # first contact under way
     lim.answered("p")
-    assert lim.schedule("p", 0.0) == (lim.export_partition("p")["g"], 0.0, ())
+    assert lim.schedule("p", 0.0) == (lim.export_partition("p")["g"], 0.0, (), math.inf)
     lim.learn("p", Quota(limit=10.0), 0.0)
     lim.derate("p", 1.0, sent_at=1.0)
-    assert lim.schedule("p", 1.0) is None  # a derated rate recovers with time
+    # a derated rate recovers with time: its schedule holds a short while
+    derated = lim.schedule("p", 1.0)
+    assert derated is not None
+    assert derated[3] == 1.0 + SCHEDULE_DRIFT
+    assert derated[2][0][1] == pytest.approx(1 / (10.0 * 0.95))
     other = RateLimiter((Quota(limit=10.0),), first_contact=True)
     other.reserve("p", 0.0)
     assert other.schedule("p", 0.0) is not None  # configured: no first contact
     other.pause("p", 5.0, 1.0, release_rate=2.0, recovery=1.0)
     assert other.schedule("p", 1.0) is None  # a paced release
-    generation, earliest, _ = other.schedule("p", 200.0)  # type: ignore[misc]
+    generation, earliest, _, _ = other.schedule("p", 200.0)  # type: ignore[misc]
     assert earliest == 5.0
     assert generation == other.export_partition("p")["g"]
 

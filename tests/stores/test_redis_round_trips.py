@@ -159,3 +159,40 @@ def test_a_shared_state_without_a_gate_is_told_when_each_call_starts():
     assert first == 100.0
     assert booked >= 100.1
     assert admitted >= booked
+
+
+def test_the_budget_deposits_of_a_process_reach_the_fleet_in_one_call(redis_url, monkeypatch):
+    """Deposits counted in a process are added to the shared budget by one script call,
+    and another process's retries are paid from them, one script call each (no
+    compare-and-set: a fleet retrying at once does not contend)."""
+    from surefoot.pacing import RetryBudgetPolicy
+    from surefoot.pacing._config import Report
+    from surefoot.stores._redis import _pacing
+
+    monkeypatch.setattr(_pacing, "BUDGET_FLUSH", 0.0)
+    prefix = f"rt{time.monotonic_ns()}:"
+    policy = PacingPolicy(quotas=(Quota.per_second(1000),),
+                          budget=RetryBudgetPolicy(ratio=0.5, min_retries_per_second=0.0))
+    first = RedisStore(redis_url, prefix=prefix).pacer_state(policy)
+    second = RedisStore(redis_url, prefix=prefix).pacer_state(policy)
+    for _ in range(4):
+        first.gate("p", arrival=True, now=time.monotonic(), adaptive=False)
+    from surefoot.stores._redis._connection import RedisConnection
+
+    calls = []
+    real_run = RedisConnection.run
+
+    def run(self, name, *rest):
+        calls.append(name)
+        return real_run(self, name, *rest)
+
+    monkeypatch.setattr(RedisConnection, "run", run)
+    first.report("p", Report(None, False, tighten=((5, 1.0),)), now=time.monotonic())
+    assert "pacing_budget" in calls
+    calls.clear()
+    # 4 requests x 0.5 = 2 retries, spent by the other process
+    assert second.try_retry(now=time.monotonic())
+    assert second.try_retry(now=time.monotonic())
+    assert not second.try_retry(now=time.monotonic())
+    # one script call per spend, never a load and compare-and-set
+    assert calls == ["pacing_budget"] * 3

@@ -126,6 +126,9 @@ RECHECK_MIN = 0.005
 
 #: The partitions a :class:`RateLimiter` keeps by default (see the module docstring).
 MAX_PARTITIONS = 10_000
+#: How long a derated quota's schedule holds (see :meth:`RateLimiter.schedule`):
+#: recovering at DERATE_RECOVERY per second, its rate changes by under 1 % meanwhile.
+SCHEDULE_DRIFT = 0.25
 #: A new partition beyond the bound looks at this many of the least recently used ones
 #: for one that holds no state worth keeping (see the module docstring).
 EVICT_SCAN = 8
@@ -546,7 +549,7 @@ class RateLimiter:
 
     def schedule(
         self, partition: str, now: float
-    ) -> tuple[int, float, tuple[tuple[str, float, float], ...]] | None:
+    ) -> tuple[int, float, tuple[tuple[str, float, float], ...], float] | None:
         """The partition's schedule as a plain GCRA that a shared store may book slots
         from by itself (in one script call, without loading this class's state): the
         generation, the earliest slot (a pause, a reset floor) and each quota's name,
@@ -554,25 +557,29 @@ class RateLimiter:
         in that case: ``slot = max(now, earliest, tat - tau for each quota)``, then
         ``tat = max(tat, slot) + T`` for each (a missing ``tat`` is ``now``); with no
         quota at all, the slot is ``max(now, earliest)`` and counts as unpaced. The
-        ``tat``s so moved come back through :meth:`booked_elsewhere`.
+        ``tat``s so moved come back through :meth:`booked_elsewhere`. The last item:
+        until when the schedule holds (a derated quota recovers with time: it holds
+        for :data:`SCHEDULE_DRIFT` seconds, the rate changing by less than 1 %
+        meanwhile; ``inf`` otherwise).
 
         ``None`` while booking needs more than that: the partition unknown or in its
-        first contact, a paced release after a pause (its spacing changes with time),
-        a derated quota recovering (its rate changes with time)."""
+        first contact, a paced release after a pause (its spacing changes with
+        time)."""
         part = self._partitions.get(partition)
         if part is None:
             return None
         if self.first_contact and not part.configured and part.contact != 2:
             return None
-        if part.learned is not None and part.derate < part.ceiling:
-            return None
+        until = math.inf
+        if part.learned is not None and part.derated(now) < part.ceiling:
+            until = now + SCHEDULE_DRIFT
         quotas = tuple(
             (name, quota.interval, (quota.burst - 1) * quota.interval)
             for name, quota in part.quotas(now)
         )
         if part.recovery is not None:  # (still in force after quotas() looked at it)
             return None
-        return part.generation, max(part.pause_until, part.floor_until), quotas
+        return part.generation, max(part.pause_until, part.floor_until), quotas, until
 
     def booked_elsewhere(
         self,

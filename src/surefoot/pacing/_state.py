@@ -39,6 +39,8 @@ class SharedSchedule(NamedTuple):
     earliest: float
     #: Per quota: its name, interval and tolerance (see ``RateLimiter.schedule``).
     quotas: tuple[tuple[str, float, float], ...]
+    #: It holds until then (``inf``: until the state changes).
+    until: float
     #: The breaker lets every call through and a success changes nothing but counts.
     quiet: bool
 

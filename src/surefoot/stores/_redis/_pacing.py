@@ -15,7 +15,7 @@ without a call while this process saw the partition's generation less than
 :data:`FRESH` seconds ago, and a quiet breaker admits it the same way. The retry
 budget's deposits (one per logical request) are counted in the process and added to
 the budget's key now and then (:data:`BUDGET_FLUSH`) and before every retry, in the
-call that spends it.
+call that spends it (one script call each: see Keys below).
 
 **Everything else: the whole state, in Python.** The pacing logic lives in Python:
 an operation the gate cannot do (a 429, a learned quota, an open breaker, a first
@@ -42,12 +42,14 @@ While Redis is unavailable and the store fails open, the operations run on a loc
 state primed with what Redis last showed, and a partition Redis lost (a restart, an
 expired key) gets its learned quota back (see :mod:`surefoot.stores._pacing_fallback`).
 
-Keys: ``<prefix>{<namespace>:<partition>}:pacing`` and ``<prefix>{<namespace>}:budget``,
-hashes with fields ``s`` (the JSON state) and ``v`` (its version), and on a partition's
-the gate's fields above and its counts (``ca``, ``cs``, ``co``, ``cc`` since ``c0``;
-``cu`` unpaced slots since ``cus``); both expire two hours after their last use. A blob
-that does not parse gives a fresh partition (or budget); a count that does not parse
-counts nothing.
+Keys: ``<prefix>{<namespace>:<partition>}:pacing``, a hash with fields ``s`` (the JSON
+state), ``v`` (its version), the gate's fields above and its counts (``ca``, ``cs``,
+``co``, ``cc`` since ``c0``; ``cu`` unpaced slots since ``cus``); and
+``<prefix>{<namespace>}:budget``, the retry budget as counts per bucket of its window
+(``_BUDGET``: one script call adds, spends or refuses, never a compare-and-set, so a
+fleet retrying at once does not contend). Both expire after their last use. A blob
+that does not parse gives a fresh partition; a count that does not parse counts
+nothing.
 """
 
 from __future__ import annotations
@@ -124,8 +126,8 @@ local mark = tonumber(ARGV[6])
 if mark and mark > (tonumber(redis.call('HGET', key, 'cl') or '0') or 0) then
   redis.call('HSET', key, 'cl', ARGV[6])
 end
-local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fb')
-if not f[1] or f[4] ~= '1' then
+local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fb', 'fu')
+if not f[1] or f[4] ~= '1' or now >= (tonumber(f[5]) or math.huge) then
   return {0, t[1], t[2]}
 end
 redis.call('PEXPIRE', key, ARGV[1])
@@ -184,8 +186,8 @@ return {got, t[1], t[2]}
 _SAVE = """
 -- KEYS[1]: a pacing hash. ARGV: [1] the version loaded, [2] the new state, [3] ttl in
 -- ms, [4] 1: the stored times are replaced (the schedule restarted, or none was in
--- force), 0: each is kept if later (gates booked meanwhile), [5..8] the schedule (fg fe
--- fq fb; '' fg: none), [9..13] the counts taken in (cc co ca cs cu), [14] when the
+-- force), 0: each is kept if later (gates booked meanwhile), [5..9] the schedule (fg fe
+-- fq fb fu; '' fg: none), [10..14] the counts taken in (cc co ca cs cu), [15] when the
 -- counts left start (the load's TIME), then the times as name, value pairs.
 -- Returns 1 when written, 0 if another write came first (load again).
 local key = KEYS[1]
@@ -193,14 +195,15 @@ local v = redis.call('HGET', key, 'v') or '0'
 if v ~= ARGV[1] then return 0 end
 redis.call('HSET', key, 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
 if ARGV[5] == '' then
-  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fb')
+  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fb', 'fu')
 else
-  redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fb', ARGV[8])
+  redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fb', ARGV[8],
+             'fu', ARGV[9])
 end
 local counts = {'cc', 'co', 'ca', 'cs', 'cu'}
 local left = false
 for i = 1, 5 do
-  local n = tonumber(ARGV[8 + i]) or 0
+  local n = tonumber(ARGV[9 + i]) or 0
   local now = n
   if n > 0 then now = redis.call('HINCRBY', key, counts[i], -n) else
     now = tonumber(redis.call('HGET', key, counts[i]) or '0') or 0 end
@@ -210,10 +213,10 @@ for i = 1, 5 do
   elseif now > 0 and i < 5 then left = true end
 end
 if not left then redis.call('HDEL', key, 'c0')
-elseif tonumber(ARGV[9]) + tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) > 0
-then redis.call('HSET', key, 'c0', ARGV[14]) end
+elseif tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0
+then redis.call('HSET', key, 'c0', ARGV[15]) end
 local keep = {}
-for i = 15, #ARGV, 2 do
+for i = 16, #ARGV, 2 do
   local field = 't.' .. ARGV[i]
   keep[field] = true
   local stored = tonumber(redis.call('HGET', key, field) or '')
@@ -235,8 +238,53 @@ return 1
 _USE_GATE: Any = object()
 _GATE_ROUNDS = 8
 
+_BUDGET = """
+-- KEYS[1]: the retry budget's hash: first attempts (``r.<bucket>``) and retries
+-- (``x.<bucket>``) per bucket of ``width`` seconds of Redis' clock, the window being the
+-- last ``n`` buckets (RetryBudget's rule and window, on counts a fleet shares). ARGV:
+-- ttl in ms, width, n, ratio, reserve, first attempts a process counted (added first),
+-- 1 to spend a retry (0: only add). Returns 1 (spent, or only added) or 0 (refused).
+local key = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local width, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+local bucket = math.floor(now / width)
+local add = tonumber(ARGV[6]) or 0
+if add > 0 then redis.call('HINCRBY', key, 'r.' .. bucket, add) end
+local result = 1
+if ARGV[7] == '1' then
+  local names = {}
+  for i = bucket - n + 1, bucket do
+    names[#names + 1] = 'r.' .. i
+    names[#names + 1] = 'x.' .. i
+  end
+  local got = redis.call('HMGET', key, unpack(names))
+  local requests, retries = 0, 0
+  for i = 1, #got, 2 do
+    requests = requests + (tonumber(got[i]) or 0)
+    retries = retries + (tonumber(got[i + 1]) or 0)
+  end
+  if tonumber(ARGV[5]) + tonumber(ARGV[4]) * requests - retries >= 1 - 1e-9 then
+    redis.call('HINCRBY', key, 'x.' .. bucket, 1)
+  else
+    result = 0
+  end
+end
+local old = {}
+for i = bucket - 2 * n, bucket - n do
+  old[#old + 1] = 'r.' .. i
+  old[#old + 1] = 'x.' .. i
+end
+redis.call('HDEL', key, unpack(old))
+redis.call('PEXPIRE', key, ARGV[1])
+return result
+"""
+
+#: The buckets of the budget's window (as RetryBudget's).
+_BUDGET_BUCKETS = 10
+
 _COUNTS = ("cc", "co", "ca", "cs", "cu")
-_SCHEDULE = ("fg", "fe", "fq", "fb")
+_SCHEDULE = ("fg", "fe", "fq", "fb", "fu")
 _NO_COUNTS = (0, 0, 0, 0, 0)
 
 
@@ -411,15 +459,14 @@ class RedisPacerState:
 
     # -- one compare-and-set step ------------------------------------------------------
 
-    def _step(self, partition: str | None, pending: _Pending[T]) -> T:
-        """Apply ``pending``'s operation to one stored key (the partition's, or the
-        budget's when ``partition`` is None), atomically.
+    def _step(self, partition: str, pending: _Pending[T]) -> T:
+        """Apply ``pending``'s operation to the partition's stored state, atomically.
 
         One thread per process and key at a time does the I/O (it holds the key's
         lock); operations that queued up meanwhile are applied by it too, in order, in
         the same compare-and-set: a burst of calls from many threads costs one round of
         scripts, and only other processes cause conflicts."""
-        key = self._budget_key() if partition is None else self._key(partition)
+        key = self._key(partition)
         ks = self._key_state(key)
         with ks.guard:
             ks.queue.append(pending)
@@ -447,7 +494,7 @@ class RedisPacerState:
             ks.lock.release()
         return pending.outcome()
 
-    def _run(self, key: str, partition: str | None, batch: list[_Pending[Any]]) -> None:
+    def _run(self, key: str, partition: str, batch: list[_Pending[Any]]) -> None:
         try:
             if self._failure.fail_open and self._failure.skip_backend():
                 # The call these queued behind has just failed: go local at once.
@@ -460,7 +507,7 @@ class RedisPacerState:
         for p, result in zip(batch, results, strict=True):
             p.result, p.done = result, True
 
-    def _cas(self, key: str, partition: str | None, batch: list[_Pending[Any]]) -> list[Any]:
+    def _cas(self, key: str, partition: str, batch: list[_Pending[Any]]) -> list[Any]:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             if attempt > _BACKOFF_AFTER:
                 exp = min(attempt - _BACKOFF_AFTER - 1, 5)
@@ -472,13 +519,6 @@ class RedisPacerState:
             engine = _engine(self.pacing, partition, blob)
             clock = time.monotonic()
             mono = self._clock.offset(clock, store_now)
-            if partition is None:
-                results = self._apply_batch(batch, engine, store_now, mono)
-                new = json.dumps(engine.export_budget(), separators=(",", ":"))
-                if new == blob or self._save(key, version, new, "0", None, _NO_COUNTS,
-                                              "", {}):
-                    return results
-                continue
             taken = _take_in(engine, partition, fields, store_now)
             before = engine.export_partition(partition)
             first = batch[0]
@@ -522,7 +562,11 @@ class RedisPacerState:
         as loaded (a partition's)."""
         results: list[Any] = []
         for p in batch:
-            if p.books and fields is not None and "fg" in fields and fields.get("fb") == "1":
+            if (
+                p.books and fields is not None and "fg" in fields
+                and fields.get("fb") == "1"
+                and store_now < (_number(fields.get("fu")) or math.inf)
+            ):
                 # The gates may have booked since the load: only the gate script books
                 # while their schedule is in force.
                 results.append(_USE_GATE)
@@ -538,13 +582,13 @@ class RedisPacerState:
         version: str,
         state: str,
         restarted: str,
-        fast: tuple[str, str, str, str] | None,
+        fast: tuple[str, str, str, str, str] | None,
         taken: tuple[int, int, int, int, int],
         since: str,
         tats: dict[str, float],
     ) -> bool:
         args: list[Any] = [version, state, _TTL_MS, restarted]
-        args.extend(fast or ("", "", "", ""))
+        args.extend(fast or ("", "", "", "", ""))
         args.extend(taken)
         args.append(since or "0")
         for name, tat in tats.items():
@@ -553,16 +597,16 @@ class RedisPacerState:
 
     def _apply(
         self,
-        partition: str | None,
+        partition: str,
         now: float,
         what: str,
         operation: Operation[T],
         fallback: Callable[[], T],
         done: Callable[[T], None] | None = None,
     ) -> T:
-        """Run ``operation`` on the partition (``None``: the budget) in one atomic step;
-        the result is handed to ``done`` too. On a store failure: ``fallback()`` (the
-        same operation on the local state, failing open) or raise (failing closed)."""
+        """Run ``operation`` on the partition in one atomic step; the result is handed
+        to ``done`` too. On a store failure: ``fallback()`` (the same operation on the
+        local state, failing open) or raise (failing closed)."""
 
         anchor = time.monotonic()  # (when ``now`` was read, about)
 
@@ -590,23 +634,30 @@ class RedisPacerState:
             self._budget_pending = 0
         return pending, now - since
 
-    def _deposit(self, engine: LocalPacerState, pending: int, ago: float, t: float) -> None:
-        if pending:
-            engine.count_requests(pending, since=t - ago, now=t)
-
     def _flush_requests(self, now: float) -> None:
         """Add the deposits counted in the process to the shared budget, if they have
         waited :data:`BUDGET_FLUSH` seconds."""
         with self._budget_guard:
             if not self._budget_pending or now - self._budget_since < BUDGET_FLUSH:
                 return
-        pending, ago = self._take_requests(now)
-
-        def op(engine: LocalPacerState, t: float, _: Callable[[float], float]) -> None:
-            self._deposit(engine, pending, ago, t)
+        pending, _ = self._take_requests(now)
 
         # (failing open, the deposits are lost: the local budget counts its own)
-        self._apply(None, now, "on_request", op, lambda: None)
+        self._failure.guard("on_request", lambda: self._budget_call(pending, spend=False),
+                            lambda: True)
+
+    def _budget_call(self, deposits: int, *, spend: bool) -> bool:
+        """One ``_BUDGET`` script call: never a compare-and-set, so a fleet's deposits
+        and retries do not contend."""
+        config = self.pacing.budget
+        assert config is not None
+        buckets = _BUDGET_BUCKETS
+        return int(self._conn.run(
+            "pacing_budget", _BUDGET, [self._budget_key()],
+            [_TTL_MS, repr(config.window / buckets), buckets, repr(config.ratio),
+             repr(config.min_retries_per_second * config.window), deposits,
+             1 if spend else 0],
+        )) == 1
 
     # -- PacerState ------------------------------------------------------------------
 
@@ -707,14 +758,10 @@ class RedisPacerState:
     def try_retry(self, *, now: float) -> bool:
         if self.pacing.budget is None:
             return True
-        pending, ago = self._take_requests(now)
-
-        def op(engine: LocalPacerState, t: float, _: Callable[[float], float]) -> bool:
-            self._deposit(engine, pending, ago, t)
-            return engine.try_retry(now=t)
-
-        return self._apply(
-            None, now, "try_retry", op, lambda: self._fallback.try_retry(now=now),
+        pending, _ = self._take_requests(now)
+        return self._failure.guard(
+            "try_retry", lambda: self._budget_call(pending, spend=True),
+            lambda: self._fallback.try_retry(now=now),
         )
 
     def report(self, partition: str, report: Report, *, now: float) -> None:
@@ -732,14 +779,14 @@ class RedisPacerState:
         )
 
     def snapshot(self, partition: str | None) -> object:
-        """The stored state of a partition (``None``: the retry budget), as decoded JSON
-        with what the gates did since the last load taken in (for tests and
-        debugging)."""
+        """The stored state of a partition, as decoded JSON with what the gates did
+        since the last load taken in (``None``: the retry budget's counts per bucket),
+        for tests and debugging."""
         key = self._budget_key() if partition is None else self._key(partition)
         reply = self._conn.run("pacing_load", _LOAD, [key], [_TTL_MS])
         fields = _fields(reply[0])
         if partition is None:
-            return _loads(fields.get("s"))
+            return {name: _count_of(value) for name, value in fields.items()}
         engine = _engine(self.pacing, partition, fields.get("s"))
         _take_in(engine, partition, fields, _time(reply[1:3]))
         return engine.export_partition(partition)
@@ -913,7 +960,9 @@ def _learned(quotas: str) -> Quota | None:
     return None
 
 
-def _schedule_fields(schedule: SharedSchedule | None) -> tuple[str, str, str, str] | None:
+def _schedule_fields(
+    schedule: SharedSchedule | None,
+) -> tuple[str, str, str, str, str] | None:
     if schedule is None:
         return None
     return (
@@ -921,6 +970,7 @@ def _schedule_fields(schedule: SharedSchedule | None) -> tuple[str, str, str, st
         repr(schedule.earliest),
         _quota_fields(schedule.quotas),
         "1" if schedule.quiet else "0",
+        repr(schedule.until) if math.isfinite(schedule.until) else "",
     )
 
 
@@ -1024,17 +1074,14 @@ class _KeyState:
         self.queue: list[_Pending[Any]] = []
 
 
-def _engine(pacing: PacingPolicy, partition: str | None, blob: str | None) -> LocalPacerState:
-    """A throw-away engine holding one stored key's state (garbage: a fresh one)."""
+def _engine(pacing: PacingPolicy, partition: str, blob: str | None) -> LocalPacerState:
+    """A throw-away engine holding one partition's stored state (garbage: a fresh one)."""
     engine = LocalPacerState(pacing)
     state = _loads(blob)
     if state is None:
         return engine
     try:
-        if partition is None:
-            engine.import_budget(state)
-        else:
-            engine.import_partition(partition, state)
+        engine.import_partition(partition, state)
     except (TypeError, ValueError, KeyError, IndexError, AttributeError):
         return LocalPacerState(pacing)
     return engine
