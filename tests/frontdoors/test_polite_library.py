@@ -198,8 +198,9 @@ def test_a_deadline_error_says_what_used_the_deadline(sandbox):
     message = str(info.value)
     history = info.value.history
     assert f"{len(history)} attempts took " in message
-    assert re.search(r"\(the longest: #\d, read_timeout, 0\.3\d\d s\) and the waits "
-                     r"0\.\d{3} s$", message), message
+    # (the longest attempt is a 0.3 s read timeout; a loaded machine ends it later)
+    assert re.search(r"\(the longest: #\d, read_timeout, \d\.\d{3} s\) and the waits "
+                     r"\d\.\d{3} s$", message), message
 
 
 @pytest.mark.parametrize("kind", KINDS)
