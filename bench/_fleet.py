@@ -460,31 +460,7 @@ def main(args: Any, info: dict[str, Any]) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     figures = {c: fleet_metrics(run, scen) for c, run in runs.items()}
     print_table(scen, figures)
-    checks = {c: meets(TARGETS, figures[c]) for c in figures if c == TARGET_CLIENT}
-    for client, check in checks.items():
-        verdicts = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in check.items())
-        print(f"  targets ({client}): {verdicts}")
-    png = output.with_suffix(".png")
-    plot(scen.closed(), runs, png)
-    print(f"wrote {png}")
-    result: dict[str, Any] = {name: round_figures(m) for name, m in figures.items()}
-    result["parameters"] = {
-        **asdict(scen),
-        "workers": scen.workers,
-        "ideal_s": scen.ideal_s,
-        "quota_partition": "global",
-        "quick": args.quick,
-        "commit": info["commit"],
-        "src_modified": info["src_modified"],
-        "clients": clients,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "plot": png.name,
-    }
-    result["machine"] = info
-    result["targets"] = {m: list(v) for m, v in TARGETS.items()}
-    result["targets_met"] = checks
-    output.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {output} ({time.monotonic() - started:.0f} s)")
+    _report(args, info, output, started, scen, runs, figures, clients, TARGETS)
     return 0
 
 
@@ -852,7 +828,26 @@ def hosts_main(args: Any, info: dict[str, Any]) -> int:
                 admin.close()
             hosts_info = env.info()
     print_hosts_table(scen, env, figures)
-    checks = {c: meets(HOSTS_TARGETS, figures[c]) for c in figures if c == TARGET_CLIENT}
+    _report(args, info, output, started, scen, runs, figures, clients, HOSTS_TARGETS,
+            hosts=hosts_info)
+    return 0
+
+
+def _report(
+    args: Any,
+    info: dict[str, Any],
+    output: Path,
+    started: float,
+    scen: Any,
+    runs: dict[str, Any],
+    figures: dict[str, dict[str, Any]],
+    clients: list[str],
+    targets: dict[str, tuple[str, float]],
+    **parameters: Any,
+) -> None:
+    """Both modes' ending: the targets' verdicts, the plot and the JSON (``parameters``:
+    what the mode adds to the JSON's parameters)."""
+    checks = {c: meets(targets, figures[c]) for c in figures if c == TARGET_CLIENT}
     for client, check in checks.items():
         verdicts = ", ".join(f"{k} {'ok' if v else 'MISSED'}" for k, v in check.items())
         print(f"  targets ({client}): {verdicts}")
@@ -871,14 +866,13 @@ def hosts_main(args: Any, info: dict[str, Any]) -> int:
         "clients": clients,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "plot": png.name,
-        "hosts": hosts_info,
+        **parameters,
     }
     result["machine"] = info
-    result["targets"] = {m: list(v) for m, v in HOSTS_TARGETS.items()}
+    result["targets"] = {m: list(v) for m, v in targets.items()}
     result["targets_met"] = checks
     output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {output} ({time.monotonic() - started:.0f} s)")
-    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover - run through quota.py --fleet
