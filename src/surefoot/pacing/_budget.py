@@ -238,11 +238,6 @@ class RetryBudget:
         """A first attempt is being sent: it deposits ``ratio`` into the budget."""
         self._counts.add(now, _REQUESTS)
 
-    def count_requests(self, since: float, now: float, amount: int) -> None:
-        """``amount`` first attempts sent evenly between ``since`` and ``now`` (counted
-        elsewhere, learned of at ``now``)."""
-        self._counts.add_spread(since, now, amount, _REQUESTS)
-
     def on_success(self, now: float) -> None:
         """An attempt succeeded. The rule does not depend on outcomes, so this does
         nothing; it exists so that callers can report outcomes uniformly."""

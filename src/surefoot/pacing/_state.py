@@ -403,13 +403,6 @@ class LocalPacerState:
                 if breaker is not None:
                     breaker.count_successes(since, now, done.successes)
 
-    def count_requests(self, amount: int, *, since: float, now: float) -> None:
-        """``amount`` logical requests arrived between ``since`` and ``now`` (the retry
-        budget's deposits, counted elsewhere)."""
-        if self._budget is not None and amount > 0:
-            with self._lock:
-                self._budget.count_requests(since, now, amount)
-
     # -- state in and out (the SQLite store) -------------------------------------------
 
     def export_partition(self, partition: str) -> dict[str, object]:
