@@ -455,8 +455,12 @@ def test_failover_mid_run_loses_no_token_duplicates_no_refresh_and_pacing_resume
     assert before
     assert resumed
     assert resumed[0] - promoted < 1.0  # pacing resumes within a second
-    gaps = [b - a for (a, _), (b, _) in zip(paced, paced[1:], strict=False)]
-    assert max(gaps) < 1.0
+    # no stall of a second or more beyond the failover itself (the old primary pauses
+    # its clients from CLUSTER FAILOVER until the replica takes over: on a loaded
+    # machine that alone can take over a second, and it is not surefoot's to shorten)
+    for (a, _), (b, _) in zip(paced, paced[1:], strict=False):
+        in_failover = max(0.0, min(b, promoted) - max(a, promoted_at))
+        assert b - a - in_failover < 1.0, (a - promoted_at, b - promoted_at)
     # one schedule through the failover: slots 50 ms apart in the order given (each
     # moved onto this host's clock, so a store call's latency jitters it), none given
     # twice, no step back
