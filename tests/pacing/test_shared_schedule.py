@@ -24,12 +24,19 @@ from surefoot.pacing._state import Elsewhere, LocalPacerState
 
 def _book(schedule, tats: dict[str, float], now: float) -> float:
     """The gate script's booking (stores/_redis/_pacing.py, ``_GATE``)."""
-    _generation, earliest, quotas, _until = schedule
+    _generation, earliest, quotas, _until, recovery = schedule
     slot = max(now, earliest)
-    for name, _interval, tau in quotas:
-        slot = max(slot, tats.get(name, now) - tau)
-    for name, interval, _tau in quotas:
-        tats[name] = max(tats.get(name, now), slot) + interval
+    counted = []
+    for name, interval, tau in quotas:
+        tat = tats.get(name, now)
+        if name == "recovery" and recovery is not None:
+            until, hard = recovery
+            if not (now < hard and (now < until or tat > now)):
+                continue
+        counted.append((name, interval, tat))
+        slot = max(slot, tat - tau)
+    for name, interval, tat in counted:
+        tats[name] = max(tat, slot) + interval
     return slot
 
 
@@ -51,16 +58,27 @@ quotas = st.lists(
     learned=st.one_of(st.none(), st.builds(Quota, limit=st.floats(1.0, 2000.0),
                                            burst=st.integers(1, 30))),
     pause=st.floats(0.0, 2.0),
+    release=st.one_of(st.none(), st.tuples(st.floats(0.5, 200.0), st.floats(0.0, 3.0))),
     gaps=st.lists(st.floats(0.0, 0.2), min_size=1, max_size=60),
 )
-def test_booking_from_the_schedule_is_what_reserve_books(configured, learned, pause, gaps):
+def test_booking_from_the_schedule_is_what_reserve_books(
+    configured, learned, pause, release, gaps
+):
+    """Also during a paced release after a pause (``release``: its rate and how long
+    it lasts at least): the schedule holds SCHEDULE_DRIFT seconds, in which the release
+    is not sped up (``RateLimiter.reserve`` itself never speeds it up: the pacer state
+    does, and ``shared_schedule`` does so before it hands the schedule out)."""
+
     def limiter() -> RateLimiter:
         lim = RateLimiter(configured, first_contact=True)
         lim.reserve("p", 100.0)  # first contact ...
         lim.answered("p")  # ... over
         if learned is not None:
             lim.learn("p", learned, 100.0)
-        if pause:
+        if release is not None:
+            lim.pause("p", 100.0 + pause, 100.0, release_rate=release[0],
+                      recovery=release[1])
+        elif pause:
             lim.pause("p", 100.0 + pause, 100.0)
         return lim
 
@@ -75,6 +93,10 @@ def test_booking_from_the_schedule_is_what_reserve_books(configured, learned, pa
         expected = here.reserve("p", now).at
         assert _book(schedule, tats, now) == pytest.approx(expected, abs=1e-9)
         unpaced += not schedule[2]
+    # a paced release's schedule is renewed that often (nothing is derated here)
+    assert (schedule[3] == 100.0 + SCHEDULE_DRIFT) == (schedule[4] is not None)
+    if release is not None and 100.0 + pause + release[1] > 100.0:
+        assert schedule[4] is not None
     # Taken back in, the two limiters agree on what comes next.
     there.booked_elsewhere("p", tats, unpaced=unpaced, unpaced_since=100.0)
     now += 0.01
@@ -87,7 +109,9 @@ def test_no_schedule_while_booking_needs_the_limiter():
     lim.reserve("p", 0.0)
     assert lim.schedule("p", 0.0) is None  # first contact under way
     lim.answered("p")
-    assert lim.schedule("p", 0.0) == (lim.export_partition("p")["g"], 0.0, (), math.inf)
+    assert lim.schedule("p", 0.0) == (
+        lim.export_partition("p")["g"], 0.0, (), math.inf, None
+    )
     lim.learn("p", Quota(limit=10.0), 0.0)
     lim.derate("p", 1.0, sent_at=1.0)
     # a derated rate recovers with time: its schedule holds a short while
@@ -99,8 +123,13 @@ def test_no_schedule_while_booking_needs_the_limiter():
     other.reserve("p", 0.0)
     assert other.schedule("p", 0.0) is not None  # configured: no first contact
     other.pause("p", 5.0, 1.0, release_rate=2.0, recovery=1.0)
-    assert other.schedule("p", 1.0) is None  # a paced release
-    generation, earliest, _, _ = other.schedule("p", 200.0)  # type: ignore[misc]
+    released = other.schedule("p", 1.0)  # a paced release: renewed now and then
+    assert released is not None
+    assert released[3] == 1.0 + SCHEDULE_DRIFT
+    assert released[4] == (6.0, 5.0 + 120.0)  # (MAX_RECOVERY)
+    assert ("recovery", 0.5, 0.0) in released[2]
+    generation, earliest, _, _, recovery = other.schedule("p", 200.0)  # type: ignore[misc]
+    assert recovery is None  # over
     assert earliest == 5.0
     assert generation == other.export_partition("p")["g"]
 

@@ -195,3 +195,30 @@ def test_redis_flapping_after_a_restart_logs_one_outage(
         reserve_for(0.2)
     assert logged(caplog) == ["open", "back"]
     store.close()
+
+
+def test_a_busy_call_alone_goes_local_and_the_store_is_not_taken_for_down(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """StoreBusy (queued behind the process's other calls on a key): the backend
+    answers, so failing open only that call runs on local state, with nothing logged
+    above DEBUG; the next call goes to the backend
+    (a fleet whose processes each took Redis for down for a second at once paced
+    unshared together: 31 % of 429s at R=150 over 100 processes). Failing closed, it
+    is raised."""
+    from surefoot.stores._failure import StoreBusy
+
+    caplog.set_level(logging.DEBUG, logger="surefoot")
+    clock = Clock()
+    mode = FailureMode("open", "Redis store", clock=clock)
+
+    def busy() -> str:
+        raise StoreBusy("queued too long")
+
+    assert mode.guard("gate", busy, lambda: "local") == "local"
+    assert not mode.skip_backend()
+    assert mode.guard("gate", lambda: "backend", lambda: "local") == "backend"
+    assert logged(caplog) == []
+    closed = FailureMode("closed", "Redis store", clock=clock)
+    with pytest.raises(StoreUnavailable, match="queued too long"):
+        closed.guard("gate", busy, lambda: "local")

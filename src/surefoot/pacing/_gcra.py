@@ -126,8 +126,9 @@ RECHECK_MIN = 0.005
 
 #: The partitions a :class:`RateLimiter` keeps by default (see the module docstring).
 MAX_PARTITIONS = 10_000
-#: How long a derated quota's schedule holds (see :meth:`RateLimiter.schedule`):
-#: recovering at DERATE_RECOVERY per second, its rate changes by under 1 % meanwhile.
+#: How long a derated quota's or a paced release's schedule holds (see
+#: :meth:`RateLimiter.schedule`): recovering at DERATE_RECOVERY per second, a derated
+#: rate changes by under 1 % meanwhile; a release speeds up with demand that late.
 SCHEDULE_DRIFT = 0.25
 #: A new partition beyond the bound looks at this many of the least recently used ones
 #: for one that holds no state worth keeping (see the module docstring).
@@ -549,7 +550,11 @@ class RateLimiter:
 
     def schedule(
         self, partition: str, now: float
-    ) -> tuple[int, float, tuple[tuple[str, float, float], ...], float] | None:
+    ) -> (
+        tuple[int, float, tuple[tuple[str, float, float], ...], float,
+              tuple[float, float] | None]
+        | None
+    ):
         """The partition's schedule as a plain GCRA that a shared store may book slots
         from by itself (in one script call, without loading this class's state): the
         generation, the earliest slot (a pause, a reset floor) and each quota's name,
@@ -557,14 +562,17 @@ class RateLimiter:
         in that case: ``slot = max(now, earliest, tat - tau for each quota)``, then
         ``tat = max(tat, slot) + T`` for each (a missing ``tat`` is ``now``); with no
         quota at all, the slot is ``max(now, earliest)`` and counts as unpaced. The
-        ``tat``s so moved come back through :meth:`booked_elsewhere`. The last item:
-        until when the schedule holds (a derated quota recovers with time: it holds
-        for :data:`SCHEDULE_DRIFT` seconds, the rate changing by less than 1 %
-        meanwhile; ``inf`` otherwise).
+        ``tat``s so moved come back through :meth:`booked_elsewhere`. The fourth item:
+        until when the schedule holds (a derated quota recovers with time, a paced
+        release may speed up with demand: it holds for :data:`SCHEDULE_DRIFT` seconds,
+        a derated rate changing by less than 1 % meanwhile; ``inf`` otherwise). The
+        last: during a paced release after a pause, ``(until, hard_until)``: the quota
+        named ``recovery`` counts only while ``now < hard_until`` and either ``now <
+        until`` or its ``tat`` is still ahead of ``now`` (the backlog is not released
+        yet); ``None`` otherwise.
 
         ``None`` while booking needs more than that: the partition unknown or in its
-        first contact, a paced release after a pause (its spacing changes with
-        time)."""
+        first contact."""
         part = self._partitions.get(partition)
         if part is None:
             return None
@@ -577,9 +585,11 @@ class RateLimiter:
             (name, quota.interval, (quota.burst - 1) * quota.interval)
             for name, quota in part.quotas(now)
         )
+        recovery = None
         if part.recovery is not None:  # (still in force after quotas() looked at it)
-            return None
-        return part.generation, max(part.pause_until, part.floor_until), quotas, until
+            recovery = (part.recovery[0], part.recovery[2])
+            until = min(until, now + SCHEDULE_DRIFT)
+        return part.generation, max(part.pause_until, part.floor_until), quotas, until, recovery
 
     def booked_elsewhere(
         self,

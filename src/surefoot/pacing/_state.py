@@ -43,6 +43,9 @@ class SharedSchedule(NamedTuple):
     until: float
     #: The breaker lets every call through and a success changes nothing but counts.
     quiet: bool
+    #: During a paced release: when the quota named ``recovery`` stops counting (see
+    #: ``RateLimiter.schedule``); ``None``: no release under way.
+    recovery: tuple[float, float] | None = None
 
 
 class Elsewhere(NamedTuple):
@@ -162,6 +165,15 @@ class LocalPacerState:
                     partition, Quota(limit=max(rate.rate, 1e-6)), now, guess=True
                 )
                 rate.on_send(now)
+        self._speed_up_release(partition, now)
+        if previous is None:
+            # One count per attempt: a waiter re-booking after a pause voided its
+            # slot is the same send (1,000 waiters re-booking once a second through
+            # an outage are not a demand of 1,000/s).
+            _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
+        return self.limiter.reserve(partition, now)
+
+    def _speed_up_release(self, partition: str, now: float) -> None:
         if self.limiter.recovering(partition):
             # The release speeds up when demand measured now is higher than when the
             # pause began (a closed loop that was just starting, say). It never slows
@@ -170,12 +182,6 @@ class LocalPacerState:
             release = self._release_rate(partition, now)
             if release is not None:
                 self.limiter.speed_up_release(partition, release)
-        if previous is None:
-            # One count per attempt: a waiter re-booking after a pause voided its
-            # slot is the same send (1,000 waiters re-booking once a second through
-            # an outage are not a demand of 1,000/s).
-            _count(self._sends, partition, now, _SEND_WINDOW, self.limiter.max_partitions)
-        return self.limiter.reserve(partition, now)
 
     def release(self, partition: str, reservation: Reservation, *, now: float) -> None:
         """Give back a slot its holder will not use (see :meth:`RateLimiter.release`)."""
@@ -371,15 +377,23 @@ class LocalPacerState:
         """The partition as a plain GCRA a shared store may book from by itself (see
         ``RateLimiter.schedule``), with what its script needs to admit attempts and to
         defer reports; ``None``: every operation must load the whole state (also while
-        the partition has an adaptive rate, which each booking moves)."""
+        the partition has an adaptive rate, which each booking moves). During a paced
+        release, the release is first sped up to the demand measured ``now``."""
         with self._lock:
             if partition in self._adaptive:
                 return None
+            # (a paced release's schedule holds SCHEDULE_DRIFT seconds: its spacing is
+            # brought up to the demand measured now, as a booking here would)
+            self._speed_up_release(partition, now)
             schedule = self.limiter.schedule(partition, now)
             if schedule is None:
                 return None
             breaker = self._breakers.get(partition)
-            return SharedSchedule(*schedule, quiet=breaker is None or breaker.quiet(now))
+            generation, earliest, quotas, until, recovery = schedule
+            return SharedSchedule(
+                generation, earliest, quotas, until,
+                quiet=breaker is None or breaker.quiet(now), recovery=recovery,
+            )
 
     def take_in(self, partition: str, done: Elsewhere, *, since: float, now: float) -> None:
         """Take in what was done to the partition outside (``done``, counted evenly

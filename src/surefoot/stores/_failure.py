@@ -10,7 +10,7 @@ from typing import Literal, TypeVar
 from surefoot._log import logger
 from surefoot.errors import ConfigurationError, StoreUnavailable
 
-__all__ = ["FailureMode", "OnFailure"]
+__all__ = ["FailureMode", "OnFailure", "StoreBusy"]
 
 
 OnFailure = Literal["open", "closed"]
@@ -22,6 +22,16 @@ RETRY_BACKEND_AFTER = 1.0
 #: backend that flaps while it comes back (a restarted Redis, whose pooled connections
 #: fail one by one) is one outage, logged once.
 HEALTHY_FOR = 5.0
+
+
+class StoreBusy(StoreUnavailable):
+    """The backend answers, but this one call could not be done in time: it queued
+    behind the process's other calls on the same key (a fleet contending on one key, a
+    machine short of CPU). Failing
+    open, that call alone runs on local state: the backend is not taken for down (which
+    would send every call of the process to local state for a while, unshared: a fleet
+    doing that at once overruns the quota it shares). Failing closed, it is raised like
+    any :class:`~surefoot.StoreUnavailable`."""
 
 
 class FailureMode:
@@ -127,6 +137,12 @@ class FailureMode:
             return local()
         try:
             result = backend()
+        except StoreBusy as exc:
+            if not self.fail_open:
+                raise
+            logger.debug("surefoot: %s is busy (%s) during %s; this call uses local state",
+                         self.name, exc, what)
+            return local()
         except StoreUnavailable as exc:
             self.failed(exc, what)
             return local()

@@ -1,18 +1,24 @@
 """Pacing state (limiter, adaptive rate, breaker, demand, retry budget) in Redis.
 
 **The happy path: one script call per attempt.** A partition whose schedule is a plain
-GCRA (its quotas fixed, past its first contact, no paced release or derating under way,
-its breaker quiet: see ``RateLimiter.schedule``) keeps that schedule in its hash
-(``fg`` generation, ``fe`` earliest slot, ``fq`` the quotas' intervals and tolerances,
-``fb`` the breaker is quiet) beside the quotas' theoretical arrival times (``t.<quota>``). The
+GCRA (past its first contact, its breaker quiet: see ``RateLimiter.schedule``) keeps
+that schedule in its hash (``fg`` generation, ``fe`` earliest slot, ``fq`` the quotas'
+intervals and tolerances, ``fb`` the breaker is quiet, ``fx`` when a paced release's
+quota stops counting) beside the quotas' theoretical arrival times (``t.<quota>``). A
+schedule that changes with time (a derated quota, a paced release) holds until ``fu``;
+the first gate call after that renews it (a whole load and write) and holds a lease
+(``fl``) meanwhile, while the others go on booking from it. The
 ``_GATE`` script books an attempt's slot from them, admits it and counts its arrival
 and send, atomically, on Redis' clock: one round trip, whatever the number of
 processes (Redis runs scripts one at a time: no conflict, no retry). What the answers
 mean for the state rides along on the next gate call of the process instead of costing
 a call of its own: successes while the breaker is quiet (``cc``), answers that were not
-throttles (``co``), a late send (``cl``). A waiter woken at its slot is still valid
-without a call while this process saw the partition's generation less than
-:data:`FRESH` seconds ago, and a quiet breaker admits it the same way. The retry
+throttles (``co``), a late send (``cl``). A waiter woken at its slot asks whether
+its slot still stands (one call: a pause elsewhere voids it, and a slot sent on after
+that is sent beside the restarted schedule's: a fleet's waiters doing so for a fraction
+of a second after each 429 drew more 429s, each a new pause); a quiet breaker admits
+without a call while this process saw it quiet less than :data:`FRESH` seconds ago. The
+retry
 budget's deposits (one per logical request) are counted in the process and added to
 the budget's key now and then (:data:`BUDGET_FLUSH`) and before every retry, in the
 call that spends it (one script call each: see Keys below).
@@ -28,10 +34,14 @@ clocks agree on slots; the instants it hands back are moved onto the caller's cl
 the offset measured at the reply (so that a slot is never early). A conflict (another
 process wrote first) loads again; after :data:`MAX_ATTEMPTS` conflicts in a row the
 operation fails like an unreachable store (:class:`FailureMode`: local state when
-failing open, :class:`~surefoot.StoreUnavailable` when closed). A state the operation
-left unchanged is not written. The gates never conflict with a compare-and-set: the
-times they move forward are written back as the later of the two, unless the operation
-restarted the schedule (a pause: a new generation) or no schedule was in force.
+failing open, :class:`~surefoot.StoreUnavailable` when closed). An operation queued
+too long behind the process's other calls on the key is busy
+(:class:`~surefoot.stores._failure.StoreBusy`): that one call runs on local state when
+failing open (Redis answers: it is not taken for down), and raises when closed. A
+state the operation left unchanged is not written. The gates never conflict with a
+compare-and-set: the times they move forward are written back as the later of the
+two, unless the operation restarted the schedule (a pause: a new generation) or no
+schedule was in force.
 
 A process has at most one compare-and-set in flight per key (a lock per key), so
 conflicts come only from other processes; the operations other threads queued on the
@@ -70,7 +80,7 @@ from surefoot.pacing._config import _SEND_WINDOW, PacingPolicy, Report
 from surefoot.pacing._gcra import LATE_GRACE, LATE_MIN, LATE_SLOTS, Quota, Reservation
 from surefoot.pacing._state import Elsewhere, LocalPacerState, SharedSchedule
 from surefoot.stores._deadline import wait_for
-from surefoot.stores._failure import FailureMode
+from surefoot.stores._failure import FailureMode, StoreBusy
 from surefoot.stores._pacing_fallback import PacingFallback
 from surefoot.stores._redis._connection import RedisConnection
 
@@ -91,11 +101,16 @@ _TTL_MS = 2 * 3600 * 1000
 #: grow with every partition ever seen; clearing costs at most a CAS conflict, never a
 #: lost update).
 _MAX_KEYS = 4096
-#: Seconds for which what a reply showed of a partition (its generation, a quiet
-#: breaker) stands without asking again: a waiter woken at its slot, an admission. A
-#: pause or an opened breaker elsewhere reaches this process's waiters at most this
-#: late (its next gate call sees it at once).
+#: Seconds for which a quiet breaker a reply showed admits an attempt without asking
+#: again: a breaker opened elsewhere reaches this process's waiters at most this late
+#: (its next gate call sees it at once).
 FRESH = 0.25
+#: A schedule due for renewal (``fu``: a derated rate, a paced release) is renewed by
+#: the first gate call after it is due, which holds this lease (seconds) while it loads
+#: and writes the whole state; the other calls book from it meanwhile (100 processes
+#: would otherwise all load it at once), but not once it is this late (seconds).
+_RENEW_LEASE = 0.25
+_RENEW_LATE = 2.0
 #: Seconds the retry budget's deposits are kept in the process at most before they
 #: are added to the shared budget (a retry adds them first in any case).
 BUDGET_FLUSH = 2.0
@@ -107,7 +122,8 @@ _GATE = """
 -- 'new' (an attempt's slot), 'rebook' (another slot for the same attempt) or a
 -- generation (is the caller's slot of it still valid? else rebook);
 -- then what this process' answers showed since its last call: successes, answers that
--- were not throttles, a late mark ('' none).
+-- were not throttles, a late mark ('' none); then the renewal lease and the most a
+-- schedule due for renewal is still booked from, in seconds.
 -- Returns {1, TIME s, us, generation, slot, quotas, sends counted, since} (booked),
 -- {2, TIME s, us, generation, '', quotas} (the caller's slot stands) or {0, TIME s, us}
 -- (no schedule here: load the whole state).
@@ -126,9 +142,20 @@ local mark = tonumber(ARGV[6])
 if mark and mark > (tonumber(redis.call('HGET', key, 'cl') or '0') or 0) then
   redis.call('HSET', key, 'cl', ARGV[6])
 end
-local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fb', 'fu')
-if not f[1] or f[4] ~= '1' or now >= (tonumber(f[5]) or math.huge) then
+local f = redis.call('HMGET', key, 'fg', 'fe', 'fq', 'fb', 'fu', 'fx', 'fl')
+if not f[1] or f[4] ~= '1' then
   return {0, t[1], t[2]}
+end
+local due = tonumber(f[5])
+if due and now >= due then
+  -- Due for renewal (a derated rate, a paced release): the first caller renews it (a
+  -- whole load) and holds the lease ARGV[7] seconds meanwhile, while the others go on
+  -- booking from it; past ARGV[8] seconds overdue, nobody books from it.
+  if now >= due + tonumber(ARGV[8]) then return {0, t[1], t[2]} end
+  if now >= (tonumber(f[7]) or 0) then
+    redis.call('HSET', key, 'fl', string.format('%.6f', now + tonumber(ARGV[7])))
+    return {0, t[1], t[2]}
+  end
 end
 redis.call('PEXPIRE', key, ARGV[1])
 if ARGV[3] == 'new' then
@@ -139,11 +166,17 @@ end
 local sent = redis.call('HMGET', key, 'cs', 'c0')
 if ARGV[2] == '1' then count('ca', 1) end
 local slot = math.max(now, tonumber(f[2]) or now)
+-- A paced release: the quota named 'recovery' counts while now < hard and either now <
+-- until or its tat is still ahead (RateLimiter.schedule).
+local r_until, r_hard = string.match(f[6] or '', '^([^,]+),([^,]+)$')
+r_until, r_hard = tonumber(r_until), tonumber(r_hard)
 local names, steps, tats = {}, {}, {}
 for name, interval, tau in string.gmatch(f[3], '([^,;]+),([^,;]+),([^,;]+)') do
   local tat = tonumber(redis.call('HGET', key, 't.' .. name) or '') or now
-  names[#names + 1], steps[#steps + 1], tats[#tats + 1] = name, tonumber(interval), tat
-  slot = math.max(slot, tat - tonumber(tau))
+  if name ~= 'recovery' or not r_hard or (now < r_hard and (now < r_until or tat > now)) then
+    names[#names + 1], steps[#steps + 1], tats[#tats + 1] = name, tonumber(interval), tat
+    slot = math.max(slot, tat - tonumber(tau))
+  end
 end
 if #names == 0 and redis.call('HINCRBY', key, 'cu', 1) == 1 then
   redis.call('HSET', key, 'cus', string.format('%.6f', slot))
@@ -186,24 +219,25 @@ return {got, t[1], t[2]}
 _SAVE = """
 -- KEYS[1]: a pacing hash. ARGV: [1] the version loaded, [2] the new state, [3] ttl in
 -- ms, [4] 1: the stored times are replaced (the schedule restarted, or none was in
--- force), 0: each is kept if later (gates booked meanwhile), [5..9] the schedule (fg fe
--- fq fb fu; '' fg: none), [10..14] the counts taken in (cc co ca cs cu), [15] when the
--- counts left start (the load's TIME), then the times as name, value pairs.
+-- force), 0: each is kept if later (gates booked meanwhile), [5..10] the schedule (fg
+-- fe fq fb fu fx; '' fg: none), [11..15] the counts taken in (cc co ca cs cu), [16]
+-- when the counts left start (the load's TIME), then the times as name, value pairs.
 -- Returns 1 when written, 0 if another write came first (load again).
 local key = KEYS[1]
 local v = redis.call('HGET', key, 'v') or '0'
 if v ~= ARGV[1] then return 0 end
 redis.call('HSET', key, 's', ARGV[2], 'v', (tonumber(v) or 0) + 1)
+redis.call('HDEL', key, 'fl')
 if ARGV[5] == '' then
-  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fb', 'fu')
+  redis.call('HDEL', key, 'fg', 'fe', 'fq', 'fb', 'fu', 'fx')
 else
   redis.call('HSET', key, 'fg', ARGV[5], 'fe', ARGV[6], 'fq', ARGV[7], 'fb', ARGV[8],
-             'fu', ARGV[9])
+             'fu', ARGV[9], 'fx', ARGV[10])
 end
 local counts = {'cc', 'co', 'ca', 'cs', 'cu'}
 local left = false
 for i = 1, 5 do
-  local n = tonumber(ARGV[9 + i]) or 0
+  local n = tonumber(ARGV[10 + i]) or 0
   local now = n
   if n > 0 then now = redis.call('HINCRBY', key, counts[i], -n) else
     now = tonumber(redis.call('HGET', key, counts[i]) or '0') or 0 end
@@ -213,10 +247,10 @@ for i = 1, 5 do
   elseif now > 0 and i < 5 then left = true end
 end
 if not left then redis.call('HDEL', key, 'c0')
-elseif tonumber(ARGV[10]) + tonumber(ARGV[11]) + tonumber(ARGV[12]) + tonumber(ARGV[13]) > 0
-then redis.call('HSET', key, 'c0', ARGV[15]) end
+elseif tonumber(ARGV[11]) + tonumber(ARGV[12]) + tonumber(ARGV[13]) + tonumber(ARGV[14]) > 0
+then redis.call('HSET', key, 'c0', ARGV[16]) end
 local keep = {}
-for i = 16, #ARGV, 2 do
+for i = 17, #ARGV, 2 do
   local field = 't.' .. ARGV[i]
   keep[field] = true
   local stored = tonumber(redis.call('HGET', key, field) or '')
@@ -284,7 +318,7 @@ return result
 _BUDGET_BUCKETS = 10
 
 _COUNTS = ("cc", "co", "ca", "cs", "cu")
-_SCHEDULE = ("fg", "fe", "fq", "fb", "fu")
+_SCHEDULE = ("fg", "fe", "fq", "fb", "fu", "fx")
 _NO_COUNTS = (0, 0, 0, 0, 0)
 
 
@@ -379,7 +413,7 @@ class RedisPacerState:
             reply = self._conn.run(
                 "pacing_gate", _GATE, [self._key(partition)],
                 [_TTL_MS, int(arrival), ask, successes, oks,
-                 "" if mark is None else repr(mark)],
+                 "" if mark is None else repr(mark), _RENEW_LEASE, _RENEW_LATE],
             )
         except BaseException:
             view.give_back(successes, oks, mark)
@@ -445,7 +479,7 @@ class RedisPacerState:
                 if result is not _USE_GATE:
                     fallback.reserved(partition, None, result[0], now)
                     return result
-            raise StoreUnavailable("Redis pacing state: the gates' schedule kept changing")
+            raise StoreBusy("Redis pacing state: the gates' schedule kept changing")
 
         def local() -> tuple[Reservation, Admission | None]:
             if arrival:
@@ -476,15 +510,17 @@ class RedisPacerState:
             with ks.guard:
                 if pending in ks.queue:  # not taken up yet: give up on the store
                     ks.queue.remove(pending)
-                    raise StoreUnavailable(
-                        "Redis is unavailable: pacing calls are queued too long"
+                    raise StoreBusy(
+                        "Redis pacing state: this call queued too long behind the "
+                        "process's other calls on the key"
                     )
             # Being applied now, by a call bounded by its own timeouts; with a deadline,
             # wait no longer than it leaves (the outcome is then unknown, as after a
             # call that timed out).
             left = wait_for(None)
             if not ks.lock.acquire(timeout=-1 if left is None else left):
-                raise StoreUnavailable("Redis is unavailable: pacing calls are queued too long")
+                raise StoreBusy("Redis pacing state: this call queued too long behind the "
+                                "process's other calls on the key")
         try:
             if not pending.done:
                 with ks.guard:
@@ -546,6 +582,8 @@ class RedisPacerState:
             self._fallback.observe(engine, partition, store_now, merged)
             self._view(partition).loaded(schedule, clock, offset)
             return results
+        # (not StoreBusy: a key that never stops changing would cost every call this
+        # many rounds; the store is left alone for a while instead)
         raise StoreUnavailable(
             f"Redis pacing state: {MAX_ATTEMPTS} compare-and-set conflicts in a row"
         )
@@ -562,13 +600,10 @@ class RedisPacerState:
         as loaded (a partition's)."""
         results: list[Any] = []
         for p in batch:
-            if (
-                p.books and fields is not None and "fg" in fields
-                and fields.get("fb") == "1"
-                and store_now < (_number(fields.get("fu")) or math.inf)
-            ):
+            if p.books and fields is not None and "fg" in fields and fields.get("fb") == "1":
                 # The gates may have booked since the load: only the gate script books
-                # while their schedule is in force.
+                # while their schedule is in force (also when it is due for renewal:
+                # the others book from it while one caller renews it, in this write).
                 results.append(_USE_GATE)
                 continue
             # ``p.now`` was read at ``p.started`` on this process' monotonic clock.
@@ -582,13 +617,13 @@ class RedisPacerState:
         version: str,
         state: str,
         restarted: str,
-        fast: tuple[str, str, str, str, str] | None,
+        fast: tuple[str, str, str, str, str, str] | None,
         taken: tuple[int, int, int, int, int],
         since: str,
         tats: dict[str, float],
     ) -> bool:
         args: list[Any] = [version, state, _TTL_MS, restarted]
-        args.extend(fast or ("", "", "", "", ""))
+        args.extend(fast or ("", "", "", "", "", ""))
         args.extend(taken)
         args.append(since or "0")
         for name, tat in tats.items():
@@ -667,9 +702,10 @@ class RedisPacerState:
         anchor = time.monotonic()  # (when ``now`` was read, about)
         ask = "new" if previous is None else "rebook"
         if previous is not None and not previous.tentative:
-            view = self._views.get(partition)
-            if view is not None and view.stands(previous.generation):
-                return previous  # seen valid moments ago: no call
+            # Always asked, however recently this process saw the generation: a pause
+            # elsewhere in between voided the slot, and the schedule restarted from the
+            # pause's end (100 processes x 2 threads at R=150: 27 % of 429s when a
+            # waiter's slot stood unasked for 0.25 s after the last reply, 0.7 % asked).
             ask = str(previous.generation)
         fallback = self._fallback
 
@@ -693,7 +729,7 @@ class RedisPacerState:
                 if got is not _USE_GATE:
                     fallback.reserved(partition, previous, got, now)
                     return got
-            raise StoreUnavailable("Redis pacing state: the gates' schedule kept changing")
+            raise StoreBusy("Redis pacing state: the gates' schedule kept changing")
 
         return self._failure.guard(
             "reserve", backend,
@@ -885,11 +921,6 @@ class _View:
                 learned = _learned(quotas)
                 self.learned = None if learned is None else learned.interval
 
-    def stands(self, generation: int) -> bool:
-        return (
-            generation == self.generation and time.monotonic() - self.seen <= FRESH
-        )
-
     def quiet_now(self) -> bool:
         return self.quiet and time.monotonic() - self.seen <= FRESH
 
@@ -962,15 +993,17 @@ def _learned(quotas: str) -> Quota | None:
 
 def _schedule_fields(
     schedule: SharedSchedule | None,
-) -> tuple[str, str, str, str, str] | None:
+) -> tuple[str, str, str, str, str, str] | None:
     if schedule is None:
         return None
+    recovery = schedule.recovery
     return (
         str(schedule.generation),
         repr(schedule.earliest),
         _quota_fields(schedule.quotas),
         "1" if schedule.quiet else "0",
         repr(schedule.until) if math.isfinite(schedule.until) else "",
+        "" if recovery is None else f"{recovery[0]!r},{recovery[1]!r}",
     )
 
 
