@@ -426,7 +426,7 @@ class RedisPacerState:
         if code == 0:
             return None
         generation = int(reply[3])
-        learned = view.saw(generation, seen, offset, _text(reply[5]) or "")
+        learned = view.saw(seen, offset, _text(reply[5]) or "")
         if learned is not None:
             self._fallback.learned_quota(partition, learned)
         if code == 2:
@@ -869,13 +869,11 @@ class _View:
     showed since (to ride along on the next gate call)."""
 
     __slots__ = (
-        "generation", "guard", "late", "learned", "offset", "oks", "quiet", "quotas", "seen",
-        "successes",
+        "guard", "late", "learned", "offset", "oks", "quiet", "quotas", "seen", "successes",
     )
 
     def __init__(self) -> None:
         self.guard = threading.Lock()
-        self.generation = -1
         #: When (``time.monotonic()``) a reply last showed the schedule in force.
         self.seen = -math.inf
         #: The caller's clock minus Redis' at that reply.
@@ -888,13 +886,13 @@ class _View:
         self.oks = 0
         self.late: float | None = None
 
-    def saw(self, generation: int, seen: float, offset: float, quotas: str) -> Quota | None:
+    def saw(self, seen: float, offset: float, quotas: str) -> Quota | None:
         """A gate call showed the schedule in force; returns the learned quota when it
         is not the one seen last."""
         with self.guard:
             if seen < self.seen:
                 return None
-            self.generation, self.seen, self.offset = generation, seen, offset
+            self.seen, self.offset = seen, offset
             self.quiet = True
             if quotas == self.quotas:
                 return None
@@ -912,7 +910,7 @@ class _View:
                 self.seen = -math.inf  # ask again next time
                 self.quiet = False
                 return
-            self.generation, self.seen = schedule.generation, seen
+            self.seen = seen
             self.quiet = True
             self.offset = offset
             quotas = _quota_fields(schedule.quotas)
