@@ -15,6 +15,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from surefoot.errors import ConfigurationError, StoreError, StoreUnavailable
 from surefoot.oauth import Token, TokenCache
@@ -85,6 +87,24 @@ def test_a_prefix_with_braces_is_refused(prefix: str) -> None:
     # over several slots)
     with pytest.raises(ConfigurationError, match="prefix"):
         RedisStore("redis://127.0.0.1:1/0", prefix=prefix)
+
+
+@given(st.text(alphabet="ab{}()%7BD", max_size=8), st.text(alphabet="ab{}()%7BD", max_size=8))
+@example("a{b}", "a(b)")
+@example("{", "%7B")
+def test_distinct_tags_are_distinct_keys_in_one_slot_each(a: str, b: str) -> None:
+    """A tag's braces are escaped, injectively ("a{b}" and "a(b)" once shared a key),
+    and leave exactly one hash tag: the key's whole tag."""
+    from surefoot.stores._redis._connection import RedisConnection
+
+    conn = RedisConnection("redis://127.0.0.1:1/0", prefix="p:")
+    key_a, key_b = conn.key(a, "pacing"), conn.key(b, "pacing")
+    assert (key_a == key_b) == (a == b)
+    for key in (key_a, key_b):
+        assert key.count("{") == 1
+        assert key.count("}") == 1
+        assert key.startswith("p:{")
+        assert key.endswith("}:pacing")
 
 
 def test_a_client_of_another_type_is_refused() -> None:

@@ -272,8 +272,10 @@ class RedisConnection:
         return f"RedisConnection({where}, prefix={self.prefix!r})"
 
     def key(self, tag: str, name: str) -> str:
-        """``<prefix>{<tag>}:<name>`` — one Cluster slot per tag."""
-        safe = tag.replace("{", "(").replace("}", ")")
+        """``<prefix>{<tag>}:<name>`` — one Cluster slot per tag. Braces in the tag are
+        escaped (as ``%7B`` and ``%7D``, and ``%`` as ``%25``), so that distinct tags
+        stay distinct keys."""
+        safe = tag.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
         return f"{self.prefix}{{{safe}}}:{name}"
 
     def run(self, name: str, source: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
