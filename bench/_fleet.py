@@ -765,7 +765,8 @@ def print_hosts_table(scen: FleetScenario, env: Any, figures: dict[str, dict[str
     print_closed_rows(figures, scen.box)
     print(f"\n{'client':<21} {'jainP':>6} {'RT/req':>7} {'cmd/req':>7} {'scr/req':>7} "
           f"{'redisCPU':>8} {'cliCPU':>7} {'sbxCPU':>7} {'busy':>5} {'add50':>6} {'add99':>6} "
-          f"{'lat99':>6} {'rds50':>6} {'rds99':>6} {'cpu99':>6} {'call/a':>6} {'RT/a':>5}")
+          f"{'lat99':>6} {'set99':>6} {'rds50':>6} {'rds99':>6} {'cpu99':>6} {'call/a':>6} "
+          f"{'RT/a':>5}")
     for name, m in figures.items():
         print(f"{name:<21} {fmt(m['jain_processes'], '6.3f')} "
               f"{fmt(m['redis_round_trips_per_request'], '7.2f')} "
@@ -777,6 +778,7 @@ def print_hosts_table(scen: FleetScenario, env: Any, figures: dict[str, dict[str
               f"{fmt(m.get('added_latency_p50_ms'), '6.2f')} "
               f"{fmt(m.get('added_latency_p99_ms'), '6.2f')} "
               f"{fmt(m.get('added_latency_later_p99_ms'), '6.2f')} "
+              f"{fmt(m.get('added_latency_settled_p99_ms'), '6.2f')} "
               f"{fmt(m.get('redis_time_p50_ms'), '6.2f')} "
               f"{fmt(m.get('redis_time_p99_ms'), '6.2f')} "
               f"{fmt(m.get('redis_cpu_p99_ms'), '6.2f')} "
@@ -788,7 +790,8 @@ def print_hosts_table(scen: FleetScenario, env: Any, figures: dict[str, dict[str
           "redisCPU, cliCPU, sbxCPU: CPU s per 1000 requests of redis-server, all client "
           "processes, the sandbox; busy: the machine's CPU use; add50/add99: added latency "
           "per attempt, ms (Redis time minus the proxies' hold); lat99: the same p99 over each "
-          "thread's attempts after its first (which meets the fleet's cold start); "
+          "thread's attempts after its first (which meets the fleet's cold start); set99: "
+          "over the attempts that ended 5 s or more after the start; "
           "rds50/rds99: Redis time per attempt, ms; cpu99: the thread's CPU time in those "
           "calls, p99, ms; call/a, RT/a: Redis calls and round trips per attempt)")
     for name, m in figures.items():

@@ -1162,12 +1162,14 @@ class RedisCosts:
     calls, the round trips (``send_packed_command``), time in the pacer state's methods,
     and the thread's CPU time in the first and in the last).
     :meth:`close_attempt` turns it into one sample, with the thread's count of attempts
-    before it (0: its first, which meets the fleet's cold start)."""
+    before it (0: its first, which meets the fleet's cold start) and when it ended
+    (seconds since :meth:`reset`)."""
 
     def __init__(self, counters_path: str | None) -> None:
         self.counters = Counters(counters_path) if counters_path else None
         self.local = threading.local()
         self.samples: list[tuple[float, ...]] = []
+        self.t0 = time.monotonic()
         self._totals: list[list[int]] = []  # per thread: [round trips], whatever the caller
         self.installed = False
 
@@ -1188,6 +1190,7 @@ class RedisCosts:
     def reset(self) -> None:
         """Forget the samples and round trips so far (call while no thread sends)."""
         self.samples = []
+        self.t0 = time.monotonic()
         for total in self._totals:
             total[0] = 0
 
@@ -1251,7 +1254,7 @@ class RedisCosts:
         acc = self._acc()
         index = getattr(self.local, "attempts", 0)
         self.local.attempts = index + 1
-        self.samples.append((*acc, index))
+        self.samples.append((*acc, index, time.monotonic() - self.t0))
         acc[:] = [0.0, 0.0, 0, 0, 0.0, 0.0, 0.0]
 
 
@@ -1332,6 +1335,10 @@ class _TimedState:
         return wrapped
 
 
+#: See ``added_latency_settled_*`` in :func:`cost_figures` (seconds after the barrier).
+SETTLE_S = 5.0
+
+
 def cost_figures(samples: Sequence[Sequence[float]]) -> dict[str, Any]:
     """Per attempt: added latency (Redis time minus what the proxy held), its parts."""
     if not samples:
@@ -1346,6 +1353,9 @@ def cost_figures(samples: Sequence[Sequence[float]]) -> dict[str, Any]:
     # Each thread's later attempts: its first met the fleet's cold start (every process's
     # first contact at the barrier, at once), its connection already open.
     later = [1000 * (s[0] - s[1]) for s in samples if len(s) > 7 and s[7] > 0] or added
+    # The attempts that ended SETTLE_S or more after the barrier: the fleet's first
+    # seconds (every process's first contact, whole-state writes contending) left out.
+    settled = [1000 * (s[0] - s[1]) for s in samples if len(s) > 8 and s[8] >= SETTLE_S]
     injected = [1000 * s[1] for s in samples]
     store = [1000 * s[4] for s in samples]
     redis_cpu = [1000 * s[5] for s in samples]
@@ -1360,6 +1370,9 @@ def cost_figures(samples: Sequence[Sequence[float]]) -> dict[str, Any]:
         "added_latency_max_ms": max(added),
         "added_latency_later_p50_ms": q(later, 0.50),
         "added_latency_later_p99_ms": q(later, 0.99),
+        "added_latency_settled_p50_ms": q(settled, 0.50) if settled else None,
+        "added_latency_settled_p99_ms": q(settled, 0.99) if settled else None,
+        "attempts_settled": len(settled),
         "redis_time_p50_ms": q(redis_ms, 0.50),
         "redis_time_p99_ms": q(redis_ms, 0.99),
         "injected_p50_ms": q(injected, 0.50),

@@ -226,9 +226,13 @@ def test_prioritize_renices_every_thread_and_those_they_start() -> None:
 
 def test_cost_figures_give_the_p99_after_each_threads_first_attempt() -> None:
     # [redis_s, injected_s, calls, round_trips, store_s, redis_cpu_s, store_cpu_s, index]
-    first = [(0.200, 0.002, 1, 1, 0.2, 0.001, 0.001, 0)] * 5
-    later = [(0.004, 0.002, 1, 1, 0.004, 0.001, 0.001, i) for i in range(1, 96)]
-    figures = _hosts.cost_figures(first + later)
+    # [..., index, seconds since the start]
+    first = [(0.200, 0.002, 1, 1, 0.2, 0.001, 0.001, 0, 0.1)] * 5
+    early = [(0.050, 0.002, 1, 1, 0.05, 0.001, 0.001, 1, 1.0)] * 5
+    later = [(0.004, 0.002, 1, 1, 0.004, 0.001, 0.001, i, 6.0) for i in range(1, 91)]
+    figures = _hosts.cost_figures(first + early + later)
     assert figures["added_latency_p99_ms"] == pytest.approx(198.0)
-    assert figures["added_latency_later_p99_ms"] == pytest.approx(2.0)
+    assert figures["added_latency_later_p99_ms"] == pytest.approx(48.0)
     assert figures["added_latency_later_p50_ms"] == pytest.approx(2.0)
+    assert figures["added_latency_settled_p99_ms"] == pytest.approx(2.0)
+    assert figures["attempts_settled"] == 90
