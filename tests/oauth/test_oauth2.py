@@ -467,6 +467,19 @@ def test_invalid_grant_is_typed_and_never_retried(oauth_server: OAuthServer) -> 
     assert len(refreshes(oauth_server)) == 1
 
 
+def test_the_dead_refresh_tokens_remembered_are_bounded(oauth_server: OAuthServer) -> None:
+    from surefoot.oauth._cache import _MAX_DEAD, _fingerprint
+
+    cache = BearerAuth.refresh_token(
+        oauth_server.token_url, "basic-client", BASIC_SECRET, refresh_token="r-0", hook=quiet,
+    ).cache
+    for i in range(3 * _MAX_DEAD):
+        cache._bury(f"r-{i}")
+    assert len(cache._dead_refresh) == _MAX_DEAD
+    assert _fingerprint(f"r-{3 * _MAX_DEAD - 1}") in cache._dead_refresh  # the newest stay
+    assert _fingerprint("r-0") not in cache._dead_refresh
+
+
 def test_rotated_away_refresh_token_adopts_the_other_holders_token(
     oauth_server: OAuthServer,
 ) -> None:

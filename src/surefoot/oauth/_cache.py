@@ -96,6 +96,8 @@ _FETCH_POLICY = RetryPolicy(max_attempts=3, deadline=30.0, backoff_initial=0.2, 
 #: Waiters poll the store for the new token this often (seconds, jittered in between).
 _POLL_MIN = 0.01
 _POLL_MAX = 0.05
+#: Rejected refresh tokens a cache remembers (see ``TokenCache._dead_refresh``).
+_MAX_DEAD = 64
 
 
 def _keep(response: HttpResponse) -> None:
@@ -178,8 +180,9 @@ class TokenCache:
         self._loaded = False
         self.refreshes = 0
         #: Fingerprints of refresh tokens the server rejected (or we revoked): never sent
-        #: again by this cache.
-        self._dead_refresh: set[str] = set()
+        #: again by this cache. The newest :data:`_MAX_DEAD` only (insertion order): a
+        #: cache rotating through endless rejected tokens does not grow without bound.
+        self._dead_refresh: dict[str, None] = {}
 
     def __repr__(self) -> str:
         return f"TokenCache(key={self.key!r}, store={self.store!r}, token={self._token!r})"
@@ -391,6 +394,13 @@ class TokenCache:
             with contextlib.suppress(StoreError):  # if so, the lease expires on its own
                 store.release_lease(self.key, owner)
 
+    def _bury(self, refresh: str) -> None:
+        """Remember ``refresh`` as dead (see ``_dead_refresh``)."""
+        dead = self._dead_refresh
+        dead[_fingerprint(refresh)] = None
+        while len(dead) > _MAX_DEAD:
+            del dead[next(iter(dead))]
+
     def _check_not_dead(self, current: Token | None) -> None:
         """A refresh token the server already rejected is not sent again."""
         source = self.source
@@ -435,7 +445,7 @@ class TokenCache:
         if isinstance(source, RefreshTokenGrant):
             refresh = source.refresh_token_for(current)
             if refresh is not None:
-                self._dead_refresh.add(_fingerprint(refresh))
+                self._bury(refresh)
         self._emit(EventKind.TOKEN_REFRESH_FAILED, f"{why}: {exc}")
 
     def _publish(self, new: Token, base: int, why: str) -> Token:
@@ -608,7 +618,7 @@ class TokenCache:
                 return False
             if token.refresh_token:  # first: the server ends its access tokens too
                 self._revoke_one(source, token.refresh_token, "refresh_token", deadline)
-                self._dead_refresh.add(_fingerprint(token.refresh_token))
+                self._bury(token.refresh_token)
             failure: TokenEndpointError | None = None
             try:
                 self._revoke_one(source, token.access_token, "access_token", deadline)
