@@ -817,30 +817,32 @@ def _threads(pid: int) -> list[int]:
     return sorted(tids) or [pid]
 
 
+def _each_thread(pid: int, apply: Callable[[int], None]) -> bool:
+    """``apply(tid)`` to every thread of the process; whether it was done (``False``
+    when the system refused, e.g. not root)."""
+    try:
+        for tid in _threads(pid):
+            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
+                apply(tid)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 def prioritize(pid: int, niceness: int) -> bool:
     """Renice a process, every thread of it (threads it starts later inherit the
     niceness of the thread starting them; root only: lowering the niceness); whether it
     was done."""
-    try:
-        for tid in _threads(pid):
-            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-                os.setpriority(os.PRIO_PROCESS, tid, niceness)
-    except OSError:
-        return False
-    return True
+    return _each_thread(pid, lambda tid: os.setpriority(os.PRIO_PROCESS, tid, niceness))
 
 
 def realtime(pid: int, priority: int = 10) -> bool:
     """Put a process in the SCHED_FIFO class (root only); whether it was done. For the
     proxies, which stand for the network: they sleep in ``epoll`` between chunks (and the
     kernel keeps 5 % of each second for the other classes anyway)."""
-    try:
-        for tid in _threads(pid):
-            with contextlib.suppress(ProcessLookupError):  # a thread that just ended
-                os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
-    except (OSError, AttributeError):
-        return False
-    return True
+    return _each_thread(
+        pid, lambda tid: os.sched_setscheduler(tid, os.SCHED_FIFO, os.sched_param(priority))
+    )
 
 
 # -- the hosts environment (parent side) --------------------------------------------------
@@ -1350,12 +1352,11 @@ def cost_figures(samples: Sequence[Sequence[float]]) -> dict[str, Any]:
 
     redis_ms = [1000 * s[0] for s in samples]
     added = [1000 * (s[0] - s[1]) for s in samples]
-    # Each thread's later attempts: its first met the fleet's cold start (every process's
-    # first contact at the barrier, at once), its connection already open.
-    later = [1000 * (s[0] - s[1]) for s in samples if len(s) > 7 and s[7] > 0] or added
-    # The attempts that ended SETTLE_S or more after the barrier: the fleet's first
-    # seconds (every process's first contact, whole-state writes contending) left out.
-    settled = [1000 * (s[0] - s[1]) for s in samples if len(s) > 8 and s[8] >= SETTLE_S]
+    # Each thread's later attempts (its first met the fleet's cold start: every process's
+    # first contact at the barrier, at once), and the attempts that ended SETTLE_S or
+    # more after the barrier (the fleet's first seconds left out).
+    later = [a for a, s in zip(added, samples, strict=True) if s[7] > 0]
+    settled = [a for a, s in zip(added, samples, strict=True) if s[8] >= SETTLE_S]
     injected = [1000 * s[1] for s in samples]
     store = [1000 * s[4] for s in samples]
     redis_cpu = [1000 * s[5] for s in samples]
@@ -1368,8 +1369,8 @@ def cost_figures(samples: Sequence[Sequence[float]]) -> dict[str, Any]:
         "added_latency_p50_ms": q(added, 0.50),
         "added_latency_p99_ms": q(added, 0.99),
         "added_latency_max_ms": max(added),
-        "added_latency_later_p50_ms": q(later, 0.50),
-        "added_latency_later_p99_ms": q(later, 0.99),
+        "added_latency_later_p50_ms": q(later, 0.50) if later else None,
+        "added_latency_later_p99_ms": q(later, 0.99) if later else None,
         "added_latency_settled_p50_ms": q(settled, 0.50) if settled else None,
         "added_latency_settled_p99_ms": q(settled, 0.99) if settled else None,
         "attempts_settled": len(settled),

@@ -8,6 +8,7 @@ loopback; no root, namespace or Redis needed.
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -193,8 +194,6 @@ def test_prioritize_renices_every_thread_and_those_they_start() -> None:
     """A niceness is a thread's own on Linux: set on the pid alone, it left a threaded
     server's accept loop (and every handler thread it started) at 0, while the bench
     printed "sandbox: nice -10". Raising it (5) needs no root."""
-    import subprocess
-
     code = (
         "import sys, threading, time\n"
         "def child(): time.sleep(30)\n"
@@ -225,8 +224,8 @@ def test_prioritize_renices_every_thread_and_those_they_start() -> None:
 
 
 def test_cost_figures_give_the_p99_after_each_threads_first_attempt() -> None:
-    # [redis_s, injected_s, calls, round_trips, store_s, redis_cpu_s, store_cpu_s, index]
-    # [..., index, seconds since the start]
+    # [redis_s, injected_s, calls, round_trips, store_s, redis_cpu_s, store_cpu_s,
+    #  the thread's attempts before, seconds since the start]
     first = [(0.200, 0.002, 1, 1, 0.2, 0.001, 0.001, 0, 0.1)] * 5
     early = [(0.050, 0.002, 1, 1, 0.05, 0.001, 0.001, 1, 1.0)] * 5
     later = [(0.004, 0.002, 1, 1, 0.004, 0.001, 0.001, i, 6.0) for i in range(1, 91)]
